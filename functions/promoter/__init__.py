@@ -1,0 +1,1 @@
+"""ECR Image Promoter: the engine shared by the Lambda functions, the CLI and the local run."""

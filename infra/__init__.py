@@ -1,0 +1,1 @@
+"""CDK constructs and stack for the promoter."""

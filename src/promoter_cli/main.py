@@ -1,0 +1,31 @@
+"""`promoter`: the command line. Each sub-command lives in its own module with a `register`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from promoter_cli import cmd_engine, cmd_local
+
+# Each module adds its sub-commands to the parser and sets `func` (args -> exit code).
+COMMAND_MODULES = (cmd_engine, cmd_local)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="promoter", description="Event-driven promotion of container images inside AWS ECR."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
