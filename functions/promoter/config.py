@@ -1,0 +1,404 @@
+"""The promotion configuration: parse, validate, and answer questions about it.
+
+The Lambda reads the staged JSON (`parse_config` on a dict, no PyYAML); the CLI and the CDK app
+read `promotion.yaml` through `load_config`, which imports PyYAML only when it needs it. Every
+refusal is a `ConfigError` naming the rule, the field and the reason, so a bad configuration is
+stopped at `promoter validate` / synth time, never by a failing promotion at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from promoter.exceptions import ConfigError, TemplateError
+from promoter.patterns import (
+    REPOSITORY_GLOB_CHARS,
+    TAG_GLOB_CHARS,
+    NamePattern,
+    can_match_semver,
+    check_pattern,
+    globs_overlap,
+    patterns_overlap,
+)
+from promoter.templates import (
+    SEMVER_FIELDS,
+    SHORT_DIGEST_HEX_CHARS,
+    ImageFacts,
+    is_valid_repository,
+    is_valid_tag,
+    template_fields,
+)
+
+__all__ = [
+    "ConfigError",
+    "PromotionConfig",
+    "Rule",
+    "SourceSpec",
+    "TargetSpec",
+    "load_config",
+    "parse_config",
+]
+
+TRIGGER_PUSH = "push"
+TRIGGER_REQUEST = "request"
+TRIGGERS = (TRIGGER_PUSH, TRIGGER_REQUEST)
+DEFAULT_TRIGGER = TRIGGER_PUSH
+DEFAULT_SOURCE_TAGS = ("*",)
+DEFAULT_TARGET_TAGS = ("{tag}",)
+RULE_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+
+_TOP_KEYS = frozenset({"rules"})
+_RULE_KEYS = frozenset({"name", "source", "trigger", "targets"})
+_SOURCE_KEYS = frozenset({"repository", "tags"})
+_TARGET_KEYS = frozenset({"repository", "tags"})
+
+# Values used to try a template before any image exists: a rendered name that ECR would refuse
+# for these is refused for every image. A wildcard in a source pattern stands for one character.
+_SAMPLE_DIGEST = "sha256:" + "0123456789abcdef" * 4
+_SAMPLE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Which pushed images a rule takes: a repository name or glob, and tag patterns."""
+
+    repository: str
+    tags: tuple[str, ...] = DEFAULT_SOURCE_TAGS
+
+    @cached_property
+    def repository_pattern(self) -> NamePattern:
+        return NamePattern(self.repository)
+
+    @cached_property
+    def tag_patterns(self) -> tuple[NamePattern, ...]:
+        return tuple(NamePattern(tag) for tag in self.tags)
+
+    def matches(self, repository: str, tag: str) -> bool:
+        """Whether an image tagged `tag` in `repository` is taken by this source."""
+        return self.repository_pattern.matches(repository) and any(p.matches(tag) for p in self.tag_patterns)
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """Where a rule puts the image: a repository template and tag templates."""
+
+    repository: str
+    tags: tuple[str, ...] = DEFAULT_TARGET_TAGS
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One promotion rule: images matching `source` go to every target, on `trigger`."""
+
+    name: str
+    source: SourceSpec
+    trigger: str
+    targets: tuple[TargetSpec, ...]
+
+    @property
+    def uses_semver(self) -> bool:
+        return any(
+            SEMVER_FIELDS.intersection(template_fields(t))
+            for target in self.targets
+            for t in (target.repository, *target.tags)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": {"repository": self.source.repository, "tags": list(self.source.tags)},
+            "trigger": self.trigger,
+            "targets": [{"repository": t.repository, "tags": list(t.tags)} for t in self.targets],
+        }
+
+
+@dataclass(frozen=True)
+class PromotionConfig:
+    """The validated rules, in the order written."""
+
+    rules: tuple[Rule, ...]
+
+    def rules_for(self, trigger: str) -> tuple[Rule, ...]:
+        """The rules that fire on this trigger (`push` or `request`)."""
+        return tuple(rule for rule in self.rules if rule.trigger == trigger)
+
+    def rule(self, name: str) -> Rule | None:
+        return next((rule for rule in self.rules if rule.name == name), None)
+
+    def source_repository_globs(self) -> tuple[str, ...]:
+        """Every source repository pattern, sorted, for IAM scoping (globs are IAM-compatible)."""
+        return tuple(sorted({rule.source.repository for rule in self.rules}))
+
+    def target_repository_globs(self) -> tuple[str, ...]:
+        """Every target repository as a glob (`{repository}` = the source glob, other fields `*`)."""
+        return tuple(
+            sorted(
+                {
+                    template_to_glob(target.repository, rule.source.repository, "*")
+                    for rule in self.rules
+                    for target in rule.targets
+                }
+            )
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rules": [rule.to_dict() for rule in self.rules]}
+
+    def to_json(self) -> str:
+        """The configuration as JSON, for staging into the Lambda asset (`parse_config` reads it)."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def load_config(path: str | Path) -> PromotionConfig:
+    """Reads a YAML or JSON file; raises ConfigError when it cannot be read or is invalid."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+    else:
+        import yaml  # only the CLI and synth read YAML; the Lambda package never imports it
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    return parse_config(data)
+
+
+def parse_config(data: object) -> PromotionConfig:
+    """Validates a configuration given as plain data (parsed JSON or YAML)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"the configuration must be a mapping with 'rules', got {type(data).__name__}")
+    _refuse_unknown_keys(data, _TOP_KEYS, rule=None, field=None)
+    raw_rules = data.get("rules")
+    if not isinstance(raw_rules, list) or not raw_rules:
+        raise ConfigError("must be a non-empty list of rules", field="rules")
+    rules = tuple(_parse_rule(raw, index) for index, raw in enumerate(raw_rules))
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.name in seen:
+            raise ConfigError("duplicate rule name", rule=rule.name, field="name")
+        seen.add(rule.name)
+    config = PromotionConfig(rules)
+    _refuse_cycles(config)
+    return config
+
+
+def _parse_rule(raw: object, index: int) -> Rule:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"rule #{index + 1} must be a mapping", field=f"rules[{index}]")
+    name = raw.get("name")
+    if not isinstance(name, str) or not RULE_NAME_PATTERN.fullmatch(name):
+        raise ConfigError(
+            f"rule #{index + 1}: name must be 1-64 lowercase letters, digits or '-', got {name!r}",
+            field="name",
+        )
+    _refuse_unknown_keys(raw, _RULE_KEYS, rule=name, field=None)
+    trigger = raw.get("trigger", DEFAULT_TRIGGER)
+    if trigger not in TRIGGERS:
+        raise ConfigError(
+            f"must be one of {', '.join(TRIGGERS)}, got {trigger!r}", rule=name, field="trigger"
+        )
+    source = _parse_source(raw.get("source"), name)
+    raw_targets = raw.get("targets")
+    if not isinstance(raw_targets, list) or not raw_targets:
+        raise ConfigError("must be a non-empty list", rule=name, field="targets")
+    targets = tuple(_parse_target(t, name, i, source) for i, t in enumerate(raw_targets))
+    rule = Rule(name=name, source=source, trigger=trigger, targets=targets)
+    if rule.uses_semver and not any(can_match_semver(p) for p in source.tag_patterns):
+        raise ConfigError(
+            "targets use {major}/{minor}/{patch} but no source tag pattern can match a semantic version",
+            rule=name,
+            field="source.tags",
+        )
+    return rule
+
+
+def _parse_source(raw: object, rule: str) -> SourceSpec:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("must be a mapping with 'repository' and 'tags'", rule=rule, field="source")
+    _refuse_unknown_keys(raw, _SOURCE_KEYS, rule=rule, field="source")
+    repository = raw.get("repository")
+    try:
+        pattern = check_pattern(repository, REPOSITORY_GLOB_CHARS, "repository")
+    except ValueError as exc:
+        raise ConfigError(str(exc), rule=rule, field="source.repository") from exc
+    if pattern.is_regex:
+        raise ConfigError(
+            "a repository is an exact name or a glob, not a regex", rule=rule, field="source.repository"
+        )
+    if pattern.is_exact and not is_valid_repository(pattern.text):
+        raise ConfigError(
+            f"{pattern.text!r} is not a valid ECR repository name", rule=rule, field="source.repository"
+        )
+    tags = _string_list(raw.get("tags", list(DEFAULT_SOURCE_TAGS)), rule, "source.tags")
+    for i, tag in enumerate(tags):
+        try:
+            check_pattern(tag, TAG_GLOB_CHARS, "tag")
+        except ValueError as exc:
+            raise ConfigError(str(exc), rule=rule, field=f"source.tags[{i}]") from exc
+    return SourceSpec(repository=pattern.text, tags=tags)
+
+
+def _parse_target(raw: object, rule: str, index: int, source: SourceSpec) -> TargetSpec:
+    where = f"targets[{index}]"
+    if not isinstance(raw, Mapping):
+        raise ConfigError("must be a mapping with 'repository' and 'tags'", rule=rule, field=where)
+    _refuse_unknown_keys(raw, _TARGET_KEYS, rule=rule, field=where)
+    repository = raw.get("repository")
+    if not isinstance(repository, str) or not repository:
+        raise ConfigError("must be a non-empty string", rule=rule, field=f"{where}.repository")
+    tags = _string_list(raw.get("tags", list(DEFAULT_TARGET_TAGS)), rule, f"{where}.tags")
+    _check_template(repository, source, rule, f"{where}.repository", is_tag=False)
+    for i, tag in enumerate(tags):
+        _check_template(tag, source, rule, f"{where}.tags[{i}]", is_tag=True)
+    return TargetSpec(repository=repository, tags=tags)
+
+
+def _check_template(template: str, source: SourceSpec, rule: str, field: str, *, is_tag: bool) -> None:
+    """Refuses a template that cannot be filled, or that renders a name ECR would refuse."""
+    try:
+        fields = template_fields(template)
+    except TemplateError as exc:
+        raise ConfigError(str(exc), rule=rule, field=field) from exc
+    what = "tag" if is_tag else "repository name"
+    if "digest" in fields:
+        raise ConfigError(
+            f"{{digest}} renders 'sha256:...' and ':' is not allowed in an ECR {what}; use {{short_digest}}",
+            rule=rule,
+            field=field,
+        )
+    if (
+        is_tag
+        and "repository" in fields
+        and (not source.repository_pattern.is_exact or "/" in source.repository)
+    ):
+        raise ConfigError(
+            "{repository} can render a '/', which is not allowed in an ECR tag", rule=rule, field=field
+        )
+    sample_tag = next((_sample(p) for p in source.tag_patterns if can_match_semver(p)), None)
+    if sample_tag is None or SEMVER_FIELDS.isdisjoint(fields):
+        sample_tag = _sample(source.tag_patterns[0])
+    facts = ImageFacts(repository=_sample(source.repository_pattern), tag=sample_tag, digest=_SAMPLE_DIGEST)
+    values = {"major": _SAMPLE_VERSION, "minor": _SAMPLE_VERSION, "patch": _SAMPLE_VERSION}
+    rendered = template.format(
+        tag=facts.tag,
+        repository=facts.repository,
+        digest=facts.digest,
+        short_digest=facts.digest.split(":", 1)[1][:SHORT_DIGEST_HEX_CHARS],
+        **values,
+    )
+    valid = is_valid_tag(rendered) if is_tag else is_valid_repository(rendered)
+    if not valid:
+        raise ConfigError(
+            f"template {template!r} renders {rendered!r} for a matching image: not a valid ECR {what}",
+            rule=rule,
+            field=field,
+        )
+
+
+def _sample(pattern: NamePattern) -> str:
+    """A plausible name matching the pattern: each wildcard stands for '1'; a regex for 'x'."""
+    if pattern.is_regex:
+        return "x"
+    return pattern.text.replace("*", "1").replace("?", "1")
+
+
+def _string_list(raw: object, rule: str, field: str) -> tuple[str, ...]:
+    if isinstance(raw, str) or not isinstance(raw, list) or not raw:
+        raise ConfigError(f"must be a non-empty list of strings, got {raw!r}", rule=rule, field=field)
+    for item in raw:
+        if not isinstance(item, str) or not item:
+            raise ConfigError(f"must hold only non-empty strings, got {item!r}", rule=rule, field=field)
+    return tuple(raw)
+
+
+def _refuse_unknown_keys(
+    raw: Mapping[Any, Any], allowed: frozenset[str], *, rule: str | None, field: str | None
+) -> None:
+    unknown = sorted(str(key) for key in raw if key not in allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})",
+            rule=rule,
+            field=f"{field}.{unknown[0]}" if field else unknown[0],
+        )
+
+
+def template_to_glob(template: str, repository_glob: str, tag_glob: str) -> str:
+    """The glob of every name a template can render: {repository} and {tag} become the source's
+    patterns, every other field `*`."""
+    return template.format(
+        repository=repository_glob,
+        tag=tag_glob,
+        digest="*",
+        short_digest="*",
+        major="*",
+        minor="*",
+        patch="*",
+    )
+
+
+def _feeds(producer: Rule, consumer: Rule) -> bool:
+    """Whether an image `producer` puts could trigger `consumer` (every PutImage is a PUSH event)."""
+    if consumer.trigger != TRIGGER_PUSH:
+        return False
+    for target in producer.targets:
+        repo_glob = template_to_glob(target.repository, producer.source.repository, "*")
+        if not globs_overlap(repo_glob, consumer.source.repository):
+            continue
+        for source_tag in producer.source.tag_patterns:
+            for template in target.tags:
+                produced = NamePattern(
+                    template_to_glob(template, producer.source.repository, source_tag.as_glob())
+                )
+                if any(patterns_overlap(produced, taken) for taken in consumer.source.tag_patterns):
+                    return True
+    return False
+
+
+def _refuse_cycles(config: PromotionConfig) -> None:
+    """Refuses rules whose targets feed back into their own source chain (self-loops included)."""
+    edges = {
+        rule.name: [other.name for other in config.rules if _feeds(rule, other)] for rule in config.rules
+    }
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(name: str) -> None:
+        state[name] = 1
+        path.append(name)
+        for nxt in edges[name]:
+            if state.get(nxt) == 1:
+                cycle = [*path[path.index(nxt) :], nxt]
+                raise ConfigError(
+                    "targets feed back into the rule's own source chain: "
+                    + " -> ".join(cycle)
+                    + " (every PutImage emits a PUSH event)",
+                    rule=nxt,
+                    field="targets",
+                )
+            if nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[name] = 2
+
+    for rule in config.rules:
+        if rule.name not in state:
+            visit(rule.name)
+
+
+def rule_names(rules: Iterable[Rule]) -> list[str]:
+    return [rule.name for rule in rules]

@@ -1,0 +1,77 @@
+"""One exception class per condition the engine can meet.
+
+Errors raised by boto3 are turned into these at the registry boundary (`promoter.registry`), once;
+everything above that boundary speaks only these names. `retryable` says whether handing the work
+back for redelivery (SQS) can help: throttling or a service fault can pass, a conflict cannot.
+"""
+
+from __future__ import annotations
+
+
+class PromoterError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+    retryable = False
+
+
+class ConfigError(PromoterError):
+    """The promotion configuration is invalid; says which rule, which field and why."""
+
+    def __init__(self, reason: str, *, rule: str | None = None, field: str | None = None) -> None:
+        self.rule = rule
+        self.field = field
+        self.reason = reason
+        where = []
+        if rule is not None:
+            where.append(f"rule {rule!r}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        super().__init__(f"{', '.join(where)}: {reason}" if where else reason)
+
+
+class EventError(PromoterError):
+    """An event is not valid JSON or lacks a field the engine needs."""
+
+
+class TemplateError(PromoterError):
+    """A template cannot be rendered for this image (e.g. a semver field for a non-semver tag)."""
+
+
+class RegistryError(PromoterError):
+    """Base class of errors from the registry adapter."""
+
+
+class RepositoryNotFoundError(RegistryError):
+    """The repository does not exist (ECR RepositoryNotFoundException)."""
+
+
+class ImageNotFoundError(RegistryError):
+    """The image (tag or digest) is not in the repository, e.g. deleted before we handled it."""
+
+
+class TagConflictError(RegistryError):
+    """The target tag is immutable and points at another digest (ImageTagAlreadyExistsException)."""
+
+
+class InvalidManifestError(RegistryError):
+    """ECR refused the manifest (bad JSON, media type, missing layers or children after copying)."""
+
+
+class DigestMismatchError(RegistryError):
+    """The manifest bytes do not hash to the digest we sent: a bug in the engine, never retried."""
+
+
+class LayerCopyError(RegistryError):
+    """A blob could not be copied (download failed, digest did not verify)."""
+
+    retryable = True
+
+
+class RegistryUnavailableError(RegistryError):
+    """Throttling that outlasted botocore's retries, a service fault or a network error."""
+
+    retryable = True
+
+
+class AccessDeniedError(RegistryError):
+    """The role may not do this; a deployment fault, reported rather than retried forever."""

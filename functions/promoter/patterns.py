@@ -1,0 +1,126 @@
+"""Name patterns for repositories and tags: exact names, globs and `re:` regexes.
+
+A glob knows two wildcards, `*` (any run of characters, '/' included, as in IAM resource ARNs so
+that a source glob can scope a policy as written) and `?` (one character). Brackets and braces are
+refused rather than guessed at. Besides matching, patterns answer two questions the configuration
+check needs: can two patterns name a common string (cycle detection), and can a pattern match a
+semantic version at all. When that cannot be decided (regexes), the answer leans to "yes": a
+refusal must be provable.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+from promoter.templates import parse_semver
+
+REGEX_PREFIX = "re:"
+WILDCARDS = frozenset("*?")
+REPOSITORY_GLOB_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-/") | WILDCARDS
+TAG_GLOB_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") | WILDCARDS
+
+
+@dataclass(frozen=True)
+class NamePattern:
+    """One pattern as written in the configuration."""
+
+    text: str
+
+    @property
+    def is_regex(self) -> bool:
+        return self.text.startswith(REGEX_PREFIX)
+
+    @property
+    def is_exact(self) -> bool:
+        return not self.is_regex and not WILDCARDS.intersection(self.text)
+
+    @cached_property
+    def _compiled(self) -> re.Pattern[str]:
+        if self.is_regex:
+            return re.compile(self.text[len(REGEX_PREFIX) :])
+        return re.compile(glob_to_regex(self.text))
+
+    def matches(self, name: str) -> bool:
+        """Whether the whole name matches (a regex must match the whole name too)."""
+        return self._compiled.fullmatch(name) is not None
+
+    def as_glob(self) -> str:
+        """The glob this pattern matches within (a regex widens to `*`)."""
+        return "*" if self.is_regex else self.text
+
+
+def glob_to_regex(glob: str) -> str:
+    """The regular expression for a glob with `*` and `?`."""
+    return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in glob)
+
+
+def check_pattern(text: object, allowed: frozenset[str], what: str) -> NamePattern:
+    """Parses a pattern; raises ValueError with the reason when it cannot be used."""
+    if not isinstance(text, str) or not text:
+        raise ValueError(f"a {what} pattern must be a non-empty string, got {text!r}")
+    pattern = NamePattern(text)
+    if pattern.is_regex:
+        try:
+            re.compile(text[len(REGEX_PREFIX) :])
+        except re.error as exc:
+            raise ValueError(f"bad regex {text!r}: {exc}") from exc
+        return pattern
+    bad = sorted(set(text) - allowed)
+    if bad:
+        raise ValueError(
+            f"bad glob {text!r}: character(s) {''.join(bad)!r} not allowed in a {what} "
+            "(the only wildcards are '*' and '?'; use 're:<regex>' for more)"
+        )
+    return pattern
+
+
+def patterns_overlap(a: NamePattern, b: NamePattern) -> bool:
+    """Whether some name could match both patterns (True when undecidable here)."""
+    if a.is_regex or b.is_regex:
+        exact, other = (a, b) if a.is_exact else (b, a)
+        return other.matches(exact.text) if exact.is_exact else True
+    return globs_overlap(a.text, b.text)
+
+
+def globs_overlap(a: str, b: str) -> bool:
+    """Whether two globs share a match: a search over the product of their automata."""
+    seen: set[tuple[int, int]] = set()
+    todo = [(0, 0)]
+    while todo:
+        i, j = todo.pop()
+        if (i, j) in seen:
+            continue
+        seen.add((i, j))
+        if i == len(a) and j == len(b):
+            return True
+        # A '*' may match nothing: skip it without consuming a character.
+        if i < len(a) and a[i] == "*":
+            todo.append((i + 1, j))
+        if j < len(b) and b[j] == "*":
+            todo.append((i, j + 1))
+        if i == len(a) or j == len(b):
+            continue
+        # Consume one character on both sides, if some character satisfies both.
+        ca, cb = a[i], b[j]
+        if ca in WILDCARDS or cb in WILDCARDS or ca == cb:
+            todo.append((i if ca == "*" else i + 1, j if cb == "*" else j + 1))
+    return False
+
+
+def can_match_semver(pattern: NamePattern) -> bool:
+    """False only when the pattern provably matches no semantic-version tag."""
+    if pattern.is_regex:
+        return True
+    if pattern.is_exact:
+        return parse_semver(pattern.text) is not None
+    text = pattern.text
+    # A semantic version holds only digits, '.', '-', letters (prerelease) and a leading 'v';
+    # it starts with 'v' + digit or a digit.
+    if "_" in text:
+        return False
+    first = text[0]
+    if first not in WILDCARDS and first not in "v0123456789":
+        return False
+    return not (first == "v" and len(text) > 1 and text[1] not in WILDCARDS and not text[1].isdigit())
