@@ -38,3 +38,5 @@ REQUEST_EVENT_SOURCE = "ecr-image-promoter"
 REQUEST_DETAIL_TYPE = "Promotion Request"
 # Environment variable that switches blob mounting off even when the account setting enables it.
 BLOB_MOUNTING_ENV = "PROMOTER_BLOB_MOUNTING"
+# Set by the stack to its promotion bus: where requests arrive on AWS and results may be published.
+EVENT_BUS_ENV = "PROMOTION_EVENT_BUS"
