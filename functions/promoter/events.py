@@ -1,0 +1,145 @@
+"""Event models: what arrives from EventBridge (directly or as an SQS body), as typed values.
+
+Parsing is tolerant where AWS is (optional fields such as `image-tag` or `manifest-media-type`
+may be missing or empty) and strict where the engine needs a field: a push without a repository
+or digest, or a request without a repository, is an `EventError` (bad input, never retried).
+Events the promoter does not act on are still parsed, into `IgnoredEvent`, so the reason can be
+logged instead of guessed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from promoter import settings
+from promoter.exceptions import EventError
+from promoter.templates import is_digest
+
+ECR_SOURCE = "aws.ecr"
+ECR_IMAGE_ACTION = "ECR Image Action"
+ECR_IMAGE_SCAN = "ECR Image Scan"
+PUSH_ACTION = "PUSH"
+SUCCESS_RESULT = "SUCCESS"
+
+
+@dataclass(frozen=True)
+class ImagePushed:
+    """ECR Image Action, PUSH, SUCCESS: an image (tagged or not) arrived in a repository."""
+
+    event_id: str
+    repository: str
+    digest: str
+    tag: str  # "" for an untagged push (index children, referrers)
+    media_type: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageScanned:
+    """ECR Image Scan: a scan finished. Parsed so it can be told apart; it promotes nothing."""
+
+    event_id: str
+    repository: str
+    digest: str
+    status: str
+
+
+@dataclass(frozen=True)
+class PromotionRequested:
+    """A person or pipeline asks to promote an image: by tag, by digest, or both (digest wins)."""
+
+    event_id: str
+    repository: str
+    tag: str
+    digest: str | None = None
+    rule: str | None = None  # only this rule, else every request rule that matches
+
+
+@dataclass(frozen=True)
+class IgnoredEvent:
+    """Any other event: kept with the reason it is ignored."""
+
+    event_id: str
+    reason: str
+
+
+Event = ImagePushed | ImageScanned | PromotionRequested | IgnoredEvent
+
+
+def parse_json_event(body: str) -> Event:
+    """Parses an SQS message body that holds an EventBridge event."""
+    try:
+        data = json.loads(body)
+    except (TypeError, ValueError) as exc:
+        raise EventError(f"the message body is not JSON: {exc}") from exc
+    return parse_event(data)
+
+
+def parse_event(data: object) -> Event:
+    """Parses an EventBridge event envelope (a dict)."""
+    if not isinstance(data, Mapping):
+        raise EventError(f"an event must be a JSON object, got {type(data).__name__}")
+    event_id = _text(data, "id") or ""
+    source = _text(data, "source")
+    detail_type = _text(data, "detail-type")
+    detail = data.get("detail")
+    if source is None or detail_type is None:
+        raise EventError(f"event {event_id!r} has no 'source' or 'detail-type': not an EventBridge event")
+    if not isinstance(detail, Mapping):
+        raise EventError(f"event {event_id!r} has no 'detail' object")
+    if source == ECR_SOURCE and detail_type == ECR_IMAGE_ACTION:
+        return _parse_image_action(event_id, detail)
+    if source == ECR_SOURCE and detail_type == ECR_IMAGE_SCAN:
+        return ImageScanned(
+            event_id=event_id,
+            repository=_required(detail, "repository-name", event_id),
+            digest=_required(detail, "image-digest", event_id),
+            status=_text(detail, "scan-status") or "",
+        )
+    if source == settings.REQUEST_EVENT_SOURCE and detail_type == settings.REQUEST_DETAIL_TYPE:
+        return _parse_request(event_id, detail)
+    return IgnoredEvent(event_id, f"{source} / {detail_type!r} events do not trigger promotions")
+
+
+def _parse_image_action(event_id: str, detail: Mapping[str, Any]) -> Event:
+    action = _text(detail, "action-type")
+    result = _text(detail, "result")
+    if action != PUSH_ACTION:
+        return IgnoredEvent(event_id, f"ECR image action {action!r} is not a push")
+    if result != SUCCESS_RESULT:
+        return IgnoredEvent(event_id, f"push result is {result!r}, not SUCCESS")
+    digest = _required(detail, "image-digest", event_id)
+    if not is_digest(digest):
+        raise EventError(f"event {event_id!r}: image-digest {digest!r} is not a sha256 digest")
+    return ImagePushed(
+        event_id=event_id,
+        repository=_required(detail, "repository-name", event_id),
+        digest=digest,
+        tag=_text(detail, "image-tag") or "",
+        media_type=_text(detail, "manifest-media-type"),
+    )
+
+
+def _parse_request(event_id: str, detail: Mapping[str, Any]) -> PromotionRequested:
+    repository = _required(detail, "repository-name", event_id)
+    tag = _text(detail, "image-tag") or ""
+    digest = _text(detail, "image-digest") or None
+    if not tag and not digest:
+        raise EventError(f"promotion request {event_id!r} names neither image-tag nor image-digest")
+    if digest is not None and not is_digest(digest):
+        raise EventError(f"promotion request {event_id!r}: image-digest {digest!r} is not a sha256 digest")
+    return PromotionRequested(event_id, repository, tag, digest, _text(detail, "rule") or None)
+
+
+def _text(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _required(data: Mapping[str, Any], key: str, event_id: str) -> str:
+    value = _text(data, key)
+    if not value:
+        raise EventError(f"event {event_id!r} lacks detail field {key!r}")
+    return value

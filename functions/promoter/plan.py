@@ -1,0 +1,155 @@
+"""Planning: from an event and the rules to the list of promotion actions. Pure: no I/O.
+
+The one fact a plan may need from the registry, the digest a requested tag points at, is looked up
+by the caller and passed in, so `promoter plan` and the Lambda compute the very same actions.
+Only successful, tagged pushes fire `push` rules; promotion requests fire `request` rules (or the
+one rule they name). Everything else is planned as nothing, with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from promoter.config import TRIGGER_PUSH, TRIGGER_REQUEST, PromotionConfig, Rule
+from promoter.events import Event, ImagePushed, ImageScanned, PromotionRequested
+from promoter.exceptions import TemplateError
+from promoter.templates import ImageFacts, is_valid_repository, is_valid_tag, render
+
+# Cosign keeps signatures, attestations and SBOMs at tags derived from the subject's digest;
+# they travel with their subject and are never promoted on their own.
+COSIGN_TAG_PATTERN = re.compile(r"sha256-[0-9a-f]{64}\.(sig|att|sbom)")
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """The image being promoted: where it is and what it is."""
+
+    repository: str
+    tag: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Action:
+    """Put `source` into `target_repository` under `target_tag`, unless `skip_reason` says why not."""
+
+    rule: str
+    source: SourceImage
+    target_repository: str
+    target_tag: str
+    skip_reason: str | None = None
+
+    @property
+    def same_repository(self) -> bool:
+        return self.source.repository == self.target_repository
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Action:
+        return cls(**{**data, "source": SourceImage(**data["source"])})
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one event asks for; `ignored_reason` is set when it asks for nothing."""
+
+    event_id: str
+    actions: tuple[Action, ...] = ()
+    ignored_reason: str | None = None
+
+
+def requested_digest_needed(event: Event) -> bool:
+    """Whether the caller must look up the digest of the requested tag before planning."""
+    return isinstance(event, PromotionRequested) and event.digest is None
+
+
+def plan_event(event: Event, config: PromotionConfig, resolved_digest: str | None = None) -> Plan:
+    """The actions for one event. For a request by tag, pass the digest the tag points at now."""
+    if isinstance(event, ImagePushed):
+        return _plan_push(event, config)
+    if isinstance(event, PromotionRequested):
+        return _plan_request(event, config, resolved_digest)
+    if isinstance(event, ImageScanned):
+        return Plan(event.event_id, ignored_reason="scan results do not trigger promotions")
+    return Plan(event.event_id, ignored_reason=event.reason)
+
+
+def _plan_push(event: ImagePushed, config: PromotionConfig) -> Plan:
+    if not event.tag:
+        return Plan(event.event_id, ignored_reason="untagged push: children and referrers go with their tag")
+    if COSIGN_TAG_PATTERN.fullmatch(event.tag):
+        return Plan(event.event_id, ignored_reason="cosign signature tag: it goes along with its subject")
+    rules = [r for r in config.rules_for(TRIGGER_PUSH) if r.source.matches(event.repository, event.tag)]
+    if not rules:
+        return Plan(event.event_id, ignored_reason=f"no push rule matches {event.repository}:{event.tag}")
+    source = SourceImage(event.repository, event.tag, event.digest)
+    return Plan(event.event_id, plan_actions(source, rules))
+
+
+def _plan_request(event: PromotionRequested, config: PromotionConfig, resolved: str | None) -> Plan:
+    digest = event.digest or resolved
+    if digest is None:
+        raise ValueError("a request by tag needs the digest the tag points at (resolved_digest)")
+    if event.rule is not None:
+        # A request may name any rule: re-driving a push rule by hand is how a lost event is recovered.
+        named = config.rule(event.rule)
+        if named is None:
+            return Plan(event.event_id, ignored_reason=f"the request names unknown rule {event.rule!r}")
+        candidates: tuple[Rule, ...] = (named,)
+    else:
+        candidates = config.rules_for(TRIGGER_REQUEST)
+    rules = [r for r in candidates if _request_matches(r, event)]
+    if not rules:
+        return Plan(
+            event.event_id,
+            ignored_reason=f"no request rule matches {event.repository}:{event.tag or event.digest}",
+        )
+    return Plan(event.event_id, plan_actions(SourceImage(event.repository, event.tag, digest), rules))
+
+
+def _request_matches(rule: Rule, event: PromotionRequested) -> bool:
+    # A request by digest alone is matched on the repository; a {tag} template then cannot be filled.
+    if not event.tag:
+        return rule.source.repository_pattern.matches(event.repository)
+    return rule.source.matches(event.repository, event.tag)
+
+
+def plan_actions(source: SourceImage, rules: list[Rule] | tuple[Rule, ...]) -> tuple[Action, ...]:
+    """One action per rule target and tag, de-duplicated on the target (first rule wins)."""
+    facts = ImageFacts(repository=source.repository, tag=source.tag, digest=source.digest)
+    actions: list[Action] = []
+    seen: set[tuple[str, str]] = set()
+    for rule in rules:
+        for target in rule.targets:
+            for tag_template in target.tags:
+                action = _render_action(rule.name, source, facts, target.repository, tag_template)
+                key = (action.target_repository, action.target_tag)
+                if key in seen:
+                    continue
+                seen.add(key)
+                actions.append(action)
+    return tuple(actions)
+
+
+def _render_action(
+    rule: str, source: SourceImage, facts: ImageFacts, repo_template: str, tag_template: str
+) -> Action:
+    try:
+        repository = render(repo_template, facts)
+        tag = render(tag_template, facts)
+    except TemplateError as exc:
+        return Action(rule, source, repo_template, tag_template, skip_reason=str(exc))
+    except (KeyError, IndexError, ValueError) as exc:  # a template refused by validation got here anyway
+        return Action(rule, source, repo_template, tag_template, skip_reason=f"bad template: {exc}")
+    skip = None
+    if not is_valid_repository(repository):
+        skip = f"rendered repository {repository!r} is not a valid ECR repository name"
+    elif not tag or not is_valid_tag(tag):
+        skip = f"rendered tag {tag!r} is not a valid ECR tag"
+    elif repository == source.repository and tag == source.tag:
+        skip = "the target is the source itself"
+    return Action(rule, source, repository, tag, skip_reason=skip)

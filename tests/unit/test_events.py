@@ -1,0 +1,143 @@
+"""Event parsing against the documented samples: what is a push, what is ignored, what is bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from promoter import settings
+from promoter.events import (
+    IgnoredEvent,
+    ImagePushed,
+    ImageScanned,
+    PromotionRequested,
+    parse_event,
+    parse_json_event,
+)
+from promoter.exceptions import EventError
+
+EVENTS = Path(__file__).parents[2] / ".." / "shared" / "reference" / "events"
+
+
+def sample(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
+
+
+def test_tagged_push_sample_becomes_image_pushed():
+    event = parse_event(sample("ecr-push.json"))
+    assert event == ImagePushed(
+        event_id="13cde686-328b-6117-af20-0e5566167482",
+        repository="my-repository-name",
+        digest="sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd12345678",
+        tag="latest",
+    )
+
+
+def test_push_with_oci_fields_keeps_the_manifest_media_type():
+    event = parse_event(sample("ecr-push-oci-fields.json"))
+    assert isinstance(event, ImagePushed)
+    assert (event.repository, event.tag) == ("team/service", "v1.4.0")
+    assert event.media_type == "application/vnd.oci.image.manifest.v1+json"
+
+
+def test_untagged_push_has_an_empty_tag():
+    assert parse_event(sample("ecr-push-untagged.json")).tag == ""
+
+
+def test_push_without_image_tag_field_is_tolerated_as_untagged():
+    data = sample("ecr-push.json")
+    del data["detail"]["image-tag"]
+    assert parse_event(data).tag == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("ecr-delete.json", "'DELETE' is not a push"),
+        ("ecr-archive.json", "'UPDATE_STORAGE_CLASS' is not a push"),
+        ("ecr-referrer-action.json", "do not trigger"),
+        ("ecr-replication.json", "do not trigger"),
+        ("ecr-pull-through-cache.json", "do not trigger"),
+        ("inspector2-scan.json", "do not trigger"),
+    ],
+)
+def test_other_events_are_ignored_with_a_reason(name, reason):
+    event = parse_event(sample(name))
+    assert isinstance(event, IgnoredEvent)
+    assert reason in event.reason
+
+
+def test_failed_push_is_ignored():
+    data = sample("ecr-push.json")
+    data["detail"]["result"] = "FAILURE"
+    assert "not SUCCESS" in parse_event(data).reason
+
+
+def test_scan_sample_is_parsed_as_a_scan():
+    event = parse_event(sample("ecr-image-scan.json"))
+    assert isinstance(event, ImageScanned)
+    assert event.status == "COMPLETE"
+
+
+def request(**detail) -> dict:
+    return {
+        "id": "req-1",
+        "source": settings.REQUEST_EVENT_SOURCE,
+        "detail-type": settings.REQUEST_DETAIL_TYPE,
+        "detail": detail,
+    }
+
+
+def test_promotion_request_by_tag_and_by_digest():
+    assert parse_event(request(**{"repository-name": "app", "image-tag": "v1.0.0"})) == PromotionRequested(
+        "req-1", "app", "v1.0.0"
+    )
+    digest = "sha256:" + "a" * 64
+    by_digest = parse_event(request(**{"repository-name": "app", "image-digest": digest, "rule": "x"}))
+    assert (by_digest.digest, by_digest.tag, by_digest.rule) == (digest, "", "x")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([], "JSON object"),
+        ({"id": "x"}, "not an EventBridge event"),
+        ({"id": "x", "source": "aws.ecr", "detail-type": "ECR Image Action"}, "no 'detail'"),
+        (
+            {
+                "id": "x",
+                "source": "aws.ecr",
+                "detail-type": "ECR Image Action",
+                "detail": {"action-type": "PUSH", "result": "SUCCESS", "repository-name": "a"},
+            },
+            "image-digest",
+        ),
+        (
+            {
+                "id": "x",
+                "source": "aws.ecr",
+                "detail-type": "ECR Image Action",
+                "detail": {
+                    "action-type": "PUSH",
+                    "result": "SUCCESS",
+                    "repository-name": "a",
+                    "image-digest": "md5:1",
+                },
+            },
+            "not a sha256 digest",
+        ),
+        (request(**{"repository-name": "app"}), "neither image-tag nor image-digest"),
+        (request(**{"image-tag": "v1"}), "repository-name"),
+        (request(**{"repository-name": "app", "image-digest": "sha256:zz"}), "not a sha256 digest"),
+    ],
+)
+def test_bad_events_raise_event_error(data, message):
+    with pytest.raises(EventError, match=message):
+        parse_event(data)
+
+
+def test_a_message_body_that_is_not_json_is_an_event_error():
+    with pytest.raises(EventError, match="not JSON"):
+        parse_json_event("{not json")
+    assert isinstance(parse_json_event(json.dumps(sample("ecr-push.json"))), ImagePushed)
