@@ -1,0 +1,151 @@
+"""`/_local/...`: the control API (faults, rates, call counts, scan findings) and its client.
+
+Tests drive the local AWS through these instead of reaching into its objects, so the same calls
+work against a `promoter local` running in another process.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from typing import Any
+
+from local_aws.faults import Faults
+from local_aws.store import Scope, Store
+
+StartResponse = Any
+
+
+class ControlError(RuntimeError):
+    """The control API refused a request (message from the server)."""
+
+
+class ControlApi:
+    """WSGI handler for `/_local/<what>`; JSON in and out."""
+
+    def __init__(self, faults: Faults, store: Store, scope: Scope) -> None:
+        self.faults = faults
+        self.store = store
+        self.scope = scope
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")[len("/_local/") :].rstrip("/")
+        method = environ["REQUEST_METHOD"]
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = json.loads(environ["wsgi.input"].read(length) or b"{}") if length else {}
+            if not isinstance(body, dict):
+                raise ValueError("body must be a JSON object")
+            result = self._route(method, path, body)
+        except (ValueError, KeyError, TypeError) as exc:
+            return _reply(start_response, 400, {"error": f"{type(exc).__name__}: {exc}"})
+        if result is None:
+            return _reply(start_response, 404, {"error": f"no control route {method} /_local/{path}"})
+        return _reply(start_response, 200, result)
+
+    def _route(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        if path == "health" and method == "GET":
+            return {"ok": True}
+        if path == "calls" and method == "GET":
+            return {"calls": self.faults.calls()}
+        if path == "calls" and method == "DELETE":
+            self.faults.reset_calls()
+            return {"calls": {}}
+        if path == "fail-next" and method == "POST":
+            count = int(body.get("count", 1))
+            if count < 1:
+                raise ValueError("count must be >= 1")
+            self.faults.fail_next(
+                str(body["op"]), str(body["exception"]), count, str(body.get("message", ""))
+            )
+            return {"ok": True}
+        if path == "rates" and method == "POST":
+            for op, rate in body.items():
+                self.faults.set_rate(op, None if rate is None else float(rate))
+            return {"rates": self.faults.rates()}
+        if path == "rates" and method == "GET":
+            return {"rates": self.faults.rates()}
+        if path == "faults" and method == "DELETE":
+            self.faults.clear()
+            return {"ok": True}
+        if path == "scan-findings" and method == "POST":
+            scope = Scope(body.get("account", self.scope.account), body.get("region", self.scope.region))
+            findings = body.get("findings", [])
+            if not isinstance(findings, list):
+                raise ValueError("findings must be a list")
+            self.store.set_findings(scope, str(body["repositoryName"]), str(body["imageDigest"]), findings)
+            return {"ok": True}
+        return None
+
+
+def _reply(start_response: StartResponse, status: int, body: dict[str, Any]) -> list[bytes]:
+    data = json.dumps(body).encode()
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}[status]
+    start_response(
+        f"{status} {reason}", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+    )
+    return [data]
+
+
+class ControlClient:
+    """A small client for the control API of a local AWS at `endpoint`."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint.rstrip("/")
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            f"{self.endpoint}/_local/{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise ControlError(
+                f"{method} /_local/{path}: {exc.code} {exc.read().decode(errors='replace')}"
+            ) from exc
+
+    def fail_next(self, op: str, exception: str, count: int = 1, message: str = "") -> None:
+        """The next `count` calls of ECR operation `op` fail with `exception`."""
+        self._call(
+            "POST", "fail-next", {"op": op, "exception": exception, "count": count, "message": message}
+        )
+
+    def calls(self) -> dict[str, int]:
+        """ECR calls per operation since the last reset."""
+        return self._call("GET", "calls")["calls"]
+
+    def reset_calls(self) -> None:
+        self._call("DELETE", "calls")
+
+    def set_rate(self, op: str, rate: float | None) -> None:
+        """Limit `op` to `rate` calls a second (None removes the limit)."""
+        self._call("POST", "rates", {op: rate})
+
+    def rates(self) -> dict[str, float]:
+        return self._call("GET", "rates")["rates"]
+
+    def clear_faults(self) -> None:
+        """Drop all injected failures and rate limits."""
+        self._call("DELETE", "faults")
+
+    def set_scan_findings(
+        self,
+        repository: str,
+        digest: str,
+        findings: list[dict[str, Any]],
+        account: str | None = None,
+        region: str | None = None,
+    ) -> None:
+        body: dict[str, Any] = {"repositoryName": repository, "imageDigest": digest, "findings": findings}
+        if account:
+            body["account"] = account
+        if region:
+            body["region"] = region
+        self._call("POST", "scan-findings", body)

@@ -1,0 +1,933 @@
+"""The ECR JSON API with ECR's semantics, on top of the Store (metadata) and the registry (bytes).
+
+Each operation takes the request's parsed JSON and returns the response dict, or raises one of
+`errors`. Manifest puts from the JSON API and from `/v2/` share `put_manifest`, so both paths obey
+the same tag rules and both emit the PUSH event.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from local_aws import errors as e
+from local_aws.events import DETAIL_TYPE_IMAGE_ACTION, EventSink, image_action_detail
+from local_aws.manifests import (
+    DIGEST_RE,
+    INDEX_MEDIA_TYPES,
+    REPOSITORY_RE,
+    SUPPORTED_MEDIA_TYPES,
+    TAG_RE,
+    ManifestError,
+    ParsedManifest,
+    parse_manifest,
+    wildcard_match,
+)
+from local_aws.registry import RegistryProcess
+from local_aws.store import ImageRecord, RepositoryRecord, Scope, Store, now
+
+MIB = 1024 * 1024
+# ECR quotas page: parts 5-10 MiB except the last; the service model caps a part at 20 MiB.
+MIN_PART_BYTES = 5 * MIB
+MAX_PART_BYTES = 20 * MIB
+RETURNED_PART_SIZE = 10 * MIB
+MAX_LAYER_DIGESTS_PER_CHECK = 100
+MAX_IMAGE_IDS = 100
+TOKEN_TTL_SECONDS = 12 * 3600
+DOWNLOAD_URL_TTL_SECONDS = 3600
+MUTABILITIES = ("MUTABLE", "IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION", "MUTABLE_WITH_EXCLUSION")
+ACCOUNT_SETTINGS = {"BLOB_MOUNTING": ("ENABLED", "DISABLED")}
+ACCOUNT_SETTING_DEFAULTS = {"BLOB_MOUNTING": "DISABLED"}
+
+
+@dataclass
+class _Upload:
+    scope: Scope
+    repo: str
+    location: str
+    received: int = 0
+    last_part_size: int = -1
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What a manifest put stored; `created` is False when it was already there (no-op)."""
+
+    image: ImageRecord
+    tag: str | None
+    created: bool
+
+
+class EcrService:
+    """All ECR operations; `call(op, scope, params)` is the single entry from the HTTP layer."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: RegistryProcess,
+        events: EventSink,
+        endpoint: Callable[[], str],
+        password: str,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.events = events
+        self._endpoint = endpoint
+        self.password = password
+        self._uploads: dict[str, _Upload] = {}
+        self._uploads_lock = threading.Lock()
+        self._repo_locks: dict[tuple[Scope, str], threading.Lock] = {}
+        self._repo_locks_lock = threading.Lock()
+
+    # ---------------------------------------------------------------------------- dispatch
+    def call(self, op: str, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
+        handler = getattr(self, f"op_{op}", None)
+        if handler is None:
+            raise e.UnknownOperationException(f"Operation {op} is not supported by the local ECR")
+        return handler(scope, params)
+
+    @staticmethod
+    def supports(op: str) -> bool:
+        return hasattr(EcrService, f"op_{op}")
+
+    # ---------------------------------------------------------------------------- helpers
+    @property
+    def endpoint(self) -> str:
+        return self._endpoint()
+
+    def repo_lock(self, scope: Scope, repo: str) -> threading.Lock:
+        with self._repo_locks_lock:
+            return self._repo_locks.setdefault((scope, repo), threading.Lock())
+
+    def require_repo(self, scope: Scope, params: dict[str, Any]) -> RepositoryRecord:
+        name = _required_str(params, "repositoryName")
+        _check_registry_id(scope, params)
+        rec = self.store.repository(scope, name)
+        if rec is None:
+            raise e.RepositoryNotFoundException(
+                f"The repository with name '{name}' does not exist in the registry with id '{scope.account}'"
+            )
+        return rec
+
+    def repository_json(self, scope: Scope, rec: RepositoryRecord) -> dict[str, Any]:
+        host = self.endpoint.split("://", 1)[-1]
+        out: dict[str, Any] = {
+            "repositoryArn": f"arn:aws:ecr:{scope.region}:{scope.account}:repository/{rec.name}",
+            "registryId": scope.account,
+            "repositoryName": rec.name,
+            "repositoryUri": f"{host}/{rec.name}",
+            "createdAt": rec.created_at,
+            "imageTagMutability": rec.mutability,
+            "imageScanningConfiguration": {"scanOnPush": rec.scan_on_push},
+            "encryptionConfiguration": {"encryptionType": rec.encryption},
+        }
+        if rec.filters:
+            out["imageTagMutabilityExclusionFilters"] = [
+                {"filterType": "WILDCARD", "filter": f} for f in rec.filters
+            ]
+        return out
+
+    @staticmethod
+    def tag_is_immutable(rec: RepositoryRecord, tag: str) -> bool:
+        """ECR's four modes; exclusion filters are wildcards (`*`), not regexes."""
+        matched = any(wildcard_match(f, tag) for f in rec.filters)
+        if rec.mutability == "IMMUTABLE":
+            return True
+        if rec.mutability == "IMMUTABLE_WITH_EXCLUSION":
+            return not matched
+        if rec.mutability == "MUTABLE_WITH_EXCLUSION":
+            return matched
+        return False
+
+    # ---------------------------------------------------------------------------- repositories
+    def op_CreateRepository(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        name = _required_str(p, "repositoryName")
+        _check_registry_id(scope, p)
+        if not (2 <= len(name) <= 256) or not REPOSITORY_RE.match(name):
+            raise e.InvalidParameterException(
+                f"Invalid parameter at 'repositoryName' failed to satisfy constraint: 'must satisfy regular "
+                f"expression '{REPOSITORY_RE.pattern}' and have length between 2 and 256' (got {name!r})"
+            )
+        mutability, filters = _mutability(p)
+        scan = p.get("imageScanningConfiguration") or {}
+        enc = (p.get("encryptionConfiguration") or {}).get("encryptionType", "AES256")
+        rec = RepositoryRecord(
+            name=name,
+            created_at=now(),
+            mutability=mutability,
+            filters=filters,
+            scan_on_push=bool(scan.get("scanOnPush", False)),
+            encryption=str(enc),
+        )
+        if not self.store.add_repository(scope, rec):
+            raise e.RepositoryAlreadyExistsException(
+                f"The repository with name '{name}' already exists in the registry with id '{scope.account}'"
+            )
+        return {"repository": self.repository_json(scope, rec)}
+
+    def op_DescribeRepositories(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        _check_registry_id(scope, p)
+        names = p.get("repositoryNames")
+        if names is not None:
+            if not isinstance(names, list) or not names:
+                raise e.InvalidParameterException("repositoryNames must be a non-empty list")
+            recs = []
+            for name in names:
+                rec = self.store.repository(scope, str(name))
+                if rec is None:
+                    raise e.RepositoryNotFoundException(
+                        f"The repository with name '{name}' does not exist in the registry with id "
+                        f"'{scope.account}'"
+                    )
+                recs.append(rec)
+        else:
+            recs = self.store.repositories(scope)
+        page, token = _paginate(recs, p)
+        out: dict[str, Any] = {"repositories": [self.repository_json(scope, r) for r in page]}
+        if token:
+            out["nextToken"] = token
+        return out
+
+    def op_DeleteRepository(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.require_repo(scope, p)
+        with self.repo_lock(scope, rec.name):
+            images = self.store.images(scope, rec.name)
+            if images and not p.get("force"):
+                raise e.RepositoryNotEmptyException(
+                    f"The repository with name '{rec.name}' in registry with id '{scope.account}' cannot be "
+                    "deleted because it still contains images"
+                )
+            for img in images:
+                self.registry.delete_manifest(rec.name, img.digest)
+            self.store.delete_repository(scope, rec.name)
+        return {"repository": self.repository_json(scope, rec)}
+
+    def op_PutImageTagMutability(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.require_repo(scope, p)
+        mutability, filters = _mutability(p, required=True)
+        self.store.set_mutability(scope, rec.name, mutability, filters)
+        out: dict[str, Any] = {
+            "registryId": scope.account,
+            "repositoryName": rec.name,
+            "imageTagMutability": mutability,
+        }
+        if filters:
+            out["imageTagMutabilityExclusionFilters"] = [
+                {"filterType": "WILDCARD", "filter": f} for f in filters
+            ]
+        return out
+
+    # ---------------------------------------------------------------------------- images
+    def op_PutImage(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.require_repo(scope, p)
+        manifest = _required_str(p, "imageManifest")
+        tag = _optional_str(p, "imageTag")
+        digest = _optional_str(p, "imageDigest")
+        media_type = _optional_str(p, "imageManifestMediaType")
+        if tag is not None and not TAG_RE.match(tag):
+            raise e.InvalidParameterException(f"Invalid parameter at 'imageTag': {tag!r} is not a valid tag")
+        result = self.put_manifest(
+            scope,
+            rec,
+            manifest.encode("utf-8"),
+            tag=tag,
+            given_digest=digest,
+            media_type=media_type,
+            from_registry_api=False,
+        )
+        image_id: dict[str, str] = {"imageDigest": result.image.digest}
+        if tag:
+            image_id["imageTag"] = tag
+        return {
+            "image": {
+                "registryId": scope.account,
+                "repositoryName": rec.name,
+                "imageId": image_id,
+                "imageManifest": manifest,
+                "imageManifestMediaType": result.image.media_type,
+            }
+        }
+
+    def put_manifest(
+        self,
+        scope: Scope,
+        rec: RepositoryRecord,
+        raw: bytes,
+        *,
+        tag: str | None,
+        given_digest: str | None,
+        media_type: str | None,
+        from_registry_api: bool,
+    ) -> PutResult:
+        """ECR's PutImage rules in ECR's order; the registry validates blobs and children."""
+        parsed = self._parse(raw, given_digest, media_type)
+        with self.repo_lock(scope, rec.name):
+            rec = self.store.repository(scope, rec.name) or rec
+            existing = self.store.image(scope, rec.name, parsed.digest)
+            current = self.store.tag_digest(scope, rec.name, tag) if tag else None
+            if existing is not None and (tag is None or current == parsed.digest):
+                if from_registry_api:
+                    return PutResult(existing, tag, created=False)
+                what = f"tag '{tag}'" if tag else f"digest '{parsed.digest}'"
+                raise e.ImageAlreadyExistsException(
+                    f"Image with digest '{parsed.digest}' and {what} already exists in the repository with "
+                    f"name '{rec.name}' in registry with id '{scope.account}'"
+                )
+            if tag and current is not None and current != parsed.digest and self.tag_is_immutable(rec, tag):
+                raise e.ImageTagAlreadyExistsException(
+                    f"The image tag '{tag}' already exists in the '{rec.name}' repository and cannot be "
+                    "overwritten because the tag is immutable."
+                )
+            if parsed.children:
+                missing = [c for c in parsed.children if self.store.image(scope, rec.name, c) is None]
+                if missing:
+                    raise e.ReferencedImagesNotFoundException(
+                        f"Some of the referenced images were not found: {', '.join(missing)}"
+                    )
+            if existing is None:
+                self._store_in_registry(rec.name, parsed, raw)
+            image = ImageRecord(
+                repo=rec.name,
+                digest=parsed.digest,
+                manifest=raw,
+                media_type=parsed.media_type,
+                config_media_type=parsed.config_media_type,
+                artifact_type=parsed.artifact_type,
+                subject=parsed.subject,
+                size=parsed.layer_sizes or parsed.size,
+                pushed_at=now(),
+                tags=(),
+            )
+            self.store.put_image(scope, image, parsed.blobs + parsed.children)
+            if tag:
+                self.store.set_tag(scope, rec.name, tag, parsed.digest)
+            stored = self.store.image(scope, rec.name, parsed.digest)
+        assert stored is not None
+        self.events.emit(
+            scope,
+            DETAIL_TYPE_IMAGE_ACTION,
+            image_action_detail(
+                rec.name, parsed.digest, "PUSH", tag, parsed.media_type, parsed.config_media_type
+            ),
+        )
+        return PutResult(stored, tag, created=True)
+
+    @staticmethod
+    def _parse(raw: bytes, given_digest: str | None, media_type: str | None) -> ParsedManifest:
+        if media_type is not None and media_type not in SUPPORTED_MEDIA_TYPES:
+            raise e.InvalidParameterException(
+                f"Invalid parameter at 'imageManifestMediaType': unsupported media type '{media_type}'"
+            )
+        try:
+            parsed = parse_manifest(raw, media_type)
+        except ManifestError as exc:
+            if given_digest and not DIGEST_RE.match(given_digest):
+                raise e.InvalidParameterException(
+                    f"Invalid parameter at 'imageDigest': {given_digest!r}"
+                ) from exc
+            raise e.InvalidParameterException(str(exc)) from exc
+        if given_digest is not None and given_digest != parsed.digest:
+            raise e.ImageDigestDoesNotMatchException(
+                f"Provided digest '{given_digest}' does not match the digest of the image manifest "
+                f"'{parsed.digest}'"
+            )
+        return parsed
+
+    def _store_in_registry(self, repo: str, parsed: ParsedManifest, raw: bytes) -> None:
+        resp = self.registry.put_manifest(repo, parsed.digest, raw, parsed.media_type)
+        if resp.status in (200, 201):
+            return
+        codes = resp.error_codes()
+        if "MANIFEST_BLOB_UNKNOWN" in codes or "BLOB_UNKNOWN" in codes:
+            if parsed.media_type in INDEX_MEDIA_TYPES:
+                raise e.ReferencedImagesNotFoundException(
+                    f"Some of the referenced images were not found: {resp.body.decode(errors='replace')}"
+                )
+            raise e.LayersNotFoundException(
+                f"Layers with digests {list(parsed.blobs)} required for pushing image into repository "
+                f"with name "
+                f"'{repo}' in registry with id were not found: {resp.body.decode(errors='replace')}"
+            )
+        if "DIGEST_INVALID" in codes:
+            raise e.ImageDigestDoesNotMatchException(resp.body.decode(errors="replace"))
+        if "MANIFEST_INVALID" in codes or "MANIFEST_UNVERIFIED" in codes or "TAG_INVALID" in codes:
+            raise e.InvalidParameterException(f"Invalid image manifest: {resp.body.decode(errors='replace')}")
+        raise e.ServerException(f"registry answered {resp.status}: {resp.body.decode(errors='replace')}")
+
+    def resolve(
+        self, scope: Scope, repo: str, image_id: Any
+    ) -> tuple[ImageRecord | None, dict[str, str] | None]:
+        """An imageId -> (image, None) or (None, failure dict) as BatchGetImage/BatchDeleteImage report."""
+        if not isinstance(image_id, dict):
+            return None, _failure({}, "MissingDigestAndTag", "Missing image digest and tag")
+        digest, tag = image_id.get("imageDigest"), image_id.get("imageTag")
+        if not digest and not tag:
+            return None, _failure(image_id, "MissingDigestAndTag", "Missing image digest and tag")
+        if digest and (not isinstance(digest, str) or not DIGEST_RE.match(digest)):
+            return None, _failure(
+                image_id,
+                "InvalidImageDigest",
+                "Invalid request parameters: image digest "
+                "should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'",
+            )
+        if tag and (not isinstance(tag, str) or not TAG_RE.match(tag)):
+            return None, _failure(image_id, "InvalidImageTag", "Invalid request parameters: image tag")
+        if tag:
+            tagged = self.store.tag_digest(scope, repo, tag)
+            if tagged is None:
+                return None, _failure(image_id, "ImageNotFound", "Requested image not found")
+            if digest and digest != tagged:
+                return None, _failure(
+                    image_id,
+                    "ImageTagDoesNotMatchDigest",
+                    "Invalid request parameters: image tag does not match digest",
+                )
+            digest = tagged
+        image = self.store.image(scope, repo, digest)
+        if image is None:
+            return None, _failure(image_id, "ImageNotFound", "Requested image not found")
+        return image, None
+
+    def op_BatchGetImage(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.require_repo(scope, p)
+        ids = _image_ids(p)
+        accepted = p.get("acceptedMediaTypes")
+        if accepted is not None and (not isinstance(accepted, list) or not accepted):
+            raise e.InvalidParameterException("acceptedMediaTypes must be a non-empty list")
+        images, failures, seen = [], [], set()
+        for image_id in ids:
+            key = (
+                (image_id.get("imageDigest"), image_id.get("imageTag"))
+                if isinstance(image_id, dict)
+                else None
+            )
+            if key in seen:
+                continue
+            seen.add(key)
+            image, failure = self.resolve(scope, rec.name, image_id)
+            if failure:
+                failures.append(failure)
+                continue
+            assert image is not None
+            if accepted and image.media_type not in accepted:
+                # Never hand back a type the client did not accept (and the local ECR never converts).
+                failures.append(
+                    _failure(
+                        image_id,
+                        "ImageNotFound",
+                        f"Requested image not found in the accepted media types; it is stored "
+                        f"as {image.media_type}",
+                    )
+                )
+                continue
+            echo = {"imageDigest": image.digest}
+            if image_id.get("imageTag"):
+                echo["imageTag"] = image_id["imageTag"]
+            images.append(
+                {
+                    "registryId": scope.account,
+                    "repositoryName": rec.name,
+                    "imageId": echo,
+                    "imageManifest": image.manifest.decode("utf-8"),
+                    "imageManifestMediaType": image.media_type,
+                }
+            )
+        return {"images": images, "failures": failures}
+
+    def op_DescribeImages(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.require_repo(scope, p)
+        status = (p.get("filter") or {}).get("tagStatus") or "ANY"
+        if status not in ("TAGGED", "UNTAGGED", "ANY"):
+            raise e.InvalidParameterException(f"Invalid tagStatus {status!r}")
+        if p.get("imageIds") is not None:
+            images = []
+            for image_id in _image_ids(p):
+                image, failure = self.resolve(scope, rec.name, image_id)
+                if failure:
+                    raise e.ImageNotFoundException(
+                        f"The image with imageId {image_id} does not exist within the repository with name "
+                        f"'{rec.name}' in the registry with id '{scope.account}'"
+                    )
+                if image not in images:
+                    images.append(image)
+        else:
+            images = self.store.images(scope, rec.name)
+            images = [i for i in images if status == "ANY" or (status == "TAGGED") == bool(i.tags)]
+        page, token = _paginate(images, p)
+        out: dict[str, Any] = {"imageDetails": [self._detail(scope, i) for i in page]}
+        if token:
+            out["nextToken"] = token
+        return out
+
+    def _detail(self, scope: Scope, image: ImageRecord) -> dict[str, Any]:
+        detail: dict[str, Any] = {
+            "registryId": scope.account,
+            "repositoryName": image.repo,
+            "imageDigest": image.digest,
+            "imageSizeInBytes": image.size,
+            "imagePushedAt": image.pushed_at,
+            "imageManifestMediaType": image.media_type,
+            "imageStatus": "ACTIVE",
+        }
+        if image.tags:
+            detail["imageTags"] = list(image.tags)
+        if image.config_media_type:
+            detail["artifactMediaType"] = image.config_media_type
+        if image.subject:
+            detail["subjectManifestDigest"] = image.subject
+        if self.store.findings(scope, image.repo, image.digest) is not None:
+            detail["imageScanStatus"] = {"status": "COMPLETE", "description": "The scan was completed."}
+        return detail
+
+    def op_ListImages(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.require_repo(scope, p)
+        status = (p.get("filter") or {}).get("tagStatus") or "ANY"
+        if status not in ("TAGGED", "UNTAGGED", "ANY"):
+            raise e.InvalidParameterException(f"Invalid tagStatus {status!r}")
+        ids: list[dict[str, str]] = []
+        for image in self.store.images(scope, rec.name):
+            if image.tags and status in ("TAGGED", "ANY"):
+                ids.extend({"imageDigest": image.digest, "imageTag": t} for t in image.tags)
+            elif not image.tags and status in ("UNTAGGED", "ANY"):
+                ids.append({"imageDigest": image.digest})
+        page, token = _paginate(ids, p)
+        out: dict[str, Any] = {"imageIds": page}
+        if token:
+            out["nextToken"] = token
+        return out
+
+    def op_BatchDeleteImage(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        """By tag: untag, and (ECR API reference) delete the image when that was its last tag.
+
+        By digest: delete the image and all its tags, unless an index in the repository lists it.
+        """
+        rec = self.require_repo(scope, p)
+        deleted, failures, events = [], [], []
+        with self.repo_lock(scope, rec.name):
+            for image_id in _image_ids(p):
+                image, failure = self.resolve(scope, rec.name, image_id)
+                if failure:
+                    failures.append(failure)
+                    continue
+                assert image is not None
+                tag = image_id.get("imageTag")
+                remove_image = not tag or set(image.tags) == {tag}
+                if remove_image and self._listed_by_index(scope, rec.name, image.digest):
+                    failures.append(
+                        _failure(
+                            image_id,
+                            "ImageReferencedByManifestList",
+                            "Requested image is referenced by a manifest list",
+                        )
+                    )
+                    continue
+                if tag:
+                    self.store.remove_tag(scope, rec.name, tag)
+                    events.append((image, tag))
+                if remove_image:
+                    if not tag:
+                        events.extend((image, t) for t in image.tags)
+                        if not image.tags:
+                            events.append((image, None))
+                    self.store.remove_image(scope, rec.name, image.digest)
+                    self.registry.delete_manifest(rec.name, image.digest)
+                echo = {"imageDigest": image.digest}
+                if tag:
+                    echo["imageTag"] = tag
+                deleted.append(echo)
+        for image, tag in events:
+            self.events.emit(
+                scope,
+                DETAIL_TYPE_IMAGE_ACTION,
+                image_action_detail(
+                    rec.name, image.digest, "DELETE", tag, image.media_type, image.config_media_type
+                ),
+            )
+        return {"imageIds": deleted, "failures": failures}
+
+    def _listed_by_index(self, scope: Scope, repo: str, digest: str) -> bool:
+        return any(
+            image.media_type in INDEX_MEDIA_TYPES and digest in _children(image.manifest)
+            for image in self.store.images(scope, repo)
+        )
+
+    def op_ListImageReferrers(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.require_repo(scope, p)
+        subject = (p.get("subjectId") or {}).get("imageDigest")
+        if not isinstance(subject, str) or not DIGEST_RE.match(subject):
+            raise e.InvalidParameterException("subjectId.imageDigest must be a sha256 digest")
+        wanted = (p.get("filter") or {}).get("artifactTypes")
+        refs = []
+        for image in self.store.referrers(scope, rec.name, subject):
+            artifact_type = image.artifact_type or image.config_media_type
+            if wanted and artifact_type not in wanted:
+                continue
+            ref: dict[str, Any] = {
+                "digest": image.digest,
+                "mediaType": image.media_type,
+                "size": len(image.manifest),
+                "artifactStatus": "ACTIVE",
+            }
+            if artifact_type:
+                ref["artifactType"] = artifact_type
+            annotations = _annotations(image.manifest)
+            if annotations:
+                ref["annotations"] = annotations
+            refs.append(ref)
+        page, token = _paginate(refs, p)
+        out: dict[str, Any] = {"referrers": page}
+        if token:
+            out["nextToken"] = token
+        return out
+
+    # ---------------------------------------------------------------------------- layers
+    def op_BatchCheckLayerAvailability(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.require_repo(scope, p)
+        digests = p.get("layerDigests")
+        if not isinstance(digests, list) or not 1 <= len(digests) <= MAX_LAYER_DIGESTS_PER_CHECK:
+            raise e.InvalidParameterException(
+                f"layerDigests must hold 1 to {MAX_LAYER_DIGESTS_PER_CHECK} digests"
+            )
+        layers, failures = [], []
+        for digest in digests:
+            if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+                failures.append(
+                    {
+                        "layerDigest": str(digest),
+                        "failureCode": "InvalidLayerDigest",
+                        "failureReason": "Invalid layer digest",
+                    }
+                )
+                continue
+            resp = self.registry.request("HEAD", f"/v2/{rec.name}/blobs/{digest}")
+            layer: dict[str, Any] = {"layerDigest": digest}
+            if resp.status == 200:
+                layer["layerAvailability"] = "AVAILABLE"
+                layer["layerSize"] = int(resp.headers.get("content-length", 0))
+                layer["mediaType"] = "application/vnd.docker.container.image.rootfs.diff+x-gzip"
+            else:
+                layer["layerAvailability"] = "UNAVAILABLE"
+            layers.append(layer)
+        return {"layers": layers, "failures": failures}
+
+    def op_GetDownloadUrlForLayer(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.require_repo(scope, p)
+        digest = _required_str(p, "layerDigest")
+        if not DIGEST_RE.match(digest):
+            raise e.InvalidParameterException(f"Invalid parameter at 'layerDigest': {digest!r}")
+        if not self.registry.has_blob(rec.name, digest):
+            raise e.LayersNotFoundException(f"The specified layer {digest} does not exist in '{rec.name}'")
+        if not self.store.blob_referenced(scope, rec.name, digest):
+            raise e.LayerInaccessibleException(
+                "The specified layer is not available because it is not associated with an image. "
+                "Unassociated image layers may be cleaned up at any time."
+            )
+        expires = int(time.time()) + DOWNLOAD_URL_TTL_SECONDS
+        sig = self.sign_download(rec.name, digest, expires)
+        url = f"{self.endpoint}/_local/blobs/{rec.name}/{digest}?expires={expires}&signature={sig}"
+        return {"downloadUrl": url, "layerDigest": digest}
+
+    def sign_download(self, repo: str, digest: str, expires: int) -> str:
+        msg = f"{repo}\n{digest}\n{expires}".encode()
+        return hmac.new(self.password.encode(), msg, hashlib.sha256).hexdigest()
+
+    def op_InitiateLayerUpload(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.require_repo(scope, p)
+        resp = self.registry.request("POST", f"/v2/{rec.name}/blobs/uploads/")
+        if resp.status != 202:
+            raise e.ServerException(f"registry could not open an upload: {resp.status}")
+        upload_id = str(uuid.uuid4())
+        with self._uploads_lock:
+            self._uploads[upload_id] = _Upload(scope=scope, repo=rec.name, location=resp.headers["location"])
+        return {"uploadId": upload_id, "partSize": RETURNED_PART_SIZE}
+
+    def _upload(self, scope: Scope, repo: str, p: dict[str, Any]) -> tuple[str, _Upload]:
+        upload_id = _required_str(p, "uploadId")
+        with self._uploads_lock:
+            upload = self._uploads.get(upload_id)
+        if upload is None or upload.scope != scope or upload.repo != repo:
+            raise e.UploadNotFoundException(f"Upload with id '{upload_id}' is not found in '{repo}'")
+        return upload_id, upload
+
+    def op_UploadLayerPart(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.require_repo(scope, p)
+        upload_id, upload = self._upload(scope, rec.name, p)
+        first, last = p.get("partFirstByte"), p.get("partLastByte")
+        if not isinstance(first, int) or not isinstance(last, int):
+            raise e.InvalidParameterException("partFirstByte and partLastByte are required integers")
+        try:
+            blob = base64.b64decode(_required_str(p, "layerPartBlob"), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise e.InvalidParameterException("layerPartBlob is not valid base64") from exc
+        with upload.lock:
+
+            def bad(reason: str) -> e.InvalidLayerPartException:
+                return e.InvalidLayerPartException(
+                    reason, upload_id=upload_id, last_valid_byte=upload.received - 1
+                )
+
+            if first != upload.received:
+                raise bad(
+                    f"The part's first byte {first} is not consecutive to the last byte received "
+                    f"{upload.received - 1}"
+                )
+            if last - first + 1 != len(blob) or not blob:
+                raise bad(f"The byte range {first}-{last} does not match the part's {len(blob)} bytes")
+            if len(blob) > MAX_PART_BYTES:
+                raise bad(f"A layer part must be at most {MAX_PART_BYTES} bytes")
+            if 0 <= upload.last_part_size < MIN_PART_BYTES:
+                raise bad(
+                    f"The previous part ({upload.last_part_size} bytes) was smaller than "
+                    f"{MIN_PART_BYTES} bytes, which only the last part may be"
+                )
+            resp = self.registry.request(
+                "PATCH",
+                upload.location,
+                blob,
+                {
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{first}-{last}",
+                    "Content-Length": str(len(blob)),
+                },
+            )
+            if resp.status != 202:
+                raise e.ServerException(f"registry rejected the part: {resp.status} {resp.body[:200]!r}")
+            upload.location = resp.headers.get("location", upload.location)
+            upload.received += len(blob)
+            upload.last_part_size = len(blob)
+            received = upload.received
+        return {
+            "registryId": scope.account,
+            "repositoryName": rec.name,
+            "uploadId": upload_id,
+            "lastByteReceived": received - 1,
+        }
+
+    def op_CompleteLayerUpload(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.require_repo(scope, p)
+        upload_id, upload = self._upload(scope, rec.name, p)
+        digests = p.get("layerDigests")
+        if not isinstance(digests, list) or len(digests) != 1 or not isinstance(digests[0], str):
+            raise e.InvalidParameterException("layerDigests must hold exactly one digest")
+        digest = digests[0]
+        with upload.lock:
+            if upload.received == 0:
+                raise e.EmptyUploadException(f"The upload {upload_id} contains no layer parts")
+            if not DIGEST_RE.match(digest):
+                raise e.InvalidLayerException(f"Invalid layer digest {digest!r}")
+            if self.registry.has_blob(rec.name, digest):
+                self._forget_upload(upload_id, upload)
+                raise e.LayerAlreadyExistsException(
+                    f"The layer '{digest}' already exists in the repository with name '{rec.name}'"
+                )
+            sep = "&" if "?" in upload.location else "?"
+            resp = self.registry.request(
+                "PUT", f"{upload.location}{sep}digest={digest}", b"", {"Content-Length": "0"}
+            )
+            if resp.status == 400 and "DIGEST_INVALID" in resp.error_codes():
+                self._forget_upload(upload_id, upload)
+                raise e.InvalidLayerException(
+                    f"The layer digest calculated for the upload does not match the given digest {digest}"
+                )
+            if resp.status != 201:
+                raise e.ServerException(f"registry could not complete the upload: {resp.status}")
+            with self._uploads_lock:
+                self._uploads.pop(upload_id, None)
+        return {
+            "registryId": scope.account,
+            "repositoryName": rec.name,
+            "uploadId": upload_id,
+            "layerDigest": digest,
+        }
+
+    def _forget_upload(self, upload_id: str, upload: _Upload) -> None:
+        self.registry.request("DELETE", upload.location)
+        with self._uploads_lock:
+            self._uploads.pop(upload_id, None)
+
+    # ---------------------------------------------------------------------------- account, auth
+    def op_GetAuthorizationToken(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        token = base64.b64encode(f"AWS:{self.password}".encode()).decode()
+        return {
+            "authorizationData": [
+                {
+                    "authorizationToken": token,
+                    "expiresAt": time.time() + TOKEN_TTL_SECONDS,
+                    "proxyEndpoint": self.endpoint,
+                }
+            ]
+        }
+
+    def op_GetAccountSetting(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        name = _required_str(p, "name")
+        if name not in ACCOUNT_SETTINGS:
+            raise e.InvalidParameterException(f"Unsupported account setting name {name!r}")
+        return {"name": name, "value": self.store.setting(scope, name, ACCOUNT_SETTING_DEFAULTS[name])}
+
+    def op_PutAccountSetting(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        name, value = _required_str(p, "name"), _required_str(p, "value")
+        if name not in ACCOUNT_SETTINGS:
+            raise e.InvalidParameterException(f"Unsupported account setting name {name!r}")
+        if value not in ACCOUNT_SETTINGS[name]:
+            raise e.InvalidParameterException(
+                f"Invalid value {value!r} for {name}; expected one of {ACCOUNT_SETTINGS[name]}"
+            )
+        self.store.set_setting(scope, name, value)
+        return {"name": name, "value": value}
+
+    def blob_mounting_enabled(self, scope: Scope) -> bool:
+        return self.store.setting(scope, "BLOB_MOUNTING", "DISABLED") == "ENABLED"
+
+    # ---------------------------------------------------------------------------- scanning
+    def op_StartImageScan(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.require_repo(scope, p)
+        image, failure = self.resolve(scope, rec.name, p.get("imageId"))
+        if failure:
+            raise e.ImageNotFoundException(f"The image {p.get('imageId')} does not exist in '{rec.name}'")
+        assert image is not None
+        if self.store.findings(scope, rec.name, image.digest) is None:
+            self.store.set_findings(scope, rec.name, image.digest, [])
+        return {
+            "registryId": scope.account,
+            "repositoryName": rec.name,
+            "imageId": p["imageId"],
+            "imageScanStatus": {"status": "COMPLETE", "description": "The scan was completed."},
+        }
+
+    def op_DescribeImageScanFindings(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.require_repo(scope, p)
+        image, failure = self.resolve(scope, rec.name, p.get("imageId"))
+        if failure:
+            raise e.ImageNotFoundException(f"The image {p.get('imageId')} does not exist in '{rec.name}'")
+        assert image is not None
+        findings = self.store.findings(scope, rec.name, image.digest)
+        if findings is None:
+            raise e.ScanNotFoundException(f"Image scan does not exist for the image {image.digest}")
+        counts: dict[str, int] = {}
+        for f in findings:
+            sev = str(f.get("severity", "UNDEFINED"))
+            counts[sev] = counts.get(sev, 0) + 1
+        return {
+            "registryId": scope.account,
+            "repositoryName": rec.name,
+            "imageId": {"imageDigest": image.digest},
+            "imageScanStatus": {"status": "COMPLETE", "description": "The scan was completed."},
+            "imageScanFindings": {
+                "imageScanCompletedAt": time.time(),
+                "vulnerabilitySourceUpdatedAt": time.time(),
+                "findings": findings,
+                "findingSeverityCounts": counts,
+            },
+        }
+
+
+# -------------------------------------------------------------------------------- parameter helpers
+def _required_str(p: dict[str, Any], key: str) -> str:
+    value = p.get(key)
+    if not isinstance(value, str) or value == "":
+        raise e.InvalidParameterException(f"Invalid parameter: '{key}' is required and must be a string")
+    return value
+
+
+def _optional_str(p: dict[str, Any], key: str) -> str | None:
+    value = p.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or value == "":
+        raise e.InvalidParameterException(f"Invalid parameter: '{key}' must be a non-empty string")
+    return value
+
+
+def _check_registry_id(scope: Scope, p: dict[str, Any]) -> None:
+    registry_id = p.get("registryId")
+    if registry_id is not None and registry_id != scope.account:
+        raise e.RepositoryNotFoundException(
+            f"The registry with id '{registry_id}' is not served here (this local ECR is '{scope.account}')"
+        )
+
+
+def _mutability(p: dict[str, Any], *, required: bool = False) -> tuple[str, tuple[str, ...]]:
+    mutability = p.get("imageTagMutability", None if required else "MUTABLE")
+    if mutability not in MUTABILITIES:
+        raise e.InvalidParameterException(
+            f"Invalid parameter at 'imageTagMutability': {mutability!r} is not one of {MUTABILITIES}"
+        )
+    raw = p.get("imageTagMutabilityExclusionFilters")
+    if mutability.endswith("_WITH_EXCLUSION"):
+        if not isinstance(raw, list) or not 1 <= len(raw) <= 5:
+            raise e.InvalidParameterException(
+                f"imageTagMutabilityExclusionFilters (1 to 5) are required with {mutability}"
+            )
+        filters = []
+        for f in raw:
+            if not isinstance(f, dict) or f.get("filterType") != "WILDCARD":
+                raise e.InvalidParameterException("Each exclusion filter needs filterType WILDCARD")
+            value = f.get("filter")
+            if not isinstance(value, str) or not _FILTER_RE.match(value):
+                raise e.InvalidParameterException(
+                    f"Invalid exclusion filter {value!r}: 1-128 characters of [0-9a-zA-Z._*-]"
+                )
+            filters.append(value)
+        return mutability, tuple(filters)
+    if raw:
+        raise e.InvalidParameterException(
+            f"imageTagMutabilityExclusionFilters are only allowed with the *_WITH_EXCLUSION modes, "
+            f"not {mutability}"
+        )
+    return mutability, ()
+
+
+_FILTER_RE = re.compile(r"^[0-9a-zA-Z._*-]{1,128}$")
+
+
+def _image_ids(p: dict[str, Any]) -> list[Any]:
+    ids = p.get("imageIds")
+    if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_IMAGE_IDS:
+        raise e.InvalidParameterException(f"imageIds must hold 1 to {MAX_IMAGE_IDS} image ids")
+    return ids
+
+
+def _failure(image_id: dict[str, Any], code: str, reason: str) -> dict[str, Any]:
+    return {"imageId": image_id, "failureCode": code, "failureReason": reason}
+
+
+def _paginate(items: list[Any], p: dict[str, Any]) -> tuple[list[Any], str | None]:
+    max_results = p.get("maxResults", 1000)
+    if not isinstance(max_results, int) or max_results < 1:
+        raise e.InvalidParameterException("maxResults must be a positive integer")
+    token = p.get("nextToken")
+    start = 0
+    if token:
+        try:
+            start = int(base64.b64decode(token).decode())
+        except (ValueError, binascii.Error) as exc:
+            raise e.InvalidParameterException("Invalid nextToken") from exc
+    page = items[start : start + max_results]
+    nxt = start + max_results
+    return page, (base64.b64encode(str(nxt).encode()).decode() if nxt < len(items) else None)
+
+
+def _children(raw: bytes) -> set[str]:
+    try:
+        return {m.get("digest") for m in json.loads(raw).get("manifests", []) if isinstance(m, dict)}
+    except (ValueError, AttributeError, TypeError):
+        return set()
+
+
+def _annotations(raw: bytes) -> dict[str, str]:
+    try:
+        ann = json.loads(raw).get("annotations")
+    except (ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in ann.items()} if isinstance(ann, dict) else {}

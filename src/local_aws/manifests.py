@@ -1,0 +1,138 @@
+"""What the local ECR needs to know about manifest bytes: media types, digests, references.
+
+Digests are always taken over the exact bytes received; nothing here re-serialises a manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+IMAGE_MEDIA_TYPES = (DOCKER_MANIFEST, OCI_MANIFEST)
+INDEX_MEDIA_TYPES = (DOCKER_MANIFEST_LIST, OCI_INDEX)
+SUPPORTED_MEDIA_TYPES = IMAGE_MEDIA_TYPES + INDEX_MEDIA_TYPES
+
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,299}$")
+# botocore's RepositoryName pattern, anchored.
+REPOSITORY_RE = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$")
+
+
+class ManifestError(ValueError):
+    """The bytes are not a manifest ECR would store (message says why)."""
+
+
+@dataclass(frozen=True)
+class ParsedManifest:
+    """The facts about one manifest that ECR keeps beside its bytes."""
+
+    digest: str
+    media_type: str
+    size: int
+    blobs: tuple[str, ...]  # config + layers (image manifests)
+    children: tuple[str, ...]  # manifests (indexes)
+    config_media_type: str | None
+    artifact_type: str | None
+    subject: str | None
+    layer_sizes: int  # sum of config + layer sizes, what ECR reports as imageSizeInBytes
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def parse_manifest(raw: bytes, given_media_type: str | None) -> ParsedManifest:
+    """Validate manifest bytes as PutImage does; raise ManifestError with ECR's reason."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ManifestError(
+            "Invalid parameter at 'ImageManifest' failed to satisfy constraint: 'Invalid JSON syntax'"
+        ) from exc
+    if not isinstance(doc, dict):
+        raise ManifestError(
+            "Invalid parameter at 'ImageManifest' failed to satisfy constraint: 'Invalid JSON syntax'"
+        )
+    declared = doc.get("mediaType")
+    if declared is not None and not isinstance(declared, str):
+        raise ManifestError("Invalid parameter at 'ImageManifest': mediaType must be a string")
+    if given_media_type and declared and given_media_type != declared:
+        raise ManifestError(
+            f"Invalid parameter at 'imageManifestMediaType': '{given_media_type}' does not match the "
+            f"manifest's mediaType '{declared}'"
+        )
+    media_type = declared or given_media_type
+    if not media_type:
+        # ECR.md: a manifest without a top-level mediaType and no imageManifestMediaType fails.
+        raise ManifestError(
+            "Invalid parameter at 'ImageManifest' failed to satisfy constraint: "
+            "'Invalid JSON syntax' (no mediaType in the manifest and none given)"
+        )
+    if media_type not in SUPPORTED_MEDIA_TYPES:
+        raise ManifestError(
+            f"Invalid parameter at 'imageManifestMediaType': unsupported media type '{media_type}'"
+        )
+    if doc.get("schemaVersion") != 2:
+        raise ManifestError("Invalid parameter at 'ImageManifest': schemaVersion must be 2")
+    blobs: list[str] = []
+    children: list[str] = []
+    size_sum = 0
+    config_media_type = None
+    if media_type in IMAGE_MEDIA_TYPES:
+        config = doc.get("config")
+        layers = doc.get("layers")
+        if not isinstance(config, dict) or not isinstance(layers, list):
+            raise ManifestError(
+                "Invalid parameter at 'ImageManifest': an image manifest needs 'config' and 'layers'"
+            )
+        for desc in [config, *layers]:
+            digest, size = _descriptor(desc)
+            blobs.append(digest)
+            size_sum += size
+        config_media_type = config.get("mediaType")
+    else:
+        manifests = doc.get("manifests")
+        if not isinstance(manifests, list):
+            raise ManifestError("Invalid parameter at 'ImageManifest': an index needs 'manifests'")
+        for desc in manifests:
+            digest, _ = _descriptor(desc)
+            children.append(digest)
+    subject = doc.get("subject")
+    subject_digest = _descriptor(subject)[0] if isinstance(subject, dict) else None
+    artifact_type = doc.get("artifactType") if isinstance(doc.get("artifactType"), str) else None
+    return ParsedManifest(
+        digest=sha256_digest(raw),
+        media_type=media_type,
+        size=len(raw),
+        blobs=tuple(blobs),
+        children=tuple(children),
+        config_media_type=config_media_type,
+        artifact_type=artifact_type,
+        subject=subject_digest,
+        layer_sizes=size_sum,
+    )
+
+
+def _descriptor(desc: object) -> tuple[str, int]:
+    if not isinstance(desc, dict):
+        raise ManifestError("Invalid parameter at 'ImageManifest': a descriptor is not an object")
+    digest = desc.get("digest")
+    size = desc.get("size")
+    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        raise ManifestError(f"Invalid parameter at 'ImageManifest': invalid digest {digest!r}")
+    if not isinstance(size, int) or size < 0:
+        raise ManifestError(f"Invalid parameter at 'ImageManifest': invalid size for {digest}")
+    return digest, size
+
+
+def wildcard_match(pattern: str, value: str) -> bool:
+    """ECR exclusion filters: `*` matches any run of characters; everything else is literal."""
+    regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+    return re.fullmatch(regex, value) is not None

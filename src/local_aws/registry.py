@@ -1,0 +1,158 @@
+"""The real OCI registry behind the local ECR: a `docker-registry` child process, and a client.
+
+Blobs and manifests live only here (filesystem storage in the data dir). Distribution links blobs per
+repository, which is exactly ECR's "layers are per repository" rule, and it validates manifests
+(MANIFEST_BLOB_UNKNOWN, DIGEST_INVALID) as ECR does.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REGISTRY_BINARY = "docker-registry"
+INSTALL_HINT = "apt-get install docker-registry skopeo"
+START_TIMEOUT_SECONDS = 15.0
+STOP_TIMEOUT_SECONDS = 5.0
+
+CONFIG_TEMPLATE = """\
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {root}
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:{port}
+  relativeurls: true
+  secret: {secret}
+"""
+
+
+class RegistryNotInstalledError(RuntimeError):
+    """docker-registry is not on PATH."""
+
+
+class RegistryStartError(RuntimeError):
+    """The registry process did not become ready."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class RegistryResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def error_codes(self) -> list[str]:
+        """The distribution error codes in an error body (e.g. MANIFEST_BLOB_UNKNOWN)."""
+        try:
+            return [e.get("code", "") for e in json.loads(self.body).get("errors", [])]
+        except (ValueError, AttributeError):
+            return []
+
+
+class RegistryProcess:
+    """Starts and stops one docker-registry on a free loopback port, storing under `data_dir`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        binary = shutil.which(REGISTRY_BINARY) or (
+            "/usr/bin/docker-registry" if Path("/usr/bin/docker-registry").exists() else None
+        )
+        if binary is None:
+            raise RegistryNotInstalledError(
+                f"{REGISTRY_BINARY} is not installed; install it with: {INSTALL_HINT}"
+            )
+        root = self.data_dir / "registry"
+        root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        config = self.data_dir / "registry-config.yml"
+        config.write_text(CONFIG_TEMPLATE.format(root=root, port=self.port, secret=secrets.token_hex(16)))
+        self._log = open(self.data_dir / "registry.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._proc = subprocess.Popen(
+            [binary, "serve", str(config)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RegistryStartError(
+                    f"docker-registry exited with {self._proc.returncode}; see {self.data_dir}/registry.log"
+                )
+            try:
+                if self.request("GET", "/v2/").status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RegistryStartError(f"docker-registry not ready within {START_TIMEOUT_SECONDS}s")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def connection(self, timeout: float = 60.0) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> RegistryResponse:
+        """One buffered request (for small bodies: manifests, checks, upload bookkeeping)."""
+        conn = self.connection()
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            data = resp.read()
+            return RegistryResponse(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+        finally:
+            conn.close()
+
+    def has_blob(self, repo: str, digest: str) -> bool:
+        return self.request("HEAD", f"/v2/{repo}/blobs/{digest}").status == 200
+
+    def put_manifest(self, repo: str, digest: str, raw: bytes, media_type: str) -> RegistryResponse:
+        return self.request("PUT", f"/v2/{repo}/manifests/{digest}", raw, {"Content-Type": media_type})
+
+    def delete_manifest(self, repo: str, digest: str) -> RegistryResponse:
+        return self.request("DELETE", f"/v2/{repo}/manifests/{digest}")

@@ -1,0 +1,256 @@
+"""The front server: one loopback port for ECR (ours), `/v2/` (the registry), `/_local/` and moto.
+
+`LocalAws` runs it in-process on a background thread (tests share one per session); the
+`promoter local` command runs the same object in the foreground.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wsgi import get_input_stream
+
+from local_aws import errors as e
+from local_aws.control import ControlApi, ControlClient
+from local_aws.ecr_api import EcrService
+from local_aws.events import EventSink
+from local_aws.faults import Faults
+from local_aws.proxy import RegistryProxy
+from local_aws.registry import RegistryProcess
+from local_aws.store import Scope, Store
+
+LOG = logging.getLogger(__name__)
+DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_REGION = "us-east-1"
+ECR_TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
+CREDENTIAL_SCOPE_RE = re.compile(r"Credential=[^/]+/\d{8}/(?P<region>[a-z0-9-]+)/(?P<service>[a-z0-9-]+)/")
+MAX_JSON_BODY_BYTES = 64 * 1024 * 1024  # a 20 MiB part is ~27 MiB of base64
+
+StartResponse = Any
+
+
+class FrontApp:
+    """Routes each request: ECR JSON API, registry `/v2/`, control `/_local/`, else moto."""
+
+    def __init__(
+        self,
+        ecr: EcrService,
+        proxy: RegistryProxy,
+        control: ControlApi,
+        faults: Faults,
+        account: str,
+        region: str,
+    ) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+        self.ecr = ecr
+        self.proxy = proxy
+        self.control = control
+        self.faults = faults
+        self.account = account
+        self.region = region
+        self.moto = DomainDispatcherApplication(create_backend_app)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        scope_match = CREDENTIAL_SCOPE_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        if target.startswith(ECR_TARGET_PREFIX) or (scope_match and scope_match["service"] == "ecr"):
+            region = scope_match["region"] if scope_match else self.region
+            return self.ecr_json(
+                environ, start_response, target[len(ECR_TARGET_PREFIX) :], Scope(self.account, region)
+            )
+        if path == "/v2" or path.startswith("/v2/"):
+            return self.proxy(environ, start_response)
+        if path.startswith("/_local/blobs/"):
+            return self.proxy.download(environ, start_response)
+        if path.startswith("/_local/"):
+            return self.control(environ, start_response)
+        return self.moto(environ, start_response)
+
+    def ecr_json(
+        self, environ: dict[str, Any], start_response: StartResponse, op: str, scope: Scope
+    ) -> Iterable[bytes]:
+        """JSON protocol: 200 with the result, or 400 `{"__type", "message"}` (500 only for our bugs)."""
+        try:
+            if not op or not EcrService.supports(op):
+                raise e.UnknownOperationException(
+                    f"Operation {op or '(none)'} is not supported by the local ECR"
+                )
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            if length > MAX_JSON_BODY_BYTES:
+                raise e.InvalidParameterException("request body too large")
+            raw = get_input_stream(environ).read(MAX_JSON_BODY_BYTES + 1)
+            try:
+                params = json.loads(raw or b"{}")
+            except ValueError as exc:
+                raise e.SerializationException("The request body is not valid JSON") from exc
+            if not isinstance(params, dict):
+                raise e.SerializationException("The request body must be a JSON object")
+            self.faults.admit(op)
+            result = self.ecr.call(op, scope, params)
+            return _reply(start_response, 200, result)
+        except e.EcrError as exc:
+            body: dict[str, Any] = {"__type": exc.code, "message": exc.message}
+            if isinstance(exc, e.InvalidLayerPartException):
+                body.update(
+                    uploadId=exc.upload_id,
+                    lastValidByteReceived=exc.last_valid_byte,
+                    registryId=scope.account,
+                )
+            return _reply(start_response, exc.status, body)
+        except Exception as exc:  # a bug of ours: say so, as ECR's ServerException
+            LOG.exception("local ECR failed on %s", op)
+            return _reply(
+                start_response, 500, {"__type": "ServerException", "message": f"local ECR bug: {exc!r}"}
+            )
+
+
+def _reply(start_response: StartResponse, status: int, body: dict[str, Any]) -> list[bytes]:
+    data = json.dumps(body).encode()
+    reason = {200: "OK", 400: "Bad Request", 500: "Internal Server Error"}[status]
+    start_response(
+        f"{status} {reason}",
+        [
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("Content-Length", str(len(data))),
+            ("x-amzn-RequestId", str(uuid.uuid4())),
+        ],
+    )
+    return [data]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log line per request (tests make thousands)."""
+
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        if type == "error" and "Bad request version" not in message:  # skopeo probes TLS first
+            super().log(type, message, *args)
+
+
+class LocalAws:
+    """The whole local AWS; `start()` returns once every part answers.
+
+    `data_dir=None` uses a temporary directory removed by `stop()`; `rates` maps ECR operations to
+    calls per second. Tables the engine expects (see `tables.py`) are created on start.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        data_dir: str | Path | None = None,
+        rates: dict[str, float] | None = None,
+        account: str = DEFAULT_ACCOUNT,
+        region: str = DEFAULT_REGION,
+    ) -> None:
+        self.requested_port = port
+        self.data_dir = Path(data_dir) if data_dir else None
+        self.account = account
+        self.region = region
+        self.faults = Faults(rates)
+        self.port = 0
+        self._temp_dir: Path | None = None
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._registry: RegistryProcess | None = None
+        self._store: Store | None = None
+        self.ecr: EcrService | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def control(self) -> ControlClient:
+        return ControlClient(self.endpoint)
+
+    @property
+    def registry_host(self) -> str:
+        """host:port for registry clients (skopeo `docker://HOST/repo:tag`)."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def password(self) -> str:
+        assert self.ecr is not None, "not started"
+        return self.ecr.password
+
+    def start(self) -> LocalAws:
+        if self.account != DEFAULT_ACCOUNT:
+            os.environ["MOTO_ACCOUNT_ID"] = self.account  # moto reads it per request
+        if self.data_dir is None:
+            self._temp_dir = Path(tempfile.mkdtemp(prefix="local-aws-"))
+            data_dir = self._temp_dir
+        else:
+            data_dir = self.data_dir
+            data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._store = Store(data_dir / "ecr.sqlite3")
+            password = self._store.secret("registry-password", secrets.token_urlsafe(24))
+            self._registry = RegistryProcess(data_dir)
+            self._registry.start()
+            scope = Scope(self.account, self.region)
+            self.ecr = EcrService(self._store, self._registry, EventSink(), lambda: self.endpoint, password)
+            app = FrontApp(
+                self.ecr,
+                RegistryProxy(self.ecr, self._registry, scope),
+                ControlApi(self.faults, self._store, scope),
+                self.faults,
+                self.account,
+                self.region,
+            )
+            self._server = make_server(
+                "127.0.0.1", self.requested_port, app, threaded=True, request_handler=_QuietHandler
+            )
+            self.port = self._server.server_port
+            self._thread = threading.Thread(target=self._server.serve_forever, name="local-aws", daemon=True)
+            self._thread.start()
+            from local_aws.tables import create_default_tables
+
+            create_default_tables(self.endpoint, self.region)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, stop the registry child, remove the temporary data dir (idempotent)."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self._registry is not None:
+            self._registry.stop()
+            self._registry = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
+
+    def __enter__(self) -> LocalAws:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
