@@ -1,0 +1,213 @@
+"""ImagePromoter: EventBridge -> SQS -> Lambda that promotes ECR images by the configured rules.
+
+Wiring in one place; the parts it uses (event patterns, IAM, asset staging, monitoring) each have a
+module of their own. The configuration is parsed before this construct is built, so an invalid one
+never reaches CloudFormation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration, Stack, Stage
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+from promoter import settings
+
+from infra.asset import PACKAGE_NAME, stage_function_code
+from infra.event_patterns import push_event_pattern, request_event_pattern
+from infra.monitoring import add_monitoring
+from infra.nag import acknowledge_findings
+from infra.permissions import grant_ecr, grant_tables
+from infra.props import ImagePromoterProps
+
+HANDLER = "promoter.handler.handle_queue"
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+ARCHITECTURE = lambda_.Architecture.ARM_64
+# Published by the Powertools team in every commercial region (docs: "Lambda Layer").
+POWERTOOLS_LAYER_ACCOUNT = "017000801446"
+POWERTOOLS_LAYER_NAME = "AWSLambdaPowertoolsPythonV3-python313-arm64"
+# Where Lambda unpacks the code asset.
+LAMBDA_TASK_ROOT = "/var/task"
+# AWS's advice for SQS event sources: visibility timeout at least six times the function timeout,
+# so a message is not redelivered while a (retried) invocation still holds it.
+VISIBILITY_TIMEOUT_FACTOR = 6
+# Receives before a message moves to the dead-letter queue: enough for throttling to pass.
+MAX_RECEIVE_COUNT = 5
+DLQ_RETENTION = Duration.days(14)
+# EventBridge's own delivery retries into the queue before its target dead-letter queue.
+TARGET_RETRY_ATTEMPTS = 8
+TARGET_MAX_EVENT_AGE = Duration.hours(24)
+LAMBDA_MAX_TIMEOUT = Duration.minutes(15)
+
+
+def _to_events_pattern(pattern: dict) -> events.EventPattern:
+    """The plain EventBridge JSON pattern as CDK's EventPattern (same keys, snake_case)."""
+    return events.EventPattern(
+        source=pattern.get("source"), detail_type=pattern.get("detail-type"), detail=pattern.get("detail")
+    )
+
+
+class ImagePromoter(Construct):
+    """The promoter and everything around it. Attributes expose what other stacks may wire to."""
+
+    def __init__(self, scope: Construct, construct_id: str, props: ImagePromoterProps) -> None:
+        super().__init__(scope, construct_id)
+        if props.function_timeout.to_seconds() > LAMBDA_MAX_TIMEOUT.to_seconds():
+            raise ValueError(f"function_timeout must be at most 15 minutes, got {props.function_timeout}")
+        config = props.config
+
+        self.event_bus: events.IEventBus = props.event_bus or events.EventBus(self, "PromotionBus")
+        self.dead_letter_queue = self._secure_queue("DeadLetterQueue", retention_period=DLQ_RETENTION)
+        self.queue = self._secure_queue(
+            "Queue",
+            visibility_timeout=Duration.seconds(
+                props.function_timeout.to_seconds() * VISIBILITY_TIMEOUT_FACTOR
+            ),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                max_receive_count=MAX_RECEIVE_COUNT, queue=self.dead_letter_queue
+            ),
+        )
+        # Events EventBridge could not put into the queue at all (e.g. a queue policy problem).
+        self.delivery_dead_letter_queue = self._secure_queue(
+            "DeliveryDeadLetterQueue", retention_period=DLQ_RETENTION
+        )
+        self.push_rule, self.request_rule = self._rules(config)
+
+        self.idempotency_table = self._table(
+            "IdempotencyTable",
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute="expiration",
+            removal_policy=props.table_removal_policy,
+        )
+        self.history_table = self._table(
+            "HistoryTable",
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            removal_policy=props.table_removal_policy,
+        )
+
+        self.log_group = logs.LogGroup(
+            self, "FunctionLogs", retention=props.log_retention, removal_policy=props.log_removal_policy
+        )
+        # An explicit role: the default one would carry the AWSLambdaBasicExecutionRole managed policy.
+        self.role = iam.Role(
+            self,
+            "FunctionRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="ECR image promoter: reads source repositories, writes target repositories",
+        )
+        self.log_group.grant_write(self.role)
+
+        staging_dir = Path(Stage.of(self).outdir) / f"promoter-function-{self.node.addr[:16]}"
+        stage_function_code(config.to_json(), staging_dir)
+        powertools = lambda_.LayerVersion.from_layer_version_arn(
+            self,
+            "PowertoolsLayer",
+            f"arn:aws:lambda:{Stack.of(self).region}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
+            f"{POWERTOOLS_LAYER_NAME}:{props.powertools_layer_version}",
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description="Promotes ECR images (copies manifests, applies tags) by the configured rules",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(str(staging_dir)),
+            layers=[powertools],
+            role=self.role,
+            timeout=props.function_timeout,
+            memory_size=props.memory_size_mb,
+            log_group=self.log_group,
+            environment={
+                settings.IDEMPOTENCY_TABLE_ENV: self.idempotency_table.table_name,
+                settings.HISTORY_TABLE_ENV: self.history_table.table_name,
+                settings.CONFIG_PATH_ENV: f"{LAMBDA_TASK_ROOT}/{PACKAGE_NAME}/{settings.STAGED_CONFIG_FILE}",
+                settings.EVENT_BUS_ENV: self.event_bus.event_bus_name,
+                "POWERTOOLS_SERVICE_NAME": settings.SERVICE_NAME,
+                "POWERTOOLS_METRICS_NAMESPACE": settings.METRICS_NAMESPACE,
+            },
+        )
+        self.function.add_event_source(
+            event_sources.SqsEventSource(
+                self.queue,
+                batch_size=props.batch_size,
+                report_batch_item_failures=True,
+                max_concurrency=props.max_concurrency,
+            )
+        )
+        grant_ecr(self, self.role, config.source_repository_globs(), config.target_repository_globs())
+        grant_tables(self.role, self.idempotency_table, self.history_table)
+        self.event_bus.grant_put_events_to(self.role)
+
+        self.alarms = add_monitoring(
+            self,
+            self.function,
+            self.queue,
+            [
+                ("DeadLetterQueue", self.dead_letter_queue),
+                ("DeliveryDeadLetterQueue", self.delivery_dead_letter_queue),
+            ],
+            props.alarm_topic,
+        )
+        acknowledge_findings(
+            self.role,
+            self.function,
+            self.delivery_dead_letter_queue,
+            (*config.source_repository_globs(), *config.target_repository_globs()),
+        )
+
+    def _secure_queue(self, construct_id: str, **kwargs: object) -> sqs.Queue:
+        """SSE with SQS-owned keys (EventBridge can deliver to it without a KMS key policy), TLS only."""
+        return sqs.Queue(
+            self, construct_id, encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True, **kwargs
+        )
+
+    def _table(self, construct_id: str, **kwargs: object) -> dynamodb.Table:
+        """On-demand, encrypted (AWS managed KMS key), point-in-time recovery on."""
+        return dynamodb.Table(
+            self,
+            construct_id,
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            **kwargs,
+        )
+
+    def _rules(self, config: object) -> tuple[events.Rule | None, events.Rule | None]:
+        """The push rule on the default bus and the request rule on the promotion bus, when used."""
+        target = targets.SqsQueue(
+            self.queue,
+            dead_letter_queue=self.delivery_dead_letter_queue,
+            retry_attempts=TARGET_RETRY_ATTEMPTS,
+            max_event_age=TARGET_MAX_EVENT_AGE,
+        )
+        push_rules = config.rules_for("push")
+        push_rule = None
+        if push_rules:
+            push_rule = events.Rule(
+                self,
+                "PushRule",
+                description="Tagged ECR pushes into the source repositories of the push rules",
+                event_pattern=_to_events_pattern(push_event_pattern(r.source.repository for r in push_rules)),
+                targets=[target],
+            )
+        request_rule = events.Rule(
+            self,
+            "RequestRule",
+            description="Promotion requests sent to the promotion bus",
+            event_bus=self.event_bus,
+            event_pattern=_to_events_pattern(request_event_pattern()),
+            targets=[target],
+        )
+        return push_rule, request_rule

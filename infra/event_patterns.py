@@ -1,0 +1,75 @@
+"""EventBridge patterns for the promoter, built from the repository globs of the rules.
+
+Pure data (no CDK): the construct hands these to `events.EventPattern`, and the tests feed the
+same dicts to a real pattern matcher. EventBridge narrows the traffic; the Lambda still matches
+every event against the rules, so a pattern may be wider than a glob but never narrower.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from promoter import settings
+
+ECR_EVENT_SOURCE = "aws.ecr"
+ECR_IMAGE_ACTION = "ECR Image Action"
+PUSH_ACTION = "PUSH"
+SUCCESS_RESULT = "SUCCESS"
+
+# fnmatch metacharacters a repository glob may use. EventBridge's `wildcard` knows only `*`.
+_GLOB_SINGLE = re.compile(r"\?|\[[^\]]*\]")
+_GLOB_META = re.compile(r"[*?\[]")
+
+RepositoryFilter = str | dict[str, str]
+
+
+def repository_filter(glob: str) -> RepositoryFilter | None:
+    """The EventBridge filter for one repository glob; None when the glob matches every name.
+
+    `team/api` -> exact match, `team/*` -> `prefix` (cheapest for EventBridge), anything else ->
+    `wildcard`, where `?` and `[...]` widen to `*` (EventBridge has no single-character wildcard).
+    """
+    if not glob:
+        raise ValueError("repository glob must not be empty")
+    if not _GLOB_META.search(glob):
+        return glob
+    stem = glob[:-1]
+    if glob.endswith("*") and not _GLOB_META.search(stem):
+        return {"prefix": stem} if stem else None
+    widened = re.sub(r"\*+", "*", _GLOB_SINGLE.sub("*", glob))
+    return None if widened == "*" else {"wildcard": widened}
+
+
+def repository_filters(globs: Iterable[str]) -> list[RepositoryFilter] | None:
+    """One OR-list of filters for all globs, de-duplicated and sorted; None if any matches all."""
+    filters: dict[str, RepositoryFilter] = {}
+    for glob in globs:
+        flt = repository_filter(glob)
+        if flt is None:
+            return None
+        filters[repr(flt)] = flt
+    return [filters[key] for key in sorted(filters)]
+
+
+def push_event_pattern(push_source_globs: Iterable[str]) -> dict[str, Any]:
+    """The default-bus pattern: successful tagged ECR pushes into the push rules' source repositories.
+
+    Untagged pushes (index children, referrers, attestations) carry `"image-tag": ""` or no tag at
+    all; `anything-but [""]` rejects both, because a filter on a field never matches a missing field.
+    """
+    detail: dict[str, Any] = {
+        "action-type": [PUSH_ACTION],
+        "result": [SUCCESS_RESULT],
+        "image-tag": [{"anything-but": [""]}],
+    }
+    filters = repository_filters(push_source_globs)
+    if filters is not None:
+        detail["repository-name"] = filters
+    return {"source": [ECR_EVENT_SOURCE], "detail-type": [ECR_IMAGE_ACTION], "detail": detail}
+
+
+def request_event_pattern() -> dict[str, Any]:
+    """Promotion requests on the promotion bus; results published there never match it."""
+    return {"source": [settings.REQUEST_EVENT_SOURCE], "detail-type": [settings.REQUEST_DETAIL_TYPE]}

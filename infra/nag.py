@@ -1,0 +1,77 @@
+"""cdk-nag (AwsSolutions) findings that are by design, each acknowledged with its reason.
+
+cdk-nag 3 matches acknowledgments by exact finding id, so each id is built here from what the
+construct made (one per wildcard repository ARN); anything new it finds still fails synth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aws_cdk import Acknowledgment, Stack, Token, Validations
+from constructs import Construct
+
+from infra.permissions import iam_resource_pattern
+
+PACK = "AwsSolutions"
+_WILDCARDS = ("*", "?")
+
+
+def _finding(rule: str, detail: str | None = None) -> str:
+    return f"{PACK}::{PACK}-{rule}" + (f"[{detail}]" if detail else "")
+
+
+def _nag_value(value: str, pseudo: str) -> str:
+    """How cdk-nag prints an ARN part: the literal, or `<AWS::Region>` for a deploy-time token."""
+    return f"<AWS::{pseudo}>" if Token.is_unresolved(value) else value
+
+
+def wildcard_repository_findings(scope: Construct, globs: Iterable[str]) -> list[str]:
+    """The IAM5 finding ids cdk-nag reports for repository ARNs that hold a wildcard."""
+    stack = Stack.of(scope)
+    prefix = (
+        f"arn:{_nag_value(stack.partition, 'Partition')}:ecr:{_nag_value(stack.region, 'Region')}:"
+        f"{_nag_value(stack.account, 'AccountId')}:repository/"
+    )
+    names = sorted({iam_resource_pattern(glob) for glob in globs})
+    return [
+        _finding("IAM5", f"Resource::{prefix}{name}") for name in names if any(w in name for w in _WILDCARDS)
+    ]
+
+
+def acknowledge_findings(
+    role: Construct,
+    function: Construct,
+    delivery_dead_letter_queue: Construct,
+    repository_globs: Iterable[str],
+) -> None:
+    """Acknowledge the by-design findings on the constructs that cause them (and only there)."""
+    Validations.of(role).acknowledge(
+        Acknowledgment(
+            id=_finding("IAM5", "Resource::*"),
+            reason="Only ecr:GetAuthorizationToken and ecr:GetAccountSetting are on '*': neither supports "
+            "resource-level permissions (Service Authorization Reference for Amazon ECR).",
+        ),
+        *(
+            Acknowledgment(
+                id=finding,
+                reason="The wildcard comes from a repository glob in the promotion rules: the function may "
+                "read (sources) or write (targets) exactly the repositories the rules name.",
+            )
+            for finding in wildcard_repository_findings(role, repository_globs)
+        ),
+    )
+    Validations.of(function).acknowledge(
+        Acknowledgment(
+            id=_finding("L1"),
+            reason="Python 3.13 is pinned on purpose: the official Powertools layer used "
+            "(AWSLambdaPowertoolsPythonV3-python313-arm64) is built for it.",
+        )
+    )
+    Validations.of(delivery_dead_letter_queue).acknowledge(
+        Acknowledgment(
+            id=_finding("SQS3"),
+            reason="This queue is itself a dead-letter queue: the EventBridge targets' DLQ for events "
+            "that could not be delivered. cdk-nag only recognises SQS redrive DLQs.",
+        )
+    )

@@ -1,0 +1,97 @@
+"""Least-privilege IAM for the promoter function, derived from the promotion rules.
+
+Action lists are named constants, as in the CDK's own `aws-ecr` module (`REPO_PULL_ACTIONS`):
+reads are scoped to the source repositories, writes to the target repositories, and only the two
+ECR actions without resource-level permissions get `*`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from aws_cdk import ArnFormat, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+# Pull an image out of a source repository: manifests, blobs, listings, referrers.
+ECR_SOURCE_READ_ACTIONS = (
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:DescribeImages",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:ListImageReferrers",
+    "ecr:ListImages",
+)
+# Push blobs and manifests into a target repository; reads are needed to skip what is already there.
+ECR_TARGET_WRITE_ACTIONS = (
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:CompleteLayerUpload",
+    "ecr:DescribeImages",
+    "ecr:InitiateLayerUpload",
+    "ecr:PutImage",
+    "ecr:UploadLayerPart",
+)
+# The only ECR actions without resource-level permissions (Service Authorization Reference).
+ECR_ACCOUNT_ACTIONS = ("ecr:GetAccountSetting", "ecr:GetAuthorizationToken")
+# Exactly what Powertools' DynamoDBPersistenceLayer calls.
+IDEMPOTENCY_TABLE_ACTIONS = (
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+)
+# The history is written once per promotion and read back by key.
+HISTORY_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query")
+
+# fnmatch classes (`[abc]`) have no IAM equivalent: each one stands for exactly one character.
+_GLOB_CLASS = re.compile(r"\[[^\]]*\]")
+
+
+def iam_resource_pattern(glob: str) -> str:
+    """A repository glob as an IAM resource-name pattern (`*` and `?` mean the same in both)."""
+    if not glob:
+        raise ValueError("repository glob must not be empty")
+    return _GLOB_CLASS.sub("?", glob)
+
+
+def repository_arns(scope: Construct, globs: Iterable[str]) -> list[str]:
+    """ECR repository ARNs (partition, region and account of the stack) for the given globs."""
+    stack = Stack.of(scope)
+    names = sorted({iam_resource_pattern(glob) for glob in globs})
+    return [
+        stack.format_arn(
+            service="ecr",
+            resource="repository",
+            resource_name=name,
+            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+        )
+        for name in names
+    ]
+
+
+def grant_ecr(
+    scope: Construct, grantee: iam.IGrantable, source_globs: Iterable[str], target_globs: Iterable[str]
+) -> None:
+    """Give `grantee` read on the sources, write on the targets, and the two account-wide actions."""
+    sources = repository_arns(scope, source_globs)
+    targets = repository_arns(scope, target_globs)
+    if sources:
+        iam.Grant.add_to_principal(
+            grantee=grantee, actions=list(ECR_SOURCE_READ_ACTIONS), resource_arns=sources
+        )
+    if targets:
+        iam.Grant.add_to_principal(
+            grantee=grantee, actions=list(ECR_TARGET_WRITE_ACTIONS), resource_arns=targets
+        )
+    iam.Grant.add_to_principal(grantee=grantee, actions=list(ECR_ACCOUNT_ACTIONS), resource_arns=["*"])
+
+
+def grant_tables(
+    grantee: iam.IGrantable, idempotency_table: dynamodb.ITable, history_table: dynamodb.ITable
+) -> None:
+    """The four Powertools idempotency actions and the history's actions, each on its own table."""
+    idempotency_table.grant(grantee, *IDEMPOTENCY_TABLE_ACTIONS)
+    history_table.grant(grantee, *HISTORY_TABLE_ACTIONS)

@@ -1,0 +1,80 @@
+"""Typed properties of the ImagePromoter construct; every optional one has its default in one constant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_events as events
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+
+if TYPE_CHECKING:
+    from promoter.config import PromotionConfig
+
+# ECR's default PutImage quota is 10 per second per account and region (ECR.md, rate quotas), and
+# PutImage is the bottleneck. One invocation copies its batch one record and one PutImage at a
+# time, and each PutImage follows at least two dependent reads (BatchGetImage of the source,
+# BatchCheckLayerAvailability/DescribeImages of the target) at >= ~70 ms each, so one worker issues
+# at most ~5 PutImage/s. 10/s divided by 5/s per worker = 2 concurrent workers, which is also the
+# smallest maximumConcurrency SQS allows. Bursts above that are absorbed by botocore's retries on
+# ThrottlingException; raise the cap only together with the account's PutImage quota.
+ECR_PUT_IMAGE_QUOTA_PER_SECOND = 10
+PUT_IMAGE_PER_WORKER_PER_SECOND = 5
+DEFAULT_MAX_CONCURRENCY = ECR_PUT_IMAGE_QUOTA_PER_SECOND // PUT_IMAGE_PER_WORKER_PER_SECOND
+# Lambda's bounds for an SQS event source mapping's maximumConcurrency.
+MIN_MAX_CONCURRENCY = 2
+MAX_MAX_CONCURRENCY = 1000
+
+DEFAULT_LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+# Idempotency records and history are operational state worth keeping when the stack goes away.
+DEFAULT_TABLE_REMOVAL_POLICY = RemovalPolicy.RETAIN
+DEFAULT_LOG_REMOVAL_POLICY = RemovalPolicy.RETAIN
+DEFAULT_FUNCTION_TIMEOUT = Duration.minutes(5)
+DEFAULT_MEMORY_SIZE_MB = 1024
+# SQS batch size: records one invocation processes in sequence (a failure retries only its record).
+DEFAULT_BATCH_SIZE = 10
+# Version of the published AWSLambdaPowertoolsPythonV3-python313-arm64 layer (Powertools docs).
+DEFAULT_POWERTOOLS_LAYER_VERSION = 27
+
+
+@dataclass(frozen=True)
+class ImagePromoterProps:
+    """What an ImagePromoter is built from. Only `config` is required.
+
+    event_bus: bus for promotion requests and results; default None = a new bus is created.
+    alarm_topic: SNS topic the alarms notify; default None = alarms without actions.
+    """
+
+    config: PromotionConfig
+    event_bus: events.IEventBus | None = None
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    alarm_topic: sns.ITopic | None = None
+    log_retention: logs.RetentionDays = DEFAULT_LOG_RETENTION
+    table_removal_policy: RemovalPolicy = DEFAULT_TABLE_REMOVAL_POLICY
+    log_removal_policy: RemovalPolicy = DEFAULT_LOG_REMOVAL_POLICY
+    function_timeout: Duration = DEFAULT_FUNCTION_TIMEOUT
+    memory_size_mb: int = DEFAULT_MEMORY_SIZE_MB
+    batch_size: int = DEFAULT_BATCH_SIZE
+    powertools_layer_version: int = DEFAULT_POWERTOOLS_LAYER_VERSION
+
+    def __post_init__(self) -> None:
+        """Reject values CloudFormation would only refuse at deploy time."""
+        if not self.config.rules:
+            raise ValueError("promotion config has no rules: nothing to deploy")
+        if not MIN_MAX_CONCURRENCY <= self.max_concurrency <= MAX_MAX_CONCURRENCY:
+            raise ValueError(
+                f"max_concurrency must be between {MIN_MAX_CONCURRENCY} and {MAX_MAX_CONCURRENCY}, "
+                f"got {self.max_concurrency}"
+            )
+        if not 1 <= self.batch_size <= 10:
+            raise ValueError(
+                f"batch_size must be between 1 and 10 (SQS standard queue), got {self.batch_size}"
+            )
+        if not 128 <= self.memory_size_mb <= 10240:
+            raise ValueError(f"memory_size_mb must be between 128 and 10240, got {self.memory_size_mb}")
+        if self.powertools_layer_version < 1:
+            raise ValueError(
+                f"powertools_layer_version must be positive, got {self.powertools_layer_version}"
+            )
