@@ -1,0 +1,80 @@
+"""Shared fixtures: one local AWS per test session; tests isolate by unique repository names."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from local_aws import INSTALL_HINT, LocalAws, RegistryNotInstalledError
+
+REGION = "us-east-1"
+EVENTS_DIR = Path(__file__).parents[1] / ".." / "shared" / "reference" / "events"
+
+
+@pytest.fixture(scope="session")
+def local_aws() -> Iterator[LocalAws]:
+    """The local AWS (ECR on a real registry, moto for the rest), started once for the session."""
+    instance = LocalAws()
+    try:
+        instance.start()
+    except RegistryNotInstalledError:
+        pytest.fail(f"the local AWS needs docker-registry: {INSTALL_HINT}")
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def aws_env(local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> LocalAws:
+    """Point every boto3 client made in the test at the local AWS, with dummy credentials."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", local_aws.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    return local_aws
+
+
+@pytest.fixture
+def ecr(aws_env: LocalAws):
+    """A boto3 ECR client on the local AWS (no retries, so faults are seen as they are)."""
+    from botocore.config import Config
+
+    return boto3.client(
+        "ecr",
+        endpoint_url=aws_env.endpoint,
+        region_name=REGION,
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """`unique_name("app")` -> a repository name no other test (or session) uses."""
+    run = uuid.uuid4().hex[:6]
+    test = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
+
+    def make(prefix: str = "repo") -> str:
+        return f"{prefix}/{test}-{run}-{next(_counter)}".replace("--", "-")
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def events_dir() -> Path:
+    """The shared ECR event samples (CI puts shared/ beside the clone)."""
+    return EVENTS_DIR
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # botocore must never pick up a real profile in tests.
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
