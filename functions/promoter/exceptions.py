@@ -75,3 +75,7 @@ class RegistryUnavailableError(RegistryError):
 
 class AccessDeniedError(RegistryError):
     """The role may not do this; a deployment fault, reported rather than retried forever."""
+
+
+class BlobNotFoundError(RegistryError):
+    """A blob the source manifest names is not in the source repository (or is archived)."""

@@ -1,0 +1,81 @@
+"""What happened to one promotion action: the value the CLI prints and the Lambda stores.
+
+Plain JSON-serialisable data (`to_dict`), because Powertools idempotency stores the result of a
+promotion in DynamoDB and hands it back verbatim on a duplicate delivery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from promoter.plan import Action
+
+PROMOTED = "promoted"
+ALREADY_PRESENT = "already-present"
+CONFLICT = "conflict"
+FAILED = "failed"
+SKIPPED = "skipped"
+OUTCOMES = (PROMOTED, ALREADY_PRESENT, CONFLICT, FAILED, SKIPPED)
+SUCCESSFUL_OUTCOMES = frozenset({PROMOTED, ALREADY_PRESENT})
+
+
+@dataclass(frozen=True)
+class CopyStats:
+    """What a cross-repository copy moved; all zero for a retag."""
+
+    blobs_mounted: int = 0
+    blobs_copied: int = 0
+    bytes_copied: int = 0
+    manifests_put: int = 0
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """The outcome of one action. `target_digest` is the digest the target tag points at afterwards
+    (for a conflict: the digest that holds the tag)."""
+
+    rule: str
+    source_repository: str
+    source_tag: str
+    source_digest: str
+    target_repository: str
+    target_tag: str
+    outcome: str
+    target_digest: str | None = None
+    reason: str | None = None
+    stats: CopyStats = CopyStats()
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome in SUCCESSFUL_OUTCOMES
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ActionResult:
+        return cls(**{**data, "stats": CopyStats(**data.get("stats") or {})})
+
+    @classmethod
+    def for_action(
+        cls,
+        action: Action,
+        outcome: str,
+        *,
+        target_digest: str | None = None,
+        reason: str | None = None,
+        stats: CopyStats | None = None,
+    ) -> ActionResult:
+        return cls(
+            rule=action.rule,
+            source_repository=action.source.repository,
+            source_tag=action.source.tag,
+            source_digest=action.source.digest,
+            target_repository=action.target_repository,
+            target_tag=action.target_tag,
+            outcome=outcome,
+            target_digest=target_digest,
+            reason=reason,
+            stats=stats or CopyStats(),
+        )

@@ -1,0 +1,367 @@
+"""The ECR adapter: the only module that calls the `ecr` client (and the registry's /v2 API).
+
+ECR's error codes become our exceptions here, once (`_ECR_ERRORS`). Retrying belongs to botocore
+(standard mode, `ECR_MAX_ATTEMPTS`, backoff with jitter); nothing above this module retries a call
+again. The engine depends only on the `Registry` protocol, so it can be read without boto3 in mind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from promoter.exceptions import (
+    AccessDeniedError,
+    BlobNotFoundError,
+    DigestMismatchError,
+    ImageNotFoundError,
+    InvalidManifestError,
+    LayerCopyError,
+    RegistryError,
+    RegistryUnavailableError,
+    RepositoryNotFoundError,
+    TagConflictError,
+)
+from promoter.manifests import ACCEPTED_MEDIA_TYPES, Manifest
+from promoter.templates import is_digest
+
+logger = logging.getLogger(__name__)
+
+# botocore retries throttling (ThrottlingException, LimitExceededException) and 5xx with
+# exponential backoff; PutImage's 10/s quota makes this the common case during bursts.
+ECR_RETRY_MODE = "standard"
+ECR_MAX_ATTEMPTS = 6
+HTTP_TIMEOUT_SECONDS = 60
+# API limits from the service model: BatchGetImage and BatchCheckLayerAvailability take <= 100 ids.
+MAX_IDS_PER_CALL = 100
+MIB = 1024 * 1024
+# ECR quotas page: parts of 5-10 MiB except the last; the model caps a part at 20 MiB. We follow the
+# partSize InitiateLayerUpload returns, kept inside these bounds.
+MIN_PART_BYTES = 5 * MIB
+MAX_PART_BYTES = 20 * MIB
+READ_CHUNK_BYTES = 1 * MIB
+BLOB_MOUNTING_SETTING = "BLOB_MOUNTING"
+COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
+
+_ECR_ERRORS: dict[str, type[RegistryError]] = {
+    "RepositoryNotFoundException": RepositoryNotFoundError,
+    "ImageNotFoundException": ImageNotFoundError,
+    "ImageTagAlreadyExistsException": TagConflictError,
+    "ImageDigestDoesNotMatchException": DigestMismatchError,
+    "LayersNotFoundException": InvalidManifestError,
+    "ReferencedImagesNotFoundException": InvalidManifestError,
+    "InvalidParameterException": InvalidManifestError,
+    "UnsupportedImageTypeException": InvalidManifestError,
+    "InvalidLayerException": LayerCopyError,
+    "InvalidLayerPartException": LayerCopyError,
+    "LayerPartTooSmallException": LayerCopyError,
+    "EmptyUploadException": LayerCopyError,
+    "UploadNotFoundException": LayerCopyError,
+    "LayerInaccessibleException": BlobNotFoundError,
+    "ThrottlingException": RegistryUnavailableError,
+    "LimitExceededException": RegistryUnavailableError,
+    "ServerException": RegistryUnavailableError,
+    "KmsException": RegistryUnavailableError,
+    "ServiceUnavailableException": RegistryUnavailableError,
+    "InternalFailure": RegistryUnavailableError,
+    "AccessDeniedException": AccessDeniedError,
+}
+# BatchGetImage reports per-image failures in the response instead of raising.
+_RETRYABLE_IMAGE_FAILURES = frozenset({"KmsError", "UpstreamUnavailable", "UpstreamTagNotFound"})
+
+
+class Registry(Protocol):
+    """What the promotion engine needs from a registry."""
+
+    def get_manifests(self, repository: str, references: Sequence[str]) -> dict[str, Manifest]:
+        """Manifests by tag or digest; references that do not exist are absent from the result."""
+        ...
+
+    def list_referrers(self, repository: str, digest: str) -> tuple[str, ...]:
+        """Digests of the OCI 1.1 referrers of an image."""
+        ...
+
+    def missing_blobs(self, repository: str, digests: Sequence[str]) -> set[str]:
+        """The blobs among `digests` that are not available in `repository`."""
+        ...
+
+    def blob_mounting_enabled(self) -> bool:
+        """Whether the account lets the registry mount blobs across repositories."""
+        ...
+
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+        """Mounts a blob from another repository; False when the registry would not."""
+        ...
+
+    def copy_blob(self, from_repository: str, repository: str, digest: str) -> int:
+        """Streams a blob across and returns the bytes copied (0 if it was already there)."""
+        ...
+
+    def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> bool:
+        """Puts a manifest (with a tag, or by digest alone); False when it was already there."""
+        ...
+
+
+def make_ecr_client(session: boto3.session.Session | None = None) -> Any:
+    """An ECR client with the retry policy above (endpoint from AWS_ENDPOINT_URL if set)."""
+    config = Config(retries={"mode": ECR_RETRY_MODE, "max_attempts": ECR_MAX_ATTEMPTS})
+    return (session or boto3.session.Session()).client("ecr", config=config)
+
+
+def cosign_tags(digest: str) -> tuple[str, ...]:
+    """The tags where cosign keeps signatures, attestations and SBOMs of an image."""
+    algorithm, _, hex_digest = digest.partition(":")
+    return tuple(f"{algorithm}-{hex_digest}{suffix}" for suffix in COSIGN_SUFFIXES)
+
+
+@contextmanager
+def _ecr_errors(operation: str, subject: str) -> Iterator[None]:
+    """Turns boto3 errors into ours; `subject` names what the call was about, for the message."""
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = exc.response.get("Error", {}).get("Message", "")
+        error = _ECR_ERRORS.get(code, RegistryError)
+        raise error(f"{operation} on {subject}: {code}: {message}") from exc
+    except BotoCoreError as exc:  # connection failures, timeouts after botocore's own retries
+        raise RegistryUnavailableError(f"{operation} on {subject}: {exc}") from exc
+
+
+class EcrRegistry:
+    """`Registry` on the ECR API. `opener` fetches URLs (download URLs, /v2 mounts)."""
+
+    def __init__(self, client: Any, opener: Callable[..., Any] = urllib.request.urlopen) -> None:
+        self._ecr = client
+        self._open = opener
+        self._mounting: bool | None = None
+        self._auth: tuple[str, str] | None = None
+
+    # --- manifests -------------------------------------------------------------------------
+
+    def get_manifests(self, repository: str, references: Sequence[str]) -> dict[str, Manifest]:
+        found: dict[str, Manifest] = {}
+        unique = list(dict.fromkeys(references))
+        for start in range(0, len(unique), MAX_IDS_PER_CALL):
+            found.update(self._batch_get(repository, unique[start : start + MAX_IDS_PER_CALL]))
+        return found
+
+    def _batch_get(self, repository: str, references: list[str]) -> dict[str, Manifest]:
+        ids = [{"imageDigest": r} if is_digest(r) else {"imageTag": r} for r in references]
+        with _ecr_errors("BatchGetImage", repository):
+            response = self._ecr.batch_get_image(
+                repositoryName=repository, imageIds=ids, acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES)
+            )
+        for failure in response.get("failures") or ():
+            code = failure.get("failureCode")
+            if code in _RETRYABLE_IMAGE_FAILURES:
+                raise RegistryUnavailableError(
+                    f"BatchGetImage on {repository}: {code}: {failure.get('failureReason')}"
+                )
+        by_digest: dict[str, Manifest] = {}
+        by_tag: dict[str, Manifest] = {}
+        for image in response.get("images") or ():
+            image_id = image.get("imageId") or {}
+            manifest = Manifest(
+                digest=image_id["imageDigest"],
+                media_type=image.get("imageManifestMediaType") or _media_type_of(image["imageManifest"]),
+                body=image["imageManifest"],
+            )
+            by_digest[manifest.digest] = manifest
+            if image_id.get("imageTag"):
+                by_tag[image_id["imageTag"]] = manifest
+        return {
+            ref: manifest
+            for ref in references
+            if (manifest := by_digest.get(ref) if is_digest(ref) else by_tag.get(ref)) is not None
+        }
+
+    def list_referrers(self, repository: str, digest: str) -> tuple[str, ...]:
+        digests: list[str] = []
+        kwargs: dict[str, Any] = {"repositoryName": repository, "subjectId": {"imageDigest": digest}}
+        while True:
+            with _ecr_errors("ListImageReferrers", repository):
+                response = self._ecr.list_image_referrers(**kwargs)
+            digests += [r["digest"] for r in response.get("referrers") or ()]
+            if not response.get("nextToken"):
+                return tuple(digests)
+            kwargs["nextToken"] = response["nextToken"]
+
+    def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> bool:
+        params: dict[str, Any] = {
+            "repositoryName": repository,
+            "imageManifest": manifest.body,
+            "imageManifestMediaType": manifest.media_type,
+            "imageDigest": manifest.digest,
+        }
+        if tag:
+            params["imageTag"] = tag
+        subject = f"{repository}:{tag}" if tag else f"{repository}@{manifest.digest}"
+        try:
+            with _ecr_errors("PutImage", subject):
+                self._ecr.put_image(**params)
+        except RegistryError as exc:
+            # Same manifest, same tag (or untagged and present): the work is already done.
+            if _error_code(exc) == "ImageAlreadyExistsException":
+                return False
+            raise
+        return True
+
+    # --- blobs ---------------------------------------------------------------------------
+
+    def missing_blobs(self, repository: str, digests: Sequence[str]) -> set[str]:
+        missing: set[str] = set()
+        unique = list(dict.fromkeys(digests))
+        for start in range(0, len(unique), MAX_IDS_PER_CALL):
+            chunk = unique[start : start + MAX_IDS_PER_CALL]
+            with _ecr_errors("BatchCheckLayerAvailability", repository):
+                response = self._ecr.batch_check_layer_availability(
+                    repositoryName=repository, layerDigests=chunk
+                )
+            available = {
+                layer["layerDigest"]
+                for layer in response.get("layers") or ()
+                if layer.get("layerAvailability") == "AVAILABLE"
+            }
+            missing.update(d for d in chunk if d not in available)
+        return missing
+
+    def blob_mounting_enabled(self) -> bool:
+        if self._mounting is None:
+            try:
+                with _ecr_errors("GetAccountSetting", BLOB_MOUNTING_SETTING):
+                    value = self._ecr.get_account_setting(name=BLOB_MOUNTING_SETTING).get("value")
+            except (RegistryError, ClientError) as exc:
+                # Regions or roles without the setting simply copy.
+                logger.warning("blob mounting unknown, copying instead: %s", exc)
+                value = None
+            self._mounting = value == "ENABLED"
+        return self._mounting
+
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+        endpoint, token = self._authorization()
+        query = urllib.parse.urlencode({"mount": digest, "from": from_repository})
+        request = urllib.request.Request(
+            f"{endpoint}/v2/{repository}/blobs/uploads/?{query}",
+            method="POST",
+            headers={"Authorization": f"Basic {token}", "Content-Length": "0"},
+            data=b"",
+        )
+        try:
+            with self._open(request, timeout=HTTP_TIMEOUT_SECONDS) as response:
+                status = response.status
+                location = response.headers.get("Location")
+        except urllib.error.HTTPError as exc:  # 429 and friends: the API copy still works
+            logger.warning("mount of %s into %s refused (%s); copying instead", digest, repository, exc.code)
+            return False
+        except (urllib.error.URLError, OSError) as exc:
+            logger.warning("mount of %s into %s failed (%s); copying instead", digest, repository, exc)
+            return False
+        if status == 201:
+            return True
+        # 202: the registry would not mount (other encryption, blob not referenced by a manifest in
+        # the source) and opened an ordinary upload instead; abandon it and copy through the API.
+        if location:
+            self._cancel_upload(endpoint, token, location)
+        return False
+
+    def _cancel_upload(self, endpoint: str, token: str, location: str) -> None:
+        url = location if location.startswith("http") else f"{endpoint}{location}"
+        request = urllib.request.Request(url, method="DELETE", headers={"Authorization": f"Basic {token}"})
+        try:
+            with self._open(request, timeout=HTTP_TIMEOUT_SECONDS):
+                pass
+        except (urllib.error.URLError, OSError):
+            pass  # an abandoned upload session expires on its own
+
+    def _authorization(self) -> tuple[str, str]:
+        """The registry endpoint and basic-auth token (`AWS:<password>`, base64), fetched once."""
+        if self._auth is None:
+            with _ecr_errors("GetAuthorizationToken", "registry"):
+                data = self._ecr.get_authorization_token()["authorizationData"][0]
+            self._auth = (data["proxyEndpoint"].rstrip("/"), data["authorizationToken"])
+        return self._auth
+
+    def copy_blob(self, from_repository: str, repository: str, digest: str) -> int:
+        with _ecr_errors("GetDownloadUrlForLayer", f"{from_repository}@{digest}"):
+            try:
+                url = self._ecr.get_download_url_for_layer(
+                    repositoryName=from_repository, layerDigest=digest
+                )["downloadUrl"]
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "LayersNotFoundException":
+                    raise BlobNotFoundError(f"blob {digest} is not in {from_repository}") from exc
+                raise
+        with _ecr_errors("InitiateLayerUpload", repository):
+            upload = self._ecr.initiate_layer_upload(repositoryName=repository)
+        upload_id = upload["uploadId"]
+        part_size = min(max(int(upload.get("partSize") or MIN_PART_BYTES), MIN_PART_BYTES), MAX_PART_BYTES)
+        hasher = hashlib.sha256()
+        offset = 0
+        try:
+            with self._open(url, timeout=HTTP_TIMEOUT_SECONDS) as stream:
+                # Memory stays at one part per concurrent copy, whatever the layer size.
+                while part := _read_up_to(stream, part_size):
+                    hasher.update(part)
+                    with _ecr_errors("UploadLayerPart", repository):
+                        self._ecr.upload_layer_part(
+                            repositoryName=repository,
+                            uploadId=upload_id,
+                            partFirstByte=offset,
+                            partLastByte=offset + len(part) - 1,
+                            layerPartBlob=part,
+                        )
+                    offset += len(part)
+        except (urllib.error.URLError, OSError) as exc:
+            raise LayerCopyError(f"download of {digest} from {from_repository} failed: {exc}") from exc
+        if f"sha256:{hasher.hexdigest()}" != digest:
+            raise LayerCopyError(f"blob {digest} downloaded from {from_repository} has another digest")
+        try:
+            with _ecr_errors("CompleteLayerUpload", repository):
+                self._ecr.complete_layer_upload(
+                    repositoryName=repository, uploadId=upload_id, layerDigests=[digest]
+                )
+        except RegistryError as exc:
+            if _error_code(exc) != "LayerAlreadyExistsException":
+                raise
+        return offset
+
+
+def _read_up_to(stream: Any, size: int) -> bytes:
+    """Reads `size` bytes unless the stream ends first (HTTP reads may return less)."""
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining > 0:
+        chunk = stream.read(min(remaining, READ_CHUNK_BYTES))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _error_code(exc: BaseException) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, ClientError):
+        return str(cause.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _media_type_of(body: str) -> str:
+    """The media type a manifest declares, for responses that omit imageManifestMediaType."""
+    try:
+        value = json.loads(body).get("mediaType")
+    except (ValueError, AttributeError):
+        value = None
+    return value if isinstance(value, str) else ""
