@@ -1,0 +1,111 @@
+"""Synthesize the stack once per session and share the template, the assembly and the report.
+
+aws_cdk is imported only through `infra` (whose __init__ silences jsii's multi-line Node
+end-of-life banner first) or inside functions, so the banner never reaches the test output.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from promoter.config import PromotionConfig, parse_config
+
+from infra.app import build_app
+from infra.stack import STACK_NAME
+
+if TYPE_CHECKING:
+    from aws_cdk.assertions import Template
+
+REPO_ROOT = Path(__file__).parents[2]
+EVENTS_DIR = Path(__file__).parents[2] / ".." / "shared" / "reference" / "events"
+
+# Rules that exercise every shape the stack derives something from: an exact push source (the
+# samples' `my-repository-name`), a prefix glob (`team/*`, the samples' `team/service`), a glob
+# with an inner wildcard, and a request-only rule whose source must not widen the push pattern.
+TEST_CONFIG: dict[str, Any] = {
+    "rules": [
+        {
+            "name": "sample-push",
+            "source": {"repository": "my-repository-name", "tags": ["*"]},
+            "targets": [{"repository": "my-repository-name-prod", "tags": ["{tag}"]}],
+        },
+        {
+            "name": "team-releases",
+            "source": {"repository": "team/*", "tags": ["v*"]},
+            "targets": [{"repository": "release/{repository}", "tags": ["{tag}", "latest"]}],
+        },
+        {
+            "name": "svc-mirror",
+            "source": {"repository": "svc-?-api", "tags": ["*"]},
+            "targets": [{"repository": "mirror/{repository}", "tags": ["{tag}"]}],
+        },
+        {
+            "name": "staging-to-prod",
+            "trigger": "request",
+            "source": {"repository": "app-staging", "tags": ["v*"]},
+            "targets": [{"repository": "app-prod", "tags": ["{tag}"]}],
+        },
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    """One synthesized app: the stack's template and where the cloud assembly was written."""
+
+    config: PromotionConfig
+    outdir: Path
+    template_dict: dict[str, Any]
+    template: Template
+    error: str | None  # the synth error (cdk-nag's validation failure), if any
+
+    def resources(self, cfn_type: str) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.template_dict["Resources"].items() if v["Type"] == cfn_type}
+
+    def only(self, cfn_type: str) -> dict[str, Any]:
+        found = list(self.resources(cfn_type).values())
+        assert len(found) == 1, f"expected one {cfn_type}, found {len(found)}"
+        return found[0]
+
+
+def synthesize(config: PromotionConfig, outdir: Path) -> Synthesized:
+    """Synth exactly as app.py does (stack + AwsSolutions checks) into `outdir`."""
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    app = cdk.App(outdir=str(outdir))
+    build_app(app, config)
+    error = None
+    try:
+        app.synth()
+    except RuntimeError as exc:  # jsii surfaces ValidationFailed (cdk-nag) as RuntimeError
+        error = str(exc)
+    template_dict = json.loads((outdir / f"{STACK_NAME}.template.json").read_text())
+    return Synthesized(config, outdir, template_dict, Template.from_json(template_dict), error)
+
+
+@pytest.fixture(scope="session")
+def test_config() -> PromotionConfig:
+    return parse_config(TEST_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def synthesized(
+    test_config: PromotionConfig, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Synthesized]:
+    yield synthesize(test_config, tmp_path_factory.mktemp("cdk-out"))
+
+
+@pytest.fixture(scope="session")
+def load_event() -> Callable[[str], dict[str, Any]]:
+    """`load_event("ecr-push.json")`: one of the shared ECR event samples, parsed."""
+
+    def load(name: str) -> dict[str, Any]:
+        return json.loads((EVENTS_DIR / name).read_text())
+
+    return load
