@@ -1,14 +1,15 @@
-"""ECR's EventBridge events, put on moto's default bus in this process.
+"""ECR's EventBridge events, delivered through moto's default bus in this process.
 
-moto's `put_events` in the events backend routes to rule targets (SQS etc.) and accepts the
-`aws.ecr` source that the public PutEvents API would reject, so emitting is a direct call.
+The public PutEvents API rejects the `aws.ecr` source, so events go straight to the rules of the
+bus in moto's events backend, which routes them to their targets (SQS etc.).
 """
 
 from __future__ import annotations
 
-import json
+import copy
 import logging
-from datetime import UTC, datetime
+import time
+import uuid
 
 from local_aws.store import Scope
 
@@ -35,7 +36,12 @@ def image_action_detail(
 
 
 class EventSink:
-    """Puts events on the default bus of the scope's account and region (moto, in-process)."""
+    """Puts events on the default bus of the scope's account and region (moto, in-process).
+
+    moto's own `put_events` renders targets through a template that drops `account` and turns
+    `time` into epoch seconds; ECR's events carry both as AWS sends them, so the envelope is built
+    here and handed to each matching rule as is (rules with an InputTransformer still get theirs).
+    """
 
     def __init__(self) -> None:
         self.emitted = 0
@@ -43,15 +49,25 @@ class EventSink:
     def emit(self, scope: Scope, detail_type: str, detail: dict[str, str]) -> None:
         from moto.events.models import events_backends
 
-        entry = {
-            "Source": "aws.ecr",
-            "DetailType": detail_type,
-            "Detail": json.dumps(detail),
-            "Time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "Resources": [],
+        envelope = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": detail_type,
+            "source": "aws.ecr",
+            "account": scope.account,
+            # Epoch seconds: moto's SQS delivery renders it as ECR's ISO-8601 `time`.
+            "time": float(int(time.time())),
+            "region": scope.region,
+            "resources": [],
+            "detail": detail,
         }
         try:
-            events_backends[scope.account][scope.region].put_events([entry])
+            bus = events_backends[scope.account][scope.region].describe_event_bus("default")
+            for rule in list(bus.rules.values()):
+                if rule.state != "ENABLED":
+                    continue
+                transform = any("InputTransformer" in t for t in rule.targets)
+                rule.send_to_targets(copy.deepcopy(envelope), transform_input=transform)
             self.emitted += 1
         except Exception:  # best effort, like EventBridge itself; never fail the ECR call
             LOG.exception("could not deliver %s event", detail_type)

@@ -17,8 +17,12 @@ def code(exc_info: pytest.ExceptionInfo[ClientError]) -> str:
 
 
 def put(ecr, repo: str, manifest: im.Manifest, tag: str | None = None, **extra):
-    kwargs = {"repositoryName": repo, "imageManifest": manifest.text,
-              "imageManifestMediaType": manifest.media_type, **extra}
+    kwargs = {
+        "repositoryName": repo,
+        "imageManifest": manifest.text,
+        "imageManifestMediaType": manifest.media_type,
+        **extra,
+    }
     if tag:
         kwargs["imageTag"] = tag
     return ecr.put_image(**kwargs)
@@ -96,8 +100,9 @@ def test_index_after_its_children_is_stored_with_the_index_media_type(ecr, repo,
     index = im.multi_arch()
     pushed = pusher.push(repo, index, "v1")
     assert len(pushed.child_digests) == 4  # two platforms + two attestation manifests
-    got = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1"}],
-                              acceptedMediaTypes=[im.OCI_INDEX])["images"][0]
+    got = ecr.batch_get_image(
+        repositoryName=repo, imageIds=[{"imageTag": "v1"}], acceptedMediaTypes=[im.OCI_INDEX]
+    )["images"][0]
     assert got["imageManifestMediaType"] == im.OCI_INDEX
     assert got["imageId"]["imageDigest"] == index.digest
 
@@ -116,8 +121,12 @@ def test_manifest_without_media_type_and_none_given_raises_invalid_parameter(ecr
         ecr.put_image(repositoryName=repo, imageManifest=manifest.text, imageTag="v1")
     assert code(exc) == "InvalidParameterException"
     # ...and the same bytes with the media type given are accepted, digest unchanged.
-    resp = ecr.put_image(repositoryName=repo, imageManifest=manifest.text, imageTag="v1",
-                         imageManifestMediaType=im.OCI_MANIFEST)
+    resp = ecr.put_image(
+        repositoryName=repo,
+        imageManifest=manifest.text,
+        imageTag="v1",
+        imageManifestMediaType=im.OCI_MANIFEST,
+    )
     assert resp["image"]["imageId"]["imageDigest"] == manifest.digest
 
 
@@ -126,8 +135,12 @@ def test_given_media_type_that_contradicts_the_manifest_raises_invalid_parameter
     for blob in manifest.blobs:
         pusher.push_blob(repo, blob)
     with pytest.raises(ClientError) as exc:
-        ecr.put_image(repositoryName=repo, imageManifest=manifest.text, imageTag="v1",
-                      imageManifestMediaType=im.DOCKER_MANIFEST)
+        ecr.put_image(
+            repositoryName=repo,
+            imageManifest=manifest.text,
+            imageTag="v1",
+            imageManifestMediaType=im.DOCKER_MANIFEST,
+        )
     assert code(exc) == "InvalidParameterException"
 
 
@@ -170,7 +183,9 @@ def _repo_with(ecr, unique_name, mutability: str, filters: list[str] | None = No
     name = unique_name("imm")
     kwargs = {"repositoryName": name, "imageTagMutability": mutability}
     if filters:
-        kwargs["imageTagMutabilityExclusionFilters"] = [{"filterType": "WILDCARD", "filter": f} for f in filters]
+        kwargs["imageTagMutabilityExclusionFilters"] = [
+            {"filterType": "WILDCARD", "filter": f} for f in filters
+        ]
     ecr.create_repository(**kwargs)
     return name
 
@@ -202,22 +217,28 @@ def test_immutable_repo_still_answers_image_already_exists_for_the_same_digest(e
     assert code(exc) == "ImageAlreadyExistsException"
 
 
-@pytest.mark.parametrize(("tag", "expected"), [
-    ("latest", "moved"),  # matches the exclusion: mutable
-    ("dev-123", "moved"),  # matches dev-*
-    ("v1.0.0", "ImageTagAlreadyExistsException"),
-    ("xdev-1", "ImageTagAlreadyExistsException"),  # wildcard anchored at both ends
-])
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [
+        ("latest", "moved"),  # matches the exclusion: mutable
+        ("dev-123", "moved"),  # matches dev-*
+        ("v1.0.0", "ImageTagAlreadyExistsException"),
+        ("xdev-1", "ImageTagAlreadyExistsException"),  # wildcard anchored at both ends
+    ],
+)
 def test_immutable_with_exclusion_lets_only_matching_tags_move(ecr, unique_name, pusher, tag, expected):
     repo = _repo_with(ecr, unique_name, "IMMUTABLE_WITH_EXCLUSION", ["latest", "dev-*"])
     assert _move(ecr, pusher, repo, tag) == expected
 
 
-@pytest.mark.parametrize(("tag", "expected"), [
-    ("release-1", "ImageTagAlreadyExistsException"),
-    ("latest", "moved"),
-    ("release.1", "moved"),  # '.' is literal, not a regex wildcard
-])
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [
+        ("release-1", "ImageTagAlreadyExistsException"),
+        ("latest", "moved"),
+        ("release.1", "moved"),  # '.' is literal, not a regex wildcard
+    ],
+)
 def test_mutable_with_exclusion_pins_only_matching_tags(ecr, unique_name, pusher, tag, expected):
     repo = _repo_with(ecr, unique_name, "MUTABLE_WITH_EXCLUSION", ["release-*"])
     assert _move(ecr, pusher, repo, tag) == expected
@@ -231,9 +252,11 @@ def test_exclusion_filter_is_a_wildcard_not_a_regex(ecr, unique_name, pusher):
 def test_put_image_tag_mutability_switches_the_rule(ecr, repo, pusher):
     ecr.put_image_tag_mutability(repositoryName=repo, imageTagMutability="IMMUTABLE")
     assert _move(ecr, pusher, repo, "v1") == "ImageTagAlreadyExistsException"
-    ecr.put_image_tag_mutability(repositoryName=repo, imageTagMutability="MUTABLE_WITH_EXCLUSION",
-                                 imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD",
-                                                                      "filter": "v*"}])
+    ecr.put_image_tag_mutability(
+        repositoryName=repo,
+        imageTagMutability="MUTABLE_WITH_EXCLUSION",
+        imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "v*"}],
+    )
     desc = ecr.describe_repositories(repositoryNames=[repo])["repositories"][0]
     assert desc["imageTagMutability"] == "MUTABLE_WITH_EXCLUSION"
     assert desc["imageTagMutabilityExclusionFilters"] == [{"filterType": "WILDCARD", "filter": "v*"}]
