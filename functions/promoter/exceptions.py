@@ -79,3 +79,15 @@ class AccessDeniedError(RegistryError):
 
 class BlobNotFoundError(RegistryError):
     """A blob the source manifest names is not in the source repository (or is archived)."""
+
+
+class PromotionInProgressError(PromoterError):
+    """Another invocation holds this promotion's idempotency record; try again later."""
+
+    retryable = True
+
+
+class IdempotencyStoreError(PromoterError):
+    """The idempotency table could not be read or written."""
+
+    retryable = True

@@ -1,9 +1,126 @@
-"""Placeholder until this module's sub-commands land; replaced by its owner."""
+"""`promoter validate | plan | handle`: the engine from the command line, on the Lambda's code path.
+
+`plan` only reads (BatchGetImage; never a write: the tests count the calls); `handle` promotes,
+through the same idempotency table as the Lambda. Exit codes: 0 every action promoted or already
+present (or nothing to do), 1 otherwise, 2 unreadable input or configuration.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from promoter import settings
+from promoter.config import PromotionConfig, load_config
+from promoter.events import Event, parse_json_event
+from promoter.exceptions import ConfigError, EventError, PromoterError
+
+EXIT_OK = 0
+EXIT_NOT_ALL_PROMOTED = 1
+EXIT_BAD_INPUT = 2
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Adds nothing yet."""
+    """Adds `validate`, `plan` and `handle`."""
+    validate = sub.add_parser("validate", help="check the promotion configuration")
+    _add_config(validate)
+    validate.set_defaults(func=cmd_validate)
+
+    plan = sub.add_parser("plan", help="show what an event would promote (reads only, writes nothing)")
+    plan.add_argument("event_file", metavar="EVENT_FILE", help="an EventBridge event as JSON ('-' = stdin)")
+    _add_config(plan)
+    plan.set_defaults(func=cmd_plan)
+
+    handle = sub.add_parser("handle", help="promote what an event asks for, as the Lambda does")
+    handle.add_argument("event_file", metavar="EVENT_FILE", help="an EventBridge event as JSON ('-' = stdin)")
+    _add_config(handle)
+    handle.set_defaults(func=cmd_handle)
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        default=settings.DEFAULT_CONFIG_FILE,
+        metavar="PATH",
+        help=f"promotion rules, YAML or JSON (default: ./{settings.DEFAULT_CONFIG_FILE})",
+    )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _bad_input(f"invalid configuration {args.config}: {exc}")
+    print(f"{args.config}: {len(config.rules)} rule(s) valid")
+    for rule in config.rules:
+        targets = ", ".join(f"{t.repository}:{'|'.join(t.tags)}" for t in rule.targets)
+        source = f"{rule.source.repository}:{'|'.join(rule.source.tags)}"
+        print(f"  {rule.name} [{rule.trigger}] {source} -> {targets}")
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from promoter.registry import EcrRegistry, make_ecr_client
+    from promoter.service import preview_event
+
+    loaded = _load(args)
+    if isinstance(loaded, int):
+        return loaded
+    config, event = loaded
+    result = preview_event(event, config, EcrRegistry(make_ecr_client()))
+    _print(result.to_dict())
+    return EXIT_OK if result.error is None else EXIT_NOT_ALL_PROMOTED
+
+
+def cmd_handle(args: argparse.Namespace) -> int:
+    from promoter.idempotency import idempotent_runner, make_persistence
+    from promoter.promote import Promoter
+    from promoter.registry import EcrRegistry, make_ecr_client
+    from promoter.service import handle_event
+
+    loaded = _load(args)
+    if isinstance(loaded, int):
+        return loaded
+    config, event = loaded
+    registry = EcrRegistry(make_ecr_client())
+    try:
+        result = handle_event(
+            event, config, registry, idempotent_runner(Promoter(registry), make_persistence())
+        )
+    except PromoterError as exc:
+        print(f"promoter: {exc}", file=sys.stderr)
+        return EXIT_NOT_ALL_PROMOTED
+    _print(result.to_dict())
+    return EXIT_OK if result.succeeded else EXIT_NOT_ALL_PROMOTED
+
+
+def _load(args: argparse.Namespace) -> tuple[PromotionConfig, Event] | int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _bad_input(f"invalid configuration {args.config}: {exc}")
+    try:
+        text = (
+            sys.stdin.read() if args.event_file == "-" else Path(args.event_file).read_text(encoding="utf-8")
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        return _bad_input(f"cannot read event file {args.event_file}: {exc}")
+    try:
+        event = parse_json_event(text)
+    except EventError as exc:
+        return _bad_input(f"bad event in {args.event_file}: {exc}")
+    return config, event
+
+
+def _bad_input(message: str) -> int:
+    print(f"promoter: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _print(result: dict[str, Any]) -> None:
+    result["actions"] = result.pop("results")
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")

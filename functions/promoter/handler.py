@@ -1,0 +1,104 @@
+"""The Lambda entry point: an SQS batch of EventBridge events in, partial batch failures out.
+
+Retry policy, decided here:
+- retried (the record is reported as a batch item failure, SQS redelivers it, and after
+  `maxReceiveCount` moves it to the DLQ): throttling that outlasted botocore's backoff, ECR or
+  DynamoDB faults, a blob transfer that broke, a promotion another invocation is running, and a
+  record that is not an EventBridge event at all (a contract violation upstream: it goes to the
+  DLQ, where the alarm shows it, rather than vanish into a log line);
+- not retried (the record succeeds; the outcome is logged and counted): conflicts on immutable
+  tags, a source image deleted before we ran, a missing target repository, a manifest ECR refuses,
+  events that ask for nothing. Redelivering those cannot change the answer.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+from promoter import settings
+from promoter.config import PromotionConfig, load_config
+from promoter.events import parse_json_event
+from promoter.exceptions import EventError, PromoterError
+from promoter.idempotency import idempotent_runner, make_persistence
+from promoter.metrics import record_event_result, record_invalid_event
+from promoter.promote import Promoter
+from promoter.registry import EcrRegistry, make_ecr_client
+from promoter.service import handle_event
+
+logger = Logger(service=settings.SERVICE_NAME)
+metrics = Metrics(namespace=settings.METRICS_NAMESPACE, service=settings.SERVICE_NAME)
+tracer = Tracer(service=settings.SERVICE_NAME)
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+class RetryLaterError(PromoterError):
+    """Raised for a record whose event must be delivered again (see the module docstring)."""
+
+    retryable = True
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a warm Lambda keeps between invocations."""
+
+    config: PromotionConfig
+    ecr: Any
+    persistence: DynamoDBPersistenceLayer
+
+
+def config_path() -> Path:
+    """The staged configuration: `$PROMOTION_CONFIG`, else promotion.json beside this package."""
+    configured = os.environ.get(settings.CONFIG_PATH_ENV)
+    return Path(configured) if configured else Path(__file__).parent / settings.STAGED_CONFIG_FILE
+
+
+@cache
+def runtime() -> Runtime:
+    """Built once per container: the config is validated at cold start, clients are reused."""
+    session = boto3.session.Session()
+    return Runtime(
+        config=load_config(config_path()),
+        ecr=make_ecr_client(session),
+        persistence=make_persistence(),
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handle_queue(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """SQS -> Lambda entry point: returns `batchItemFailures` for the records to redeliver."""
+    state = runtime()
+    registry = EcrRegistry(state.ecr)
+    run = idempotent_runner(Promoter(registry), state.persistence, context)
+
+    def record_handler(record: SQSRecord) -> dict[str, Any]:
+        try:
+            parsed = parse_json_event(record.body)
+        except EventError as exc:
+            logger.error(
+                "unreadable record, sent back towards the DLQ", message_id=record.message_id, error=str(exc)
+            )
+            record_invalid_event(metrics)
+            raise RetryLaterError(f"record {record.message_id}: {exc}") from exc
+        logger.set_correlation_id(parsed.event_id)
+        result = handle_event(parsed, state.config, registry, run)
+        record_event_result(metrics, result)
+        logger.info("event handled", result=result.to_dict())
+        if result.retry:
+            raise RetryLaterError(f"event {parsed.event_id}: an action failed and will be retried")
+        return result.to_dict()
+
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,50 @@
+"""CloudWatch metrics (EMF through Powertools) for what the promoter did: one place names them."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from promoter.outcomes import ALREADY_PRESENT, CONFLICT, FAILED, PROMOTED, SKIPPED
+from promoter.service import EventResult
+
+PROMOTED_METRIC = "ImagesPromoted"
+ALREADY_PRESENT_METRIC = "ImagesAlreadyPresent"
+CONFLICT_METRIC = "TagConflicts"
+FAILED_METRIC = "PromotionFailures"
+SKIPPED_METRIC = "PromotionsSkipped"
+INVALID_EVENT_METRIC = "InvalidEvents"
+BLOBS_MOUNTED_METRIC = "BlobsMounted"
+BLOBS_COPIED_METRIC = "BlobsCopied"
+BYTES_COPIED_METRIC = "BytesCopied"
+
+_OUTCOME_METRICS = {
+    PROMOTED: PROMOTED_METRIC,
+    ALREADY_PRESENT: ALREADY_PRESENT_METRIC,
+    CONFLICT: CONFLICT_METRIC,
+    FAILED: FAILED_METRIC,
+    SKIPPED: SKIPPED_METRIC,
+}
+
+
+def record_event_result(metrics: Metrics, result: EventResult) -> None:
+    """Adds one event's outcomes to the invocation's metrics."""
+    if result.error is not None:
+        metrics.add_metric(name=FAILED_METRIC, unit=MetricUnit.Count, value=1)
+    for action in result.results:
+        metrics.add_metric(name=_OUTCOME_METRICS[action.outcome], unit=MetricUnit.Count, value=1)
+        if action.stats.blobs_mounted:
+            metrics.add_metric(
+                name=BLOBS_MOUNTED_METRIC, unit=MetricUnit.Count, value=action.stats.blobs_mounted
+            )
+        if action.stats.blobs_copied:
+            metrics.add_metric(
+                name=BLOBS_COPIED_METRIC, unit=MetricUnit.Count, value=action.stats.blobs_copied
+            )
+            metrics.add_metric(
+                name=BYTES_COPIED_METRIC, unit=MetricUnit.Bytes, value=action.stats.bytes_copied
+            )
+
+
+def record_invalid_event(metrics: Metrics) -> None:
+    metrics.add_metric(name=INVALID_EVENT_METRIC, unit=MetricUnit.Count, value=1)
