@@ -1,0 +1,275 @@
+"""Every resource the promoter needs, with the properties that make it safe, and nothing extra."""
+
+from __future__ import annotations
+
+from aws_cdk import aws_logs as logs
+from aws_cdk.assertions import Match
+from promoter import settings
+
+from infra.construct import (
+    HANDLER,
+    MAX_RECEIVE_COUNT,
+    POWERTOOLS_LAYER_ACCOUNT,
+    POWERTOOLS_LAYER_NAME,
+    VISIBILITY_TIMEOUT_FACTOR,
+)
+from infra.props import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_FUNCTION_TIMEOUT,
+    DEFAULT_LOG_RETENTION,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_POWERTOOLS_LAYER_VERSION,
+    ECR_PUT_IMAGE_QUOTA_PER_SECOND,
+    PUT_IMAGE_PER_WORKER_PER_SECOND,
+)
+
+
+def _logical_id(synthesized, cfn_type: str, path_part: str) -> str:
+    matches = [
+        logical_id
+        for logical_id, resource in synthesized.resources(cfn_type).items()
+        if path_part in logical_id
+    ]
+    assert len(matches) == 1, f"{cfn_type} with {path_part!r}: {matches}"
+    return matches[0]
+
+
+def test_stack_has_exactly_the_expected_resources(synthesized):
+    counts = {
+        "AWS::Events::EventBus": 1,
+        "AWS::Events::Rule": 2,
+        "AWS::SQS::Queue": 3,
+        "AWS::SQS::QueuePolicy": 3,
+        "AWS::Lambda::Function": 1,
+        "AWS::Lambda::EventSourceMapping": 1,
+        "AWS::DynamoDB::Table": 2,
+        "AWS::IAM::Role": 1,
+        "AWS::IAM::Policy": 1,
+        "AWS::Logs::LogGroup": 1,
+        "AWS::CloudWatch::Alarm": 4,
+        "AWS::CloudWatch::Dashboard": 1,
+    }
+    for cfn_type, count in counts.items():
+        synthesized.template.resource_count_is(cfn_type, count)
+    other = {r["Type"] for r in synthesized.template_dict["Resources"].values()} - set(counts)
+    assert other <= {"AWS::CDK::Metadata"}
+
+
+def test_every_queue_is_encrypted_at_rest(synthesized):
+    for queue in synthesized.resources("AWS::SQS::Queue").values():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True
+
+
+def test_every_queue_denies_requests_without_tls(synthesized):
+    policies = synthesized.resources("AWS::SQS::QueuePolicy").values()
+    queues_with_tls_deny = set()
+    for policy in policies:
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Effect"] == "Deny":
+                assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+                assert statement["Action"] == "sqs:*"
+                queues_with_tls_deny.add(policy["Properties"]["Queues"][0]["Ref"])
+    assert queues_with_tls_deny == set(synthesized.resources("AWS::SQS::Queue"))
+
+
+def test_work_queue_redrives_to_its_dead_letter_queue(synthesized):
+    dlq = _logical_id(synthesized, "AWS::SQS::Queue", "PromoterDeadLetterQueue")
+    synthesized.template.has_resource_properties(
+        "AWS::SQS::Queue",
+        {
+            "RedrivePolicy": {
+                "deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]},
+                "maxReceiveCount": MAX_RECEIVE_COUNT,
+            },
+            "VisibilityTimeout": DEFAULT_FUNCTION_TIMEOUT.to_seconds() * VISIBILITY_TIMEOUT_FACTOR,
+        },
+    )
+
+
+def test_both_rules_target_the_queue_with_the_delivery_dead_letter_queue(synthesized):
+    queue = _logical_id(synthesized, "AWS::SQS::Queue", "PromoterQueue")
+    delivery_dlq = _logical_id(synthesized, "AWS::SQS::Queue", "DeliveryDeadLetterQueue")
+    for rule in synthesized.resources("AWS::Events::Rule").values():
+        (target,) = rule["Properties"]["Targets"]
+        assert target["Arn"] == {"Fn::GetAtt": [queue, "Arn"]}
+        assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [delivery_dlq, "Arn"]}}
+        assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+
+
+def test_eventbridge_may_send_only_from_our_rules(synthesized):
+    rule_ids = set(synthesized.resources("AWS::Events::Rule"))
+    for policy in synthesized.resources("AWS::SQS::QueuePolicy").values():
+        allows = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+        for statement in allows:
+            assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert set(actions) <= {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
+            source = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+            assert source["Fn::GetAtt"][0] in rule_ids
+
+
+def test_push_rule_is_on_the_default_bus_and_request_rule_on_the_promotion_bus(synthesized):
+    bus = _logical_id(synthesized, "AWS::Events::EventBus", "PromotionBus")
+    rules = synthesized.resources("AWS::Events::Rule").values()
+    buses = sorted(str(r["Properties"].get("EventBusName")) for r in rules)
+    assert buses == sorted(["None", str({"Ref": bus})])
+
+
+def test_function_runs_python_313_on_arm64_with_the_powertools_layer(synthesized):
+    synthesized.template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Runtime": "python3.13",
+            "Architectures": ["arm64"],
+            "Handler": HANDLER,
+            "Timeout": DEFAULT_FUNCTION_TIMEOUT.to_seconds(),
+            "Layers": [
+                {
+                    "Fn::Join": [
+                        "",
+                        [
+                            "arn:aws:lambda:",
+                            {"Ref": "AWS::Region"},
+                            f":{POWERTOOLS_LAYER_ACCOUNT}:layer:{POWERTOOLS_LAYER_NAME}:"
+                            f"{DEFAULT_POWERTOOLS_LAYER_VERSION}",
+                        ],
+                    ]
+                }
+            ],
+        },
+    )
+    assert POWERTOOLS_LAYER_NAME == "AWSLambdaPowertoolsPythonV3-python313-arm64"
+    assert POWERTOOLS_LAYER_ACCOUNT == "017000801446"
+
+
+def test_function_environment_names_tables_config_and_bus_by_the_shared_settings(synthesized):
+    idempotency = _logical_id(synthesized, "AWS::DynamoDB::Table", "IdempotencyTable")
+    history = _logical_id(synthesized, "AWS::DynamoDB::Table", "HistoryTable")
+    bus = _logical_id(synthesized, "AWS::Events::EventBus", "PromotionBus")
+    synthesized.template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Environment": {
+                "Variables": {
+                    settings.IDEMPOTENCY_TABLE_ENV: {"Ref": idempotency},
+                    settings.HISTORY_TABLE_ENV: {"Ref": history},
+                    settings.CONFIG_PATH_ENV: f"/var/task/promoter/{settings.STAGED_CONFIG_FILE}",
+                    settings.EVENT_BUS_ENV: {"Ref": bus},
+                    "POWERTOOLS_SERVICE_NAME": settings.SERVICE_NAME,
+                    "POWERTOOLS_METRICS_NAMESPACE": settings.METRICS_NAMESPACE,
+                }
+            }
+        },
+    )
+
+
+def test_configuration_is_not_passed_through_the_environment(synthesized, test_config):
+    variables = synthesized.only("AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
+    for value in variables.values():
+        assert "rules" not in str(value)
+    assert "sample-push" not in str(variables)
+
+
+def test_function_logs_to_its_own_log_group_with_retention(synthesized):
+    log_group = _logical_id(synthesized, "AWS::Logs::LogGroup", "FunctionLogs")
+    synthesized.template.has_resource_properties(
+        "AWS::Lambda::Function", {"LoggingConfig": {"LogGroup": {"Ref": log_group}}}
+    )
+    assert DEFAULT_LOG_RETENTION is logs.RetentionDays.ONE_MONTH
+    synthesized.template.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 30})
+
+
+def test_queue_feeds_the_function_with_partial_batch_responses_and_a_concurrency_cap(synthesized):
+    queue = _logical_id(synthesized, "AWS::SQS::Queue", "PromoterQueue")
+    synthesized.template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "EventSourceArn": {"Fn::GetAtt": [queue, "Arn"]},
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "ScalingConfig": {"MaximumConcurrency": DEFAULT_MAX_CONCURRENCY},
+            "BatchSize": DEFAULT_BATCH_SIZE,
+        },
+    )
+
+
+def test_default_concurrency_keeps_put_image_within_the_ecr_quota():
+    assert DEFAULT_MAX_CONCURRENCY * PUT_IMAGE_PER_WORKER_PER_SECOND <= ECR_PUT_IMAGE_QUOTA_PER_SECOND
+    assert DEFAULT_MAX_CONCURRENCY >= 2  # SQS event sources accept no lower maximumConcurrency
+
+
+def test_idempotency_table_matches_powertools_persistence_layer(synthesized):
+    synthesized.template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+            "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
+        },
+    )
+
+
+def test_history_table_has_pk_and_sk_string_keys(synthesized):
+    synthesized.template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "KeySchema": [
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            "AttributeDefinitions": Match.array_with(
+                [{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}]
+            ),
+        },
+    )
+
+
+def test_tables_are_encrypted_on_demand_with_point_in_time_recovery_and_retained(synthesized):
+    for table in synthesized.resources("AWS::DynamoDB::Table").values():
+        props = table["Properties"]
+        assert props["SSESpecification"] == {"SSEEnabled": True}
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert table["DeletionPolicy"] == "Retain"
+        assert "TableName" not in props  # CloudFormation names them: two stacks never collide
+
+
+def test_alarms_watch_both_dead_letter_queues_errors_and_throttles(synthesized):
+    watched = sorted(
+        (alarm["Properties"]["Namespace"], alarm["Properties"]["MetricName"])
+        for alarm in synthesized.resources("AWS::CloudWatch::Alarm").values()
+    )
+    assert watched == [
+        ("AWS/Lambda", "Errors"),
+        ("AWS/Lambda", "Throttles"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+    ]
+    for alarm in synthesized.resources("AWS::CloudWatch::Alarm").values():
+        props = alarm["Properties"]
+        assert props["Threshold"] == 0
+        assert props["ComparisonOperator"] == "GreaterThanThreshold"
+        assert props["TreatMissingData"] == "notBreaching"
+
+
+def test_dead_letter_queue_alarms_watch_the_dead_letter_queues(synthesized):
+    dlqs = {
+        _logical_id(synthesized, "AWS::SQS::Queue", "PromoterDeadLetterQueue"),
+        _logical_id(synthesized, "AWS::SQS::Queue", "DeliveryDeadLetterQueue"),
+    }
+    watched = {
+        alarm["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for alarm in synthesized.resources("AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"]["Namespace"] == "AWS/SQS"
+    }
+    assert watched == dlqs
+
+
+def test_alarms_have_no_actions_when_no_topic_is_given(synthesized):
+    for alarm in synthesized.resources("AWS::CloudWatch::Alarm").values():
+        assert "AlarmActions" not in alarm["Properties"]
+
+
+def test_dashboard_shows_function_and_queue_metrics(synthesized):
+    body = str(synthesized.only("AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
+    for metric in ("Invocations", "Errors", "Throttles", "Duration", "ApproximateAgeOfOldestMessage"):
+        assert metric in body
