@@ -115,7 +115,8 @@ class Registry(Protocol):
 
 def make_ecr_client(session: boto3.session.Session | None = None) -> Any:
     """An ECR client with the retry policy above (endpoint from AWS_ENDPOINT_URL if set)."""
-    config = Config(retries={"mode": ECR_RETRY_MODE, "max_attempts": ECR_MAX_ATTEMPTS})
+    # `total_max_attempts` counts the first call too (botocore's `max_attempts` counts only retries).
+    config = Config(retries={"mode": ECR_RETRY_MODE, "total_max_attempts": ECR_MAX_ATTEMPTS})
     return (session or boto3.session.Session()).client("ecr", config=config)
 
 

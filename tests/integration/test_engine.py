@@ -1,0 +1,271 @@
+"""The promotion engine on the local AWS: real manifests, real blobs, ECR's error semantics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import boto3
+import pytest
+from botocore.config import Config
+from promoter.exceptions import RegistryUnavailableError
+from promoter.outcomes import ALREADY_PRESENT, CONFLICT, FAILED, PROMOTED, ActionResult
+from promoter.plan import Action, SourceImage
+from promoter.promote import Promoter
+from promoter.registry import EcrRegistry, cosign_tags, make_ecr_client
+
+from local_aws import images as im
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def promoter(aws_env) -> Promoter:
+    return Promoter(EcrRegistry(make_ecr_client()))
+
+
+@pytest.fixture
+def two_repos(ecr, unique_name) -> tuple[str, str]:
+    source, target = unique_name("src"), unique_name("dst")
+    ecr.create_repository(repositoryName=source)
+    ecr.create_repository(repositoryName=target)
+    return source, target
+
+
+@pytest.fixture
+def mounting(ecr) -> Callable[[bool], None]:
+    """Sets the BLOB_MOUNTING account setting, restoring DISABLED afterwards."""
+
+    def set_mounting(enabled: bool) -> None:
+        ecr.put_account_setting(name="BLOB_MOUNTING", value="ENABLED" if enabled else "DISABLED")
+
+    yield set_mounting
+    set_mounting(False)
+
+
+def action(source: str, digest: str, target: str, tag: str, source_tag: str = "src-tag") -> Action:
+    return Action("rule-1", SourceImage(source, source_tag, digest), target, tag)
+
+
+def stored(ecr, repository: str, reference: str) -> dict:
+    image_id = {"imageDigest": reference} if reference.startswith("sha256:") else {"imageTag": reference}
+    response = ecr.batch_get_image(
+        repositoryName=repository,
+        imageIds=[image_id],
+        acceptedMediaTypes=[im.DOCKER_MANIFEST, im.DOCKER_MANIFEST_LIST, im.OCI_MANIFEST, im.OCI_INDEX],
+    )
+    assert response["images"], response["failures"]
+    return response["images"][0]
+
+
+def pull_blob(ecr, repository: str, digest: str) -> bytes:
+    import urllib.request
+
+    url = ecr.get_download_url_for_layer(repositoryName=repository, layerDigest=digest)["downloadUrl"]
+    with urllib.request.urlopen(url) as response:
+        return response.read()
+
+
+@pytest.mark.parametrize("media_type", [im.DOCKER_MANIFEST, im.OCI_MANIFEST])
+def test_single_arch_image_is_copied_byte_for_byte_with_its_media_type(
+    ecr, pusher, two_repos, promoter, media_type
+):
+    source, target = two_repos
+    image = im.image((2048, 4096), media_type=media_type)
+    pusher.push(source, image, "v1")
+
+    result = promoter.promote(action(source, image.digest, target, "v1"))
+
+    assert (result.outcome, result.target_digest) == (PROMOTED, image.digest)
+    got = stored(ecr, target, "v1")
+    assert got["imageId"]["imageDigest"] == image.digest
+    assert got["imageManifest"].encode() == image.raw
+    assert got["imageManifestMediaType"] == media_type
+    for blob in image.blobs:
+        assert pull_blob(ecr, target, blob.digest) == blob.data
+    assert result.stats.blobs_copied == len(image.blobs)
+    assert result.stats.bytes_copied == sum(b.size for b in image.blobs)
+
+
+def test_multi_platform_index_goes_with_every_child_and_attestation(ecr, pusher, two_repos, promoter):
+    source, target = two_repos
+    index = im.multi_arch(("linux/amd64", "linux/arm64", "linux/s390x"), attestations=True)
+    pusher.push(source, index, "v2")
+
+    result = promoter.promote(action(source, index.digest, target, "v2"))
+
+    assert result.outcome == PROMOTED
+    assert stored(ecr, target, "v2")["imageManifest"].encode() == index.raw
+    assert stored(ecr, target, "v2")["imageManifestMediaType"] == im.OCI_INDEX
+    assert len(index.children) == 6  # three platforms, three attestation manifests
+    for child in index.children:
+        assert stored(ecr, target, child.digest)["imageManifest"].encode() == child.raw
+    listed = ecr.list_images(repositoryName=target)["imageIds"]
+    assert len(listed) == 7
+    assert [i["imageTag"] for i in listed if "imageTag" in i] == ["v2"]
+    assert result.stats.manifests_put == 7
+
+
+def test_cosign_signatures_and_oci_referrers_go_along(ecr, pusher, two_repos, promoter):
+    source, target = two_repos
+    image = im.image((1024,))
+    pusher.push(source, image, "v3")
+    signature, sig_tag = im.cosign_signature(image)
+    pusher.push(source, signature, sig_tag)
+    sbom = im.referrer(image)
+    pusher.push(source, sbom)
+
+    result = promoter.promote(action(source, image.digest, target, "v3"))
+
+    assert result.outcome == PROMOTED
+    assert sig_tag in cosign_tags(image.digest)
+    assert stored(ecr, target, sig_tag)["imageManifest"].encode() == signature.raw
+    assert stored(ecr, target, sbom.digest)["imageManifest"].encode() == sbom.raw
+    referrers = ecr.list_image_referrers(repositoryName=target, subjectId={"imageDigest": image.digest})
+    assert [r["digest"] for r in referrers["referrers"]] == [sbom.digest]
+
+
+def test_same_repository_retag_is_one_read_and_one_put(ecr, pusher, repo, promoter, aws_env):
+    image = im.image((1024,))
+    pusher.push(repo, image, "sha-1")
+    aws_env.control.reset_calls()
+
+    result = promoter.promote(action(repo, image.digest, repo, "release"))
+
+    assert (result.outcome, result.target_digest) == (PROMOTED, image.digest)
+    assert aws_env.control.calls() == {"BatchGetImage": 1, "PutImage": 1}
+    assert stored(ecr, repo, "release")["imageId"]["imageDigest"] == image.digest
+
+
+def test_target_tag_already_at_the_digest_costs_no_put(pusher, two_repos, promoter, aws_env):
+    source, target = two_repos
+    image = im.image((1024,))
+    pusher.push(source, image, "v1")
+    assert promoter.promote(action(source, image.digest, target, "v1")).outcome == PROMOTED
+    aws_env.control.reset_calls()
+
+    again = promoter.promote(action(source, image.digest, target, "v1"))
+
+    assert (again.outcome, again.target_digest) == (ALREADY_PRESENT, image.digest)
+    assert aws_env.control.calls() == {"BatchGetImage": 1}
+
+
+def test_crash_between_children_and_index_then_retry_completes(ecr, pusher, two_repos, aws_env):
+    source, target = two_repos
+    index = im.multi_arch(("linux/amd64", "linux/arm64"), attestations=True)
+    pusher.push(source, index, "v4")
+    # A client without retries, so an injected ServerException on the tagged put escapes as a
+    # crash would (the Lambda dies, SQS redelivers); the fault is armed just before that put.
+    registry = EcrRegistry(
+        boto3.client("ecr", config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    )
+    put_manifest = registry.put_manifest
+    puts: list[str | None] = []
+
+    def put_then_crash(repository, manifest, tag):
+        puts.append(tag)
+        if tag == "v4":
+            aws_env.control.fail_next("PutImage", "ServerException", count=1, message="crash")
+        return put_manifest(repository, manifest, tag)
+
+    registry.put_manifest = put_then_crash
+    with pytest.raises(RegistryUnavailableError):
+        Promoter(registry).promote(action(source, index.digest, target, "v4"))
+
+    assert puts == [None, None, None, None, "v4"]
+    listed = ecr.list_images(repositoryName=target)["imageIds"]
+    assert len(listed) == 4
+    assert not [i for i in listed if "imageTag" in i]  # no tag on a broken image
+    aws_env.control.reset_calls()
+
+    retry = Promoter(EcrRegistry(make_ecr_client())).promote(action(source, index.digest, target, "v4"))
+
+    assert (retry.outcome, retry.stats.manifests_put, retry.stats.blobs_copied) == (PROMOTED, 1, 0)
+    assert aws_env.control.calls().get("PutImage") == 1
+    assert stored(ecr, target, "v4")["imageManifest"].encode() == index.raw
+
+
+def test_immutable_tag_on_another_digest_is_a_conflict_never_retried(
+    ecr, pusher, unique_name, promoter, aws_env
+):
+    source, target = unique_name("src"), unique_name("dst")
+    ecr.create_repository(repositoryName=source)
+    ecr.create_repository(repositoryName=target, imageTagMutability="IMMUTABLE")
+    old, new = im.image((512,)), im.image((512,))
+    pusher.push(target, old, "stable")
+    pusher.push(source, new, "stable")
+    aws_env.control.reset_calls()
+
+    result = promoter.promote(action(source, new.digest, target, "stable"))
+
+    assert (result.outcome, result.target_digest) == (CONFLICT, old.digest)
+    assert "ImageTagAlreadyExistsException" in result.reason
+    assert aws_env.control.calls()["PutImage"] == 1  # botocore did not retry it
+    assert stored(ecr, target, "stable")["imageId"]["imageDigest"] == old.digest
+
+
+def test_throttled_put_image_succeeds_after_backoff(ecr, pusher, two_repos, promoter, aws_env):
+    source, target = two_repos
+    image = im.image((1024,))
+    pusher.push(source, image, "v5")
+    aws_env.control.fail_next("PutImage", "ThrottlingException", count=2, message="Rate exceeded")
+    aws_env.control.reset_calls()
+
+    result = promoter.promote(action(source, image.digest, target, "v5"))
+
+    assert result.outcome == PROMOTED
+    assert aws_env.control.calls()["PutImage"] == 3
+    assert stored(ecr, target, "v5")["imageId"]["imageDigest"] == image.digest
+
+
+def test_blob_mounting_moves_no_layer_bytes_and_copying_does(
+    ecr, pusher, unique_name, promoter, aws_env, mounting
+):
+    image = im.multi_arch(("linux/amd64", "linux/arm64", "linux/ppc64le"), layer_size=256 * 1024)
+    unique_blobs = {b.digest: b.size for child in image.children for b in child.blobs}
+    blob_bytes = sum(unique_blobs.values())
+    counts = {}
+    results: dict[bool, ActionResult] = {}
+    for enabled in (True, False):
+        source, target = unique_name("src"), unique_name("dst")
+        ecr.create_repository(repositoryName=source)
+        ecr.create_repository(repositoryName=target)
+        pusher.push(source, image, "v6")
+        mounting(enabled)
+        aws_env.control.reset_calls()
+        results[enabled] = Promoter(EcrRegistry(make_ecr_client())).promote(
+            action(source, image.digest, target, "v6")
+        )
+        counts[enabled] = aws_env.control.calls()
+        assert stored(ecr, target, "v6")["imageManifest"].encode() == image.raw
+
+    mounted, copied = results[True], results[False]
+    assert mounted.outcome == copied.outcome == PROMOTED
+    assert counts[True].get("UploadLayerPart", 0) == 0
+    assert (mounted.stats.bytes_copied, mounted.stats.blobs_copied) == (0, 0)
+    assert mounted.stats.blobs_mounted == copied.stats.blobs_copied == len(unique_blobs)
+    assert copied.stats.bytes_copied == blob_bytes
+    assert counts[False]["UploadLayerPart"] >= copied.stats.blobs_copied
+    print(json.dumps({"mounted": counts[True], "copied": counts[False], "bytes": blob_bytes}))
+
+
+def test_source_deleted_before_handling_is_a_clear_failure(ecr, pusher, two_repos, promoter):
+    source, target = two_repos
+    image = im.image((512,))
+    pusher.push(source, image, "gone")
+    ecr.batch_delete_image(repositoryName=source, imageIds=[{"imageDigest": image.digest}])
+
+    result = promoter.promote(action(source, image.digest, target, "gone"))
+
+    assert result.outcome == FAILED
+    assert "no longer exists" in result.reason
+
+
+def test_missing_target_repository_is_a_clear_failure(pusher, repo, promoter):
+    image = im.image((512,))
+    pusher.push(repo, image, "v1")
+
+    result = promoter.promote(action(repo, image.digest, "does-not-exist", "v1"))
+
+    assert result.outcome == FAILED
+    assert "'does-not-exist' does not exist" in result.reason
