@@ -38,7 +38,9 @@ from promoter.service import handle_event
 logger = Logger(service=settings.SERVICE_NAME)
 metrics = Metrics(namespace=settings.METRICS_NAMESPACE, service=settings.SERVICE_NAME)
 tracer = Tracer(service=settings.SERVICE_NAME)
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every record failed is still answered with `batchItemFailures` (not an exception),
+# so one code path decides redelivery; the queue's age and DLQ alarms see stuck work either way.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 class RetryLaterError(PromoterError):
