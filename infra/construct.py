@@ -134,6 +134,8 @@ class ImagePromoter(Construct):
                 settings.EVENT_BUS_ENV: self.event_bus.event_bus_name,
                 "POWERTOOLS_SERVICE_NAME": settings.SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": settings.METRICS_NAMESPACE,
+                # Active X-Ray tracing would need xray:PutTraceSegments on '*'; the Tracer stays off.
+                "POWERTOOLS_TRACE_DISABLED": "true",
             },
         )
         # CDK adds an explicit DependsOn on the role that the Role GetAtt already implies; cfn-lint

@@ -15,14 +15,16 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-# Pull an image out of a source repository: manifests, blobs, listings, referrers.
+# Pull an image out of a source repository: manifests and children (BatchGetImage), referrers
+# (ListImageReferrers), blobs (BatchCheckLayerAvailability, GetDownloadUrlForLayer, and the same
+# pair authorises a /v2 cross-repository mount's read side), and DescribeImages for lookups.
+# ListImages and DescribeImageScanFindings are left out: the engine calls neither.
 ECR_SOURCE_READ_ACTIONS = (
     "ecr:BatchCheckLayerAvailability",
     "ecr:BatchGetImage",
     "ecr:DescribeImages",
     "ecr:GetDownloadUrlForLayer",
     "ecr:ListImageReferrers",
-    "ecr:ListImages",
 )
 # Push blobs and manifests into a target repository; reads are needed to skip what is already there.
 ECR_TARGET_WRITE_ACTIONS = (

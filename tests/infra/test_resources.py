@@ -157,6 +157,7 @@ def test_function_environment_names_tables_config_and_bus_by_the_shared_settings
                     settings.EVENT_BUS_ENV: {"Ref": bus},
                     "POWERTOOLS_SERVICE_NAME": settings.SERVICE_NAME,
                     "POWERTOOLS_METRICS_NAMESPACE": settings.METRICS_NAMESPACE,
+                    "POWERTOOLS_TRACE_DISABLED": "true",
                 }
             }
         },
@@ -168,6 +169,10 @@ def test_configuration_is_not_passed_through_the_environment(synthesized, test_c
     for value in variables.values():
         assert "rules" not in str(value)
     assert "sample-push" not in str(variables)
+
+
+def test_function_has_no_active_tracing_that_would_need_star_permissions(synthesized):
+    assert "TracingConfig" not in synthesized.only("AWS::Lambda::Function")["Properties"]
 
 
 def test_function_logs_to_its_own_log_group_with_retention(synthesized):

@@ -1,0 +1,109 @@
+"""The Lambda code asset: the engine package and the staged configuration, nothing else."""
+
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from promoter import settings
+from promoter.config import parse_config
+
+from infra.asset import PACKAGE_SOURCE_DIR, stage_function_code
+
+# What the Lambda runtime (boto3, botocore) and the Powertools layer provide; the rest must be
+# the standard library or the package itself, because nothing is bundled.
+PROVIDED_AT_RUN_TIME = {"boto3", "botocore", "aws_lambda_powertools", "promoter"}
+
+
+@pytest.fixture(scope="module")
+def asset_dir(synthesized) -> Path:
+    """The asset directory the function's S3 key names, inside the cloud assembly."""
+    code = synthesized.only("AWS::Lambda::Function")["Properties"]["Code"]
+    asset_hash = code["S3Key"].removesuffix(".zip")
+    path = synthesized.outdir / f"asset.{asset_hash}"
+    assert path.is_dir()
+    return path
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def test_asset_holds_only_the_promoter_package(asset_dir):
+    assert [p.name for p in asset_dir.iterdir()] == ["promoter"]
+
+
+def test_asset_carries_the_parsed_configuration_as_json(asset_dir, test_config):
+    staged = asset_dir / "promoter" / settings.STAGED_CONFIG_FILE
+    assert staged.read_text() == test_config.to_json()
+    assert parse_config(json.loads(staged.read_text())) == test_config
+
+
+def test_asset_has_every_engine_module_and_no_test_cache_or_cli_code(asset_dir):
+    files = _files(asset_dir)
+    sources = PACKAGE_SOURCE_DIR.glob("*.py")
+    expected = {f"promoter/{p.name}" for p in sources if not p.name.startswith("test_")}
+    assert expected <= files
+    assert files - expected == {f"promoter/{settings.STAGED_CONFIG_FILE}"}
+    for name in files:
+        assert "__pycache__" not in name and not name.endswith(".pyc")
+        assert "test" not in Path(name).name
+        assert "promoter_cli" not in name and "local_aws" not in name
+
+
+def test_handler_module_is_in_the_asset(asset_dir, synthesized):
+    module, function = synthesized.only("AWS::Lambda::Function")["Properties"]["Handler"].rsplit(".", 1)
+    source = asset_dir / (module.replace(".", "/") + ".py")
+    tree = ast.parse(source.read_text())
+    assert function in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+
+def _module_level_imports(source: str) -> set[str]:
+    """Top-level package names imported when the module loads (not inside functions)."""
+    names: set[str] = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_asset_imports_only_what_lambda_and_the_powertools_layer_provide(asset_dir):
+    for path in (asset_dir / "promoter").glob("*.py"):
+        imported = _module_level_imports(path.read_text())
+        foreign = imported - PROVIDED_AT_RUN_TIME - set(sys.stdlib_module_names)
+        assert not foreign, f"{path.name} imports {sorted(foreign)}, which the Lambda would not have"
+
+
+def test_staging_excludes_tests_and_caches_from_a_package(tmp_path):
+    source = tmp_path / "src"
+    (source / "tests").mkdir(parents=True)
+    (source / "__pycache__").mkdir()
+    (source / "engine.py").write_text("X = 1\n")
+    (source / "test_engine.py").write_text("")
+    (source / "tests" / "test_more.py").write_text("")
+    (source / "__pycache__" / "engine.cpython-313.pyc").write_bytes(b"")
+    (source / "__main__.py").write_text("")
+    out = stage_function_code('{"rules": []}', tmp_path / "out", source_dir=source)
+    assert _files(out) == {"promoter/engine.py", f"promoter/{settings.STAGED_CONFIG_FILE}"}
+
+
+def test_staging_replaces_what_a_previous_synth_left(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "engine.py").write_text("")
+    out = tmp_path / "out"
+    (out / "promoter").mkdir(parents=True)
+    (out / "promoter" / "removed_module.py").write_text("")
+    stage_function_code("{}", out, source_dir=source)
+    assert "promoter/removed_module.py" not in _files(out)
+
+
+@pytest.mark.parametrize("bad", ["not json", "[1, 2]"])
+def test_staging_refuses_a_configuration_that_is_not_a_json_object(tmp_path, bad):
+    with pytest.raises(ValueError, match="JSON"):
+        stage_function_code(bad, tmp_path / "out")
