@@ -50,7 +50,7 @@ def ecr(aws_env: LocalAws):
         "ecr",
         endpoint_url=aws_env.endpoint,
         region_name=REGION,
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
     )
 
 

@@ -85,9 +85,7 @@ class RegistryProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        binary = shutil.which(REGISTRY_BINARY) or (
-            "/usr/bin/docker-registry" if Path("/usr/bin/docker-registry").exists() else None
-        )
+        binary = shutil.which(REGISTRY_BINARY)
         if binary is None:
             raise RegistryNotInstalledError(
                 f"{REGISTRY_BINARY} is not installed; install it with: {INSTALL_HINT}"

@@ -15,7 +15,6 @@ from local_aws import LocalAws
 from local_aws.images import EcrPusher
 
 
-
 @pytest.fixture
 def pusher(ecr) -> EcrPusher:
     """Pushes built images through the ECR layer-upload API and PutImage."""

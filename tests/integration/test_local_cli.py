@@ -1,0 +1,107 @@
+"""`promoter local` as a process: the ready line, a clean exit on SIGTERM, state kept with --data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+pytestmark = pytest.mark.integration
+PROMOTER = [sys.executable, "-m", "promoter_cli.main"]
+
+
+def start(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str, float]:
+    began = time.monotonic()
+    proc = subprocess.Popen(
+        [*PROMOTER, "local", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    line = proc.stdout.readline() if proc.stdout else ""
+    return proc, line, time.monotonic() - began
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def stop(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+def test_promoter_local_prints_its_ready_line_and_exits_cleanly_on_sigterm(tmp_path: Path):
+    proc, line, startup = start()
+    try:
+        assert line.startswith("local AWS ready at http://127.0.0.1:"), (
+            proc.stderr.read() if proc.stderr else ""
+        )
+        endpoint = line.split(" at ", 1)[1].strip()
+        registry_children = children(proc.pid)
+        assert registry_children, "the registry runs as a child process"
+        ecr = boto3.client(
+            "ecr",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
+        assert ecr.describe_repositories()["repositories"] == []
+    finally:
+        rc = stop(proc)
+    assert rc == 0
+    for pid in registry_children:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    print(f"promoter local start-up: {startup:.2f}s")
+    assert startup < 10
+
+
+def test_promoter_local_keeps_state_in_its_data_dir_across_restarts(tmp_path: Path):
+    for round_ in range(2):
+        proc, line, _ = start("--data", str(tmp_path / "data"))
+        try:
+            endpoint = line.split(" at ", 1)[1].strip()
+            ecr = boto3.client(
+                "ecr",
+                endpoint_url=endpoint,
+                region_name="us-east-1",
+                aws_access_key_id="x",
+                aws_secret_access_key="x",
+            )
+            if round_ == 0:
+                ecr.create_repository(repositoryName="kept/repo")
+            else:
+                names = [r["repositoryName"] for r in ecr.describe_repositories()["repositories"]]
+                assert names == ["kept/repo"]
+        finally:
+            assert stop(proc) == 0
+
+
+def test_promoter_local_without_docker_registry_names_the_install_command(tmp_path: Path):
+    env = dict(os.environ, PATH=str(tmp_path))  # no docker-registry anywhere on PATH
+    proc = subprocess.run(
+        [*PROMOTER, "local", "--port", "0"], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert proc.returncode == 3
+    assert "apt-get install docker-registry skopeo" in proc.stderr
+
+
+def test_promoter_local_rejects_a_malformed_rate():
+    proc = subprocess.run(
+        [*PROMOTER, "local", "--port", "0", "--rate", "PutImage"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert "OP=N" in proc.stderr
