@@ -32,6 +32,7 @@ def history_table_name() -> str:
     """The DynamoDB table for promotion history."""
     return os.environ.get(HISTORY_TABLE_ENV, DEFAULT_HISTORY_TABLE)
 
+
 # Promotion requests: custom events on the default bus (`aws events put-events`), detail
 # {"repository-name", "image-tag" and/or "image-digest", optional "rule"}; they fire `request` rules.
 REQUEST_EVENT_SOURCE = "ecr-image-promoter"

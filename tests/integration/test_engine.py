@@ -8,13 +8,13 @@ from collections.abc import Callable
 import boto3
 import pytest
 from botocore.config import Config
+
+from local_aws import images as im
 from promoter.exceptions import RegistryUnavailableError
 from promoter.outcomes import ALREADY_PRESENT, CONFLICT, FAILED, PROMOTED, ActionResult
 from promoter.plan import Action, SourceImage
 from promoter.promote import Promoter
 from promoter.registry import EcrRegistry, cosign_tags, make_ecr_client
-
-from local_aws import images as im
 
 pytestmark = pytest.mark.integration
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from promoter import settings
 from promoter.config import parse_config
 from promoter.events import ImagePushed, PromotionRequested, parse_event
