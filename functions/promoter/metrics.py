@@ -14,6 +14,7 @@ CONFLICT_METRIC = "TagConflicts"
 FAILED_METRIC = "PromotionFailures"
 SKIPPED_METRIC = "PromotionsSkipped"
 INVALID_EVENT_METRIC = "InvalidEvents"
+IGNORED_EVENT_METRIC = "EventsIgnored"
 BLOBS_MOUNTED_METRIC = "BlobsMounted"
 BLOBS_COPIED_METRIC = "BlobsCopied"
 BYTES_COPIED_METRIC = "BytesCopied"
@@ -31,6 +32,8 @@ def record_event_result(metrics: Metrics, result: EventResult) -> None:
     """Adds one event's outcomes to the invocation's metrics."""
     if result.error is not None:
         metrics.add_metric(name=FAILED_METRIC, unit=MetricUnit.Count, value=1)
+    elif not result.results:
+        metrics.add_metric(name=IGNORED_EVENT_METRIC, unit=MetricUnit.Count, value=1)
     for action in result.results:
         metrics.add_metric(name=_OUTCOME_METRICS[action.outcome], unit=MetricUnit.Count, value=1)
         if action.stats.blobs_mounted:

@@ -1,0 +1,107 @@
+"""The Lambda handler's own decisions that need no AWS: where the config is, and what an
+unreadable record does to the batch."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from promoter import handler, settings
+from promoter.config import ConfigError
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "image-promoter"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:image-promoter"
+    aws_request_id: str = "req-unit"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+@pytest.fixture
+def staged_config(tmp_path, monkeypatch):
+    path = tmp_path / settings.STAGED_CONFIG_FILE
+    path.write_text(
+        json.dumps(
+            {"rules": [{"name": "r", "source": {"repository": "ab"}, "targets": [{"repository": "cd"}]}]}
+        )
+    )
+    monkeypatch.setenv(settings.CONFIG_PATH_ENV, str(path))
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "unit")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "unit")
+    # Nothing in these tests may reach AWS: point every client at a closed port.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    handler.runtime.cache_clear()
+    yield path
+    handler.runtime.cache_clear()
+
+
+def test_config_path_defaults_to_the_staged_json_beside_the_package(monkeypatch):
+    monkeypatch.delenv(settings.CONFIG_PATH_ENV, raising=False)
+    assert handler.config_path() == Path(handler.__file__).parent / settings.STAGED_CONFIG_FILE
+
+
+def test_config_path_follows_the_environment(staged_config):
+    assert handler.config_path() == staged_config
+    assert handler.runtime().config.rules[0].name == "r"
+
+
+def sqs_records(*bodies: str) -> dict:
+    return {
+        "Records": [
+            {
+                "messageId": f"m{i}",
+                "receiptHandle": "h",
+                "body": b,
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:q",
+                "awsRegion": "us-east-1",
+            }
+            for i, b in enumerate(bodies)
+        ]
+    }
+
+
+def test_unreadable_records_are_failed_for_the_dlq_and_counted(staged_config, capsys):
+    response = handler.handle_queue(sqs_records("not json", '{"id": "x"}'), FakeLambdaContext())
+
+    assert response == {"batchItemFailures": [{"itemIdentifier": "m0"}, {"itemIdentifier": "m1"}]}
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert emf and emf[-1]["InvalidEvents"] == [1.0, 1.0]
+
+
+def test_events_that_ask_for_nothing_succeed_without_touching_aws(staged_config, capsys):
+    samples = Path(__file__).parents[2] / ".." / "shared" / "reference" / "events"
+    bodies = [
+        (samples / name).read_text()
+        for name in ("ecr-delete.json", "ecr-image-scan.json", "ecr-push-untagged.json", "ecr-push.json")
+    ]
+    assert handler.handle_queue(sqs_records(*bodies), FakeLambdaContext()) == {"batchItemFailures": []}
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert emf[-1]["EventsIgnored"] == [1.0] * 4
+
+
+def test_a_broken_staged_config_stops_the_cold_start(staged_config):
+    staged_config.write_text('{"rules": [{"name": "Bad"}]}')
+    handler.runtime.cache_clear()
+    with pytest.raises(ConfigError, match="name must be"):
+        handler.handle_queue(sqs_records("{}"), FakeLambdaContext())
+
+
+def test_the_lambda_package_does_not_import_yaml_at_module_level():
+    package = Path(handler.__file__).parent
+    for module in package.glob("*.py"):
+        top_level = [line for line in module.read_text().splitlines() if line.startswith(("import", "from"))]
+        assert not [line for line in top_level if "yaml" in line], module.name
