@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from promoter.config import PromotionConfig, parse_config
 
 from infra.app import build_app
 from infra.stack import STACK_NAME
+from promoter.config import PromotionConfig, parse_config
 
 if TYPE_CHECKING:
     from aws_cdk.assertions import Template
@@ -87,6 +87,17 @@ def synthesize(config: PromotionConfig, outdir: Path) -> Synthesized:
         error = str(exc)
     template_dict = json.loads((outdir / f"{STACK_NAME}.template.json").read_text())
     return Synthesized(config, outdir, template_dict, Template.from_json(template_dict), error)
+
+
+@pytest.fixture
+def test_config_data() -> dict[str, Any]:
+    """A fresh copy of TEST_CONFIG as plain data, for tests that write or alter it."""
+    return json.loads(json.dumps(TEST_CONFIG))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
 
 
 @pytest.fixture(scope="session")

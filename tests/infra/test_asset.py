@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from promoter import settings
-from promoter.config import parse_config
 
 from infra.asset import PACKAGE_SOURCE_DIR, stage_function_code
+from promoter import settings
+from promoter.config import parse_config
 
 # What the Lambda runtime (boto3, botocore) and the Powertools layer provide; the rest must be
 # the standard library or the package itself, because nothing is bundled.

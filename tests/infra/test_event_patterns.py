@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from moto.events.models import EventPattern
-from promoter import settings
 
 from infra.event_patterns import push_event_pattern, repository_filter
+from promoter import settings
 
 Event = dict[str, Any]
 

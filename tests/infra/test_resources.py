@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aws_cdk import aws_logs as logs
 from aws_cdk.assertions import Match
-from promoter import settings
 
 from infra.construct import (
     HANDLER,
@@ -22,6 +21,7 @@ from infra.props import (
     ECR_PUT_IMAGE_QUOTA_PER_SECOND,
     PUT_IMAGE_PER_WORKER_PER_SECOND,
 )
+from promoter import settings
 
 
 def _logical_id(synthesized, cfn_type: str, path_part: str) -> str:

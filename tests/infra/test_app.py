@@ -1,0 +1,109 @@
+"""app.py end to end: the real CDK CLI synth, the sample configuration, and a bad configuration."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.stack import STACK_NAME
+
+REPO_ROOT = Path(__file__).parents[2]
+CDK_CLI = REPO_ROOT / "node_modules" / ".bin" / "cdk"
+NODE_BANNER = "end-of-life"
+
+
+def _env(outdir: Path, context: dict[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without jsii's silencers (app.py must set them itself)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JSII_SILENCE")}
+    env["CDK_OUTDIR"] = str(outdir)
+    env["CDK_DISABLE_CLI_TELEMETRY"] = "true"
+    if context is not None:
+        env["CDK_CONTEXT_JSON"] = json.dumps(context)  # how the CLI hands `-c key=value` to the app
+    return env
+
+
+def _run_app(tmp_path: Path, context: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=REPO_ROOT,
+        env=_env(tmp_path / "out", context),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def bad_config(tmp_path: Path, test_config_data) -> Path:
+    data = test_config_data
+    data["rules"].append(
+        {
+            "name": "broken-rule",
+            "trigger": "sometimes",
+            "source": {"repository": "app-dev"},
+            "targets": [{"repository": "app-qa"}],
+        }
+    )
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_bad_configuration_fails_synth_naming_the_rule_and_the_reason(tmp_path, bad_config):
+    result = _run_app(tmp_path, {"config": str(bad_config)})
+    assert result.returncode == 1
+    assert "broken-rule" in result.stderr
+    assert "trigger" in result.stderr and "sometimes" in result.stderr
+    assert "Traceback" not in result.stderr and "jsii" not in result.stderr
+    assert not (tmp_path / "out" / f"{STACK_NAME}.template.json").exists()
+
+
+def test_missing_configuration_file_fails_synth_with_a_clear_message(tmp_path):
+    result = _run_app(tmp_path, {"config": str(tmp_path / "nowhere.yaml")})
+    assert result.returncode == 1
+    assert "nowhere.yaml" in result.stderr and "cannot read" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sample_configuration_synthesizes_without_the_node_banner(tmp_path):
+    result = _run_app(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert NODE_BANNER not in result.stderr
+    staged = next((tmp_path / "out").glob("asset.*/promoter/promotion.json"))
+    sample = yaml.safe_load((REPO_ROOT / "promotion.yaml").read_text())
+    staged_rules = json.loads(staged.read_text())["rules"]
+    assert {r["name"] for r in staged_rules} == {r["name"] for r in sample["rules"]}
+
+
+def test_cdk_cli_synth_uses_the_config_given_with_dash_c(tmp_path, test_config_data):
+    assert CDK_CLI.exists(), "the pinned CDK CLI is missing: run `npm ci` (./dev setup does)"
+    config = tmp_path / "alt.yaml"
+    config.write_text(yaml.safe_dump(test_config_data))
+    out = tmp_path / "cdk.out"
+    env = _env(out)
+    del env["CDK_OUTDIR"]
+    command = ["npx", "--no-install", "cdk", "synth", "-q", "--no-notices", "-o", str(out)]
+    result = subprocess.run(
+        [*command, "-c", f"config={config}"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert NODE_BANNER not in result.stderr
+    template = json.loads((out / f"{STACK_NAME}.template.json").read_text())
+    patterns = [r["Properties"]["EventPattern"] for r in template["Resources"].values()
+                if r["Type"] == "AWS::Events::Rule" and "EventBusName" not in r["Properties"]]
+    assert patterns[0]["detail"]["repository-name"] == [
+        "my-repository-name",
+        {"prefix": "team/"},
+        {"wildcard": "svc-*-api"},
+    ]
