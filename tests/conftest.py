@@ -29,6 +29,14 @@ def local_aws() -> Iterator[LocalAws]:
     instance.stop()
 
 
+@pytest.fixture(autouse=True)
+def _clear_local_faults(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Injected failures and rates never leak from one test into the next (the instance is shared)."""
+    yield
+    if "local_aws" in request.fixturenames:
+        request.getfixturevalue("local_aws").control.clear_faults()
+
+
 @pytest.fixture
 def aws_env(local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> LocalAws:
     """Point every boto3 client made in the test at the local AWS, with dummy credentials."""
