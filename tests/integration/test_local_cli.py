@@ -11,6 +11,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 pytestmark = pytest.mark.integration
 PROMOTER = [sys.executable, "-m", "promoter_cli.main"]
@@ -105,3 +107,25 @@ def test_promoter_local_rejects_a_malformed_rate():
     )
     assert proc.returncode == 2
     assert "OP=N" in proc.stderr
+
+
+def test_promoter_local_rate_option_throttles_that_operation():
+    proc, line, _ = start("--rate", "DescribeRepositories=1")
+    try:
+        endpoint = line.split(" at ", 1)[1].strip()
+        ecr = boto3.client(
+            "ecr",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+            config=Config(retries={"total_max_attempts": 1}),
+        )
+        ecr.describe_repositories()
+        with pytest.raises(ClientError) as exc:
+            ecr.describe_repositories()
+        assert exc.value.response["Error"]["Code"] == "ThrottlingException"
+        # other operations are not limited
+        assert ecr.get_authorization_token()["authorizationData"]
+    finally:
+        assert stop(proc) == 0
