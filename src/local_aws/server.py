@@ -140,7 +140,8 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
     def log(self, type: str, message: str, *args: Any) -> None:
-        if type == "error" and "Bad request version" not in message:  # skopeo probes TLS first
+        # skopeo probes TLS before plain HTTP; that handshake is noise, not an error.
+        if type == "error" and "Bad request version" not in message % args:
             super().log(type, message, *args)
 
 

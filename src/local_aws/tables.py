@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import boto3
 from botocore.exceptions import ClientError
+
 from promoter.settings import DEFAULT_HISTORY_TABLE, DEFAULT_IDEMPOTENCY_TABLE
 
 DUMMY_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}

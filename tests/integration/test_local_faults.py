@@ -152,6 +152,7 @@ def test_ecr_requests_never_reach_moto(local_aws):
 
 def test_moto_serves_dynamodb_tables_the_engine_expects(aws_env):
     import boto3
+
     from promoter.settings import DEFAULT_HISTORY_TABLE, DEFAULT_IDEMPOTENCY_TABLE
 
     ddb = boto3.client("dynamodb")
