@@ -20,6 +20,7 @@ from werkzeug.wsgi import get_input_stream
 
 from local_aws import errors as e
 from local_aws.ecr_api import EcrService
+from local_aws.faults import Faults
 from local_aws.manifests import DIGEST_RE, TAG_RE
 from local_aws.registry import RegistryProcess
 from local_aws.store import Scope
@@ -59,10 +60,11 @@ StartResponse = Any
 class RegistryProxy:
     """The WSGI handler for `/v2/...` and for pre-signed layer downloads."""
 
-    def __init__(self, ecr: EcrService, registry: RegistryProcess, scope: Scope) -> None:
+    def __init__(self, ecr: EcrService, registry: RegistryProcess, scope: Scope, faults: Faults) -> None:
         self.ecr = ecr
         self.registry = registry
         self.scope = scope
+        self.faults = faults
 
     # ------------------------------------------------------------------------------ entry points
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -165,6 +167,8 @@ class RegistryProxy:
         media_type = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip() or None
         rec = self.ecr.store.repository(self.scope, name)
         try:
+            # A manifest push is a PutImage for ECR's quotas: same rate, same injected faults.
+            self.faults.admit("PutImage")
             if rec is None:
                 raise e.RepositoryNotFoundException(f"repository {name} not found")
             result = self.ecr.put_manifest(

@@ -209,7 +209,7 @@ class LocalAws:
             self.ecr = EcrService(self._store, self._registry, EventSink(), lambda: self.endpoint, password)
             app = FrontApp(
                 self.ecr,
-                RegistryProxy(self.ecr, self._registry, scope),
+                RegistryProxy(self.ecr, self._registry, scope, self.faults),
                 ControlApi(self.faults, self._store, scope),
                 self.faults,
                 self.account,

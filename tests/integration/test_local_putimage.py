@@ -267,3 +267,27 @@ def test_exclusion_mode_without_filters_is_rejected(ecr, unique_name):
     with pytest.raises(ClientError) as exc:
         ecr.create_repository(repositoryName=unique_name("x"), imageTagMutability="IMMUTABLE_WITH_EXCLUSION")
     assert code(exc) == "InvalidParameterException"
+
+
+def test_concurrent_puts_of_one_immutable_tag_let_exactly_one_digest_win(ecr, unique_name, pusher):
+    from concurrent.futures import ThreadPoolExecutor
+
+    repo = _repo_with(ecr, unique_name, "IMMUTABLE")
+    candidates = [im.image() for _ in range(6)]
+    for manifest in candidates:
+        for blob in manifest.blobs:
+            pusher.push_blob(repo, blob)
+
+    def attempt(manifest: im.Manifest) -> str:
+        try:
+            put(ecr, repo, manifest, "release")
+            return "ok"
+        except ClientError as exc:
+            return exc.response["Error"]["Code"]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        outcomes = list(pool.map(attempt, candidates))
+    assert sorted(outcomes) == ["ImageTagAlreadyExistsException"] * 5 + ["ok"]
+    winner = candidates[outcomes.index("ok")]
+    got = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "release"}])["images"][0]
+    assert got["imageId"]["imageDigest"] == winner.digest

@@ -226,3 +226,27 @@ def test_tag_removed_through_the_ecr_api_is_gone_from_v2(local_aws, ecr, repo, p
     )
     assert status == 200 and raw == manifest.raw
     assert headers["Docker-Content-Digest"] == manifest.digest
+
+
+def test_manifest_put_over_v2_beyond_the_put_image_rate_answers_429(local_aws, repo, pusher):
+    manifest = im.image()
+    for blob in manifest.blobs:
+        pusher.push_blob(repo, blob)
+    local_aws.control.fail_next("PutImage", "ThrottlingException", count=1, message="Rate exceeded")
+    status, _, body = request(
+        local_aws,
+        "PUT",
+        f"/v2/{repo}/manifests/v1",
+        body=manifest.raw,
+        headers={"Content-Type": manifest.media_type},
+    )
+    assert status == 429
+    assert json.loads(body)["errors"][0]["code"] == "TOOMANYREQUESTS"
+    status, headers, _ = request(
+        local_aws,
+        "PUT",
+        f"/v2/{repo}/manifests/v1",
+        body=manifest.raw,
+        headers={"Content-Type": manifest.media_type},
+    )
+    assert status == 201 and headers["Docker-Content-Digest"] == manifest.digest
