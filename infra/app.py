@@ -11,10 +11,10 @@ from pathlib import Path
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
-from promoter import settings
-from promoter.config import ConfigError, PromotionConfig, load_config
 
 from infra.stack import STACK_NAME, PromoterStack
+from promoter import settings
+from promoter.config import ConfigError, PromotionConfig, load_config
 
 CONFIG_CONTEXT_KEY = "config"
 

@@ -8,6 +8,7 @@ never reaches CloudFormation.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aws_cdk import Duration, Stack, Stage
 from aws_cdk import aws_dynamodb as dynamodb
@@ -19,7 +20,6 @@ from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
-from promoter import settings
 
 from infra.asset import PACKAGE_NAME, stage_function_code
 from infra.event_patterns import push_event_pattern, request_event_pattern
@@ -27,6 +27,10 @@ from infra.monitoring import add_monitoring
 from infra.nag import acknowledge_findings
 from infra.permissions import grant_ecr, grant_tables
 from infra.props import ImagePromoterProps
+from promoter import settings
+
+if TYPE_CHECKING:
+    from promoter.config import PromotionConfig
 
 HANDLER = "promoter.handler.handle_queue"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
@@ -190,7 +194,7 @@ class ImagePromoter(Construct):
             **kwargs,
         )
 
-    def _rules(self, config: object) -> tuple[events.Rule | None, events.Rule | None]:
+    def _rules(self, config: PromotionConfig) -> tuple[events.Rule | None, events.Rule | None]:
         """The push rule on the default bus and the request rule on the promotion bus, when used."""
         target = targets.SqsQueue(
             self.queue,

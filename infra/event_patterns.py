@@ -7,6 +7,7 @@ every event against the rules, so a pattern may be wider than a glob but never n
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -21,6 +22,9 @@ SUCCESS_RESULT = "SUCCESS"
 # fnmatch metacharacters a repository glob may use. EventBridge's `wildcard` knows only `*`.
 _GLOB_SINGLE = re.compile(r"\?|\[[^\]]*\]")
 _GLOB_META = re.compile(r"[*?\[]")
+
+# EventBridge's default quota on an event pattern's size, in characters (adjustable to 4096).
+EVENT_PATTERN_MAX_CHARS = 2048
 
 RepositoryFilter = str | dict[str, str]
 
@@ -58,6 +62,7 @@ def push_event_pattern(push_source_globs: Iterable[str]) -> dict[str, Any]:
 
     Untagged pushes (index children, referrers, attestations) carry `"image-tag": ""` or no tag at
     all; `anything-but [""]` rejects both, because a filter on a field never matches a missing field.
+    Raises ValueError when the pattern would exceed EventBridge's size quota.
     """
     detail: dict[str, Any] = {
         "action-type": [PUSH_ACTION],
@@ -67,7 +72,15 @@ def push_event_pattern(push_source_globs: Iterable[str]) -> dict[str, Any]:
     filters = repository_filters(push_source_globs)
     if filters is not None:
         detail["repository-name"] = filters
-    return {"source": [ECR_EVENT_SOURCE], "detail-type": [ECR_IMAGE_ACTION], "detail": detail}
+    pattern = {"source": [ECR_EVENT_SOURCE], "detail-type": [ECR_IMAGE_ACTION], "detail": detail}
+    size = len(json.dumps(pattern, separators=(",", ":")))
+    if size > EVENT_PATTERN_MAX_CHARS:
+        raise ValueError(
+            f"the push rules name {len(filters or ())} source repositories and the EventBridge pattern "
+            f"for them is {size} characters, over the {EVENT_PATTERN_MAX_CHARS} EventBridge accepts: "
+            "cover related repositories with one glob (e.g. 'team/*')"
+        )
+    return pattern
 
 
 def request_event_pattern() -> dict[str, Any]:

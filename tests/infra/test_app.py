@@ -71,6 +71,19 @@ def test_missing_configuration_file_fails_synth_with_a_clear_message(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_oversized_push_pattern_fails_synth_with_a_clear_message(tmp_path):
+    rules = [
+        {"name": f"r{i}", "source": {"repository": f"svc-{i:04d}"}, "targets": [{"repository": "prod"}]}
+        for i in range(200)
+    ]
+    config = tmp_path / "many.yaml"
+    config.write_text(yaml.safe_dump({"rules": rules}))
+    result = _run_app(tmp_path, {"config": str(config)})
+    assert result.returncode == 1
+    assert "over the 2048" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_sample_configuration_synthesizes_without_the_node_banner(tmp_path):
     result = _run_app(tmp_path)
     assert result.returncode == 0, result.stderr

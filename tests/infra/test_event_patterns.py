@@ -164,3 +164,10 @@ def test_a_catch_all_glob_drops_the_repository_filter_but_keeps_the_tag_filter()
 def test_empty_repository_glob_is_refused():
     with pytest.raises(ValueError, match="must not be empty"):
         repository_filter("")
+
+
+def test_a_pattern_over_eventbridges_size_quota_fails_synth_with_advice():
+    many = [f"service-number-{i:04d}" for i in range(200)]
+    with pytest.raises(ValueError, match=r"200 source repositories .* over the 2048 .* one glob"):
+        push_event_pattern(many)
+
