@@ -41,8 +41,6 @@ def test_only_by_design_findings_are_acknowledged_each_with_a_reason(synthesized
         "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
         f"AwsSolutions::AwsSolutions-IAM5[{repo}team/*]",
         f"AwsSolutions::AwsSolutions-IAM5[{repo}release/team/*]",
-        f"AwsSolutions::AwsSolutions-IAM5[{repo}svc-?-api]",
-        f"AwsSolutions::AwsSolutions-IAM5[{repo}mirror/svc-?-api]",
         "AwsSolutions::AwsSolutions-L1",
         "AwsSolutions::AwsSolutions-SQS3",
     }
