@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -148,6 +149,7 @@ class EcrRegistry:
         self._open = opener
         self._mounting: bool | None = None
         self._auth: tuple[str, str] | None = None
+        self._auth_lock = threading.Lock()  # blob workers share one token
 
     # --- manifests -------------------------------------------------------------------------
 
@@ -288,11 +290,12 @@ class EcrRegistry:
 
     def _authorization(self) -> tuple[str, str]:
         """The registry endpoint and basic-auth token (`AWS:<password>`, base64), fetched once."""
-        if self._auth is None:
-            with _ecr_errors("GetAuthorizationToken", "registry"):
-                data = self._ecr.get_authorization_token()["authorizationData"][0]
-            self._auth = (data["proxyEndpoint"].rstrip("/"), data["authorizationToken"])
-        return self._auth
+        with self._auth_lock:
+            if self._auth is None:
+                with _ecr_errors("GetAuthorizationToken", "registry"):
+                    data = self._ecr.get_authorization_token()["authorizationData"][0]
+                self._auth = (data["proxyEndpoint"].rstrip("/"), data["authorizationToken"])
+            return self._auth
 
     def copy_blob(self, from_repository: str, repository: str, digest: str) -> int:
         with _ecr_errors("GetDownloadUrlForLayer", f"{from_repository}@{digest}"):
