@@ -167,3 +167,46 @@ def test_handle_ignores_events_that_promote_nothing(setup):
     out = json.loads(result.stdout)
     assert out["actions"] == []
     assert "not a push" in out["ignored_reason"]
+
+
+def test_handle_a_promotion_request_by_tag_resolves_the_digest_and_promotes(setup, ecr, tmp_path):
+    prod = setup.target
+    config = tmp_path / "request.yaml"
+    config.write_text(
+        f"rules:\n  - name: release\n    trigger: request\n"
+        f"    source: {{repository: {setup.source}, tags: ['sha-*']}}\n"
+        f"    targets: [{{repository: {prod}, tags: ['release-{{tag}}']}}]\n"
+    )
+    request = {
+        "id": str(uuid.uuid4()),
+        "source": settings.REQUEST_EVENT_SOURCE,
+        "detail-type": settings.REQUEST_DETAIL_TYPE,
+        "detail": {"repository-name": setup.source, "image-tag": "sha-1"},
+    }
+    event_file = tmp_path / "request.json"
+    event_file.write_text(json.dumps(request))
+
+    result = run("handle", str(event_file), "--config", str(config))
+
+    assert result.returncode == 0, result.stderr
+    assert [(a["target_tag"], a["outcome"]) for a in json.loads(result.stdout)["actions"]] == [
+        ("release-sha-1", "promoted")
+    ]
+    held = ecr.describe_images(repositoryName=prod, imageIds=[{"imageTag": "release-sha-1"}])["imageDetails"]
+    assert held[0]["imageDigest"] == setup.image.digest
+
+
+def test_handle_a_request_for_a_missing_tag_exits_1_with_the_reason(setup, tmp_path):
+    request = {
+        "id": "r",
+        "source": settings.REQUEST_EVENT_SOURCE,
+        "detail-type": settings.REQUEST_DETAIL_TYPE,
+        "detail": {"repository-name": setup.source, "image-tag": "sha-missing", "rule": "promote"},
+    }
+    event_file = tmp_path / "request.json"
+    event_file.write_text(json.dumps(request))
+
+    result = run("handle", str(event_file), "--config", str(setup.config))
+
+    assert result.returncode == 1
+    assert "sha-missing does not exist" in json.loads(result.stdout)["error"]
