@@ -140,8 +140,10 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
     def log(self, type: str, message: str, *args: Any) -> None:
-        # skopeo probes TLS before plain HTTP; that handshake is noise, not an error.
-        if type == "error" and "Bad request version" not in message % args:
+        # skopeo probes TLS before plain HTTP; that handshake (a record starting 0x16 0x03) is
+        # noise, not an error, whether the parser calls it a bad version or a bad syntax.
+        text = message % args
+        if type == "error" and not ("Bad request version" in text or "\\x16\\x03" in text):
             super().log(type, message, *args)
 
 
