@@ -29,6 +29,7 @@ from promoter import settings
 from promoter.config import PromotionConfig, load_config
 from promoter.events import parse_json_event
 from promoter.exceptions import EventError, PromoterError
+from promoter.history import DynamoDbHistory
 from promoter.idempotency import idempotent_runner, make_persistence
 from promoter.metrics import record_event_result, record_invalid_event
 from promoter.promote import Promoter
@@ -56,6 +57,7 @@ class Runtime:
     config: PromotionConfig
     ecr: Any
     persistence: DynamoDBPersistenceLayer
+    history: DynamoDbHistory
 
 
 def config_path() -> Path:
@@ -72,6 +74,7 @@ def runtime() -> Runtime:
         config=load_config(config_path()),
         ecr=make_ecr_client(session),
         persistence=make_persistence(),
+        history=DynamoDbHistory(resource=session.resource("dynamodb")),
     )
 
 
@@ -94,7 +97,7 @@ def handle_queue(event: dict[str, Any], context: Any) -> dict[str, Any]:
             record_invalid_event(metrics)
             raise RetryLaterError(f"record {record.message_id}: {exc}") from exc
         logger.set_correlation_id(parsed.event_id)
-        result = handle_event(parsed, state.config, registry, run)
+        result = handle_event(parsed, state.config, registry, run, state.history)
         record_event_result(metrics, result)
         logger.info("event handled", result=result.to_dict())
         if result.retry:

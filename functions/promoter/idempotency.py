@@ -41,6 +41,11 @@ class _NotStored(Exception):
         self.result = result
 
 
+def _mark_replayed(response: dict[str, Any], _record: Any) -> dict[str, Any]:
+    """Powertools calls this only when it answers from a stored record: nothing was done again."""
+    return {**response, "replayed": True}
+
+
 def make_persistence(table_name: str | None = None, boto3_client: Any = None) -> DynamoDBPersistenceLayer:
     """The persistence layer; make one per process and reuse it (it holds the DynamoDB client)."""
     return DynamoDBPersistenceLayer(
@@ -56,6 +61,7 @@ def idempotent_runner(
         event_key_jmespath=IDEMPOTENCY_KEY_JMESPATH,
         raise_on_no_idempotency_key=True,
         expires_after_seconds=settings.IDEMPOTENCY_TTL_SECONDS,
+        response_hook=_mark_replayed,
     )
     if lambda_context is not None:
         # Without it, a timed-out invocation leaves an INPROGRESS record that blocks its key.

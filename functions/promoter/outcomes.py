@@ -45,6 +45,7 @@ class ActionResult:
     target_digest: str | None = None
     reason: str | None = None
     stats: CopyStats = CopyStats()
+    replayed: bool = False  # answered from the idempotency record of an earlier run
 
     @property
     def succeeded(self) -> bool:

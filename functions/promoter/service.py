@@ -15,6 +15,7 @@ from typing import Any
 from promoter.config import PromotionConfig
 from promoter.events import Event, PromotionRequested
 from promoter.exceptions import ImageNotFoundError, PromoterError
+from promoter.history import History
 from promoter.outcomes import ALREADY_PRESENT, FAILED, SKIPPED, ActionResult
 from promoter.plan import Action, Plan, plan_event, requested_digest_needed
 from promoter.registry import Registry
@@ -57,8 +58,15 @@ def resolve_plan(event: Event, config: PromotionConfig, registry: Registry) -> P
     return plan_event(event, config, resolved)
 
 
-def handle_event(event: Event, config: PromotionConfig, registry: Registry, run: ActionRunner) -> EventResult:
-    """Runs every action of the event; one action's failure does not stop the others."""
+def handle_event(
+    event: Event,
+    config: PromotionConfig,
+    registry: Registry,
+    run: ActionRunner,
+    history: History | None = None,
+) -> EventResult:
+    """Runs every action of the event; one action's failure does not stop the others. Each
+    executed action's outcome is recorded in `history` when one is given."""
     try:
         plan = resolve_plan(event, config, registry)
     except PromoterError as exc:
@@ -82,6 +90,8 @@ def handle_event(event: Event, config: PromotionConfig, registry: Registry, run:
             )
             results.append(ActionResult.for_action(action, FAILED, reason=str(exc)))
             retry = True
+        if history is not None and not results[-1].replayed:
+            history.record(event.event_id, results[-1])
     return EventResult(event.event_id, tuple(results), retry=retry)
 
 

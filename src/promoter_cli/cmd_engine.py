@@ -76,6 +76,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_handle(args: argparse.Namespace) -> int:
+    from promoter.history import DynamoDbHistory
     from promoter.idempotency import idempotent_runner, make_persistence
     from promoter.promote import Promoter
     from promoter.registry import EcrRegistry, make_ecr_client
@@ -87,9 +88,8 @@ def cmd_handle(args: argparse.Namespace) -> int:
     config, event = loaded
     registry = EcrRegistry(make_ecr_client())
     try:
-        result = handle_event(
-            event, config, registry, idempotent_runner(Promoter(registry), make_persistence())
-        )
+        run = idempotent_runner(Promoter(registry), make_persistence())
+        result = handle_event(event, config, registry, run, DynamoDbHistory())
     except PromoterError as exc:
         print(f"promoter: {exc}", file=sys.stderr)
         return EXIT_NOT_ALL_PROMOTED

@@ -11,6 +11,7 @@ import pytest
 
 from local_aws import images as im
 from promoter import handler, settings
+from promoter.history import DynamoDbHistory
 from promoter.idempotency import IDEMPOTENCY_KEY_PREFIX
 
 pytestmark = pytest.mark.integration
@@ -125,6 +126,8 @@ def test_duplicate_delivery_puts_each_target_once(ecr, pusher, repos, lambda_env
 
     assert again == {"batchItemFailures": []}
     assert aws_env.control.calls() == {}  # answered from the idempotency records: no ECR call at all
+    history = DynamoDbHistory().for_target(target, "sha-abc")
+    assert [(h["outcome"], h["target_digest"]) for h in history] == [("promoted", image.digest)]
     assert tag_digest(ecr, target, "sha-abc") == tag_digest(ecr, target, "latest") == image.digest
     table = boto3.resource("dynamodb").Table(settings.idempotency_table_name())
     items = [i for i in table.scan()["Items"] if i["id"].startswith(IDEMPOTENCY_KEY_PREFIX)]
@@ -199,3 +202,6 @@ def test_conflict_is_an_outcome_not_a_redelivery(ecr, pusher, unique_name, tmp_p
     handler.runtime.cache_clear()
     assert response == {"batchItemFailures": []}
     assert tag_digest(ecr, target, "v1") == old.digest
+    [entry] = DynamoDbHistory().for_target(target, "v1")
+    assert (entry["outcome"], entry["target_digest"]) == ("conflict", old.digest)
+    assert "ImageTagAlreadyExistsException" in entry["reason"]
