@@ -278,3 +278,10 @@ def test_dashboard_shows_function_and_queue_metrics(synthesized):
     body = str(synthesized.only("AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
     for metric in ("Invocations", "Errors", "Throttles", "Duration", "ApproximateAgeOfOldestMessage"):
         assert metric in body
+
+
+def test_stack_outputs_name_the_bus_for_requests_and_the_function(synthesized):
+    outputs = synthesized.template_dict["Outputs"]
+    bus = _logical_id(synthesized, "AWS::Events::EventBus", "PromotionBus")
+    assert outputs["PromotionBusName"]["Value"] == {"Ref": bus}
+    assert "FunctionName" in outputs and "HistoryTableName" in outputs
