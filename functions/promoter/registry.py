@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import urllib.error
 import urllib.parse
@@ -22,6 +23,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from promoter import settings
 from promoter.exceptions import (
     AccessDeniedError,
     BlobNotFoundError,
@@ -53,6 +55,7 @@ MIN_PART_BYTES = 5 * MIB
 MAX_PART_BYTES = 20 * MIB
 READ_CHUNK_BYTES = 1 * MIB
 BLOB_MOUNTING_SETTING = "BLOB_MOUNTING"
+MOUNTING_OFF_VALUES = frozenset({"disabled", "off", "false", "0"})
 COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
 
 _ECR_ERRORS: dict[str, type[RegistryError]] = {
@@ -241,6 +244,8 @@ class EcrRegistry:
         return missing
 
     def blob_mounting_enabled(self) -> bool:
+        if os.environ.get(settings.BLOB_MOUNTING_ENV, "").strip().lower() in MOUNTING_OFF_VALUES:
+            return False  # the operator's kill switch, e.g. while encryption settings differ
         if self._mounting is None:
             try:
                 with _ecr_errors("GetAccountSetting", BLOB_MOUNTING_SETTING):

@@ -11,6 +11,7 @@ import pytest
 from botocore.config import Config
 
 from local_aws import images as im
+from promoter import settings
 from promoter.exceptions import RegistryUnavailableError
 from promoter.outcomes import ALREADY_PRESENT, CONFLICT, FAILED, PROMOTED, ActionResult
 from promoter.plan import Action, SourceImage
@@ -346,3 +347,19 @@ def test_layer_copy_streams_in_parts_with_memory_bounded_by_part_size(ecr, pushe
     growth = peaks[SIZES[-1]] - peaks[SIZES[0]]
     print(json.dumps({"peak_rss_mib": {k // mib: v / mib for k, v in peaks.items()}}))
     assert growth < 16 * mib, f"peak memory grew by {growth / mib:.1f} MiB for 72 MiB more layer"
+
+
+def test_mounting_kill_switch_copies_even_when_the_account_allows_mounts(
+    ecr, pusher, two_repos, aws_env, mounting, monkeypatch
+):
+    source, target = two_repos
+    image = im.image((1024,))
+    pusher.push(source, image, "v7")
+    mounting(True)
+    monkeypatch.setenv(settings.BLOB_MOUNTING_ENV, "disabled")
+    aws_env.control.reset_calls()
+
+    result = Promoter(EcrRegistry(make_ecr_client())).promote(action(source, image.digest, target, "v7"))
+
+    assert (result.outcome, result.stats.blobs_mounted, result.stats.blobs_copied) == (PROMOTED, 0, 2)
+    assert "GetAccountSetting" not in aws_env.control.calls()
