@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -291,7 +291,9 @@ def _check_template(template: str, source: SourceSpec, rule: str, field: str, *,
     sample_tag = next((_sample(p) for p in source.tag_patterns if can_match_semver(p)), None)
     if sample_tag is None or SEMVER_FIELDS.isdisjoint(fields):
         sample_tag = _sample(source.tag_patterns[0])
-    facts = ImageFacts(repository=_sample(source.repository_pattern), tag=sample_tag, digest=_SAMPLE_DIGEST)
+    facts = ImageFacts(
+        repository=_sample(source.repository_pattern, wildcard="a1"), tag=sample_tag, digest=_SAMPLE_DIGEST
+    )
     values = {"major": _SAMPLE_VERSION, "minor": _SAMPLE_VERSION, "patch": _SAMPLE_VERSION}
     rendered = template.format(
         tag=facts.tag,
@@ -309,11 +311,12 @@ def _check_template(template: str, source: SourceSpec, rule: str, field: str, *,
         )
 
 
-def _sample(pattern: NamePattern) -> str:
-    """A plausible name matching the pattern: each wildcard stands for '1'; a regex for 'x'."""
+def _sample(pattern: NamePattern, wildcard: str = "1") -> str:
+    """A plausible name matching the pattern: each `*` stands for `wildcard` (a repository name
+    needs two characters), each `?` for '1', a regex for 'x'."""
     if pattern.is_regex:
         return "x"
-    return pattern.text.replace("*", "1").replace("?", "1")
+    return pattern.text.replace("*", wildcard).replace("?", "1")
 
 
 def _string_list(raw: object, rule: str, field: str) -> tuple[str, ...]:
@@ -398,7 +401,3 @@ def _refuse_cycles(config: PromotionConfig) -> None:
     for rule in config.rules:
         if rule.name not in state:
             visit(rule.name)
-
-
-def rule_names(rules: Iterable[Rule]) -> list[str]:
-    return [rule.name for rule in rules]

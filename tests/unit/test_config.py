@@ -310,3 +310,31 @@ def test_source_matches_globs_and_anchored_regexes():
     assert source.matches("team/a/b", "rc-12")
     assert not source.matches("team/api", "xrc-12")
     assert not source.matches("other/api", "v1")
+
+
+def test_a_repository_template_from_a_catch_all_glob_is_accepted():
+    config = parse_config(
+        {
+            "rules": [
+                rule(
+                    source={"repository": "*", "tags": ["v*"]},
+                    targets=[{"repository": "{repository}", "tags": ["stable"]}],
+                )
+            ]
+        }
+    )
+    assert config.target_repository_globs() == ("*",)
+
+
+def test_a_catch_all_source_feeding_any_repository_is_a_loop():
+    error = refused(
+        {
+            "rules": [
+                rule(
+                    source={"repository": "*", "tags": ["v*"]},
+                    targets=[{"repository": "mirror/{repository}"}],
+                )
+            ]
+        }
+    )
+    assert "r -> r" in error.reason
