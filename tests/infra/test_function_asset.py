@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -107,3 +109,67 @@ def test_staging_replaces_what_a_previous_synth_left(tmp_path):
 def test_staging_refuses_a_configuration_that_is_not_a_json_object(tmp_path, bad):
     with pytest.raises(ValueError, match="JSON"):
         stage_function_code(bad, tmp_path / "out")
+
+
+_SMOKE = r"""
+import json, sys
+asset, event = sys.argv[1], json.loads(sys.argv[2])
+sys.path.insert(0, asset)
+import promoter.handler as handler
+
+class Context:
+    function_name = "promoter"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:promoter"
+    aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self):
+        return 300_000
+
+record = {
+    "messageId": "m-1", "receiptHandle": "r", "body": json.dumps(event), "attributes": {},
+    "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:queue", "awsRegion": "us-east-1",
+}
+response = handler.handle_queue({"Records": [record]}, Context())
+loaded = sorted({m.split(".")[0] for m in sys.modules} & {"yaml", "promoter_cli", "local_aws", "infra"})
+print(json.dumps({"response": response, "handler": handler.__file__, "config": str(handler.config_path()),
+                  "rules": [r.name for r in handler.runtime().config.rules], "foreign": loaded}))
+"""
+
+
+def test_staged_asset_runs_a_batch_with_the_template_environment(
+    asset_dir, synthesized, load_event, tmp_path
+):
+    """The asset alone (plus what Lambda and the layer provide) imports, reads its staged config
+    and answers an SQS batch: a push whose tag no rule takes is handled without any AWS call."""
+    variables = synthesized.only("AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
+    env = {k: v if isinstance(v, str) else f"resolved-{k.lower()}" for k, v in variables.items()}
+    staged = asset_dir / "promoter" / settings.STAGED_CONFIG_FILE
+    assert env[settings.CONFIG_PATH_ENV] == f"/var/task/promoter/{settings.STAGED_CONFIG_FILE}"
+    env[settings.CONFIG_PATH_ENV] = str(staged)  # /var/task here
+    env.update(
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        AWS_ENDPOINT_URL="http://127.0.0.1:9",  # nothing listens: any AWS call would fail the batch
+        AWS_EC2_METADATA_DISABLED="true",
+        PATH=os.environ.get("PATH", ""),
+    )
+    event = load_event("ecr-push-oci-fields.json")
+    event["detail"]["image-tag"] = "latest"  # team/service is a source, but team-releases takes v* only
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", _SMOKE, str(asset_dir), json.dumps(event)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["handler"].startswith(str(asset_dir))
+    assert report["config"] == str(staged)
+    assert report["rules"] == ["sample-push", "team-releases", "svc-mirror", "staging-to-prod"]
+    assert report["response"] == {"batchItemFailures": []}
+    assert report["foreign"] == []  # no PyYAML, no CLI, no local AWS, no CDK in the Lambda
