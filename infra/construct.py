@@ -49,7 +49,6 @@ DLQ_RETENTION = Duration.days(14)
 # EventBridge's own delivery retries into the queue before its target dead-letter queue.
 TARGET_RETRY_ATTEMPTS = 8
 TARGET_MAX_EVENT_AGE = Duration.hours(24)
-LAMBDA_MAX_TIMEOUT = Duration.minutes(15)
 
 
 def _to_events_pattern(pattern: dict) -> events.EventPattern:
@@ -64,8 +63,6 @@ class ImagePromoter(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, props: ImagePromoterProps) -> None:
         super().__init__(scope, construct_id)
-        if props.function_timeout.to_seconds() > LAMBDA_MAX_TIMEOUT.to_seconds():
-            raise ValueError(f"function_timeout must be at most 15 minutes, got {props.function_timeout}")
         config = props.config
 
         self.event_bus: events.IEventBus = props.event_bus or events.EventBus(self, "PromotionBus")

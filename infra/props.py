@@ -32,6 +32,7 @@ DEFAULT_LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 DEFAULT_TABLE_REMOVAL_POLICY = RemovalPolicy.RETAIN
 DEFAULT_LOG_REMOVAL_POLICY = RemovalPolicy.RETAIN
 DEFAULT_FUNCTION_TIMEOUT = Duration.minutes(5)
+LAMBDA_MAX_TIMEOUT = Duration.minutes(15)
 DEFAULT_MEMORY_SIZE_MB = 1024
 # SQS batch size: records one invocation processes in sequence (a failure retries only its record).
 DEFAULT_BATCH_SIZE = 10
@@ -74,6 +75,11 @@ class ImagePromoterProps:
             )
         if not 128 <= self.memory_size_mb <= 10240:
             raise ValueError(f"memory_size_mb must be between 128 and 10240, got {self.memory_size_mb}")
+        if not 1 <= self.function_timeout.to_seconds() <= LAMBDA_MAX_TIMEOUT.to_seconds():
+            raise ValueError(
+                "function_timeout must be between 1 second and 15 minutes, "
+                f"got {self.function_timeout.to_human_string()}"
+            )
         if self.powertools_layer_version < 1:
             raise ValueError(
                 f"powertools_layer_version must be positive, got {self.powertools_layer_version}"
