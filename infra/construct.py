@@ -191,8 +191,9 @@ class ImagePromoter(Construct):
             **kwargs,
         )
 
-    def _rules(self, config: PromotionConfig) -> tuple[events.Rule | None, events.Rule | None]:
-        """The push rule on the default bus and the request rule on the promotion bus, when used."""
+    def _rules(self, config: PromotionConfig) -> tuple[events.Rule | None, events.Rule]:
+        """The push rule on the default bus (only if some rule fires on push) and the request rule
+        on the promotion bus (always: a request may name any rule, to re-drive a lost push)."""
         target = targets.SqsQueue(
             self.queue,
             dead_letter_queue=self.delivery_dead_letter_queue,
