@@ -14,12 +14,16 @@ if TYPE_CHECKING:
     from promoter.config import PromotionConfig
 
 # ECR's default PutImage quota is 10 per second per account and region (ECR.md, rate quotas), and
-# PutImage is the bottleneck. One invocation copies its batch one record and one PutImage at a
-# time, and each PutImage follows at least two dependent reads (BatchGetImage of the source,
-# BatchCheckLayerAvailability/DescribeImages of the target) at >= ~70 ms each, so one worker issues
-# at most ~5 PutImage/s. 10/s divided by 5/s per worker = 2 concurrent workers, which is also the
-# smallest maximumConcurrency SQS allows. Bursts above that are absorbed by botocore's retries on
-# ThrottlingException; raise the cap only together with the account's PutImage quota.
+# PutImage is the bottleneck (a multi-arch copy costs children + 1 PutImage). The engine issues
+# its PutImage calls strictly one after another within an invocation: records in a batch run in
+# sequence and no PutImage is ever sent in parallel. Assuming a PutImage round trip of >= 200 ms
+# (ECR checks every referenced blob or child before it answers; an assumption, not measured here:
+# no AWS account), one worker makes at most 1 / 0.2 s = 5 PutImage/s, even through the back-to-back
+# child puts of a multi-arch copy. 10/s quota / 5/s per worker = 2 workers, which is also the
+# smallest maximumConcurrency SQS allows. Faster round trips make bursts above 10/s possible;
+# ECR answers those with ThrottlingException, which botocore's standard retries (the engine's
+# ECR_MAX_ATTEMPTS) absorb, and the record is redelivered if they do not. Raise the cap only
+# together with the account's PutImage quota.
 ECR_PUT_IMAGE_QUOTA_PER_SECOND = 10
 PUT_IMAGE_PER_WORKER_PER_SECOND = 5
 DEFAULT_MAX_CONCURRENCY = ECR_PUT_IMAGE_QUOTA_PER_SECOND // PUT_IMAGE_PER_WORKER_PER_SECOND
