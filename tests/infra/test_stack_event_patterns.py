@@ -171,3 +171,44 @@ def test_a_pattern_over_eventbridges_size_quota_fails_synth_with_advice():
     with pytest.raises(ValueError, match=r"200 source repositories .* over the 2048 .* one glob"):
         push_event_pattern(many)
 
+
+
+def test_moto_eventbridge_routes_only_tagged_pushes_of_configured_repositories_to_the_queue(
+    synthesized, load_event
+):
+    """The same pattern through moto's whole route: rule on the default bus -> SQS target."""
+    import boto3
+    from moto import mock_aws
+
+    samples = [
+        "ecr-push.json",
+        "ecr-push-oci-fields.json",
+        "ecr-push-untagged.json",
+        "ecr-delete.json",
+        "ecr-image-scan.json",
+        "ecr-referrer-action.json",
+    ]
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        events = boto3.client("events", region_name="us-east-1")
+        queue_url = sqs.create_queue(QueueName="promoter")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        pattern = _rule_pattern(synthesized, on_custom_bus=False)
+        events.put_rule(Name="push", EventPattern=json.dumps(pattern))
+        events.put_targets(Rule="push", Targets=[{"Id": "queue", "Arn": queue_arn}])
+        for name in samples:
+            sample = load_event(name)
+            entry = {
+                "Source": sample["source"],
+                "DetailType": sample["detail-type"],
+                "Detail": json.dumps(sample["detail"]),
+            }
+            assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
+        received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    delivered = sorted(
+        (json.loads(m["Body"])["detail"]["repository-name"], json.loads(m["Body"])["detail"]["image-tag"])
+        for m in received
+    )
+    assert delivered == [("my-repository-name", "latest"), ("team/service", "v1.4.0")]
