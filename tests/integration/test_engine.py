@@ -363,3 +363,39 @@ def test_mounting_kill_switch_copies_even_when_the_account_allows_mounts(
 
     assert (result.outcome, result.stats.blobs_mounted, result.stats.blobs_copied) == (PROMOTED, 0, 2)
     assert "GetAccountSetting" not in aws_env.control.calls()
+
+
+def test_docker_manifest_list_goes_with_its_children(ecr, pusher, two_repos, promoter):
+    source, target = two_repos
+    pairs = [
+        (
+            im.image((512,), media_type=im.DOCKER_MANIFEST, architecture=arch),
+            {"platform": {"architecture": arch, "os": "linux"}},
+        )
+        for arch in ("amd64", "arm64")
+    ]
+    manifest_list = im.index(pairs, media_type=im.DOCKER_MANIFEST_LIST)
+    pusher.push(source, manifest_list, "v8")
+
+    result = promoter.promote(action(source, manifest_list.digest, target, "v8"))
+
+    assert result.outcome == PROMOTED
+    got = stored(ecr, target, "v8")
+    assert (got["imageManifest"].encode(), got["imageManifestMediaType"]) == (
+        manifest_list.raw,
+        im.DOCKER_MANIFEST_LIST,
+    )
+
+
+def test_manifest_without_a_media_type_field_is_copied_with_the_stored_media_type(
+    ecr, pusher, two_repos, promoter
+):
+    source, target = two_repos
+    image = im.image((512,), include_media_type=False)
+    pusher.push(source, image, "v9")
+
+    result = promoter.promote(action(source, image.digest, target, "v9"))
+
+    assert result.outcome == PROMOTED
+    got = stored(ecr, target, "v9")
+    assert (got["imageManifest"].encode(), got["imageManifestMediaType"]) == (image.raw, im.OCI_MANIFEST)
