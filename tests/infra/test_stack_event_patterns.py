@@ -172,7 +172,6 @@ def test_a_pattern_over_eventbridges_size_quota_fails_synth_with_advice():
         push_event_pattern(many)
 
 
-
 def test_moto_eventbridge_routes_only_tagged_pushes_of_configured_repositories_to_the_queue(
     synthesized, load_event
 ):

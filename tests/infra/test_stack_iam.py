@@ -53,8 +53,9 @@ def test_target_writes_are_scoped_to_the_target_repositories(statements):
     assert names == ["app-prod", "mirror/svc-?-api", "my-repository-name-prod", "release/team/*"]
 
 
-@pytest.mark.parametrize("action", ["ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
-                                    "ecr:CompleteLayerUpload"])
+@pytest.mark.parametrize(
+    "action", ["ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload"]
+)
 def test_no_write_action_reaches_a_source_only_repository(statements, action):
     for statement in _statements_with(statements, action):
         names = {_repository_name(arn) for arn in _as_list(statement["Resource"])}

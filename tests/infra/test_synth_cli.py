@@ -113,8 +113,11 @@ def test_cdk_cli_synth_uses_the_config_given_with_dash_c(tmp_path, test_config_d
     assert result.returncode == 0, result.stdout + result.stderr
     assert NODE_BANNER not in result.stderr
     template = json.loads((out / f"{STACK_NAME}.template.json").read_text())
-    patterns = [r["Properties"]["EventPattern"] for r in template["Resources"].values()
-                if r["Type"] == "AWS::Events::Rule" and "EventBusName" not in r["Properties"]]
+    patterns = [
+        r["Properties"]["EventPattern"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Events::Rule" and "EventBusName" not in r["Properties"]
+    ]
     assert patterns[0]["detail"]["repository-name"] == [
         "my-repository-name",
         {"prefix": "team/"},
