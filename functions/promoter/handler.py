@@ -13,6 +13,7 @@ Retry policy, decided here:
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -21,6 +22,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
@@ -36,7 +38,12 @@ from promoter.promote import Promoter
 from promoter.registry import EcrRegistry, make_ecr_client
 from promoter.service import handle_event
 
+ENGINE_LOGGER = "promoter"
 logger = Logger(service=settings.SERVICE_NAME)
+# The engine modules log through the standard library ("promoter.*", also used by the CLI); in the
+# Lambda their records get the same JSON format and correlation id as the handler's own.
+logging.getLogger(ENGINE_LOGGER)
+copy_config_to_registered_loggers(source_logger=logger, include={ENGINE_LOGGER})
 metrics = Metrics(namespace=settings.METRICS_NAMESPACE, service=settings.SERVICE_NAME)
 tracer = Tracer(service=settings.SERVICE_NAME)
 # A batch whose every record failed is still answered with `batchItemFailures` (not an exception),
