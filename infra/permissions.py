@@ -45,8 +45,9 @@ IDEMPOTENCY_TABLE_ACTIONS = (
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
 )
-# The history is written once per promotion and read back by key.
-HISTORY_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query")
+# The function only appends history (promoter.history.DynamoDbHistory.record: one PutItem per
+# action); reading it back (`for_target`, a Query) is the CLI's job, with the operator's credentials.
+HISTORY_TABLE_ACTIONS = ("dynamodb:PutItem",)
 
 # fnmatch classes (`[abc]`) have no IAM equivalent: each one stands for exactly one character.
 _GLOB_CLASS = re.compile(r"\[[^\]]*\]")
