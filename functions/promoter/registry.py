@@ -109,7 +109,7 @@ class Registry(Protocol):
         ...
 
     def copy_blob(self, from_repository: str, repository: str, digest: str) -> int:
-        """Streams a blob across and returns the bytes copied (0 if it was already there)."""
+        """Streams a blob from one repository into another; returns the bytes copied."""
         ...
 
     def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> bool:
@@ -131,14 +131,17 @@ def cosign_tags(digest: str) -> tuple[str, ...]:
 
 
 @contextmanager
-def _ecr_errors(operation: str, subject: str) -> Iterator[None]:
-    """Turns boto3 errors into ours; `subject` names what the call was about, for the message."""
+def _ecr_errors(
+    operation: str, subject: str, overrides: dict[str, type[RegistryError]] | None = None
+) -> Iterator[None]:
+    """Turns boto3 errors into ours; `subject` names what the call was about, for the message;
+    `overrides` maps codes whose meaning depends on the operation."""
     try:
         yield
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         message = exc.response.get("Error", {}).get("Message", "")
-        error = _ECR_ERRORS.get(code, RegistryError)
+        error = (overrides or {}).get(code) or _ECR_ERRORS.get(code, RegistryError)
         raise error(f"{operation} on {subject}: {code}: {message}") from exc
     except BotoCoreError as exc:  # connection failures, timeouts after botocore's own retries
         raise RegistryUnavailableError(f"{operation} on {subject}: {exc}") from exc
@@ -303,15 +306,12 @@ class EcrRegistry:
             return self._auth
 
     def copy_blob(self, from_repository: str, repository: str, digest: str) -> int:
-        with _ecr_errors("GetDownloadUrlForLayer", f"{from_repository}@{digest}"):
-            try:
-                url = self._ecr.get_download_url_for_layer(
-                    repositoryName=from_repository, layerDigest=digest
-                )["downloadUrl"]
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") == "LayersNotFoundException":
-                    raise BlobNotFoundError(f"blob {digest} is not in {from_repository}") from exc
-                raise
+        # Here LayersNotFoundException means the source lacks the blob: a broken source image.
+        source_lacks_it = {"LayersNotFoundException": BlobNotFoundError}
+        with _ecr_errors("GetDownloadUrlForLayer", f"{from_repository}@{digest}", source_lacks_it):
+            url = self._ecr.get_download_url_for_layer(repositoryName=from_repository, layerDigest=digest)[
+                "downloadUrl"
+            ]
         with _ecr_errors("InitiateLayerUpload", repository):
             upload = self._ecr.initiate_layer_upload(repositoryName=repository)
         upload_id = upload["uploadId"]
