@@ -15,18 +15,20 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-# Pull an image out of a source repository: manifests and children (BatchGetImage), referrers
-# (ListImageReferrers), blobs (BatchCheckLayerAvailability, GetDownloadUrlForLayer, and the same
-# pair authorises a /v2 cross-repository mount's read side), and DescribeImages for lookups.
-# ListImages and DescribeImageScanFindings are left out: the engine calls neither.
+# Pull an image out of a source repository, exactly the calls promoter.registry makes there:
+# manifests and children (BatchGetImage), referrers (ListImageReferrers), blobs
+# (BatchCheckLayerAvailability, GetDownloadUrlForLayer; the same pair is the read side of a /v2
+# cross-repository mount). DescribeImages, ListImages and DescribeImageScanFindings are left out:
+# the engine calls none of them on a source.
 ECR_SOURCE_READ_ACTIONS = (
     "ecr:BatchCheckLayerAvailability",
     "ecr:BatchGetImage",
-    "ecr:DescribeImages",
     "ecr:GetDownloadUrlForLayer",
     "ecr:ListImageReferrers",
 )
-# Push blobs and manifests into a target repository; reads are needed to skip what is already there.
+# Push blobs and manifests into a target repository. BatchGetImage and BatchCheckLayerAvailability
+# find what is already there (a target at the wanted digest is skipped without a PutImage);
+# DescribeImages is not called today and stays as the read-only lookup the issue lists for targets.
 ECR_TARGET_WRITE_ACTIONS = (
     "ecr:BatchCheckLayerAvailability",
     "ecr:BatchGetImage",

@@ -121,11 +121,9 @@ def test_function_may_only_append_to_the_history_table(synthesized, statements):
     assert set(grants) == {_table_id(synthesized, "IdempotencyTable"), _table_id(synthesized, "HistoryTable")}
 
 
-def test_function_may_publish_only_to_the_promotion_bus(synthesized, statements):
-    (put_events,) = _statements_with(statements, "events:PutEvents")
-    bus = next(iter(synthesized.resources("AWS::Events::EventBus")))
-    assert _as_list(put_events["Action"]) == ["events:PutEvents"]
-    assert put_events["Resource"] == {"Fn::GetAtt": [bus, "Arn"]}
+def test_function_has_no_permission_the_engine_does_not_use(statements):
+    services = {action.split(":")[0] for s in statements for action in _as_list(s["Action"])}
+    assert services == {"ecr", "dynamodb", "sqs", "logs"}  # no events:PutEvents: no results published
 
 
 def test_function_may_consume_only_its_queue_and_write_only_its_log_group(synthesized, statements):
@@ -139,3 +137,39 @@ def test_function_may_consume_only_its_queue_and_write_only_its_log_group(synthe
 @pytest.mark.parametrize(("glob", "expected"), [("team/*", "team/*"), ("svc-?-api", "svc-?-api"), ("a", "a")])
 def test_repository_globs_keep_their_meaning_in_iam(glob, expected):
     assert iam_resource_pattern(glob) == expected
+
+
+def _ecr_operations_the_engine_calls() -> set[str]:
+    """ECR API operations called in the Lambda package (`self._ecr.put_image(...)` -> PutImage)."""
+    import ast
+
+    import botocore.session
+    from botocore import xform_name
+
+    from infra.asset import PACKAGE_SOURCE_DIR
+
+    model = botocore.session.get_session().get_service_model("ecr")
+    by_method = {xform_name(name): name for name in model.operation_names}
+    called: set[str] = set()
+    for path in PACKAGE_SOURCE_DIR.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in by_method
+                and "ecr" in ast.unparse(node.func.value).lower()
+            ):
+                called.add(by_method[node.func.attr])
+    return called
+
+
+def test_every_ecr_call_in_the_engine_is_granted(statements):
+    called = _ecr_operations_the_engine_calls()
+    assert {"PutImage", "BatchGetImage", "GetAuthorizationToken"} <= called  # the scan finds calls
+    granted = {
+        action.removeprefix("ecr:")
+        for statement in statements
+        for action in _as_list(statement["Action"])
+        if action.startswith("ecr:")
+    }
+    assert called <= granted, f"called but not granted: {sorted(called - granted)}"
