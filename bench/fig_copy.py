@@ -1,0 +1,99 @@
+"""Figure 2: a cross-repository copy of a 3-platform image, ours vs `skopeo copy --all`.
+
+Both run as child processes against the same local AWS, into fresh target repositories, in
+alternating order, with BLOB_MOUNTING enabled and then disabled. Ours is timed twice: the
+promotion inside a warm process (what a Lambda invocation does; the headline) and the whole child
+process including Python's start and imports (what a CLI run costs). Bytes moved are checked
+three ways: our copy stats, and the registry's own I/O counters for both tools (a copy makes the
+registry read and write every byte, a mount nearly none).
+"""
+
+from __future__ import annotations
+
+import time
+
+from bench.content import multi_platform_image
+from bench.report import Goal, Row, median
+from bench.sizes import Sizes
+from bench.world import World
+
+FIGURE = "2 copy"
+PLATFORMS = ("linux/amd64", "linux/arm64", "linux/s390x")
+HALF_OF_SKOPEO = Goal(0.5)
+
+
+def run(world: World, sizes: Sizes) -> list[Row]:
+    image = multi_platform_image(world.work / "copy-image", PLATFORMS, (sizes.copy_layer_bytes,))
+    source = world.repository("copy-src")
+    world.push_layout(image.layout, source, image.tag)
+    rows = []
+    for mounting in (True, False):
+        world.set_mounting(mounting)
+        samples: dict[str, list[float]] = {"ours": [], "ours_process": [], "skopeo": []}
+        moved: dict[str, list[int]] = {"ours": [], "skopeo": []}
+        peaks: list[int] = []
+        for rep in range(sizes.copy_repeats):
+            tools = ("ours", "skopeo") if rep % 2 == 0 else ("skopeo", "ours")
+            for tool in tools:
+                target = world.repository(f"copy-{tool}")
+                before = world.registry_io()
+                started = time.perf_counter()
+                if tool == "ours":
+                    out = world.run_child("promote_child", [source, image.digest, target, "v1"])
+                    samples["ours_process"].append(time.perf_counter() - started)
+                    samples["ours"].append(out["seconds"])
+                    peaks.append(out["peak_rss"])
+                    _check_ours(out, image.blob_bytes, len(image.blobs), mounting)
+                else:
+                    world.skopeo(world.docker_ref(source, image.digest), world.docker_ref(target, "v1"))
+                    samples["skopeo"].append(time.perf_counter() - started)
+                after = world.registry_io()
+                moved[tool].append(after["wchar"] - before["wchar"])
+        rows.append(_row(mounting, image.blob_bytes, samples, moved, peaks))
+    return rows
+
+
+def _check_ours(out: dict, blob_bytes: int, blobs: int, mounting: bool) -> None:
+    stats = out["stats"]
+    if out["outcome"] != "promoted":
+        raise RuntimeError(f"our copy did not promote: {out}")
+    if mounting and stats["blobs_mounted"] != blobs:
+        raise RuntimeError(f"mounting on, yet not every blob was mounted: {stats}")
+    if not mounting and stats["bytes_copied"] != blob_bytes:
+        raise RuntimeError(f"mounting off: copied {stats['bytes_copied']} of {blob_bytes} bytes")
+
+
+def _row(
+    mounting: bool,
+    blob_bytes: int,
+    samples: dict[str, list[float]],
+    moved: dict[str, list[int]],
+    peaks: list[int],
+) -> Row:
+    ours, ours_process, skopeo = (median(samples[k]) for k in ("ours", "ours_process", "skopeo"))
+    mib = 1024 * 1024
+    notes = (
+        f"layers {blob_bytes / mib:.0f} MiB in {len(PLATFORMS)} platforms (+ attestations); "
+        f"runs {len(samples['ours'])}; ours {_list(samples['ours'])}, skopeo {_list(samples['skopeo'])}",
+        f"ours as a whole process (python start + imports): {ours_process:.2f} s = "
+        f"{ours_process / skopeo:.2f}x skopeo",
+        f"registry write I/O per copy (median): ours {median(moved['ours']) / mib:.1f} MiB, "
+        f"skopeo {median(moved['skopeo']) / mib:.1f} MiB"
+        + ("" if mounting else " (a full copy: ~2x the layers, sent once and stored once)"),
+        f"our copy's peak RSS: {max(peaks) / mib:.0f} MiB",
+    )
+    return Row(
+        FIGURE,
+        f"3-platform, mounting {'on' if mounting else 'off'}",
+        ours,
+        skopeo,
+        "s",
+        "skopeo",
+        HALF_OF_SKOPEO,
+        notes,
+        {k: list(v) for k, v in samples.items()},
+    )
+
+
+def _list(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.2f}" for v in values) + "]"
