@@ -134,12 +134,15 @@ class Promoter:
             return 0
 
     def _read_tree(self, repository: str, digest: str) -> ImageTree:
-        """The image, its children (recursively), its OCI referrers and its cosign tags."""
+        """The image, its children (recursively), its OCI referrers, and the cosign tags of the
+        image and of its direct children (`cosign sign --recursive`), read in one batch."""
         image = self._registry.get_manifests(repository, [digest]).get(digest)
         if image is None:
             raise ImageNotFoundError(f"{repository}@{digest}")
         referrers = self._referrers(repository, digest)
-        signature_tags = cosign_tags(digest)
+        signature_tags = cosign_tags(digest) + tuple(
+            t for child in image.children() for t in cosign_tags(child)
+        )
         found = self._registry.get_manifests(repository, [*image.children(), *referrers, *signature_tags])
         missing = [d for d in image.children() if d not in found]
         if missing:

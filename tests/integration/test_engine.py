@@ -399,3 +399,21 @@ def test_manifest_without_a_media_type_field_is_copied_with_the_stored_media_typ
     assert result.outcome == PROMOTED
     got = stored(ecr, target, "v9")
     assert (got["imageManifest"].encode(), got["imageManifestMediaType"]) == (image.raw, im.OCI_MANIFEST)
+
+
+def test_signatures_of_index_children_go_along_without_extra_calls(ecr, pusher, two_repos, promoter, aws_env):
+    source, target = two_repos
+    index = im.multi_arch(("linux/amd64", "linux/arm64"), attestations=False)
+    pusher.push(source, index, "v10")
+    signatures = [im.cosign_signature(m) for m in (index, *index.children)]  # cosign sign --recursive
+    for signature, tag in signatures:
+        pusher.push(source, signature, tag)
+    aws_env.control.reset_calls()
+
+    result = promoter.promote(action(source, index.digest, target, "v10"))
+    calls = aws_env.control.calls()
+
+    assert result.outcome == PROMOTED
+    assert (calls["BatchGetImage"], calls["PutImage"]) == (4, 2 + 3 + 1)  # children, signatures, index
+    for signature, tag in signatures:
+        assert stored(ecr, target, tag)["imageManifest"].encode() == signature.raw
