@@ -93,6 +93,7 @@ def test_events_that_ask_for_nothing_succeed_without_touching_aws(staged_config,
     assert emf[-1]["EventsIgnored"] == [1.0] * 4
 
 
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
 def test_a_broken_staged_config_stops_the_cold_start(staged_config):
     staged_config.write_text('{"rules": [{"name": "Bad"}]}')
     handler.runtime.cache_clear()
