@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from promoter.config import (
     ConfigError,
@@ -338,3 +341,27 @@ def test_a_catch_all_source_feeding_any_repository_is_a_loop():
         }
     )
     assert "r -> r" in error.reason
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from(["", "*", "{tag}", "a1", "re:(", "push", "x"]),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["rules", "name", "source", "targets", "repository", "tags", "trigger"]),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_any_malformed_data_is_refused_with_config_error_never_a_crash(data):
+    with contextlib.suppress(ConfigError):  # anything else escaping fails the test
+        parse_config(data)
