@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from promoter import settings
 from promoter.events import (
@@ -142,3 +146,49 @@ def test_a_message_body_that_is_not_json_is_an_event_error():
     with pytest.raises(EventError, match="not JSON"):
         parse_json_event("{not json")
     assert isinstance(parse_json_event(json.dumps(sample("ecr-push.json"))), ImagePushed)
+
+
+envelope_values = st.recursive(
+    st.none()
+    | st.integers()
+    | st.sampled_from(
+        [
+            "",
+            "aws.ecr",
+            "ECR Image Action",
+            "PUSH",
+            "SUCCESS",
+            "sha256:" + "a" * 64,
+            settings.REQUEST_EVENT_SOURCE,
+            settings.REQUEST_DETAIL_TYPE,
+        ]
+    ),
+    lambda children: (
+        st.lists(children, max_size=2)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "id",
+                    "source",
+                    "detail-type",
+                    "detail",
+                    "action-type",
+                    "result",
+                    "repository-name",
+                    "image-digest",
+                    "image-tag",
+                ]
+            ),
+            children,
+            max_size=6,
+        )
+    ),
+    max_leaves=15,
+)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(envelope_values)
+def test_any_malformed_event_is_an_event_error_never_a_crash(data):
+    with contextlib.suppress(EventError):  # anything else escaping fails the test
+        parse_event(data)
