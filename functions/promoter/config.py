@@ -29,7 +29,6 @@ from promoter.patterns import (
 from promoter.templates import (
     SEMVER_FIELDS,
     SHORT_DIGEST_HEX_CHARS,
-    ImageFacts,
     is_valid_repository,
     is_valid_tag,
     template_fields,
@@ -288,19 +287,20 @@ def _check_template(template: str, source: SourceSpec, rule: str, field: str, *,
         raise ConfigError(
             "{repository} can render a '/', which is not allowed in an ECR tag", rule=rule, field=field
         )
-    sample_tag = next((_sample(p) for p in source.tag_patterns if can_match_semver(p)), None)
-    if sample_tag is None or SEMVER_FIELDS.isdisjoint(fields):
-        sample_tag = _sample(source.tag_patterns[0])
-    facts = ImageFacts(
-        repository=_sample(source.repository_pattern, wildcard="a1"), tag=sample_tag, digest=_SAMPLE_DIGEST
+    # Try the template on a name each source pattern could match (for semver fields, on one that
+    # could be a version): if ECR refuses that rendering, it refuses the rule's every image.
+    tag_pattern = next(
+        (p for p in source.tag_patterns if can_match_semver(p) or SEMVER_FIELDS.isdisjoint(fields)),
+        source.tag_patterns[0],
     )
-    values = {"major": _SAMPLE_VERSION, "minor": _SAMPLE_VERSION, "patch": _SAMPLE_VERSION}
     rendered = template.format(
-        tag=facts.tag,
-        repository=facts.repository,
-        digest=facts.digest,
-        short_digest=facts.digest.split(":", 1)[1][:SHORT_DIGEST_HEX_CHARS],
-        **values,
+        tag=_sample(tag_pattern),
+        repository=_sample(source.repository_pattern, wildcard="a1"),
+        digest=_SAMPLE_DIGEST,
+        short_digest=_SAMPLE_DIGEST.split(":", 1)[1][:SHORT_DIGEST_HEX_CHARS],
+        major=_SAMPLE_VERSION,
+        minor=_SAMPLE_VERSION,
+        patch=_SAMPLE_VERSION,
     )
     valid = is_valid_tag(rendered) if is_tag else is_valid_repository(rendered)
     if not valid:
