@@ -3,6 +3,7 @@
 Parsing is tolerant where AWS is (optional fields such as `image-tag` or `manifest-media-type`
 may be missing or empty) and strict where the engine needs a field: a push without a repository
 or digest, or a request without a repository, is an `EventError` (bad input, never retried).
+A message that is not an EventBridge event at all is a `MalformedMessageError`.
 Events the promoter does not act on are still parsed, into `IgnoredEvent`, so the reason can be
 logged instead of guessed.
 """
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from promoter import settings
-from promoter.exceptions import EventError
+from promoter.exceptions import EventError, MalformedMessageError
 from promoter.templates import is_digest
 
 ECR_SOURCE = "aws.ecr"
@@ -73,22 +74,24 @@ def parse_json_event(body: str) -> Event:
     try:
         data = json.loads(body)
     except (TypeError, ValueError) as exc:
-        raise EventError(f"the message body is not JSON: {exc}") from exc
+        raise MalformedMessageError(f"the message body is not JSON: {exc}") from exc
     return parse_event(data)
 
 
 def parse_event(data: object) -> Event:
     """Parses an EventBridge event envelope (a dict)."""
     if not isinstance(data, Mapping):
-        raise EventError(f"an event must be a JSON object, got {type(data).__name__}")
+        raise MalformedMessageError(f"an event must be a JSON object, got {type(data).__name__}")
     event_id = _text(data, "id") or ""
     source = _text(data, "source")
     detail_type = _text(data, "detail-type")
     detail = data.get("detail")
     if source is None or detail_type is None:
-        raise EventError(f"event {event_id!r} has no 'source' or 'detail-type': not an EventBridge event")
+        raise MalformedMessageError(
+            f"event {event_id!r} has no 'source' or 'detail-type': not an EventBridge event"
+        )
     if not isinstance(detail, Mapping):
-        raise EventError(f"event {event_id!r} has no 'detail' object")
+        raise MalformedMessageError(f"event {event_id!r} has no 'detail' object")
     if source == ECR_SOURCE and detail_type == ECR_IMAGE_ACTION:
         return _parse_image_action(event_id, detail)
     if source == ECR_SOURCE and detail_type == ECR_IMAGE_SCAN:

@@ -30,7 +30,11 @@ class ConfigError(PromoterError):
 
 
 class EventError(PromoterError):
-    """An event is not valid JSON or lacks a field the engine needs."""
+    """An event lacks a field the engine needs, or holds a value it cannot use."""
+
+
+class MalformedMessageError(EventError):
+    """A message is not an EventBridge event at all (not JSON, no envelope): nobody's input."""
 
 
 class TemplateError(PromoterError):

@@ -3,12 +3,13 @@
 Retry policy, decided here:
 - retried (the record is reported as a batch item failure, SQS redelivers it, and after
   `maxReceiveCount` moves it to the DLQ): throttling that outlasted botocore's backoff, ECR or
-  DynamoDB faults, a blob transfer that broke, a promotion another invocation is running, and a
-  record that is not an EventBridge event at all (a contract violation upstream: it goes to the
-  DLQ, where the alarm shows it, rather than vanish into a log line);
+  DynamoDB faults, a blob transfer that broke, a promotion another invocation is running; and a
+  message that is not an EventBridge event at all (only EventBridge writes to the queue, so this
+  is a broken contract: it belongs in the DLQ, where the alarm shows it, not in a log line);
 - not retried (the record succeeds; the outcome is logged and counted): conflicts on immutable
   tags, a source image deleted before we ran, a missing target repository, a manifest ECR refuses,
-  events that ask for nothing. Redelivering those cannot change the answer.
+  an event whose detail is invalid (e.g. a promotion request without a repository), and events
+  that ask for nothing. Redelivering those cannot change the answer.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from promoter import settings
 from promoter.config import PromotionConfig, load_config
 from promoter.events import parse_json_event
-from promoter.exceptions import EventError, PromoterError
+from promoter.exceptions import EventError, MalformedMessageError, PromoterError
 from promoter.history import DynamoDbHistory
 from promoter.idempotency import idempotent_runner, make_persistence
 from promoter.metrics import record_event_result, record_invalid_event
@@ -97,12 +98,18 @@ def handle_queue(event: dict[str, Any], context: Any) -> dict[str, Any]:
     def record_handler(record: SQSRecord) -> dict[str, Any]:
         try:
             parsed = parse_json_event(record.body)
-        except EventError as exc:
+        except MalformedMessageError as exc:
             logger.error(
-                "unreadable record, sent back towards the DLQ", message_id=record.message_id, error=str(exc)
+                "not an EventBridge event: on to the DLQ", message_id=record.message_id, error=str(exc)
             )
             record_invalid_event(metrics)
             raise RetryLaterError(f"record {record.message_id}: {exc}") from exc
+        except EventError as exc:
+            logger.error(
+                "invalid event: nothing a retry could fix", message_id=record.message_id, error=str(exc)
+            )
+            record_invalid_event(metrics)
+            return {"error": str(exc)}
         logger.set_correlation_id(parsed.event_id)
         result = handle_event(parsed, state.config, registry, run, state.history)
         record_event_result(metrics, result)

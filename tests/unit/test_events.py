@@ -20,7 +20,7 @@ from promoter.events import (
     parse_event,
     parse_json_event,
 )
-from promoter.exceptions import EventError
+from promoter.exceptions import EventError, MalformedMessageError
 
 EVENTS = Path(__file__).parents[2] / ".." / "shared" / "reference" / "events"
 
@@ -142,8 +142,8 @@ def test_bad_events_raise_event_error(data, message):
         parse_event(data)
 
 
-def test_a_message_body_that_is_not_json_is_an_event_error():
-    with pytest.raises(EventError, match="not JSON"):
+def test_a_message_body_that_is_not_json_is_a_malformed_message():
+    with pytest.raises(MalformedMessageError, match="not JSON"):
         parse_json_event("{not json")
     assert isinstance(parse_json_event(json.dumps(sample("ecr-push.json"))), ImagePushed)
 

@@ -74,7 +74,7 @@ def sqs_records(*bodies: str) -> dict:
     }
 
 
-def test_unreadable_records_are_failed_for_the_dlq_and_counted(staged_config, capsys):
+def test_messages_that_are_not_events_are_failed_for_the_dlq_and_counted(staged_config, capsys):
     response = handler.handle_queue(sqs_records("not json", '{"id": "x"}'), FakeLambdaContext())
 
     assert response == {"batchItemFailures": [{"itemIdentifier": "m0"}, {"itemIdentifier": "m1"}]}
@@ -106,3 +106,18 @@ def test_the_lambda_package_does_not_import_yaml_at_module_level():
     for module in package.glob("*.py"):
         top_level = [line for line in module.read_text().splitlines() if line.startswith(("import", "from"))]
         assert not [line for line in top_level if "yaml" in line], module.name
+
+
+def test_an_event_with_invalid_detail_is_counted_but_not_redelivered(staged_config, capsys):
+    request = {
+        "id": "r1",
+        "source": settings.REQUEST_EVENT_SOURCE,
+        "detail-type": settings.REQUEST_DETAIL_TYPE,
+        "detail": {"image-tag": "v1"},
+    }  # no repository-name
+
+    response = handler.handle_queue(sqs_records(json.dumps(request)), FakeLambdaContext())
+
+    assert response == {"batchItemFailures": []}
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert emf[-1]["InvalidEvents"] == [1.0]
