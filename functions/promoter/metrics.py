@@ -14,6 +14,9 @@ CONFLICT_METRIC = "TagConflicts"
 FAILED_METRIC = "PromotionFailures"
 SKIPPED_METRIC = "PromotionsSkipped"
 INVALID_EVENT_METRIC = "InvalidEvents"
+# A duplicate delivery answered from the idempotency record: counted apart, so that a redelivered
+# event neither counts as a second promotion nor adds its blobs and bytes again.
+REPLAYED_METRIC = "DuplicatesAbsorbed"
 IGNORED_EVENT_METRIC = "EventsIgnored"
 BLOBS_MOUNTED_METRIC = "BlobsMounted"
 BLOBS_COPIED_METRIC = "BlobsCopied"
@@ -35,6 +38,9 @@ def record_event_result(metrics: Metrics, result: EventResult) -> None:
     elif not result.results:
         metrics.add_metric(name=IGNORED_EVENT_METRIC, unit=MetricUnit.Count, value=1)
     for action in result.results:
+        if action.replayed:
+            metrics.add_metric(name=REPLAYED_METRIC, unit=MetricUnit.Count, value=1)
+            continue
         metrics.add_metric(name=_OUTCOME_METRICS[action.outcome], unit=MetricUnit.Count, value=1)
         if action.stats.blobs_mounted:
             metrics.add_metric(

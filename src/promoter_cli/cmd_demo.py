@@ -206,6 +206,9 @@ def _demo(local: Any, work: Path, progress: Progress) -> None:
         for body in delivered:
             sqs.send_message(QueueUrl=queue_url, MessageBody=body)
         _deliver(sqs, queue_url, handler, expected=len(delivered), log=work / "lambda.log")
+    replayed = [a.get("replayed", False) for r in capture.results for a in r["results"]]
+    progress.say(f"actions answered from the idempotency record: {sum(replayed)} of {len(replayed)}")
+    _check(replayed and all(replayed), "a replayed event ran its promotion again")
     calls = local.control.calls()
     writes = {op: n for op, n in calls.items() if op in WRITE_OPERATIONS}
     progress.say(f"ECR write calls during the replay: {sum(writes.values())} {writes or ''}")

@@ -24,6 +24,7 @@ def test_demo_promotes_each_push_once_and_exits_zero(tmp_path: Path) -> None:
     assert "dev-to-staging: app-dev:sha-1a2b3c4 -> app-staging:sha-1a2b3c4 promoted" in out
     assert "release-to-prod: app-dev:v1.4.0 -> app-prod:v1.4.0 promoted" in out
     assert "ECR write calls during the replay: 0" in out
+    assert "actions answered from the idempotency record: 2 of 2" in out
     assert "messages in the DLQ: 0" in out
     # The Lambda's own logs and metrics went to the log file, as to CloudWatch Logs.
     log = (tmp_path / "lambda.log").read_text()
