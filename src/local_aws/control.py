@@ -58,9 +58,23 @@ class ControlApi:
             if count < 1:
                 raise ValueError("count must be >= 1")
             self.faults.fail_next(
-                str(body["op"]), str(body["exception"]), count, str(body.get("message", ""))
+                str(body["op"]),
+                str(body["exception"]),
+                count,
+                str(body.get("message", "")),
+                _match(body),
             )
             return {"ok": True}
+        if path == "fail-for" and method == "POST":
+            seconds = float(body["seconds"])
+            if seconds <= 0:
+                raise ValueError("seconds must be > 0")
+            self.faults.fail_for(
+                str(body["op"]), str(body["exception"]), seconds, str(body.get("message", "")), _match(body)
+            )
+            return {"ok": True}
+        if path == "calls/by-repository" and method == "GET":
+            return {"calls": self.faults.calls_by_repository()}
         if path == "rates" and method == "POST":
             for op, rate in body.items():
                 self.faults.set_rate(op, None if rate is None else float(rate))
@@ -78,6 +92,13 @@ class ControlApi:
             self.store.set_findings(scope, str(body["repositoryName"]), str(body["imageDigest"]), findings)
             return {"ok": True}
         return None
+
+
+def _match(body: dict[str, Any]) -> dict[str, Any]:
+    match = body.get("match") or {}
+    if not isinstance(match, dict):
+        raise ValueError("match must be a JSON object of request parameters")
+    return match
 
 
 def _reply(start_response: StartResponse, status: int, body: dict[str, Any]) -> list[bytes]:
@@ -111,15 +132,33 @@ class ControlClient:
                 f"{method} /_local/{path}: {exc.code} {exc.read().decode(errors='replace')}"
             ) from exc
 
-    def fail_next(self, op: str, exception: str, count: int = 1, message: str = "") -> None:
-        """The next `count` calls of ECR operation `op` fail with `exception`."""
-        self._call(
-            "POST", "fail-next", {"op": op, "exception": exception, "count": count, "message": message}
-        )
+    def fail_next(
+        self,
+        op: str,
+        exception: str,
+        count: int = 1,
+        message: str = "",
+        match: dict[str, Any] | None = None,
+    ) -> None:
+        """The next `count` calls of `op` fail with `exception`: an ECR operation (`PutImage`) or
+        a moto one (`DynamoDB.PutItem`); `match` limits it to ECR requests with these parameters."""
+        body = {"op": op, "exception": exception, "count": count, "message": message}
+        self._call("POST", "fail-next", {**body, "match": match or {}})
+
+    def fail_for(
+        self, op: str, exception: str, seconds: float, message: str = "", match: dict[str, Any] | None = None
+    ) -> None:
+        """Every call of `op` fails with `exception` for `seconds` (e.g. DynamoDB unavailable)."""
+        body = {"op": op, "exception": exception, "seconds": seconds, "message": message}
+        self._call("POST", "fail-for", {**body, "match": match or {}})
 
     def calls(self) -> dict[str, int]:
         """ECR calls per operation since the last reset."""
         return self._call("GET", "calls")["calls"]
+
+    def calls_by_repository(self) -> dict[str, dict[str, int]]:
+        """ECR calls per operation and repository since the last reset (PutImage per target)."""
+        return self._call("GET", "calls/by-repository")["calls"]
 
     def reset_calls(self) -> None:
         self._call("DELETE", "calls")

@@ -155,7 +155,9 @@ class EventSourceMapping:
         context = LocalLambdaContext(function_name=self._function_name, timeout_seconds=self._timeout_seconds)
         try:
             response = self._handler(event, context) or {}
-        except Exception as exc:  # a function error fails the whole batch, as in Lambda
+        # A function error fails the whole batch, as in Lambda; so does a crash (a BaseException
+        # standing for the runtime dying mid-invocation: no cleanup code of the function runs).
+        except BaseException as exc:
             LOG.warning("handler raised %s: the batch of %d returns to the queue", exc, len(messages))
             self._record(Invocation(len(messages), tuple(m["MessageId"] for m in messages), repr(exc)))
             return

@@ -82,6 +82,9 @@ class FrontApp:
             return self.proxy.download(environ, start_response)
         if path.startswith("/_local/"):
             return self.control(environ, start_response)
+        failure = self.faults.injected(_service_operation(target)) if target else None
+        if failure is not None:
+            return _service_error(start_response, failure.exception, failure.message)
         return self.moto(environ, start_response)
 
     def ecr_json(
@@ -103,7 +106,7 @@ class FrontApp:
                 raise e.SerializationException("The request body is not valid JSON") from exc
             if not isinstance(params, dict):
                 raise e.SerializationException("The request body must be a JSON object")
-            self.faults.admit(op)
+            self.faults.admit(op, params)
             result = self.ecr.call(op, scope, params)
             return _reply(start_response, 200, result)
         except e.EcrError as exc:
@@ -129,6 +132,25 @@ def _read_body(environ: dict[str, Any], length: int) -> bytes:
     if length:
         return environ["wsgi.input"].read(length)
     return get_input_stream(environ).read(MAX_JSON_BODY_BYTES + 1)
+
+
+# X-Amz-Target prefixes of the moto services, as fault names use them (`DynamoDB.PutItem`).
+SERVICE_TARGET_NAMES = {"DynamoDB_20120810": "DynamoDB", "AmazonSQS": "SQS", "AWSEvents": "EventBridge"}
+# Error codes the AWS JSON protocols answer with HTTP 5xx (botocore retries those, as it does
+# throttling codes such as ProvisionedThroughputExceededException answered with 400).
+SERVER_ERROR_CODES = frozenset({"InternalServerError", "InternalFailure", "ServiceUnavailable"})
+
+
+def _service_operation(target: str) -> str:
+    """`DynamoDB_20120810.PutItem` -> `DynamoDB.PutItem`."""
+    prefix, _, operation = target.partition(".")
+    return f"{SERVICE_TARGET_NAMES.get(prefix, prefix)}.{operation}"
+
+
+def _service_error(start_response: StartResponse, code: str, message: str) -> list[bytes]:
+    """An injected failure of a moto service, in the JSON protocols' error shape."""
+    status = 500 if code in SERVER_ERROR_CODES else 400
+    return _reply(start_response, status, {"__type": code, "message": message})
 
 
 def _reply(start_response: StartResponse, status: int, body: dict[str, Any]) -> list[bytes]:

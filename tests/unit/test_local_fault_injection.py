@@ -73,3 +73,43 @@ def test_rate_specs_parse(spec, expected):
 def test_bad_rate_specs_say_what_is_wrong(spec):
     with pytest.raises(ValueError):
         parse_rate(spec)
+
+
+def test_fail_next_with_match_only_fails_matching_requests():
+    faults = Faults()
+    faults.fail_next("PutImage", "ServerException", match={"imageTag": "v1"})
+    faults.admit("PutImage", {"repositoryName": "r", "imageDigest": "sha256:a"})  # a child: passes
+    with pytest.raises(Exception, match="injected"):
+        faults.admit("PutImage", {"repositoryName": "r", "imageTag": "v1"})
+    faults.admit("PutImage", {"repositoryName": "r", "imageTag": "v1"})
+
+
+def test_fail_for_fails_every_call_until_the_window_ends():
+    clock = FakeClock()
+    faults = Faults(clock=clock)
+    faults.fail_for("DynamoDB.PutItem", "InternalServerError", seconds=2)
+    for _ in range(3):
+        assert faults.injected("DynamoDB.PutItem").exception == "InternalServerError"
+    clock.now += 2.5
+    assert faults.injected("DynamoDB.PutItem") is None
+
+
+def test_before_hook_runs_once_before_the_matching_call():
+    faults = Faults()
+    ran: list[str] = []
+    faults.before("BatchGetImage", lambda: ran.append("deleted"), match={"repositoryName": "src"})
+    faults.admit("BatchGetImage", {"repositoryName": "dst"})
+    assert ran == []
+    faults.admit("BatchGetImage", {"repositoryName": "src"})
+    faults.admit("BatchGetImage", {"repositoryName": "src"})
+    assert ran == ["deleted"]
+
+
+def test_calls_are_counted_per_repository():
+    faults = Faults()
+    faults.admit("PutImage", {"repositoryName": "a"})
+    faults.admit("PutImage", {"repositoryName": "a"})
+    faults.admit("PutImage", {"repositoryName": "b"})
+    assert faults.calls_by_repository() == {"PutImage": {"a": 2, "b": 1}}
+    faults.reset_calls()
+    assert faults.calls_by_repository() == {}
