@@ -45,13 +45,16 @@ def main(argv: list[str]) -> int:
 
     done = 0
     failed_records = 0
+    busy_seconds = 0.0
     finished_at: float | None = None
 
     def invoke(event: dict[str, Any], context: Any) -> Any:
-        nonlocal done, failed_records, finished_at
+        nonlocal done, failed_records, finished_at, busy_seconds
+        began = time.perf_counter()
         response = handler.handle_queue(event, context)
         failures = len((response or {}).get("batchItemFailures", []))
         with lock:
+            busy_seconds += time.perf_counter() - began
             failed_records += failures
             done += len(event["Records"]) - failures
             if done >= int(expected) and finished_at is None:
@@ -81,6 +84,7 @@ def main(argv: list[str]) -> int:
         "function_errors": len(errors),
         "first_error": errors[0] if errors else None,
         "invocations": len(esm.invocations),
+        "busy_seconds": busy_seconds,
         "put_image_attempts": dict(attempts),
     }
     sys.__stdout__.write(json.dumps(out) + "\n")

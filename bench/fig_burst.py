@@ -74,12 +74,15 @@ def run(world: World, sizes: Sizes) -> list[Row]:
     failures = out["records_failed"] + out["function_errors"] + (0 if out["finished"] else 1)
     dlq = wiring.queue_depth(sqs, path.dlq_url)
     per_event = {op: round(n / events, 2) for op, n in sorted(calls.items())}
+    busy = out["busy_seconds"] / max(1, out["records_ok"])  # invocation time per event, one worker
     notes = (
         f"{events} events, PutImage {sizes.burst_put_rate:g}/s, ESM batch {batch_size}, "
         f"maximumConcurrency {concurrency} (the stack's defaults, infra/props.py); mounting on",
         f"PutImage attempts: {json.dumps(attempts)} (local ECR counted {calls.get('PutImage', 0)}); "
         f"target tags {tagged}/{events}; DLQ {dlq}; invocations {out['invocations']}",
         f"ECR calls per event: {json.dumps(per_event)}",
+        f"handler time per event {busy * 1000:.0f} ms: {concurrency} workers can promote at most "
+        f"{concurrency / busy:.1f}/s vs the quota's {sizes.burst_put_rate:g}/s",
     )
     if out["first_error"]:
         notes += (f"first function error: {out['first_error']}",)
