@@ -33,7 +33,7 @@ from local_aws.manifests import (
     parse_manifest,
     wildcard_match,
 )
-from local_aws.registry import RegistryProcess
+from local_aws.registry import RegistryPool, RegistryProcess
 from local_aws.store import ImageRecord, RepositoryRecord, Scope, Store, now
 
 MIB = 1024 * 1024
@@ -75,13 +75,13 @@ class EcrService:
     def __init__(
         self,
         store: Store,
-        registry: RegistryProcess,
+        registries: RegistryPool,
         events: EventSink,
-        endpoint: Callable[[], str],
+        endpoint: Callable[[Scope], str],
         password: str,
     ) -> None:
         self.store = store
-        self.registry = registry
+        self.registries = registries
         self.events = events
         self._endpoint = endpoint
         self.password = password
@@ -102,9 +102,20 @@ class EcrService:
         return hasattr(EcrService, f"op_{op}")
 
     # ---------------------------------------------------------------------------- helpers
-    @property
-    def endpoint(self) -> str:
-        return self._endpoint()
+    def endpoint_for(self, scope: Scope) -> str:
+        """The registry endpoint (`/v2/`, download URLs) of one account and region."""
+        return self._endpoint(scope)
+
+    def registry_for(self, scope: Scope) -> RegistryProcess:
+        """The docker-registry holding this account and region's blobs and manifests."""
+        return self.registries.get(scope.account, scope.region)
+
+    def password_for(self, scope: Scope) -> str:
+        """The registry password of one account and region (a token opens only its own registry)."""
+        if (scope.account, scope.region) == self.registries.home:
+            return self.password
+        scope_id = f"{scope.account}/{scope.region}".encode()
+        return hmac.new(self.password.encode(), scope_id, hashlib.sha256).hexdigest()
 
     def repo_lock(self, scope: Scope, repo: str) -> threading.Lock:
         with self._repo_locks_lock:
@@ -121,7 +132,7 @@ class EcrService:
         return rec
 
     def repository_json(self, scope: Scope, rec: RepositoryRecord) -> dict[str, Any]:
-        host = self.endpoint.split("://", 1)[-1]
+        host = self.endpoint_for(scope).split("://", 1)[-1]
         out: dict[str, Any] = {
             "repositoryArn": f"arn:aws:ecr:{scope.region}:{scope.account}:repository/{rec.name}",
             "registryId": scope.account,
@@ -209,7 +220,7 @@ class EcrService:
                     "deleted because it still contains images"
                 )
             for img in images:
-                self.registry.delete_manifest(rec.name, img.digest)
+                self.registry_for(scope).delete_manifest(rec.name, img.digest)
             self.store.delete_repository(scope, rec.name)
         return {"repository": self.repository_json(scope, rec)}
 
@@ -296,7 +307,7 @@ class EcrService:
                         f"Some of the referenced images were not found: {', '.join(missing)}"
                     )
             if existing is None:
-                self._store_in_registry(rec.name, parsed, raw)
+                self._store_in_registry(scope, rec.name, parsed, raw)
             image = ImageRecord(
                 repo=rec.name,
                 digest=parsed.digest,
@@ -344,8 +355,8 @@ class EcrService:
             )
         return parsed
 
-    def _store_in_registry(self, repo: str, parsed: ParsedManifest, raw: bytes) -> None:
-        resp = self.registry.put_manifest(repo, parsed.digest, raw, parsed.media_type)
+    def _store_in_registry(self, scope: Scope, repo: str, parsed: ParsedManifest, raw: bytes) -> None:
+        resp = self.registry_for(scope).put_manifest(repo, parsed.digest, raw, parsed.media_type)
         if resp.status in (200, 201):
             return
         codes = resp.error_codes()
@@ -541,7 +552,7 @@ class EcrService:
                         if not image.tags:
                             events.append((image, None))
                     self.store.remove_image(scope, rec.name, image.digest)
-                    self.registry.delete_manifest(rec.name, image.digest)
+                    self.registry_for(scope).delete_manifest(rec.name, image.digest)
                 echo = {"imageDigest": image.digest}
                 if tag:
                     echo["imageTag"] = tag
@@ -610,7 +621,7 @@ class EcrService:
                     }
                 )
                 continue
-            resp = self.registry.request("HEAD", f"/v2/{rec.name}/blobs/{digest}")
+            resp = self.registry_for(scope).request("HEAD", f"/v2/{rec.name}/blobs/{digest}")
             layer: dict[str, Any] = {"layerDigest": digest}
             if resp.status == 200:
                 layer["layerAvailability"] = "AVAILABLE"
@@ -626,7 +637,7 @@ class EcrService:
         digest = _required_str(p, "layerDigest")
         if not DIGEST_RE.match(digest):
             raise e.InvalidParameterException(f"Invalid parameter at 'layerDigest': {digest!r}")
-        if not self.registry.has_blob(rec.name, digest):
+        if not self.registry_for(scope).has_blob(rec.name, digest):
             raise e.LayersNotFoundException(f"The specified layer {digest} does not exist in '{rec.name}'")
         if not self.store.blob_referenced(scope, rec.name, digest):
             raise e.LayerInaccessibleException(
@@ -634,17 +645,17 @@ class EcrService:
                 "Unassociated image layers may be cleaned up at any time."
             )
         expires = int(time.time()) + DOWNLOAD_URL_TTL_SECONDS
-        sig = self.sign_download(rec.name, digest, expires)
-        url = f"{self.endpoint}/_local/blobs/{rec.name}/{digest}?expires={expires}&signature={sig}"
+        sig = self.sign_download(rec.name, digest, expires, scope)
+        url = f"{self.endpoint_for(scope)}/_local/blobs/{rec.name}/{digest}?expires={expires}&signature={sig}"
         return {"downloadUrl": url, "layerDigest": digest}
 
-    def sign_download(self, repo: str, digest: str, expires: int) -> str:
+    def sign_download(self, repo: str, digest: str, expires: int, scope: Scope) -> str:
         msg = f"{repo}\n{digest}\n{expires}".encode()
-        return hmac.new(self.password.encode(), msg, hashlib.sha256).hexdigest()
+        return hmac.new(self.password_for(scope).encode(), msg, hashlib.sha256).hexdigest()
 
     def op_InitiateLayerUpload(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
         rec = self.require_repo(scope, p)
-        resp = self.registry.request("POST", f"/v2/{rec.name}/blobs/uploads/")
+        resp = self.registry_for(scope).request("POST", f"/v2/{rec.name}/blobs/uploads/")
         if resp.status != 202:
             raise e.ServerException(f"registry could not open an upload: {resp.status}")
         upload_id = str(uuid.uuid4())
@@ -691,7 +702,7 @@ class EcrService:
                     f"The previous part ({upload.last_part_size} bytes) was smaller than "
                     f"{MIN_PART_BYTES} bytes, which only the last part may be"
                 )
-            resp = self.registry.request(
+            resp = self.registry_for(scope).request(
                 "PATCH",
                 upload.location,
                 blob,
@@ -726,13 +737,13 @@ class EcrService:
                 raise e.EmptyUploadException(f"The upload {upload_id} contains no layer parts")
             if not DIGEST_RE.match(digest):
                 raise e.InvalidLayerException(f"Invalid layer digest {digest!r}")
-            if self.registry.has_blob(rec.name, digest):
+            if self.registry_for(scope).has_blob(rec.name, digest):
                 self._forget_upload(upload_id, upload)
                 raise e.LayerAlreadyExistsException(
                     f"The layer '{digest}' already exists in the repository with name '{rec.name}'"
                 )
             sep = "&" if "?" in upload.location else "?"
-            resp = self.registry.request(
+            resp = self.registry_for(scope).request(
                 "PUT", f"{upload.location}{sep}digest={digest}", b"", {"Content-Length": "0"}
             )
             if resp.status == 400 and "DIGEST_INVALID" in resp.error_codes():
@@ -752,19 +763,19 @@ class EcrService:
         }
 
     def _forget_upload(self, upload_id: str, upload: _Upload) -> None:
-        self.registry.request("DELETE", upload.location)
+        self.registry_for(upload.scope).request("DELETE", upload.location)
         with self._uploads_lock:
             self._uploads.pop(upload_id, None)
 
     # ---------------------------------------------------------------------------- account, auth
     def op_GetAuthorizationToken(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
-        token = base64.b64encode(f"AWS:{self.password}".encode()).decode()
+        token = base64.b64encode(f"AWS:{self.password_for(scope)}".encode()).decode()
         return {
             "authorizationData": [
                 {
                     "authorizationToken": token,
                     "expiresAt": time.time() + TOKEN_TTL_SECONDS,
-                    "proxyEndpoint": self.endpoint,
+                    "proxyEndpoint": self.endpoint_for(scope),
                 }
             ]
         }

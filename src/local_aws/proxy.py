@@ -114,7 +114,7 @@ class RegistryProxy:
             not match
             or expires < time.time()
             or not hmac.compare_digest(
-                signature, self.ecr.sign_download(match["repo"], match["digest"], expires)
+                signature, self.ecr.sign_download(match["repo"], match["digest"], expires, self.scope)
             )
         ):
             return _error(start_response, 403, "DENIED", "invalid or expired signature")
@@ -135,7 +135,7 @@ class RegistryProxy:
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             return False
-        return user == "AWS" and hmac.compare_digest(password, self.ecr.password)
+        return user == "AWS" and hmac.compare_digest(password, self.ecr.password_for(self.scope))
 
     def _manifest(
         self, environ: dict[str, Any], start_response: StartResponse, method: str, name: str, ref: str
@@ -255,7 +255,7 @@ class RegistryProxy:
             if lower in HOP_BY_HOP and lower != "content-length":
                 continue
             if lower == "location":
-                value = value.replace(f"http://{self.registry.host}", self.ecr.endpoint)
+                value = value.replace(f"http://{self.registry.host}", self.ecr.endpoint_for(self.scope))
             headers.append((key, value))
         start_response(f"{resp.status} {resp.reason}", headers)
         if method == "HEAD":

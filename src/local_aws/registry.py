@@ -13,6 +13,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,3 +155,40 @@ class RegistryProcess:
 
     def delete_manifest(self, repo: str, digest: str) -> RegistryResponse:
         return self.request("DELETE", f"/v2/{repo}/manifests/{digest}")
+
+
+class RegistryPool:
+    """One docker-registry per ECR registry (account and region), each started on first use.
+
+    In ECR a blob pushed in one account is not visible in another: separate processes (and
+    storage roots) make that true here too, so a cross-account copy has to move the bytes.
+    The home registry keeps `data_dir` itself, as before; others live under `registries/`.
+    """
+
+    def __init__(self, data_dir: Path, home: tuple[str, str]) -> None:
+        self.data_dir = data_dir
+        self.home = home
+        self._registries: dict[tuple[str, str], RegistryProcess] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> RegistryProcess:
+        """Starts the home registry (the others start when first asked for)."""
+        return self.get(*self.home)
+
+    def get(self, account: str, region: str) -> RegistryProcess:
+        key = (account, region)
+        with self._lock:
+            registry = self._registries.get(key)
+            if registry is None:
+                data_dir = self.data_dir if key == self.home else self.data_dir / "registries" / "-".join(key)
+                data_dir.mkdir(parents=True, exist_ok=True)
+                registry = RegistryProcess(data_dir)
+                registry.start()
+                self._registries[key] = registry
+            return registry
+
+    def stop(self) -> None:
+        with self._lock:
+            registries, self._registries = list(self._registries.values()), {}
+        for registry in registries:
+            registry.stop()

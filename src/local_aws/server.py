@@ -24,12 +24,13 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wsgi import get_input_stream
 
 from local_aws import errors as e
+from local_aws.accounts import ACCOUNT_ID_RE, access_key_of, account_of
 from local_aws.control import ControlApi, ControlClient
 from local_aws.ecr_api import EcrService
 from local_aws.events import EventSink
 from local_aws.faults import Faults
 from local_aws.proxy import RegistryProxy
-from local_aws.registry import RegistryProcess
+from local_aws.registry import RegistryPool
 from local_aws.store import Scope, Store
 
 LOG = logging.getLogger(__name__)
@@ -70,11 +71,14 @@ class FrontApp:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         target = environ.get("HTTP_X_AMZ_TARGET", "")
-        scope_match = CREDENTIAL_SCOPE_RE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        authorization = environ.get("HTTP_AUTHORIZATION", "")
+        scope_match = CREDENTIAL_SCOPE_RE.search(authorization)
         if target.startswith(ECR_TARGET_PREFIX) or (scope_match and scope_match["service"] == "ecr"):
+            # The registry is the caller's account (from its access key) in the signed region.
             region = scope_match["region"] if scope_match else self.region
+            account = account_of(access_key_of(authorization), self.account)
             return self.ecr_json(
-                environ, start_response, target[len(ECR_TARGET_PREFIX) :], Scope(self.account, region)
+                environ, start_response, target[len(ECR_TARGET_PREFIX) :], Scope(account, region)
             )
         if path == "/v2" or path.startswith("/v2/"):
             return self.proxy(environ, start_response)
@@ -106,6 +110,7 @@ class FrontApp:
                 raise e.SerializationException("The request body is not valid JSON") from exc
             if not isinstance(params, dict):
                 raise e.SerializationException("The request body must be a JSON object")
+            scope = _registry_scope(scope, params)
             self.faults.admit(op, params)
             result = self.ecr.call(op, scope, params)
             return _reply(start_response, 200, result)
@@ -123,6 +128,19 @@ class FrontApp:
             return _reply(
                 start_response, 500, {"__type": "ServerException", "message": f"local ECR bug: {exc!r}"}
             )
+
+
+def _registry_scope(caller: Scope, params: dict[str, Any]) -> Scope:
+    """A `registryId` names another account's registry (reached on AWS through its repository
+    policy; the local ECR does not enforce policies), else the caller's own."""
+    registry_id = params.get("registryId")
+    if registry_id is None:
+        return caller
+    if not isinstance(registry_id, str) or not ACCOUNT_ID_RE.fullmatch(registry_id):
+        raise e.InvalidParameterException(
+            f"Invalid parameter at 'registryId': {registry_id!r} is not 12 digits"
+        )
+    return Scope(registry_id, caller.region)
 
 
 def _read_body(environ: dict[str, Any], length: int) -> bytes:
@@ -167,6 +185,29 @@ def _reply(start_response: StartResponse, status: int, body: dict[str, Any]) -> 
     return [data]
 
 
+class RegistryApp:
+    """The registry endpoint of one more account or region: its `/v2/` and its layer downloads.
+
+    On AWS each registry has its own host (`<account>.dkr.ecr.<region>.amazonaws.com`); here each
+    gets its own loopback port, which `GetAuthorizationToken` returns as its `proxyEndpoint`.
+    """
+
+    def __init__(self, proxy: RegistryProxy) -> None:
+        self.proxy = proxy
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/v2" or path.startswith("/v2/"):
+            return self.proxy(environ, start_response)
+        if path.startswith("/_local/blobs/"):
+            return self.proxy.download(environ, start_response)
+        return _reply(
+            start_response,
+            400,
+            {"__type": "UnknownOperationException", "message": "a registry endpoint serves /v2/ only"},
+        )
+
+
 class _QuietHandler(WSGIRequestHandler):
     """No access log line per request (tests make thousands)."""
 
@@ -205,9 +246,12 @@ class LocalAws:
         self._temp_dir: Path | None = None
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
-        self._registry: RegistryProcess | None = None
+        self._registries: RegistryPool | None = None
         self._store: Store | None = None
         self.ecr: EcrService | None = None
+        # Registry endpoints of other accounts and regions, started on first use.
+        self._endpoints: dict[Scope, BaseWSGIServer] = {}
+        self._endpoints_lock = threading.Lock()
 
     @property
     def endpoint(self) -> str:
@@ -227,6 +271,27 @@ class LocalAws:
         assert self.ecr is not None, "not started"
         return self.ecr.password
 
+    def endpoint_for(self, scope: Scope) -> str:
+        """The registry endpoint of an account and region: the front port for the home registry,
+        a port of its own (started now, if new) for any other."""
+        if scope == Scope(self.account, self.region):
+            return self.endpoint
+        assert self.ecr is not None and self._registries is not None, "not started"
+        with self._endpoints_lock:
+            server = self._endpoints.get(scope)
+            if server is None:
+                proxy = RegistryProxy(
+                    self.ecr, self._registries.get(scope.account, scope.region), scope, self.faults
+                )
+                server = make_server(
+                    "127.0.0.1", 0, RegistryApp(proxy), threaded=True, request_handler=_QuietHandler
+                )
+                threading.Thread(
+                    target=server.serve_forever, name=f"registry-{scope.account}-{scope.region}", daemon=True
+                ).start()
+                self._endpoints[scope] = server
+        return f"http://127.0.0.1:{server.server_port}"
+
     def start(self) -> LocalAws:
         if self.account != DEFAULT_ACCOUNT:
             os.environ["MOTO_ACCOUNT_ID"] = self.account  # moto reads it per request
@@ -239,13 +304,13 @@ class LocalAws:
         try:
             self._store = Store(data_dir / "ecr.sqlite3")
             password = self._store.secret("registry-password", secrets.token_urlsafe(24))
-            self._registry = RegistryProcess(data_dir)
-            self._registry.start()
+            self._registries = RegistryPool(data_dir, (self.account, self.region))
+            home = self._registries.start()
             scope = Scope(self.account, self.region)
-            self.ecr = EcrService(self._store, self._registry, EventSink(), lambda: self.endpoint, password)
+            self.ecr = EcrService(self._store, self._registries, EventSink(), self.endpoint_for, password)
             app = FrontApp(
                 self.ecr,
-                RegistryProxy(self.ecr, self._registry, scope, self.faults),
+                RegistryProxy(self.ecr, home, scope, self.faults),
                 ControlApi(self.faults, self._store, scope),
                 self.faults,
                 self.account,
@@ -266,7 +331,7 @@ class LocalAws:
         return self
 
     def stop(self) -> None:
-        """Stop serving, stop the registry child, remove the temporary data dir (idempotent)."""
+        """Stop serving, stop the registry children, remove the temporary data dir (idempotent)."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -274,9 +339,14 @@ class LocalAws:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-        if self._registry is not None:
-            self._registry.stop()
-            self._registry = None
+        with self._endpoints_lock:
+            endpoints, self._endpoints = list(self._endpoints.values()), {}
+        for server in endpoints:
+            server.shutdown()
+            server.server_close()
+        if self._registries is not None:
+            self._registries.stop()
+            self._registries = None
         if self._store is not None:
             self._store.close()
             self._store = None
