@@ -1,0 +1,59 @@
+"""The same event delivered many times, to several workers at once: one promotion, the rest wait
+for it (idempotency INPROGRESS -> redelivery) and are answered from its record."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from local_aws import images as im
+
+pytestmark = pytest.mark.integration
+
+COPIES = 8
+
+
+def test_concurrent_duplicates_promote_once_and_every_copy_ends_as_a_result(pipeline, repos, aws_env):
+    source, target = repos("dev"), repos("staging")
+    config = {
+        "rules": [
+            {
+                "name": "dev-to-staging",
+                "source": {"repository": source, "tags": ["v*"]},
+                "targets": [{"repository": target, "tags": ["{tag}"]}],
+            }
+        ]
+    }
+    flow = pipeline(config, max_concurrency=4, batch_size=1)
+    image = im.multi_arch(platforms=("linux/amd64", "linux/arm64"), layer_size=256, attestations=False)
+    flow.pusher.push(source, image, "v1")
+    [pushed] = flow.sqs.receive_message(QueueUrl=flow.queue_url, MaxNumberOfMessages=10)["Messages"]
+    flow.sqs.delete_message(QueueUrl=flow.queue_url, ReceiptHandle=pushed["ReceiptHandle"])
+    assert json.loads(pushed["Body"])["detail"]["image-tag"] == "v1"  # the real ECR push event
+    # The winner holds its INPROGRESS record for a second before the tagged put, so the copies
+    # received alongside it certainly meet that record.
+    aws_env.faults.before(
+        "PutImage", lambda: time.sleep(1.0), match={"repositoryName": target, "imageTag": "v1"}
+    )
+    aws_env.control.reset_calls()
+    sent = {flow.send(pushed["Body"]) for _ in range(COPIES)}
+
+    flow.run()
+
+    ends = flow.assert_every_event_accounted()
+    assert ends == dict.fromkeys(sent, "handled")
+    assert len(flow.ledger.promoted(target, "v1")) == 1
+    # Two children and the index, each put once: no copy wrote anything again.
+    assert aws_env.control.calls_by_repository()["PutImage"] == {target: 3}
+    busy = [d for d in flow.ledger.deliveries if d.status == "retry"]
+    assert busy, "no copy met the winner's INPROGRESS record: the deliveries were not concurrent"
+    replayed = [a for a in flow.ledger.actions() if a.get("replayed")]
+    assert len(replayed) == COPIES - 1
+    assert (
+        flow.ecr.batch_get_image(repositoryName=target, imageIds=[{"imageTag": "v1"}])["images"][0][
+            "imageId"
+        ]["imageDigest"]
+        == image.digest
+    )
