@@ -39,6 +39,7 @@ __all__ = [
     "PromotionConfig",
     "Rule",
     "SourceSpec",
+    "TargetRegistry",
     "TargetSpec",
     "load_config",
     "parse_config",
@@ -51,6 +52,11 @@ DEFAULT_TRIGGER = TRIGGER_PUSH
 DEFAULT_SOURCE_TAGS = ("*",)
 DEFAULT_TARGET_TAGS = ("{tag}",)
 RULE_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+# Cross-account and cross-region targets: the keys that name another registry, and their forms.
+_REGISTRY_KEYS = frozenset({"account", "region", "role"})
+ACCOUNT_ID_PATTERN = re.compile(r"\d{12}")
+REGION_PATTERN = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}")
+ROLE_ARN_PATTERN = re.compile(r"arn:aws(-[a-z-]+)?:iam::(?P<account>\d{12}):role/[\w+=,.@/-]{1,512}")
 
 _TOP_KEYS = frozenset({"rules"})
 _RULE_KEYS = frozenset({"name", "source", "trigger", "targets"})
@@ -84,11 +90,27 @@ class SourceSpec:
 
 
 @dataclass(frozen=True)
+class TargetRegistry:
+    """The other registry a target lives in. `account` and `region` default to the promoter's own
+    (None); `role` is assumed (STS) in `account` to write there, else the promoter's own role
+    writes, which the target repository's policy must then allow."""
+
+    account: str | None = None
+    region: str | None = None
+    role: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        fields = (("account", self.account), ("region", self.region), ("role", self.role))
+        return {key: value for key, value in fields if value}
+
+
+@dataclass(frozen=True)
 class TargetSpec:
     """Where a rule puts the image: a repository template and tag templates."""
 
     repository: str
     tags: tuple[str, ...] = DEFAULT_TARGET_TAGS
+    registry: TargetRegistry | None = None  # None: the promoter's own registry
 
 
 @dataclass(frozen=True)
@@ -113,7 +135,7 @@ class Rule:
             "name": self.name,
             "source": {"repository": self.source.repository, "tags": list(self.source.tags)},
             "trigger": self.trigger,
-            "targets": [{"repository": t.repository, "tags": list(t.tags)} for t in self.targets],
+            "targets": [_target_dict(t) for t in self.targets],
         }
 
 
@@ -142,9 +164,20 @@ class PromotionConfig:
                     template_to_glob(target.repository, rule.source.repository, "*")
                     for rule in self.rules
                     for target in rule.targets
+                    if target.registry is None
                 }
             )
         )
+
+    def remote_targets(self) -> tuple[tuple[TargetRegistry, str], ...]:
+        """Each other registry with a target repository glob in it, sorted (IAM, the target stack)."""
+        found = {
+            (target.registry, template_to_glob(target.repository, rule.source.repository, "*"))
+            for rule in self.rules
+            for target in rule.targets
+            if target.registry is not None
+        }
+        return tuple(sorted(found, key=lambda item: (repr(item[0]), item[1])))
 
     def to_dict(self) -> dict[str, Any]:
         return {"rules": [rule.to_dict() for rule in self.rules]}
@@ -255,7 +288,7 @@ def _parse_target(raw: object, rule: str, index: int, source: SourceSpec) -> Tar
     where = f"targets[{index}]"
     if not isinstance(raw, Mapping):
         raise ConfigError("must be a mapping with 'repository' and 'tags'", rule=rule, field=where)
-    _refuse_unknown_keys(raw, _TARGET_KEYS, rule=rule, field=where)
+    _refuse_unknown_keys(raw, _TARGET_KEYS | _REGISTRY_KEYS, rule=rule, field=where)
     repository = raw.get("repository")
     if not isinstance(repository, str) or not repository:
         raise ConfigError("must be a non-empty string", rule=rule, field=f"{where}.repository")
@@ -263,7 +296,41 @@ def _parse_target(raw: object, rule: str, index: int, source: SourceSpec) -> Tar
     _check_template(repository, source, rule, f"{where}.repository", is_tag=False)
     for i, tag in enumerate(tags):
         _check_template(tag, source, rule, f"{where}.tags[{i}]", is_tag=True)
-    return TargetSpec(repository=repository, tags=tags)
+    registry = _parse_registry(raw, rule, where)
+    return TargetSpec(repository=repository, tags=tags, registry=registry)
+
+
+def _target_dict(target: TargetSpec) -> dict[str, Any]:
+    data: dict[str, Any] = {"repository": target.repository, "tags": list(target.tags)}
+    return data | (target.registry.to_dict() if target.registry else {})
+
+
+def _parse_registry(raw: Mapping[Any, Any], rule: str, where: str) -> TargetRegistry | None:
+    """`account`, `region`, `role` of a target in another registry; None when none is given."""
+    values: dict[str, str] = {}
+    for key, pattern, form in (
+        ("account", ACCOUNT_ID_PATTERN, "a 12-digit AWS account id"),
+        ("region", REGION_PATTERN, "an AWS region such as eu-west-1"),
+        ("role", ROLE_ARN_PATTERN, "an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
+    ):
+        value = raw.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise ConfigError(f"must be {form}, got {value!r}", rule=rule, field=f"{where}.{key}")
+        values[key] = value
+    if not values:
+        return None
+    role_match = ROLE_ARN_PATTERN.fullmatch(values.get("role", ""))
+    if role_match and "account" not in values:
+        raise ConfigError("a role needs the account it is in", rule=rule, field=f"{where}.account")
+    if role_match and role_match["account"] != values["account"]:
+        raise ConfigError(
+            f"role {values['role']} is in account {role_match['account']}, not {values['account']}",
+            rule=rule,
+            field=f"{where}.role",
+        )
+    return TargetRegistry(**values)
 
 
 def _check_template(template: str, source: SourceSpec, rule: str, field: str, *, is_tag: bool) -> None:
@@ -359,6 +426,8 @@ def _feeds(producer: Rule, consumer: Rule) -> bool:
     if consumer.trigger != TRIGGER_PUSH:
         return False
     for target in producer.targets:
+        if target.registry is not None:
+            continue  # another registry: its pushes are events of another account or region
         repo_glob = template_to_glob(target.repository, producer.source.repository, "*")
         if not globs_overlap(repo_glob, consumer.source.repository):
             continue

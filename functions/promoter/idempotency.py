@@ -1,6 +1,6 @@
 """Exactly-once promotions across duplicate deliveries, with Powertools idempotency on DynamoDB.
 
-The key is the promotion itself (rule, source digest, target repository, target tag), never the
+The key is the promotion itself (rule, source digest, target registry, repository and tag), never the
 envelope: EventBridge may deliver one push twice under two ids. Only successful outcomes are
 stored (promoted, already present); a conflict or failure deletes the record, so the same event
 delivered after someone fixed the target (deleted the tag, created the repository) is tried again.
@@ -30,7 +30,11 @@ from promoter.service import ActionRunner
 
 # Stable across refactors (the default prefix embeds module and function names).
 IDEMPOTENCY_KEY_PREFIX = "image-promoter.promote"
-IDEMPOTENCY_KEY_JMESPATH = "[rule, source.digest, target_repository, target_tag]"
+# The target registry is part of the promotion: the same repository and tag in another account or
+# region is another promotion (all null for the promoter's own registry).
+IDEMPOTENCY_KEY_JMESPATH = (
+    "[rule, source.digest, target_account, target_region, target_repository, target_tag]"
+)
 
 
 class _NotStored(Exception):

@@ -9,10 +9,10 @@ one rule they name). Everything else is planned as nothing, with the reason.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from promoter.config import TRIGGER_PUSH, TRIGGER_REQUEST, PromotionConfig, Rule
+from promoter.config import TRIGGER_PUSH, TRIGGER_REQUEST, PromotionConfig, Rule, TargetRegistry
 from promoter.events import Event, ImagePushed, ImageScanned, PromotionRequested
 from promoter.exceptions import TemplateError
 from promoter.templates import ImageFacts, is_valid_repository, is_valid_tag, render
@@ -20,6 +20,7 @@ from promoter.templates import ImageFacts, is_valid_repository, is_valid_tag, re
 # Cosign keeps signatures, attestations and SBOMs at tags derived from the subject's digest;
 # they travel with their subject and are never promoted on their own.
 COSIGN_TAG_PATTERN = re.compile(r"sha256-[0-9a-f]{64}\.(sig|att|sbom)")
+TARGET_IS_SOURCE = "the target is the source itself"
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,20 @@ class Action:
     target_repository: str
     target_tag: str
     skip_reason: str | None = None
+    # The target's registry when it is another account or region (config.TargetRegistry); all
+    # None: the promoter's own registry.
+    target_account: str | None = None
+    target_region: str | None = None
+    target_role: str | None = None
+
+    @property
+    def remote_target(self) -> bool:
+        """Whether the target is in another account or region (bytes must cross registries)."""
+        return bool(self.target_account or self.target_region)
 
     @property
     def same_repository(self) -> bool:
-        return self.source.repository == self.target_repository
+        return not self.remote_target and self.source.repository == self.target_repository
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,17 +133,35 @@ def plan_actions(source: SourceImage, rules: list[Rule] | tuple[Rule, ...]) -> t
     """One action per rule target and tag, de-duplicated on the target (first rule wins)."""
     facts = ImageFacts(repository=source.repository, tag=source.tag, digest=source.digest)
     actions: list[Action] = []
-    seen: set[tuple[str, str]] = set()
+    seen: set[tuple[str | None, str | None, str, str]] = set()
     for rule in rules:
         for target in rule.targets:
             for tag_template in target.tags:
-                action = _render_action(rule.name, source, facts, target.repository, tag_template)
-                key = (action.target_repository, action.target_tag)
+                action = _in_registry(
+                    _render_action(rule.name, source, facts, target.repository, tag_template),
+                    target.registry,
+                )
+                key = (action.target_account, action.target_region, action.target_repository)
+                key += (action.target_tag,)
                 if key in seen:
                     continue
                 seen.add(key)
                 actions.append(action)
     return tuple(actions)
+
+
+def _in_registry(action: Action, registry: TargetRegistry | None) -> Action:
+    """The action aimed at the target's registry; there, the source's own name is no loop."""
+    if registry is None:
+        return action
+    skip = None if action.skip_reason == TARGET_IS_SOURCE else action.skip_reason
+    return replace(
+        action,
+        target_account=registry.account,
+        target_region=registry.region,
+        target_role=registry.role,
+        skip_reason=skip,
+    )
 
 
 def _render_action(
@@ -151,5 +180,5 @@ def _render_action(
     elif not tag or not is_valid_tag(tag):
         skip = f"rendered tag {tag!r} is not a valid ECR tag"
     elif repository == source.repository and tag == source.tag:
-        skip = "the target is the source itself"
+        skip = TARGET_IS_SOURCE
     return Action(rule, source, repository, tag, skip_reason=skip)

@@ -29,6 +29,7 @@ from promoter.manifests import Blob, Manifest
 from promoter.outcomes import ALREADY_PRESENT, CONFLICT, FAILED, PROMOTED, SKIPPED, ActionResult, CopyStats
 from promoter.plan import Action
 from promoter.registry import Registry, cosign_tags
+from promoter.remote import TargetRegistries, default_target_registries
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +50,32 @@ class ImageTree:
 
 
 class Promoter:
-    """Runs actions on one registry. `concurrency` caps parallel blob transfers."""
+    """Runs actions on one registry. `concurrency` caps parallel blob transfers.
 
-    def __init__(self, registry: Registry, *, concurrency: int = BLOB_COPY_CONCURRENCY) -> None:
-        self._registry = registry
+    An action whose target is in another account or region runs on a Promoter for that registry
+    (from `targets`; default: one per process, on the Lambda's own credentials) that reads its
+    sources from this one (`source`)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        concurrency: int = BLOB_COPY_CONCURRENCY,
+        source: Registry | None = None,
+        targets: TargetRegistries | None = None,
+    ) -> None:
+        self._registry = registry  # where targets are read and written
+        self._source = source or registry  # where sources are read
+        self._targets = targets
         self._concurrency = concurrency
+
+    def _for_target(self, action: Action) -> Promoter:
+        """The Promoter that writes this action's target: this one, or one on the other registry."""
+        if not action.remote_target or self._source is not self._registry:
+            return self
+        targets = self._targets or default_target_registries()
+        registry = targets.registry_for(action.target_account, action.target_region, action.target_role)
+        return Promoter(registry, concurrency=self._concurrency, source=self._registry)
 
     def promote(self, action: Action) -> ActionResult:
         """Executes the action; raises only retryable errors (see module docstring)."""
@@ -62,7 +84,7 @@ class Promoter:
         try:
             if action.same_repository:
                 return self._retag(action)
-            return self._copy(action)
+            return self._for_target(action)._copy(action)
         except RegistryError as exc:
             if exc.retryable:
                 raise
@@ -136,14 +158,14 @@ class Promoter:
     def _read_tree(self, repository: str, digest: str) -> ImageTree:
         """The image, its children (recursively), its OCI referrers, and the cosign tags of the
         image and of its direct children (`cosign sign --recursive`), read in one batch."""
-        image = self._registry.get_manifests(repository, [digest]).get(digest)
+        image = self._source.get_manifests(repository, [digest]).get(digest)
         if image is None:
             raise ImageNotFoundError(f"{repository}@{digest}")
         referrers = self._referrers(repository, digest)
         signature_tags = cosign_tags(digest) + tuple(
             t for child in image.children() for t in cosign_tags(child)
         )
-        found = self._registry.get_manifests(repository, [*image.children(), *referrers, *signature_tags])
+        found = self._source.get_manifests(repository, [*image.children(), *referrers, *signature_tags])
         missing = [d for d in image.children() if d not in found]
         if missing:
             raise InvalidManifestError(
@@ -161,7 +183,7 @@ class Promoter:
 
     def _referrers(self, repository: str, digest: str) -> tuple[str, ...]:
         try:
-            return self._registry.list_referrers(repository, digest)
+            return self._source.list_referrers(repository, digest)
         except RegistryError as exc:
             if exc.retryable:
                 raise
@@ -176,7 +198,7 @@ class Promoter:
         level = list(roots)
         while level:
             wanted = [d for m in level for d in m.children() if d not in known]
-            found = self._registry.get_manifests(repository, wanted) if wanted else {}
+            found = self._source.get_manifests(repository, wanted) if wanted else {}
             lost = [d for d in wanted if d not in found]
             if lost:
                 raise InvalidManifestError(f"index in {repository} lists {lost[0]}, which is not there")
@@ -204,12 +226,14 @@ class Promoter:
         missing = sorted(self._registry.missing_blobs(target, [b.digest for b in blobs]))
         if not missing:
             return 0, 0, 0
-        mount = self._registry.blob_mounting_enabled()
+        # Mounting works only inside one registry (same account and region).
+        crossing = self._source is not self._registry
+        mount = not crossing and self._registry.blob_mounting_enabled()
 
         def move(digest: str) -> int | None:
             if mount and self._registry.mount_blob(target, digest, source):
                 return None
-            return self._registry.copy_blob(source, target, digest)
+            return self._registry.copy_blob(source, target, digest, self._source if crossing else None)
 
         with ThreadPoolExecutor(max_workers=min(self._concurrency, len(missing))) as pool:
             moved = list(pool.map(move, missing))

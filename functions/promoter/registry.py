@@ -108,8 +108,15 @@ class Registry(Protocol):
         """Mounts a blob from another repository; False when the registry would not."""
         ...
 
-    def copy_blob(self, from_repository: str, repository: str, digest: str) -> int:
-        """Streams a blob from one repository into another; returns the bytes copied."""
+    def copy_blob(
+        self, from_repository: str, repository: str, digest: str, from_registry: Registry | None = None
+    ) -> int:
+        """Streams a blob from one repository (of `from_registry`, default this one) into another;
+        returns the bytes copied."""
+        ...
+
+    def layer_download_url(self, repository: str, digest: str) -> str:
+        """A URL to download a blob that an image in `repository` references."""
         ...
 
     def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> bool:
@@ -117,11 +124,27 @@ class Registry(Protocol):
         ...
 
 
-def make_ecr_client(session: boto3.session.Session | None = None) -> Any:
-    """An ECR client with the retry policy above (endpoint from AWS_ENDPOINT_URL if set)."""
+def make_ecr_client(
+    session: boto3.session.Session | None = None,
+    *,
+    region_name: str | None = None,
+    registry_id: str | None = None,
+) -> Any:
+    """An ECR client with the retry policy above (endpoint from AWS_ENDPOINT_URL if set).
+
+    `registry_id` aims every call that takes a `registryId` at that account's registry (a target
+    in another account, written through its repository policy or an assumed role there)."""
     # `total_max_attempts` counts the first call too (botocore's `max_attempts` counts only retries).
     config = Config(retries={"mode": ECR_RETRY_MODE, "total_max_attempts": ECR_MAX_ATTEMPTS})
-    return (session or boto3.session.Session()).client("ecr", config=config)
+    client = (session or boto3.session.Session()).client("ecr", config=config, region_name=region_name)
+    if registry_id is not None:
+
+        def add_registry_id(params: dict[str, Any], model: Any, **_: Any) -> None:
+            if "registryId" in model.input_shape.members:
+                params.setdefault("registryId", registry_id)
+
+        client.meta.events.register("provide-client-params.ecr.*", add_registry_id)
+    return client
 
 
 def cosign_tags(digest: str) -> tuple[str, ...]:
@@ -305,13 +328,20 @@ class EcrRegistry:
                 self._auth = (data["proxyEndpoint"].rstrip("/"), data["authorizationToken"])
             return self._auth
 
-    def copy_blob(self, from_repository: str, repository: str, digest: str) -> int:
+    def layer_download_url(self, repository: str, digest: str) -> str:
         # Here LayersNotFoundException means the source lacks the blob: a broken source image.
         source_lacks_it = {"LayersNotFoundException": BlobNotFoundError}
-        with _ecr_errors("GetDownloadUrlForLayer", f"{from_repository}@{digest}", source_lacks_it):
-            url = self._ecr.get_download_url_for_layer(repositoryName=from_repository, layerDigest=digest)[
+        with _ecr_errors("GetDownloadUrlForLayer", f"{repository}@{digest}", source_lacks_it):
+            return self._ecr.get_download_url_for_layer(repositoryName=repository, layerDigest=digest)[
                 "downloadUrl"
             ]
+
+    def copy_blob(
+        self, from_repository: str, repository: str, digest: str, from_registry: Registry | None = None
+    ) -> int:
+        # Across registries (another account or region) the bytes go down from the source's
+        # pre-signed URL and up through this registry's layer upload: no mount, no shared check.
+        url = (from_registry or self).layer_download_url(from_repository, digest)
         with _ecr_errors("InitiateLayerUpload", repository):
             upload = self._ecr.initiate_layer_upload(repositoryName=repository)
         upload_id = upload["uploadId"]

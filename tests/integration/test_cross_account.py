@@ -1,0 +1,133 @@
+"""Issue 6: promotion into another account (an assumed role there) and another region, end to end
+through the Lambda handler on the local AWS, where each account and region is its own registry."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from botocore.config import Config
+from test_handler import FakeLambdaContext, push_event, sqs_batch
+
+from local_aws import images as im
+from local_aws.images import EcrPusher
+from promoter import handler, remote, settings
+from promoter.idempotency import IDEMPOTENCY_KEY_PREFIX
+
+pytestmark = pytest.mark.integration
+
+PROD_ACCOUNT = "210987654321"
+PROD_ROLE = f"arn:aws:iam::{PROD_ACCOUNT}:role/image-promoter-target"
+OTHER_REGION = "eu-west-1"
+MEDIA_TYPES = [im.DOCKER_MANIFEST, im.DOCKER_MANIFEST_LIST, im.OCI_MANIFEST, im.OCI_INDEX]
+
+
+def _ecr(endpoint: str, key: str, region: str = "us-east-1"):
+    """A client of one registry: by the local convention a 12-digit access key is its account."""
+    return boto3.client(
+        "ecr",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=key,
+        aws_secret_access_key="test",
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+    )
+
+
+@pytest.fixture
+def cross_env(aws_env, ecr, unique_name, tmp_path, monkeypatch):
+    """A dev repository here; the same name in the prod account (via its role) and in eu-west-1."""
+    name = unique_name("app")
+    ecr.create_repository(repositoryName=name)
+    prod = _ecr(aws_env.endpoint, PROD_ACCOUNT)
+    prod.create_repository(repositoryName=name)
+    west = _ecr(aws_env.endpoint, aws_env.account, OTHER_REGION)
+    west.create_repository(repositoryName=name)
+    config = {
+        "rules": [
+            {
+                "name": "dev-to-prod",
+                "source": {"repository": name, "tags": ["v*"]},
+                "targets": [
+                    {"repository": name, "account": PROD_ACCOUNT, "role": PROD_ROLE},
+                    {"repository": name, "region": OTHER_REGION},
+                ],
+            }
+        ]
+    }
+    path = tmp_path / settings.STAGED_CONFIG_FILE
+    path.write_text(json.dumps(config))
+    monkeypatch.setenv(settings.CONFIG_PATH_ENV, str(path))
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setattr(remote, "_default", None)  # sessions of this test's environment
+    ecr.put_account_setting(name="BLOB_MOUNTING", value="ENABLED")  # and still no mount across
+    handler.runtime.cache_clear()
+    yield name, {"prod": prod, "west": west}
+    handler.runtime.cache_clear()
+    ecr.put_account_setting(name="BLOB_MOUNTING", value="DISABLED")
+
+
+def _manifest(client, repository: str, reference: str) -> dict | None:
+    image_id = {"imageDigest": reference} if reference.startswith("sha256:") else {"imageTag": reference}
+    images = client.batch_get_image(
+        repositoryName=repository, imageIds=[image_id], acceptedMediaTypes=MEDIA_TYPES
+    )["images"]
+    return images[0] if images else None
+
+
+def test_a_signed_multi_arch_image_is_copied_into_another_account_and_region(ecr, aws_env, cross_env):
+    name, targets = cross_env
+    index = im.multi_arch(layer_size=300)
+    pusher = EcrPusher(ecr)
+    pusher.push(name, index, "v1.0.0")
+    signature, signature_tag = im.cosign_signature(index)
+    pusher.push(name, signature, signature_tag)
+    sbom = im.referrer(index)
+    pusher.push(name, sbom)
+    aws_env.control.reset_calls()
+
+    event = json.dumps(push_event(name, index.digest, "v1.0.0"))
+    assert handler.handle_queue(sqs_batch(event), FakeLambdaContext()) == {"batchItemFailures": []}
+
+    calls = aws_env.control.calls()
+    assert calls["GetDownloadUrlForLayer"] == calls["CompleteLayerUpload"] > 0  # every blob copied
+    for where, client in targets.items():
+        promoted = _manifest(client, name, "v1.0.0")
+        assert promoted is not None, where
+        assert promoted["imageId"]["imageDigest"] == index.digest
+        assert promoted["imageManifest"] == index.text  # byte for byte
+        assert promoted["registryId"] == (PROD_ACCOUNT if where == "prod" else aws_env.account)
+        for child in index.children:
+            assert _manifest(client, name, child.digest) is not None, (where, child.digest)
+            blobs = [b.digest for b in child.blobs]
+            layers = client.batch_check_layer_availability(repositoryName=name, layerDigests=blobs)["layers"]
+            assert {layer["layerAvailability"] for layer in layers} == {"AVAILABLE"}
+        copied_signature = _manifest(client, name, signature_tag)
+        assert copied_signature is not None and copied_signature["imageId"]["imageDigest"] == signature.digest
+        referrers = client.list_image_referrers(repositoryName=name, subjectId={"imageDigest": index.digest})
+        assert [r["digest"] for r in referrers["referrers"]] == [sbom.digest]
+    # Nothing landed in the source account under another name, and the source is untouched.
+    assert _manifest(ecr, name, "v1.0.0")["imageId"]["imageDigest"] == index.digest
+
+
+def test_each_registry_is_its_own_idempotency_record_and_a_redelivery_does_nothing(ecr, aws_env, cross_env):
+    name, _ = cross_env
+    image = im.image((200,))
+    EcrPusher(ecr).push(name, image, "v2.0.0")
+    event = json.dumps(push_event(name, image.digest, "v2.0.0"))
+    assert handler.handle_queue(sqs_batch(event), FakeLambdaContext()) == {"batchItemFailures": []}
+    aws_env.control.reset_calls()
+
+    assert handler.handle_queue(sqs_batch(event), FakeLambdaContext()) == {"batchItemFailures": []}
+
+    assert aws_env.control.calls() == {}  # both answered from their records
+    table = boto3.resource("dynamodb").Table(settings.idempotency_table_name())
+    records = [
+        json.loads(item["data"])
+        for item in table.scan()["Items"]
+        if item["id"].startswith(IDEMPOTENCY_KEY_PREFIX)
+        and json.loads(item.get("data") or "{}").get("source_digest") == image.digest
+    ]
+    assert len(records) == 2
+    assert {r["outcome"] for r in records} == {"promoted"}
