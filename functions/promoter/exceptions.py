@@ -95,3 +95,18 @@ class IdempotencyStoreError(PromoterError):
     """The idempotency table could not be read or written."""
 
     retryable = True
+
+
+class PageTokenExpiredError(RegistryError):
+    """ECR refused a saved ListImages page token (it outlived its use): start that listing over."""
+
+
+class RollbackRefusedError(PromoterError):
+    """A rollback cannot be done as asked: no earlier digest in the history, a digest the history
+    does not know for the repository, or an immutable tag."""
+
+
+class GateStoreError(PromoterError):
+    """The gates table could not record or read a waiting promotion: retry the event later."""
+
+    retryable = True

@@ -11,12 +11,14 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import boto3
@@ -31,12 +33,14 @@ from promoter.exceptions import (
     ImageNotFoundError,
     InvalidManifestError,
     LayerCopyError,
+    PageTokenExpiredError,
     RegistryError,
     RegistryUnavailableError,
     RepositoryNotFoundError,
     TagConflictError,
 )
 from promoter.manifests import ACCEPTED_MEDIA_TYPES, Manifest
+from promoter.patterns import glob_to_regex
 from promoter.templates import is_digest
 
 logger = logging.getLogger(__name__)
@@ -122,6 +126,60 @@ class Registry(Protocol):
     def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> bool:
         """Puts a manifest (with a tag, or by digest alone); False when it was already there."""
         ...
+
+
+@dataclass(frozen=True)
+class RepositoryInfo:
+    """A repository's name and tag mutability (ECR's four modes, WILDCARD exclusion filters)."""
+
+    name: str
+    tag_mutability: str = "MUTABLE"
+    exclusion_filters: tuple[str, ...] = ()
+
+    def tag_is_immutable(self, tag: str) -> bool:
+        """Whether PutImage would refuse to move `tag` (ECR.md, ImageTagAlreadyExistsException)."""
+        excluded = any(re.fullmatch(glob_to_regex(f), tag) for f in self.exclusion_filters)
+        if self.tag_mutability == "IMMUTABLE":
+            return True
+        if self.tag_mutability == "IMMUTABLE_WITH_EXCLUSION":
+            return not excluded
+        if self.tag_mutability == "MUTABLE_WITH_EXCLUSION":
+            return excluded
+        return False
+
+
+@dataclass(frozen=True)
+class ListedImage:
+    """A tag in a listed repository, the digest it holds and when that image was pushed."""
+
+    tag: str
+    digest: str
+    pushed_at: float  # epoch seconds; 0.0 when ECR did not say
+
+
+@dataclass(frozen=True)
+class ImagePage:
+    """One page of listed images and the token of the next page (None: the last)."""
+
+    images: tuple[ListedImage, ...]
+    next_token: str | None
+
+
+def _epoch(value: Any) -> float:
+    """boto3 parses ECR timestamps into datetimes; raw clients may hand over numbers."""
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _repository_info(data: dict[str, Any]) -> RepositoryInfo:
+    return RepositoryInfo(
+        name=data["repositoryName"],
+        tag_mutability=data.get("imageTagMutability") or "MUTABLE",
+        exclusion_filters=tuple(
+            f["filter"] for f in data.get("imageTagMutabilityExclusionFilters") or () if f.get("filter")
+        ),
+    )
 
 
 def make_ecr_client(
@@ -375,6 +433,59 @@ class EcrRegistry:
             if _error_code(exc) != "LayerAlreadyExistsException":
                 raise
         return offset
+
+    # --- listing: reconciliation and rollback -------------------------------------------------
+
+    def describe_repository(self, repository: str) -> RepositoryInfo:
+        """One repository's tag mutability (DescribeRepositories)."""
+        with _ecr_errors("DescribeRepositories", repository):
+            response = self._ecr.describe_repositories(repositoryNames=[repository])
+        return _repository_info(response["repositories"][0])
+
+    def list_repositories(self) -> list[RepositoryInfo]:
+        """Every repository of the registry (DescribeRepositories, paginated), for source globs."""
+        found: list[RepositoryInfo] = []
+        kwargs: dict[str, Any] = {}
+        while True:
+            with _ecr_errors("DescribeRepositories", "registry"):
+                response = self._ecr.describe_repositories(**kwargs)
+            found += [_repository_info(r) for r in response.get("repositories") or ()]
+            if not response.get("nextToken"):
+                return found
+            kwargs["nextToken"] = response["nextToken"]
+
+    def list_tagged_images(self, repository: str, page_size: int, token: str | None) -> ImagePage:
+        """One page of tagged images (DescribeImages, TAGGED: tags, digest and push time). A token
+        ECR no longer accepts (InvalidParameterException on a token call) is a `PageTokenExpiredError`."""
+        kwargs: dict[str, Any] = {
+            "repositoryName": repository,
+            "filter": {"tagStatus": "TAGGED"},
+            "maxResults": page_size,
+        }
+        overrides: dict[str, type[RegistryError]] = {}
+        if token:
+            kwargs["nextToken"] = token
+            overrides["InvalidParameterException"] = PageTokenExpiredError
+        with _ecr_errors("DescribeImages", repository, overrides):
+            response = self._ecr.describe_images(**kwargs)
+        images = tuple(
+            ListedImage(tag, detail["imageDigest"], _epoch(detail.get("imagePushedAt")))
+            for detail in response.get("imageDetails") or ()
+            for tag in detail.get("imageTags") or ()
+        )
+        return ImagePage(images, response.get("nextToken") or None)
+
+    def pushed_at(self, repository: str, digest: str) -> float | None:
+        """When an image was pushed (epoch seconds), None when it is not in the repository."""
+        try:
+            with _ecr_errors("DescribeImages", f"{repository}@{digest}"):
+                response = self._ecr.describe_images(
+                    repositoryName=repository, imageIds=[{"imageDigest": digest}]
+                )
+        except ImageNotFoundError:
+            return None
+        details = response.get("imageDetails") or ()
+        return _epoch(details[0].get("imagePushedAt")) if details else None
 
 
 def _read_up_to(stream: Any, size: int) -> bytes:

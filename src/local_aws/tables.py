@@ -5,6 +5,7 @@ from __future__ import annotations
 import boto3
 from botocore.exceptions import ClientError
 
+from promoter.reconcile_state import DEFAULT_RECONCILE_TABLE
 from promoter.settings import DEFAULT_HISTORY_TABLE, DEFAULT_IDEMPOTENCY_TABLE
 
 DUMMY_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
@@ -19,6 +20,7 @@ def create_default_tables(endpoint: str, region: str) -> None:
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
     )
     _create(ddb, DEFAULT_HISTORY_TABLE, [("pk", "HASH"), ("sk", "RANGE")])
+    _create(ddb, DEFAULT_RECONCILE_TABLE, [("id", "HASH")])  # the reconcile cursor
 
 
 def _create(ddb, name: str, keys: list[tuple[str, str]]) -> None:

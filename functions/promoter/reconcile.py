@@ -1,0 +1,338 @@
+"""Reconciliation: the periodic sweep that catches what lost ECR events left behind.
+
+ECR's events are best effort (ECR.md): a push whose event never arrived is never promoted. For each
+push rule, the sweep lists the tagged images of its source repositories (DescribeImages, in pages),
+plans each one exactly as its push event would be planned (a synthesized `ImagePushed`), reads the
+targets in one BatchGetImage per target repository and page, and hands only the targets that are
+missing or behind to the runner: the same idempotent `Promoter` path as the Lambda. Over a
+consistent registry it therefore reads and never writes.
+
+Bounded: before each page it asks how much time is left; when too little, it saves a `Cursor`
+(rule, repository, DescribeImages token of the page not yet done) and stops. The next run resumes
+there, so every rule is reached however large the registry. A page half done when time ran out is
+read again: what it already promoted is now in sync and costs a read, not a write.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from promoter.config import TRIGGER_PUSH, PromotionConfig, Rule
+from promoter.events import ImagePushed
+from promoter.exceptions import (
+    PageTokenExpiredError,
+    PromoterError,
+    RegistryError,
+    RepositoryNotFoundError,
+)
+from promoter.history import History
+from promoter.manifests import Manifest
+from promoter.outcomes import FAILED, SKIPPED, ActionResult
+from promoter.plan import Action, plan_event
+from promoter.registry import ImagePage, ListedImage, RepositoryInfo
+from promoter.service import WOULD_PROMOTE, ActionRunner
+
+logger = logging.getLogger(__name__)
+
+# DescribeImages maxResults (the API allows 1-1000): one page is one batch of target reads.
+DEFAULT_PAGE_SIZE = 100
+# No new page is started with less time than this left: a page of promotions (blob copies
+# included) must finish inside the invocation, and the cursor must still be saved.
+DEFAULT_TIME_RESERVE_SECONDS = 60.0
+RECONCILE_EVENT_PREFIX = "reconcile"
+
+
+class SourceRegistry(Protocol):
+    """What reconciliation needs from the registry besides manifests (`EcrRegistry` has it all)."""
+
+    def get_manifests(self, repository: str, references: Sequence[str]) -> dict[str, Manifest]: ...
+
+    def describe_repository(self, repository: str) -> RepositoryInfo: ...
+
+    def list_repositories(self) -> list[RepositoryInfo]: ...
+
+    def list_tagged_images(self, repository: str, page_size: int, token: str | None) -> ImagePage: ...
+
+    def pushed_at(self, repository: str, digest: str) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where an unfinished pass resumes: this rule, this source repository, this DescribeImages page
+    (`next_token` None = its first page)."""
+
+    rule: str
+    repository: str
+    next_token: str | None = None
+
+
+class CursorStore(Protocol):
+    """Keeps the one cursor of the scheduled pass between invocations."""
+
+    def load(self) -> Cursor | None: ...
+
+    def save(self, cursor: Cursor) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+# A hook that may hold back a behind target (e.g. a tag someone rolled back on purpose): given the
+# action and the digest the target tag holds now, the reason to leave it, or None.
+HoldBack = Callable[[Action, str | None], str | None]
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """What one run found and did. `results` lists every target that was not in sync (promoted,
+    would-promote, conflicts, failures, skips); in-sync targets are only counted, and so are
+    `superseded` images (a newer image of the same source feeds, or already holds, their target)."""
+
+    complete: bool
+    dry_run: bool
+    rules: int = 0
+    repositories: int = 0
+    images: int = 0
+    in_sync: int = 0
+    superseded: int = 0
+    results: tuple[ActionResult, ...] = ()
+    errors: tuple[str, ...] = ()
+    cursor: Cursor | None = None
+    retry: bool = False
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        return dict(Counter(r.outcome for r in self.results))
+
+    @property
+    def succeeded(self) -> bool:
+        """Nothing failed or conflicted (would-promote in a dry run is not a failure)."""
+        return not self.errors and all(r.succeeded or r.outcome == WOULD_PROMOTE for r in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["outcomes"] = self.outcomes
+        return data
+
+
+@dataclass
+class _Tally:
+    """The running counts of one pass (mutable inside `reconcile` only)."""
+
+    rules: int = 0
+    repositories: int = 0
+    images: int = 0
+    in_sync: int = 0
+    superseded: int = 0
+    results: list[ActionResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def report(
+        self, *, complete: bool, dry_run: bool, cursor: Cursor | None, retry: bool = False
+    ) -> ReconcileReport:
+        return ReconcileReport(
+            complete=complete,
+            dry_run=dry_run,
+            rules=self.rules,
+            repositories=self.repositories,
+            images=self.images,
+            in_sync=self.in_sync,
+            superseded=self.superseded,
+            results=tuple(self.results),
+            errors=tuple(self.errors),
+            cursor=cursor,
+            retry=retry,
+        )
+
+
+def reconcile(
+    config: PromotionConfig,
+    registry: SourceRegistry,
+    run: ActionRunner | None,
+    *,
+    history: History | None = None,
+    cursors: CursorStore | None = None,
+    remaining_seconds: Callable[[], float] = lambda: math.inf,
+    time_reserve_seconds: float = DEFAULT_TIME_RESERVE_SECONDS,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    hold_back: HoldBack | None = None,
+) -> ReconcileReport:
+    """One pass (or the rest of one) over every push rule. `run=None` is a dry run: reads only,
+    behind targets reported as `would-promote`, no cursor written."""
+    dry_run = run is None
+    tally = _Tally()
+    start = loaded = cursors.load() if cursors is not None else None
+    rules = config.rules_for(TRIGGER_PUSH)
+    if start is not None and start.rule not in {r.name for r in rules}:
+        logger.info("saved cursor names rule %r, no longer a push rule: starting over", start.rule)
+        start = None
+    for rule in rules:
+        if start is not None and rule.name != start.rule:
+            continue  # before the rule the saved pass stopped in
+        tally.rules += 1
+        for repository in _source_repositories(rule, registry, tally):
+            if start is not None and repository < start.repository:
+                continue
+            token = start.next_token if start is not None and repository == start.repository else None
+            start = None  # resumed: from here on, everything
+            tally.repositories += 1
+            while True:
+                if remaining_seconds() < time_reserve_seconds:
+                    cursor = Cursor(rule.name, repository, token)
+                    if cursors is not None and not dry_run:
+                        cursors.save(cursor)
+                    logger.info("reconcile out of time; resumes at %s", cursor)
+                    return tally.report(complete=False, dry_run=dry_run, cursor=cursor)
+                try:
+                    page = registry.list_tagged_images(repository, page_size, token)
+                except PageTokenExpiredError as exc:
+                    logger.warning("saved page token refused, listing %s again: %s", repository, exc)
+                    token = None
+                    continue
+                except RegistryError as exc:
+                    if exc.retryable:
+                        return _stop(tally, cursors, Cursor(rule.name, repository, token), dry_run, exc)
+                    tally.errors.append(f"rule {rule.name}: listing {repository}: {exc}")
+                    break
+                try:
+                    _reconcile_page(rule, config, registry, repository, page, run, history, hold_back, tally)
+                except PromoterError as exc:
+                    if not exc.retryable:
+                        raise
+                    return _stop(tally, cursors, Cursor(rule.name, repository, token), dry_run, exc)
+                token = page.next_token
+                if token is None:
+                    break
+        start = None  # the saved repository may be gone: the next rules run in full
+    if cursors is not None and not dry_run and loaded is not None:
+        cursors.clear()
+    return tally.report(complete=True, dry_run=dry_run, cursor=None)
+
+
+def _stop(
+    tally: _Tally, cursors: CursorStore | None, cursor: Cursor, dry_run: bool, exc: PromoterError
+) -> ReconcileReport:
+    """A fault a later run can outlive (throttling, a service error): keep the place and stop."""
+    logger.warning("reconcile stopped at %s, will resume: %s", cursor, exc)
+    if cursors is not None and not dry_run:
+        cursors.save(cursor)
+    tally.errors.append(f"rule {cursor.rule}: {cursor.repository}: {exc}")
+    return tally.report(complete=False, dry_run=dry_run, cursor=cursor, retry=True)
+
+
+def _source_repositories(rule: Rule, registry: SourceRegistry, tally: _Tally) -> list[str]:
+    """The rule's source repositories, sorted (the cursor relies on the order)."""
+    pattern = rule.source.repository_pattern
+    try:
+        if pattern.is_exact:
+            return [registry.describe_repository(pattern.text).name]
+        return sorted(r.name for r in registry.list_repositories() if pattern.matches(r.name))
+    except RepositoryNotFoundError:
+        tally.errors.append(f"rule {rule.name}: source repository {pattern.text!r} does not exist")
+    except RegistryError as exc:
+        tally.errors.append(f"rule {rule.name}: listing repositories: {exc}")
+    return []
+
+
+def _reconcile_page(
+    rule: Rule,
+    config: PromotionConfig,
+    registry: SourceRegistry,
+    repository: str,
+    page: ImagePage,
+    run: ActionRunner | None,
+    history: History | None,
+    hold_back: HoldBack | None,
+    tally: _Tally,
+) -> None:
+    """Plans the page's images as their push events, reads the targets in batches, runs the rest."""
+    # Several images can feed one target tag (`latest`, a floating tag): as with events, where the
+    # last push wins, the newest image is the one the target should hold.
+    chosen: dict[tuple[str, str], tuple[ListedImage, str, Action]] = {}
+    for image in page.images:
+        if not rule.source.matches(repository, image.tag):
+            continue
+        event = ImagePushed(
+            f"{RECONCILE_EVENT_PREFIX}:{repository}:{image.tag}", repository, image.digest, image.tag
+        )
+        # The push event's plan, limited to this rule: an image two rules take is planned once per
+        # rule, and each target belongs to the rule the push would give it to (first rule wins).
+        planned = [a for a in plan_event(event, config).actions if a.rule == rule.name]
+        if planned:
+            tally.images += 1
+        for action in planned:
+            if action.skip_reason:
+                tally.results.append(ActionResult.for_action(action, SKIPPED, reason=action.skip_reason))
+                continue
+            key = (action.target_repository, action.target_tag)
+            prior = chosen.get(key)
+            if prior is None or image.pushed_at > prior[0].pushed_at:
+                chosen[key] = (image, event.event_id, action)
+            if prior is not None:
+                tally.superseded += 1
+    current = _current_digests([a for _, _, a in chosen.values()], registry)
+    for key, (image, event_id, action) in chosen.items():
+        held = current.get(key)
+        if isinstance(held, str) and held == action.source.digest:
+            tally.in_sync += 1
+            continue
+        if isinstance(held, RegistryError):
+            tally.results.append(ActionResult.for_action(action, FAILED, reason=str(held)))
+            continue
+        if held is not None and (registry.pushed_at(repository, held) or 0.0) > image.pushed_at:
+            tally.superseded += 1  # the target holds a later push of this source: it is ahead
+            continue
+        reason = hold_back(action, held) if hold_back is not None else None
+        if reason is not None:
+            tally.results.append(ActionResult.for_action(action, SKIPPED, target_digest=held, reason=reason))
+            continue
+        if run is None:
+            tally.results.append(
+                ActionResult.for_action(
+                    action,
+                    WOULD_PROMOTE,
+                    target_digest=held,
+                    reason="the target tag holds another digest" if held else "the target tag is missing",
+                )
+            )
+            continue
+        logger.info(
+            "reconcile: %s:%s is %s, promoting %s",
+            action.target_repository,
+            action.target_tag,
+            f"at {held}" if held else "missing",
+            action.source.digest,
+        )
+        result = run(action)  # retryable errors propagate: the caller keeps the place
+        tally.results.append(result)
+        if history is not None and not result.replayed:
+            history.record(event_id, result)
+
+
+def _current_digests(
+    actions: Sequence[Action], registry: SourceRegistry
+) -> dict[tuple[str, str], str | RegistryError | None]:
+    """The digest each target tag holds now (None: no such tag), one batch read per target
+    repository; a target repository that cannot be read maps its tags to the error."""
+    by_repository: dict[str, list[str]] = {}
+    for action in actions:
+        by_repository.setdefault(action.target_repository, []).append(action.target_tag)
+    found: dict[tuple[str, str], str | RegistryError | None] = {}
+    for repository, tags in by_repository.items():
+        try:
+            manifests = registry.get_manifests(repository, tags)
+        except RepositoryNotFoundError:
+            error = RepositoryNotFoundError(f"target repository {repository!r} does not exist")
+            found.update({(repository, t): error for t in tags})
+            continue
+        except RegistryError as exc:
+            if exc.retryable:
+                raise
+            found.update({(repository, t): exc for t in tags})
+            continue
+        found.update({(repository, t): (m.digest if (m := manifests.get(t)) else None) for t in tags})
+    return found

@@ -1,0 +1,72 @@
+"""The scheduled reconciliation's Lambda entry point (`promoter.reconcile_handler.handle`).
+
+An EventBridge schedule invokes it; the payload is ignored. It shares the promoter's runtime (the
+staged config, the ECR client, the idempotency layer, the history) and its idempotent path, and
+stops before the invocation's time runs out, leaving its cursor for the next run. A run that stops
+on a fault a later run can outlive is still answered normally: the next scheduled run resumes.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from promoter import settings
+from promoter.handler import runtime
+from promoter.idempotency import idempotent_runner
+from promoter.metrics import record_event_result
+from promoter.promote import Promoter
+from promoter.reconcile import RECONCILE_EVENT_PREFIX, ReconcileReport, reconcile
+from promoter.reconcile_state import DynamoDbCursorStore
+from promoter.registry import EcrRegistry
+from promoter.rollback import rollback_hold
+from promoter.service import EventResult
+
+logger = Logger(service=settings.SERVICE_NAME)
+metrics = Metrics(namespace=settings.METRICS_NAMESPACE, service=settings.SERVICE_NAME)
+
+IMAGES_CHECKED_METRIC = "ReconcileImagesChecked"
+IN_SYNC_METRIC = "ReconcileTargetsInSync"
+BEHIND_METRIC = "ReconcileTargetsBehind"
+INCOMPLETE_METRIC = "ReconcileRunsIncomplete"
+ERRORS_METRIC = "ReconcileErrors"
+
+
+@cache
+def cursor_store() -> DynamoDbCursorStore:
+    return DynamoDbCursorStore(resource=boto3.session.Session().resource("dynamodb"))
+
+
+def record_report(report: ReconcileReport) -> None:
+    """The sweep's own counts, plus the usual per-outcome metrics of what it ran."""
+    metrics.add_metric(name=IMAGES_CHECKED_METRIC, unit=MetricUnit.Count, value=report.images)
+    metrics.add_metric(name=IN_SYNC_METRIC, unit=MetricUnit.Count, value=report.in_sync)
+    metrics.add_metric(name=BEHIND_METRIC, unit=MetricUnit.Count, value=len(report.results))
+    metrics.add_metric(name=INCOMPLETE_METRIC, unit=MetricUnit.Count, value=int(not report.complete))
+    metrics.add_metric(name=ERRORS_METRIC, unit=MetricUnit.Count, value=len(report.errors))
+    if report.results:
+        record_event_result(metrics, EventResult(RECONCILE_EVENT_PREFIX, report.results))
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Schedule -> one bounded reconcile run; returns the report (also logged)."""
+    state = runtime()
+    registry = EcrRegistry(state.ecr)
+    report = reconcile(
+        state.config,
+        registry,
+        idempotent_runner(Promoter(registry), state.persistence, context),
+        history=state.history,
+        cursors=cursor_store(),
+        remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
+        hold_back=rollback_hold(state.history),
+    )
+    record_report(report)
+    logger.info("reconcile run", report=report.to_dict())
+    return report.to_dict()

@@ -1,0 +1,57 @@
+"""`promoter reconcile [--config F] [--dry-run]`: the scheduled sweep, once, from the command line.
+
+It runs a whole pass (no time budget, no saved cursor: the cursor belongs to the scheduled
+function) on the Lambda's code path: the same idempotency table, the same history. `--dry-run`
+reads only (ListImages, DescribeRepositories, BatchGetImage) and reports what it would promote.
+Exit codes as `promoter handle`: 0 nothing failed, 1 a failure or conflict, 2 bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from promoter.config import load_config
+from promoter.exceptions import ConfigError, PromoterError
+from promoter_cli.cmd_engine import EXIT_BAD_INPUT, EXIT_NOT_ALL_PROMOTED, EXIT_OK, _add_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Adds `reconcile`."""
+    parser = sub.add_parser(
+        "reconcile", help="promote source images whose targets are missing or behind (lost events)"
+    )
+    _add_config(parser)
+    parser.add_argument(
+        "--dry-run", action="store_true", help="report what would be promoted; make no write call at all"
+    )
+    parser.set_defaults(func=cmd_reconcile)
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from promoter.history import DynamoDbHistory
+    from promoter.idempotency import idempotent_runner, make_persistence
+    from promoter.promote import Promoter
+    from promoter.reconcile import reconcile
+    from promoter.registry import EcrRegistry, make_ecr_client
+    from promoter.rollback import rollback_hold
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"promoter: invalid configuration {args.config}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    registry = EcrRegistry(make_ecr_client())
+    history = DynamoDbHistory()
+    try:
+        run = None if args.dry_run else idempotent_runner(Promoter(registry), make_persistence())
+        report = reconcile(
+            config, registry, run, history=None if args.dry_run else history, hold_back=rollback_hold(history)
+        )
+    except PromoterError as exc:
+        print(f"promoter: {exc}", file=sys.stderr)
+        return EXIT_NOT_ALL_PROMOTED
+    json.dump(report.to_dict(), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return EXIT_OK if report.succeeded else EXIT_NOT_ALL_PROMOTED
