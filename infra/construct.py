@@ -27,6 +27,7 @@ from infra.monitoring import add_monitoring
 from infra.nag import acknowledge_findings
 from infra.permissions import grant_ecr, grant_tables
 from infra.props import ImagePromoterProps
+from infra.remote_targets import grant_remote_targets
 from promoter import settings
 
 if TYPE_CHECKING:
@@ -152,6 +153,7 @@ class ImagePromoter(Construct):
             )
         )
         grant_ecr(self, self.role, config.source_repository_globs(), config.target_repository_globs())
+        grant_remote_targets(self, self.role, config.remote_targets())
         grant_tables(self.role, self.idempotency_table, self.history_table)
         # cfn-lint's IAM action list predates ecr:ListImageReferrers (W3037); botocore's ECR model
         # has it, and the infra tests check every granted action against botocore's models instead.

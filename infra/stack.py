@@ -29,4 +29,10 @@ class PromoterStack(Stack):
             description="Send promotion requests here (aws events put-events --entries EventBusName=...)",
         )
         CfnOutput(self, "FunctionName", value=self.promoter.function.function_name)
+        CfnOutput(
+            self,
+            "FunctionRoleArn",
+            value=self.promoter.role.role_arn,
+            description="Trust this role in TargetAccountStack (promoter_role_arn) for cross-account targets",
+        )
         CfnOutput(self, "HistoryTableName", value=self.promoter.history_table.table_name)

@@ -1,0 +1,156 @@
+"""Cross-account and cross-region targets in the stacks: AssumeRole only on the named roles, no
+source-account writes for remote targets, and the TargetAccountStack for the target account."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.api import lint
+
+from infra.app import build_app
+from infra.permissions import ECR_TARGET_WRITE_ACTIONS
+from infra.stack import STACK_NAME
+from promoter.config import parse_config
+
+SOURCE_ACCOUNT = "111111111111"
+PROD_ACCOUNT = "210987654321"
+PROD_ROLE = f"arn:aws:iam::{PROD_ACCOUNT}:role/image-promoter-target"
+PROMOTER_ROLE = f"arn:aws:iam::{SOURCE_ACCOUNT}:role/ImagePromoter-PromoterFunctionRole-ABC"
+TARGET_STACK = f"{STACK_NAME}Target{PROD_ACCOUNT}"
+CONFIG = {
+    "rules": [
+        {
+            "name": "dev-to-prod",
+            "source": {"repository": "app", "tags": ["v*"]},
+            "targets": [
+                {"repository": "app", "account": PROD_ACCOUNT, "role": PROD_ROLE},
+                {"repository": "app-dr", "region": "eu-west-1"},
+            ],
+        },
+        {
+            "name": "team-to-prod-eu",
+            "source": {"repository": "team/*", "tags": ["v*"]},
+            "targets": [
+                {
+                    "repository": "{repository}",
+                    "account": PROD_ACCOUNT,
+                    "role": PROD_ROLE,
+                    "region": "eu-west-1",
+                }
+            ],
+        },
+        {
+            "name": "dev-to-staging",
+            "source": {"repository": "app", "tags": ["sha-*"]},
+            "targets": [{"repository": "app-staging"}],
+        },
+    ]
+}
+
+
+def _synth(outdir: Path, **context: str) -> dict[str, dict[str, Any]]:
+    import aws_cdk as cdk
+
+    app = cdk.App(outdir=str(outdir), context=context)
+    build_app(app, parse_config(CONFIG))
+    app.synth()  # cdk-nag's AwsSolutions pack runs here: any unacknowledged finding raises
+    return {
+        path.name.removesuffix(".template.json"): json.loads(path.read_text())
+        for path in outdir.glob("*.template.json")
+    }
+
+
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory) -> dict[str, dict[str, Any]]:
+    return _synth(tmp_path_factory.mktemp("cross"), source_account=SOURCE_ACCOUNT, source_region="us-east-1")
+
+
+def _statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        statement
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::IAM::Policy"
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _joined(value: Any) -> str:
+    """An ARN as text: Fn::Join parts joined, pseudo parameters as <AWS::...>."""
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(_joined(p) for p in parts)
+    if isinstance(value, dict) and "Ref" in value:
+        return f"<{value['Ref']}>"
+    return str(value)
+
+
+def test_the_promoter_may_assume_exactly_the_configured_target_role(templates):
+    assume = [s for s in _statements(templates[STACK_NAME]) if "sts:AssumeRole" in _as_list(s["Action"])]
+    assert len(assume) == 1
+    assert assume[0]["Action"] == "sts:AssumeRole"
+    assert assume[0]["Resource"] == PROD_ROLE
+
+
+def test_remote_targets_get_no_ecr_write_in_the_source_registry(templates):
+    writes = [
+        _joined(resource)
+        for s in _statements(templates[STACK_NAME])
+        if "ecr:PutImage" in _as_list(s["Action"])
+        for resource in _as_list(s["Resource"])
+    ]
+    here = "arn:<AWS::Partition>:ecr:<AWS::Region>:<AWS::AccountId>:repository/"
+    # Own-registry target, and the role-less target in eu-west-1 of the promoter's own account.
+    assert sorted(writes) == [
+        f"{here}app-staging",
+        "arn:<AWS::Partition>:ecr:eu-west-1:<AWS::AccountId>:repository/app-dr",
+    ]
+
+
+def test_the_target_account_stack_holds_the_role_the_rules_name(templates):
+    target = templates[TARGET_STACK]
+    (role,) = [r for r in target["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+    assert role["Properties"]["RoleName"] == "image-promoter-target"
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Action"] == "sts:AssumeRole"
+    assert _joined(trust["Principal"]["AWS"]).endswith(f":iam::{SOURCE_ACCOUNT}:root")
+    assert _joined(trust["Condition"]["ArnLike"]["aws:PrincipalArn"]).endswith(
+        f":iam::{SOURCE_ACCOUNT}:role/{STACK_NAME}-*"
+    )
+    (statement,) = _statements(target)
+    assert sorted(_as_list(statement["Action"])) == sorted(ECR_TARGET_WRITE_ACTIONS)
+    assert sorted(_joined(r) for r in _as_list(statement["Resource"])) == [
+        f"arn:<AWS::Partition>:ecr:eu-west-1:{PROD_ACCOUNT}:repository/team/*",
+        f"arn:<AWS::Partition>:ecr:us-east-1:{PROD_ACCOUNT}:repository/app",
+    ]
+    assert "ecr:*" not in json.dumps(target)
+
+
+def test_a_known_promoter_role_is_the_only_principal_trusted(tmp_path):
+    templates = _synth(
+        tmp_path,
+        source_account=SOURCE_ACCOUNT,
+        source_region="us-east-1",
+        promoter_role_arn=PROMOTER_ROLE,
+    )
+    (role,) = [r for r in templates[TARGET_STACK]["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"AWS": PROMOTER_ROLE}
+    assert "Condition" not in trust
+
+
+def test_both_templates_are_cfn_lint_clean(templates):
+    for name, template in templates.items():
+        matches = lint(json.dumps(template))
+        assert matches == [], name + "\n".join(f"{m.rule.id} {m.message} at {m.path}" for m in matches)
+
+
+def test_without_the_source_account_the_target_stack_cannot_be_built(tmp_path):
+    with pytest.raises(ValueError, match="source_account"):
+        _synth(tmp_path)
