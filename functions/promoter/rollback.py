@@ -44,14 +44,6 @@ class HistoryReader(History, Protocol):
 
     def for_target(self, repository: str, tag: str) -> list[dict[str, Any]]: ...
 
-    def find(
-        self,
-        repository: str | None = None,
-        tag: str | None = None,
-        digest: str | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]: ...
-
 
 class RollbackRegistry(Protocol):
     """What rollback reads from the registry (`EcrRegistry`)."""
@@ -126,10 +118,12 @@ def rollback(
             raise RollbackRefusedError(
                 f"the history holds no earlier digest for {repository}:{tag} (now at {current or 'nothing'})"
             )
-    elif not _known(history, records, repository, to):
+    elif not any(r.get("target_digest") == to for r in records):
+        # Only digests the promoter placed under this very tag: a rollback restores a state the
+        # tag had, never one it did not (and never a digest the history cannot vouch for).
         raise RollbackRefusedError(
-            f"{to} is not a digest the history knows for repository {repository!r}; "
-            "rollback only goes to images the promoter placed there"
+            f"{to} is not a digest the history knows for {repository}:{tag}; "
+            "rollback only goes back to images the promoter placed there"
         )
     if to == current:
         return RollbackResult(repository, tag, current, to, ALREADY_THERE)
@@ -165,13 +159,6 @@ def rollback_hold(history: HistoryReader) -> HoldBack:
         return None
 
     return hold
-
-
-def _known(history: HistoryReader, records: Sequence[dict[str, Any]], repository: str, digest: str) -> bool:
-    """Whether the history saw `digest` in `repository`: this tag first, then any record."""
-    if any(r.get("target_digest") == digest for r in records):
-        return True
-    return bool(history.find(repository=repository, digest=digest, limit=1))
 
 
 def _immutable_message(info: RepositoryInfo, tag: str) -> str:
