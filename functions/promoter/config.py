@@ -29,6 +29,7 @@ from promoter.patterns import (
 from promoter.templates import (
     SEMVER_FIELDS,
     SHORT_DIGEST_HEX_CHARS,
+    is_floating_template,
     is_valid_repository,
     is_valid_tag,
     template_fields,
@@ -38,6 +39,7 @@ __all__ = [
     "ConfigError",
     "PromotionConfig",
     "Rule",
+    "ScanGate",
     "SourceSpec",
     "TargetRegistry",
     "TargetSpec",
@@ -59,9 +61,20 @@ REGION_PATTERN = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}")
 ROLE_ARN_PATTERN = re.compile(r"arn:aws(-[a-z-]+)?:iam::(?P<account>\d{12}):role/[\w+=,.@/-]{1,512}")
 
 _TOP_KEYS = frozenset({"rules"})
-_RULE_KEYS = frozenset({"name", "source", "trigger", "targets"})
+_RULE_KEYS = frozenset({"name", "source", "trigger", "targets", "require"})
 _SOURCE_KEYS = frozenset({"repository", "tags"})
-_TARGET_KEYS = frozenset({"repository", "tags"})
+_TARGET_KEYS = frozenset({"repository", "tags", "image_tag_mutability"})
+_REQUIRE_KEYS = frozenset({"scan"})
+_SCAN_KEYS = frozenset({"max_severity", "timeout_minutes"})
+# ECR's severities, most severe first; a scan gate lets through findings up to `max_severity`.
+SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
+# How long a gated promotion waits for its scan to complete before giving up (`gate-timeout`).
+DEFAULT_GATE_TIMEOUT_MINUTES = 60
+MAX_GATE_TIMEOUT_MINUTES = 7 * 24 * 60
+# ECR's imageTagMutability; an IMMUTABLE target cannot take a floating tag (it would never move).
+MUTABLE = "MUTABLE"
+IMMUTABLE = "IMMUTABLE"
+TAG_MUTABILITIES = (MUTABLE, IMMUTABLE)
 
 # Values used to try a template before any image exists: a rendered name that ECR would refuse
 # for these is refused for every image. A wildcard in a source pattern stands for one character.
@@ -111,6 +124,20 @@ class TargetSpec:
     repository: str
     tags: tuple[str, ...] = DEFAULT_TARGET_TAGS
     registry: TargetRegistry | None = None  # None: the promoter's own registry
+    image_tag_mutability: str = MUTABLE  # as the repository is configured in ECR
+
+
+@dataclass(frozen=True)
+class ScanGate:
+    """`require: {scan: ...}`: promote only a scanned image with no finding above `max_severity`."""
+
+    max_severity: str
+    timeout_minutes: int = DEFAULT_GATE_TIMEOUT_MINUTES
+
+    def blocking(self, counts: Mapping[str, int]) -> dict[str, int]:
+        """The finding counts above the threshold (empty: the image may pass)."""
+        above = SEVERITIES[: SEVERITIES.index(self.max_severity)]
+        return {s: int(counts[s]) for s in above if counts.get(s)}
 
 
 @dataclass(frozen=True)
@@ -121,6 +148,7 @@ class Rule:
     source: SourceSpec
     trigger: str
     targets: tuple[TargetSpec, ...]
+    scan_gate: ScanGate | None = None
 
     @property
     def uses_semver(self) -> bool:
@@ -131,12 +159,28 @@ class Rule:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "source": {"repository": self.source.repository, "tags": list(self.source.tags)},
             "trigger": self.trigger,
-            "targets": [_target_dict(t) for t in self.targets],
+            "targets": [
+                _target_dict(t)
+                | (
+                    {"image_tag_mutability": t.image_tag_mutability}
+                    if t.image_tag_mutability != MUTABLE
+                    else {}
+                )
+                for t in self.targets
+            ],
         }
+        if self.scan_gate is not None:
+            data["require"] = {
+                "scan": {
+                    "max_severity": self.scan_gate.max_severity,
+                    "timeout_minutes": self.scan_gate.timeout_minutes,
+                }
+            }
+        return data
 
 
 @dataclass(frozen=True)
@@ -151,6 +195,10 @@ class PromotionConfig:
 
     def rule(self, name: str) -> Rule | None:
         return next((rule for rule in self.rules if rule.name == name), None)
+
+    def gated_source_repository_globs(self) -> tuple[str, ...]:
+        """Source repository patterns of the rules with a scan gate (IAM and the scan rules)."""
+        return tuple(sorted({rule.source.repository for rule in self.rules if rule.scan_gate}))
 
     def source_repository_globs(self) -> tuple[str, ...]:
         """Every source repository pattern, sorted, for IAM scoping (globs are IAM-compatible)."""
@@ -248,7 +296,8 @@ def _parse_rule(raw: object, index: int) -> Rule:
     if not isinstance(raw_targets, list) or not raw_targets:
         raise ConfigError("must be a non-empty list", rule=name, field="targets")
     targets = tuple(_parse_target(t, name, i, source) for i, t in enumerate(raw_targets))
-    rule = Rule(name=name, source=source, trigger=trigger, targets=targets)
+    scan_gate = _parse_require(raw.get("require"), name)
+    rule = Rule(name=name, source=source, trigger=trigger, targets=targets, scan_gate=scan_gate)
     if rule.uses_semver and not any(can_match_semver(p) for p in source.tag_patterns):
         raise ConfigError(
             "targets use {major}/{minor}/{patch} but no source tag pattern can match a semantic version",
@@ -296,8 +345,55 @@ def _parse_target(raw: object, rule: str, index: int, source: SourceSpec) -> Tar
     _check_template(repository, source, rule, f"{where}.repository", is_tag=False)
     for i, tag in enumerate(tags):
         _check_template(tag, source, rule, f"{where}.tags[{i}]", is_tag=True)
+    mutability = raw.get("image_tag_mutability", MUTABLE)
+    if mutability not in TAG_MUTABILITIES:
+        raise ConfigError(
+            f"must be one of {', '.join(TAG_MUTABILITIES)}, got {mutability!r}",
+            rule=rule,
+            field=f"{where}.image_tag_mutability",
+        )
+    if mutability == IMMUTABLE and any(can_match_semver(p) for p in source.tag_patterns):
+        for i, tag in enumerate(tags):
+            if is_floating_template(tag):
+                raise ConfigError(
+                    f"floating tag {tag!r} in an IMMUTABLE repository could never move forward",
+                    rule=rule,
+                    field=f"{where}.tags[{i}]",
+                )
     registry = _parse_registry(raw, rule, where)
-    return TargetSpec(repository=repository, tags=tags, registry=registry)
+    return TargetSpec(repository=repository, tags=tags, registry=registry, image_tag_mutability=mutability)
+
+
+def _parse_require(raw: object, rule: str) -> ScanGate | None:
+    """`require: {scan: {max_severity: HIGH, timeout_minutes: 60}}`, or None when absent."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise ConfigError("must be a mapping with 'scan'", rule=rule, field="require")
+    _refuse_unknown_keys(raw, _REQUIRE_KEYS, rule=rule, field="require")
+    scan = raw.get("scan")
+    if not isinstance(scan, Mapping):
+        raise ConfigError("must be a mapping with 'max_severity'", rule=rule, field="require.scan")
+    _refuse_unknown_keys(scan, _SCAN_KEYS, rule=rule, field="require.scan")
+    severity = scan.get("max_severity")
+    if severity not in SEVERITIES:
+        raise ConfigError(
+            f"must be one of {', '.join(SEVERITIES)}, got {severity!r}",
+            rule=rule,
+            field="require.scan.max_severity",
+        )
+    timeout = scan.get("timeout_minutes", DEFAULT_GATE_TIMEOUT_MINUTES)
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int)
+        or not 1 <= timeout <= MAX_GATE_TIMEOUT_MINUTES
+    ):
+        raise ConfigError(
+            f"must be a whole number of minutes from 1 to {MAX_GATE_TIMEOUT_MINUTES}, got {timeout!r}",
+            rule=rule,
+            field="require.scan.timeout_minutes",
+        )
+    return ScanGate(max_severity=severity, timeout_minutes=timeout)
 
 
 def _target_dict(target: TargetSpec) -> dict[str, Any]:

@@ -22,6 +22,11 @@ from promoter.templates import is_digest
 ECR_SOURCE = "aws.ecr"
 ECR_IMAGE_ACTION = "ECR Image Action"
 ECR_IMAGE_SCAN = "ECR Image Scan"
+# Enhanced scanning: Inspector reports on the default bus; its repository-name is the repository ARN.
+INSPECTOR_SOURCE = "aws.inspector2"
+INSPECTOR_SCAN = "Inspector2 Scan"
+SCHEDULE_SOURCE = "aws.events"
+SCHEDULED_EVENT = "Scheduled Event"
 PUSH_ACTION = "PUSH"
 SUCCESS_RESULT = "SUCCESS"
 
@@ -39,7 +44,7 @@ class ImagePushed:
 
 @dataclass(frozen=True)
 class ImageScanned:
-    """ECR Image Scan: a scan finished. Parsed so it can be told apart; it promotes nothing."""
+    """ECR Image Scan or Inspector2 Scan: a scan finished; promotions waiting on it resume."""
 
     event_id: str
     repository: str
@@ -56,6 +61,16 @@ class PromotionRequested:
     tag: str
     digest: str | None = None
     rule: str | None = None  # only this rule, else every request rule that matches
+    requested_by: str = ""
+    reason: str = ""
+    metadata: Mapping[str, Any] | None = None  # free-form, carried into results and history
+
+
+@dataclass(frozen=True)
+class SweepDue:
+    """The scheduled tick (EventBridge schedule): end scan-gate waits that passed their deadline."""
+
+    event_id: str
 
 
 @dataclass(frozen=True)
@@ -66,7 +81,7 @@ class IgnoredEvent:
     reason: str
 
 
-Event = ImagePushed | ImageScanned | PromotionRequested | IgnoredEvent
+Event = ImagePushed | ImageScanned | PromotionRequested | SweepDue | IgnoredEvent
 
 
 def parse_json_event(body: str) -> Event:
@@ -101,7 +116,17 @@ def parse_event(data: object) -> Event:
             digest=_required(detail, "image-digest", event_id),
             status=_text(detail, "scan-status") or "",
         )
-    if source == settings.REQUEST_EVENT_SOURCE and detail_type == settings.REQUEST_DETAIL_TYPE:
+    if source == SCHEDULE_SOURCE and detail_type == SCHEDULED_EVENT:
+        return SweepDue(event_id)
+    if source == INSPECTOR_SOURCE and detail_type == INSPECTOR_SCAN:
+        arn = _required(detail, "repository-name", event_id)
+        return ImageScanned(
+            event_id=event_id,
+            repository=arn.split(":repository/", 1)[-1],
+            digest=_required(detail, "image-digest", event_id),
+            status=_text(detail, "scan-status") or "",
+        )
+    if source == settings.request_event_source() and detail_type == settings.REQUEST_DETAIL_TYPE:
         return _parse_request(event_id, detail)
     return IgnoredEvent(event_id, f"{source} / {detail_type!r} events do not trigger promotions")
 
@@ -133,7 +158,19 @@ def _parse_request(event_id: str, detail: Mapping[str, Any]) -> PromotionRequest
         raise EventError(f"promotion request {event_id!r} names neither image-tag nor image-digest")
     if digest is not None and not is_digest(digest):
         raise EventError(f"promotion request {event_id!r}: image-digest {digest!r} is not a sha256 digest")
-    return PromotionRequested(event_id, repository, tag, digest, _text(detail, "rule") or None)
+    metadata = detail.get("metadata")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise EventError(f"promotion request {event_id!r}: metadata must be an object")
+    return PromotionRequested(
+        event_id,
+        repository,
+        tag,
+        digest,
+        _text(detail, "rule") or None,
+        requested_by=_text(detail, "requested-by") or "",
+        reason=_text(detail, "reason") or "",
+        metadata=dict(metadata) if metadata else None,
+    )
 
 
 def _text(data: Mapping[str, Any], key: str) -> str | None:

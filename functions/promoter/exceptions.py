@@ -37,6 +37,11 @@ class MalformedMessageError(EventError):
     """A message is not an EventBridge event at all (not JSON, no envelope): nobody's input."""
 
 
+class InvalidRequestError(PromoterError):
+    """A promotion request names an unknown rule, a rule that is not a request rule, or no rule
+    matches it: a failure result for the requester, never retried."""
+
+
 class TemplateError(PromoterError):
     """A template cannot be rendered for this image (e.g. a semver field for a non-semver tag)."""
 

@@ -32,11 +32,13 @@ from promoter import settings
 from promoter.config import PromotionConfig, load_config
 from promoter.events import parse_json_event
 from promoter.exceptions import EventError, MalformedMessageError, PromoterError
+from promoter.gates import DynamoDbGates
 from promoter.history import DynamoDbHistory
 from promoter.idempotency import idempotent_runner, make_persistence
 from promoter.metrics import record_event_result, record_invalid_event
 from promoter.promote import Promoter
 from promoter.registry import EcrRegistry, make_ecr_client
+from promoter.results import EventBridgeResults
 from promoter.service import handle_event
 
 ENGINE_LOGGER = "promoter"
@@ -66,6 +68,8 @@ class Runtime:
     ecr: Any
     persistence: DynamoDBPersistenceLayer
     history: DynamoDbHistory
+    results: EventBridgeResults
+    gates: DynamoDbGates
 
 
 def config_path() -> Path:
@@ -83,6 +87,8 @@ def runtime() -> Runtime:
         ecr=make_ecr_client(session),
         persistence=make_persistence(),
         history=DynamoDbHistory(resource=session.resource("dynamodb")),
+        results=EventBridgeResults(session.client("events")),
+        gates=DynamoDbGates(resource=session.resource("dynamodb")),
     )
 
 
@@ -111,7 +117,7 @@ def handle_queue(event: dict[str, Any], context: Any) -> dict[str, Any]:
             record_invalid_event(metrics)
             return {"error": str(exc)}
         logger.set_correlation_id(parsed.event_id)
-        result = handle_event(parsed, state.config, registry, run, state.history)
+        result = handle_event(parsed, state.config, registry, run, state.history, state.results, state.gates)
         record_event_result(metrics, result)
         logger.info("event handled", result=result.to_dict())
         if result.retry:

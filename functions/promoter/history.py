@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from promoter import settings
 from promoter.outcomes import ActionResult
+from promoter.plan import Provenance
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 class History(Protocol):
     """Where outcomes are recorded."""
 
-    def record(self, event_id: str, result: ActionResult) -> None: ...
+    def record(self, event_id: str, result: ActionResult, provenance: Provenance | None = None) -> None: ...
 
 
 def history_key(repository: str, tag: str) -> str:
@@ -39,8 +40,9 @@ class DynamoDbHistory:
             table_name or settings.history_table_name()
         )
 
-    def record(self, event_id: str, result: ActionResult) -> None:
+    def record(self, event_id: str, result: ActionResult, provenance: Provenance | None = None) -> None:
         at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        why = provenance or Provenance()
         item = {
             "pk": history_key(result.target_repository, result.target_tag),
             "sk": f"{at}#{result.source_digest}",
@@ -53,6 +55,17 @@ class DynamoDbHistory:
             "blobs_mounted": result.stats.blobs_mounted,
             "blobs_copied": result.stats.blobs_copied,
             "bytes_copied": result.stats.bytes_copied,
+            # Who and why (issue 5), and the parts of the keys as plain attributes for `promoter history`.
+            "at": at,
+            "trigger": why.trigger,
+            "request_id": why.request_id,
+            "requested_by": why.requested_by,
+            "request_reason": why.reason,
+            "source_repository": result.source_repository,
+            "source_digest": result.source_digest,
+            "target_repository": result.target_repository,
+            "target_tag": result.target_tag,
+            "blocking_findings": dict(result.blocking_findings or {}),
         }
         try:
             self._table.put_item(Item=item)
@@ -65,3 +78,35 @@ class DynamoDbHistory:
 
         response = self._table.query(KeyConditionExpression=Key("pk").eq(history_key(repository, tag)))
         return list(response.get("Items") or ())
+
+    def find(
+        self,
+        repository: str | None = None,
+        tag: str | None = None,
+        digest: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Records, newest first, filtered by repository (source or target), target tag and digest
+        (source or target). One target tag is a Query; anything wider is a Scan (operator's use)."""
+        if repository and tag:
+            items = self.for_target(repository, tag)
+        else:
+            items, kwargs = [], {}
+            while True:
+                response = self._table.scan(**kwargs)
+                items.extend(response.get("Items") or ())
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+        def keep(item: dict[str, Any]) -> bool:
+            source = str(item.get("source", ""))
+            target_repo, _, target_tag = str(item.get("pk", "")).rpartition(":")
+            if repository and repository not in (target_repo, source.split(":", 1)[0].split("@", 1)[0]):
+                return False
+            if tag and tag != target_tag:
+                return False
+            return not digest or digest in (source.rpartition("@")[2], item.get("target_digest"))
+
+        chosen = sorted((i for i in items if keep(i)), key=lambda i: str(i.get("sk", "")), reverse=True)
+        return chosen[:limit] if limit else chosen

@@ -5,7 +5,16 @@ from __future__ import annotations
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from promoter.outcomes import ALREADY_PRESENT, CONFLICT, FAILED, PROMOTED, SKIPPED
+from promoter.outcomes import (
+    ALREADY_PRESENT,
+    BLOCKED,
+    CONFLICT,
+    FAILED,
+    GATE_PENDING,
+    GATE_TIMEOUT,
+    PROMOTED,
+    SKIPPED,
+)
 from promoter.service import EventResult
 
 PROMOTED_METRIC = "ImagesPromoted"
@@ -13,6 +22,9 @@ ALREADY_PRESENT_METRIC = "ImagesAlreadyPresent"
 CONFLICT_METRIC = "TagConflicts"
 FAILED_METRIC = "PromotionFailures"
 SKIPPED_METRIC = "PromotionsSkipped"
+BLOCKED_METRIC = "PromotionsBlocked"
+GATE_PENDING_METRIC = "PromotionsAwaitingScan"
+GATE_TIMEOUT_METRIC = "ScanGateTimeouts"
 INVALID_EVENT_METRIC = "InvalidEvents"
 # A duplicate delivery answered from the idempotency record: counted apart, so that a redelivered
 # event neither counts as a second promotion nor adds its blobs and bytes again.
@@ -28,6 +40,9 @@ _OUTCOME_METRICS = {
     CONFLICT: CONFLICT_METRIC,
     FAILED: FAILED_METRIC,
     SKIPPED: SKIPPED_METRIC,
+    BLOCKED: BLOCKED_METRIC,
+    GATE_PENDING: GATE_PENDING_METRIC,
+    GATE_TIMEOUT: GATE_TIMEOUT_METRIC,
 }
 
 

@@ -16,7 +16,11 @@ ALREADY_PRESENT = "already-present"
 CONFLICT = "conflict"
 FAILED = "failed"
 SKIPPED = "skipped"
-OUTCOMES = (PROMOTED, ALREADY_PRESENT, CONFLICT, FAILED, SKIPPED)
+# Scan gates (issue 5): a finding above the rule's max_severity; a scan not complete yet.
+BLOCKED = "blocked"
+GATE_PENDING = "gate-pending"
+GATE_TIMEOUT = "gate-timeout"
+OUTCOMES = (PROMOTED, ALREADY_PRESENT, CONFLICT, FAILED, SKIPPED, BLOCKED, GATE_PENDING, GATE_TIMEOUT)
 SUCCESSFUL_OUTCOMES = frozenset({PROMOTED, ALREADY_PRESENT})
 
 
@@ -46,6 +50,8 @@ class ActionResult:
     reason: str | None = None
     stats: CopyStats = CopyStats()
     replayed: bool = False  # answered from the idempotency record of an earlier run
+    # Blocked by a scan gate: the finding counts above the rule's max_severity, by severity.
+    blocking_findings: dict[str, int] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -67,6 +73,7 @@ class ActionResult:
         target_digest: str | None = None,
         reason: str | None = None,
         stats: CopyStats | None = None,
+        blocking_findings: dict[str, int] | None = None,
     ) -> ActionResult:
         return cls(
             rule=action.rule,
@@ -79,4 +86,5 @@ class ActionResult:
             target_digest=target_digest,
             reason=reason,
             stats=stats or CopyStats(),
+            blocking_findings=blocking_findings,
         )

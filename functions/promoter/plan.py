@@ -13,14 +13,33 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from promoter.config import TRIGGER_PUSH, TRIGGER_REQUEST, PromotionConfig, Rule, TargetRegistry
-from promoter.events import Event, ImagePushed, ImageScanned, PromotionRequested
-from promoter.exceptions import TemplateError
-from promoter.templates import ImageFacts, is_valid_repository, is_valid_tag, render
+from promoter.events import Event, ImagePushed, ImageScanned, PromotionRequested, SweepDue
+from promoter.exceptions import InvalidRequestError, TemplateError
+from promoter.templates import (
+    ImageFacts,
+    is_floating_template,
+    is_valid_repository,
+    is_valid_tag,
+    parse_semver,
+    render,
+)
 
 # Cosign keeps signatures, attestations and SBOMs at tags derived from the subject's digest;
 # they travel with their subject and are never promoted on their own.
 COSIGN_TAG_PATTERN = re.compile(r"sha256-[0-9a-f]{64}\.(sig|att|sbom)")
 TARGET_IS_SOURCE = "the target is the source itself"
+# A one-off `promoter promote`: not a config trigger, but recorded as one in results and history.
+TRIGGER_MANUAL = "manual"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Why the actions of a plan run: the trigger, and for a request who asked and why."""
+
+    trigger: str = TRIGGER_PUSH
+    request_id: str = ""
+    requested_by: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,9 @@ class Action:
     target_account: str | None = None
     target_region: str | None = None
     target_role: str | None = None
+    # Set for a floating tag (templates.is_floating_template): the version being promoted, e.g. "1.4.3";
+    # the promoter moves the tag only when this is newer than the version it holds now.
+    floating_version: str | None = None
 
     @property
     def remote_target(self) -> bool:
@@ -71,6 +93,7 @@ class Plan:
     event_id: str
     actions: tuple[Action, ...] = ()
     ignored_reason: str | None = None
+    provenance: Provenance = Provenance()
 
 
 def requested_digest_needed(event: Event) -> bool:
@@ -85,7 +108,9 @@ def plan_event(event: Event, config: PromotionConfig, resolved_digest: str | Non
     if isinstance(event, PromotionRequested):
         return _plan_request(event, config, resolved_digest)
     if isinstance(event, ImageScanned):
-        return Plan(event.event_id, ignored_reason="scan results do not trigger promotions")
+        return Plan(event.event_id, ignored_reason="a scan only resumes promotions waiting on it")
+    if isinstance(event, SweepDue):
+        return Plan(event.event_id, ignored_reason="the sweep only ends scan-gate waits")
     return Plan(event.event_id, ignored_reason=event.reason)
 
 
@@ -105,21 +130,23 @@ def _plan_request(event: PromotionRequested, config: PromotionConfig, resolved: 
     digest = event.digest or resolved
     if digest is None:
         raise ValueError("a request by tag needs the digest the tag points at (resolved_digest)")
+    # A request names a `trigger: request` rule or none (every request rule that matches); anything
+    # else is a bad request, answered with a failure (the issue's contract), never a silent no-op.
     if event.rule is not None:
-        # A request may name any rule: re-driving a push rule by hand is how a lost event is recovered.
         named = config.rule(event.rule)
         if named is None:
-            return Plan(event.event_id, ignored_reason=f"the request names unknown rule {event.rule!r}")
+            raise InvalidRequestError(f"the request names unknown rule {event.rule!r}")
+        if named.trigger != TRIGGER_REQUEST:
+            raise InvalidRequestError(f"rule {event.rule!r} is a {named.trigger} rule, not a request rule")
         candidates: tuple[Rule, ...] = (named,)
     else:
         candidates = config.rules_for(TRIGGER_REQUEST)
+    provenance = Provenance(TRIGGER_REQUEST, event.event_id, event.requested_by, event.reason)
     rules = [r for r in candidates if _request_matches(r, event)]
     if not rules:
-        return Plan(
-            event.event_id,
-            ignored_reason=f"no request rule matches {event.repository}:{event.tag or event.digest}",
-        )
-    return Plan(event.event_id, plan_actions(SourceImage(event.repository, event.tag, digest), rules))
+        raise InvalidRequestError(f"no request rule matches {event.repository}:{event.tag or event.digest}")
+    actions = plan_actions(SourceImage(event.repository, event.tag, digest), rules)
+    return Plan(event.event_id, actions, provenance=provenance)
 
 
 def _request_matches(rule: Rule, event: PromotionRequested) -> bool:
@@ -181,4 +208,10 @@ def _render_action(
         skip = f"rendered tag {tag!r} is not a valid ECR tag"
     elif repository == source.repository and tag == source.tag:
         skip = TARGET_IS_SOURCE
-    return Action(rule, source, repository, tag, skip_reason=skip)
+    floating = None
+    version = parse_semver(source.tag)
+    if version is not None and is_floating_template(tag_template):
+        floating = source.tag
+        if version.prerelease and skip is None:
+            skip = f"pre-release {source.tag} never moves floating tag {tag!r}"
+    return Action(rule, source, repository, tag, skip_reason=skip, floating_version=floating)

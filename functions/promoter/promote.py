@@ -30,6 +30,7 @@ from promoter.outcomes import ALREADY_PRESENT, CONFLICT, FAILED, PROMOTED, SKIPP
 from promoter.plan import Action
 from promoter.registry import Registry, cosign_tags
 from promoter.remote import TargetRegistries, default_target_registries
+from promoter.templates import SemVer, parse_semver
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ class Promoter:
         current = found.get(tag)
         if current is not None and current.digest == digest:
             return ActionResult.for_action(action, ALREADY_PRESENT, target_digest=digest)
+        kept = self._floating_kept_back(action, current)
+        if kept is not None:
+            return kept
         image = found.get(digest)
         if image is None:
             return _source_gone(action)
@@ -112,6 +116,9 @@ class Promoter:
             )
         if current is not None and current.digest == action.source.digest:
             return ActionResult.for_action(action, ALREADY_PRESENT, target_digest=current.digest)
+        kept = self._floating_kept_back(action, current)
+        if kept is not None:
+            return kept
         try:
             tree = self._read_tree(source, action.source.digest)
         except ImageNotFoundError:
@@ -133,6 +140,30 @@ class Promoter:
         stats = CopyStats(mounted, copied, nbytes, puts + (result.outcome == PROMOTED))
         return ActionResult.for_action(
             action, result.outcome, target_digest=result.target_digest, reason=result.reason, stats=stats
+        )
+
+    def _floating_kept_back(self, action: Action, current: Manifest | None) -> ActionResult | None:
+        """A floating tag only moves forward: the version it holds now is the highest semantic
+        version among the tags of its image in the target repository (so rules that float a tag
+        should also put the exact `{tag}` there). Unknown there = nothing to compare: it moves."""
+        if action.floating_version is None or current is None:
+            return None
+        new = parse_semver(action.floating_version)
+        tags = self._registry.tags_of(action.target_repository, current.digest)
+        held = [v for t in tags if (v := parse_semver(t))]
+        if new is None or not held:
+            return None
+        newest = max(held, key=_version_key)
+        if _version_key(new) > _version_key(newest):
+            return None
+        return ActionResult.for_action(
+            action,
+            SKIPPED,
+            target_digest=current.digest,
+            reason=(
+                f"floating tag {action.target_tag!r} stays on {_spell(newest)}: "
+                f"{action.floating_version} is not newer"
+            ),
         )
 
     def _put_tag(self, action: Action, image: Manifest, current: Manifest | None) -> ActionResult:
@@ -239,6 +270,16 @@ class Promoter:
             moved = list(pool.map(move, missing))
         copied = [n for n in moved if n is not None]
         return len(moved) - len(copied), len(copied), sum(copied)
+
+
+def _version_key(version: SemVer) -> tuple[int, int, int, int]:
+    # A release outranks its own pre-releases (semver.org, rule 11); pre-releases never float.
+    return (version.major, version.minor, version.patch, 0 if version.prerelease else 1)
+
+
+def _spell(version: SemVer) -> str:
+    text = f"{version.major}.{version.minor}.{version.patch}"
+    return f"{text}-{version.prerelease}" if version.prerelease else text
 
 
 def _source_gone(action: Action) -> ActionResult:

@@ -16,9 +16,9 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import boto3
@@ -126,6 +126,32 @@ class Registry(Protocol):
     def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> bool:
         """Puts a manifest (with a tag, or by digest alone); False when it was already there."""
         ...
+
+    def tags_of(self, repository: str, digest: str) -> tuple[str, ...]:
+        """The tags an image carries in a repository (empty when the image is not there)."""
+        ...
+
+    def scan_findings(self, repository: str, digest: str) -> ScanReport:
+        """The state of an image's vulnerability scan and its finding counts by severity."""
+        ...
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """An image's scan: `status` as ECR spells it (COMPLETE, ACTIVE, PENDING, IN_PROGRESS,
+    FAILED, ..., or NOT_FOUND when no scan exists) and finding counts by severity."""
+
+    status: str
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        # Basic scans end in COMPLETE; enhanced (Inspector) scans report ACTIVE once findings exist.
+        return self.status in SCAN_DONE_STATUSES
+
+
+SCAN_DONE_STATUSES = frozenset({"COMPLETE", "ACTIVE"})
+SCAN_NOT_FOUND = "NOT_FOUND"
 
 
 @dataclass(frozen=True)
@@ -307,6 +333,31 @@ class EcrRegistry:
                 return False
             raise
         return True
+
+    def tags_of(self, repository: str, digest: str) -> tuple[str, ...]:
+        try:
+            with _ecr_errors("DescribeImages", f"{repository}@{digest}"):
+                response = self._ecr.describe_images(
+                    repositoryName=repository, imageIds=[{"imageDigest": digest}]
+                )
+        except ImageNotFoundError:
+            return ()
+        return tuple(t for d in response.get("imageDetails") or () for t in d.get("imageTags") or ())
+
+    def scan_findings(self, repository: str, digest: str) -> ScanReport:
+        # Only the summary counts are needed: one page (maxResults=1) carries them in full.
+        try:
+            with _ecr_errors("DescribeImageScanFindings", f"{repository}@{digest}"):
+                response = self._ecr.describe_image_scan_findings(
+                    repositoryName=repository, imageId={"imageDigest": digest}, maxResults=1
+                )
+        except RegistryError as exc:
+            if _error_code(exc) == "ScanNotFoundException":
+                return ScanReport(SCAN_NOT_FOUND)
+            raise
+        status = (response.get("imageScanStatus") or {}).get("status") or SCAN_NOT_FOUND
+        counts = (response.get("imageScanFindings") or {}).get("findingSeverityCounts") or {}
+        return ScanReport(status, {str(k): int(v) for k, v in counts.items()})
 
     # --- blobs ---------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ Nothing here retries: STS calls are one attempt, and ECR calls retry in `promote
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.session
@@ -19,7 +19,10 @@ from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 from promoter.exceptions import AccessDeniedError, RegistryUnavailableError
-from promoter.registry import EcrRegistry, make_ecr_client
+from promoter.registry import EcrRegistry, Registry, make_ecr_client
+
+if TYPE_CHECKING:
+    from promoter.plan import Action
 
 # Shows in the target account's CloudTrail as the assumed-role session name.
 ASSUME_ROLE_SESSION_NAME = "ecr-image-promoter"
@@ -106,3 +109,11 @@ def default_target_registries() -> TargetRegistries:
         if _default is None:
             _default = TargetRegistries()
         return _default
+
+
+def target_registry_of(action: Action, home: Registry, targets: TargetRegistries | None = None) -> Registry:
+    """The registry an action's target lives in: `home`, or the other account's or region's."""
+    if not action.remote_target:
+        return home
+    registries = targets or default_target_registries()
+    return registries.registry_for(action.target_account, action.target_region, action.target_role)

@@ -19,6 +19,7 @@ from promoter.history import History
 from promoter.outcomes import ALREADY_PRESENT, FAILED, SKIPPED, ActionResult
 from promoter.plan import Action, Plan, plan_event, requested_digest_needed
 from promoter.registry import Registry
+from promoter.remote import target_registry_of
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,8 @@ def preview_event(event: Event, config: PromotionConfig, registry: Registry) -> 
             results.append(ActionResult.for_action(action, SKIPPED, reason=action.skip_reason))
             continue
         try:
-            current = registry.get_manifests(action.target_repository, [action.target_tag]).get(
+            target = target_registry_of(action, registry)  # another account's or region's, maybe
+            current = target.get_manifests(action.target_repository, [action.target_tag]).get(
                 action.target_tag
             )
         except PromoterError as exc:

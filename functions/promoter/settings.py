@@ -15,6 +15,8 @@ IDEMPOTENCY_TABLE_ENV = "IDEMPOTENCY_TABLE"
 DEFAULT_IDEMPOTENCY_TABLE = "image-promoter-idempotency"
 HISTORY_TABLE_ENV = "HISTORY_TABLE"
 DEFAULT_HISTORY_TABLE = "image-promoter-history"
+GATES_TABLE_ENV = "GATES_TABLE"
+DEFAULT_GATES_TABLE = "image-promoter-gates"
 CONFIG_PATH_ENV = "PROMOTION_CONFIG"
 DEFAULT_CONFIG_FILE = "promotion.yaml"
 # The stack stages the parsed configuration as JSON beside the package (no 4 KB env limit).
@@ -33,11 +35,37 @@ def history_table_name() -> str:
     return os.environ.get(HISTORY_TABLE_ENV, DEFAULT_HISTORY_TABLE)
 
 
-# Promotion requests: custom events on the default bus (`aws events put-events`), detail
-# {"repository-name", "image-tag" and/or "image-digest", optional "rule"}; they fire `request` rules.
-REQUEST_EVENT_SOURCE = "ecr-image-promoter"
-REQUEST_DETAIL_TYPE = "Promotion Request"
+def gates_table_name() -> str:
+    """The DynamoDB table for promotions waiting on a scan gate."""
+    return os.environ.get(GATES_TABLE_ENV, DEFAULT_GATES_TABLE)
+
+
+# Promotion requests: custom events on the promotion bus (`promoter request`, `aws events put-events`),
+# detail {"repository-name", "image-tag" and/or "image-digest", optional "rule", "requested-by",
+# "reason", "metadata"}; they fire `request` rules. The source is configurable (stack prop
+# `request_source`, which sets the env var below); the detail-types are public contracts.
+DEFAULT_REQUEST_EVENT_SOURCE = "image-promoter"
+REQUEST_EVENT_SOURCE = DEFAULT_REQUEST_EVENT_SOURCE
+REQUEST_SOURCE_ENV = "PROMOTION_REQUEST_SOURCE"
+REQUEST_DETAIL_TYPE = "Image Promotion Requested"
+# Results, published on the same bus with the same source: their detail-types never match the
+# request rule's, so a result can never re-trigger a promotion.
+PROMOTED_DETAIL_TYPE = "Image Promoted"
+FAILED_DETAIL_TYPE = "Image Promotion Failed"
+BLOCKED_DETAIL_TYPE = "Image Promotion Blocked"
+RESULT_DETAIL_TYPES = (PROMOTED_DETAIL_TYPE, FAILED_DETAIL_TYPE, BLOCKED_DETAIL_TYPE)
 # Environment variable that switches blob mounting off even when the account setting enables it.
 BLOB_MOUNTING_ENV = "PROMOTER_BLOB_MOUNTING"
 # Set by the stack to its promotion bus: where requests arrive on AWS and results may be published.
 EVENT_BUS_ENV = "PROMOTION_EVENT_BUS"
+DEFAULT_EVENT_BUS = "default"
+
+
+def request_event_source() -> str:
+    """The `source` of promotion requests (and of result events): env set by the stack, else default."""
+    return os.environ.get(REQUEST_SOURCE_ENV) or DEFAULT_REQUEST_EVENT_SOURCE
+
+
+def event_bus_name() -> str:
+    """The promotion bus: requests arrive there and results are published there ("default" locally)."""
+    return os.environ.get(EVENT_BUS_ENV) or DEFAULT_EVENT_BUS

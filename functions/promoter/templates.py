@@ -104,6 +104,16 @@ def render(template: str, facts: ImageFacts) -> str:
     return template.format(**values)
 
 
+# A tag template that renders the same tag for many versions (`{major}.{minor}`, `{major}`,
+# `latest`) is a floating tag when the source tag is a semantic version: it only moves forward.
+EXACT_TAG_FIELDS = frozenset({"tag", "digest", "short_digest", "patch"})
+
+
+def is_floating_template(template: str) -> bool:
+    """Whether a tag template can render the same tag for different versions (no exact field)."""
+    return EXACT_TAG_FIELDS.isdisjoint(template_fields(template))
+
+
 def is_valid_tag(tag: str) -> bool:
     """Whether ECR accepts this as an image tag."""
     return TAG_PATTERN.fullmatch(tag) is not None

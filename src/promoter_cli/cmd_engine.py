@@ -76,10 +76,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_handle(args: argparse.Namespace) -> int:
+    from promoter.gates import DynamoDbGates
     from promoter.history import DynamoDbHistory
     from promoter.idempotency import idempotent_runner, make_persistence
     from promoter.promote import Promoter
     from promoter.registry import EcrRegistry, make_ecr_client
+    from promoter.results import EventBridgeResults
     from promoter.service import handle_event
 
     loaded = _load(args)
@@ -89,7 +91,10 @@ def cmd_handle(args: argparse.Namespace) -> int:
     registry = EcrRegistry(make_ecr_client())
     try:
         run = idempotent_runner(Promoter(registry), make_persistence())
-        result = handle_event(event, config, registry, run, DynamoDbHistory())
+        # The same history, result events and scan-gate waits as the Lambda (issue 5).
+        result = handle_event(
+            event, config, registry, run, DynamoDbHistory(), EventBridgeResults(), DynamoDbGates()
+        )
     except PromoterError as exc:
         print(f"promoter: {exc}", file=sys.stderr)
         return EXIT_NOT_ALL_PROMOTED

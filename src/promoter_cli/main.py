@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from promoter_cli import cmd_demo, cmd_engine, cmd_local, cmd_reconcile, cmd_rollback
+from promoter_cli import cmd_demo, cmd_engine, cmd_local, cmd_reconcile, cmd_release, cmd_rollback
 
 # Each module adds its sub-commands to the parser and sets `func` (args -> exit code).
-COMMAND_MODULES = (cmd_engine, cmd_local, cmd_demo, cmd_reconcile, cmd_rollback)
+COMMAND_MODULES = (cmd_engine, cmd_local, cmd_demo, cmd_reconcile, cmd_rollback, cmd_release)
 
 
 def build_parser() -> argparse.ArgumentParser:

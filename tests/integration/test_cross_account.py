@@ -131,3 +131,24 @@ def test_each_registry_is_its_own_idempotency_record_and_a_redelivery_does_nothi
     ]
     assert len(records) == 2
     assert {r["outcome"] for r in records} == {"promoted"}
+
+
+def test_plan_reads_the_target_in_its_own_registry(ecr, aws_env, cross_env):
+    from promoter.config import load_config
+    from promoter.events import parse_event
+    from promoter.registry import EcrRegistry, make_ecr_client
+    from promoter.service import preview_event
+
+    name, _ = cross_env
+    image = im.image((100,))
+    EcrPusher(ecr).push(name, image, "v3.0.0")
+    config = load_config(handler.config_path())
+    event = parse_event(push_event(name, image.digest, "v3.0.0"))
+    home = EcrRegistry(make_ecr_client())
+
+    before = preview_event(event, config, home)
+    handler.handle_queue(sqs_batch(json.dumps(push_event(name, image.digest, "v3.0.0"))), FakeLambdaContext())
+    after = preview_event(event, config, home)
+
+    assert [r.outcome for r in before.results] == ["would-promote", "would-promote"]
+    assert [r.outcome for r in after.results] == ["already-present", "already-present"]

@@ -64,7 +64,6 @@ def test_push_without_image_tag_field_is_tolerated_as_untagged():
         ("ecr-referrer-action.json", "do not trigger"),
         ("ecr-replication.json", "do not trigger"),
         ("ecr-pull-through-cache.json", "do not trigger"),
-        ("inspector2-scan.json", "do not trigger"),
     ],
 )
 def test_other_events_are_ignored_with_a_reason(name, reason):
@@ -83,6 +82,37 @@ def test_scan_sample_is_parsed_as_a_scan():
     event = parse_event(sample("ecr-image-scan.json"))
     assert isinstance(event, ImageScanned)
     assert event.status == "COMPLETE"
+
+
+def test_inspector_scan_is_a_scan_of_the_repository_its_arn_names():
+    event = parse_event(sample("inspector2-scan.json"))
+    assert isinstance(event, ImageScanned)
+    assert event.repository == "amazon/amazon-ecs-sample"
+    assert event.digest.startswith("sha256:36c7b282")
+
+
+def test_a_request_carries_who_asked_why_and_free_form_metadata():
+    detail = {
+        "repository-name": "app",
+        "image-tag": "v1.0.0",
+        "requested-by": "ci@github",
+        "reason": "tests passed",
+        "metadata": {"run": 42},
+    }
+    event = parse_event(request(**detail))
+    assert (event.requested_by, event.reason, event.metadata) == ("ci@github", "tests passed", {"run": 42})
+
+
+def test_the_request_source_is_configurable(monkeypatch):
+    monkeypatch.setenv(settings.REQUEST_SOURCE_ENV, "acme.ci")
+    data = request(**{"repository-name": "app", "image-tag": "v1"})
+    assert isinstance(parse_event(data), IgnoredEvent)
+    assert isinstance(parse_event({**data, "source": "acme.ci"}), PromotionRequested)
+
+
+def test_the_request_contract_names():
+    assert settings.DEFAULT_REQUEST_EVENT_SOURCE == "image-promoter"
+    assert settings.REQUEST_DETAIL_TYPE == "Image Promotion Requested"
 
 
 def request(**detail) -> dict:

@@ -10,6 +10,7 @@ import pytest
 from promoter import settings
 from promoter.config import parse_config
 from promoter.events import ImagePushed, PromotionRequested, parse_event
+from promoter.exceptions import InvalidRequestError
 from promoter.plan import Action, SourceImage, plan_event, requested_digest_needed
 
 EVENTS = Path(__file__).parents[2] / ".." / "shared" / "reference" / "events"
@@ -118,14 +119,21 @@ def test_a_request_by_tag_without_the_resolved_digest_is_a_programming_error():
         plan_event(PromotionRequested("r1", "app-staging", "v1"), CONFIG)
 
 
-def test_a_request_naming_a_push_rule_re_drives_it():
-    plan = plan_event(PromotionRequested("r1", "app-dev", "sha-9", rule="dev-to-staging"), CONFIG, DIGEST)
-    assert [a.target_repository for a in plan.actions] == ["app-staging", "app-dev"]
+def test_a_request_naming_a_push_rule_is_a_bad_request():
+    with pytest.raises(InvalidRequestError, match="is a push rule, not a request rule"):
+        plan_event(PromotionRequested("r1", "app-dev", "sha-9", rule="dev-to-staging"), CONFIG, DIGEST)
 
 
-def test_a_request_naming_an_unknown_rule_is_ignored():
-    plan = plan_event(PromotionRequested("r1", "app-dev", "sha-9", rule="nope"), CONFIG, DIGEST)
-    assert "unknown rule 'nope'" in plan.ignored_reason
+def test_a_request_naming_an_unknown_rule_is_a_bad_request():
+    with pytest.raises(InvalidRequestError, match="unknown rule 'nope'"):
+        plan_event(PromotionRequested("r1", "app-dev", "sha-9", rule="nope"), CONFIG, DIGEST)
+
+
+def test_a_request_carries_its_provenance_into_the_plan():
+    request = PromotionRequested("r1", "app-staging", "v1", requested_by="ci", reason="green")
+    plan = plan_event(request, CONFIG, DIGEST)
+    assert (plan.provenance.trigger, plan.provenance.request_id) == ("request", "r1")
+    assert (plan.provenance.requested_by, plan.provenance.reason) == ("ci", "green")
 
 
 def test_a_request_by_digest_alone_skips_tag_templates_it_cannot_fill():

@@ -1,0 +1,169 @@
+"""Scan gates: promote only an image whose scan is complete with no finding above the rule's
+`max_severity`; an image whose scan is not complete waits, recorded, and resumes on its scan event.
+
+Nothing is lost and nothing loops:
+- a gated promotion whose scan is not complete is written to the gates table, keyed on the image
+  (`pk` = "<repository>@<digest>") and the rule and request (`sk`), with the event that asked for
+  it (a request by tag is stored with the digest resolved then) and a deadline;
+- an `ECR Image Scan` / `Inspector2 Scan` event for that image re-runs each waiting event through
+  the normal path (idempotency included); a final verdict (passed, blocked) removes the record;
+- after the deadline the promotion gives up with `gate-timeout` (checked whenever the waiting
+  event is run again, and by the periodic sweep); the record's TTL cleans up whatever is left.
+A put is conditional, so a redelivered event never extends its own deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from promoter import settings
+from promoter.config import ScanGate
+from promoter.events import Event, ImagePushed, PromotionRequested
+from promoter.exceptions import GateStoreError
+from promoter.registry import Registry
+
+logger = logging.getLogger(__name__)
+
+# Kept this long after the deadline, so a late scan event still finds the record and says why.
+GATE_RECORD_GRACE_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A gate's answer for one image: `passed`, `blocked` (with the counts), or `pending`."""
+
+    state: str
+    status: str
+    blocking: dict[str, int]
+
+
+PASSED, BLOCKED, PENDING = "passed", "blocked", "pending"
+
+
+def check_scan(registry: Registry, repository: str, digest: str, gate: ScanGate) -> Verdict:
+    """Reads the image's scan findings (DescribeImageScanFindings on the source repository)."""
+    report = registry.scan_findings(repository, digest)
+    if not report.complete:
+        return Verdict(PENDING, report.status, {})
+    blocking = gate.blocking(report.counts)
+    return Verdict(BLOCKED if blocking else PASSED, report.status, blocking)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A promotion waiting for a scan: the event to run again and when to give up."""
+
+    repository: str
+    digest: str
+    rule: str
+    event: Event
+    deadline: float  # epoch seconds
+
+
+class GateStore(Protocol):
+    """Where waiting promotions are kept."""
+
+    def hold(self, waiting: Waiting) -> Waiting: ...
+    def waiting_for(self, repository: str, digest: str) -> list[Waiting]: ...
+    def expired(self, now: float) -> list[Waiting]: ...
+    def release(self, waiting: Waiting) -> None: ...
+
+
+def image_key(repository: str, digest: str) -> str:
+    return f"{repository}@{digest}"
+
+
+def event_to_item(event: Event) -> dict[str, Any]:
+    kind = "push" if isinstance(event, ImagePushed) else "request"
+    return {"kind": kind, **asdict(event)}
+
+
+def event_from_item(data: dict[str, Any]) -> Event:
+    fields = {k: v for k, v in data.items() if k != "kind"}
+    return ImagePushed(**fields) if data["kind"] == "push" else PromotionRequested(**fields)
+
+
+class DynamoDbGates:
+    """`GateStore` on the gates table (name from settings unless given)."""
+
+    def __init__(
+        self, table_name: str | None = None, resource: Any = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._table = (resource or boto3.resource("dynamodb")).Table(
+            table_name or settings.gates_table_name()
+        )
+        self._clock = clock
+
+    def hold(self, waiting: Waiting) -> Waiting:
+        """Records the wait unless it is recorded already; returns the record that holds (its deadline)."""
+        item = {
+            "pk": image_key(waiting.repository, waiting.digest),
+            "sk": f"{waiting.rule}#{waiting.event.event_id}",
+            "rule": waiting.rule,
+            "event": json.dumps(event_to_item(waiting.event)),
+            "deadline": int(waiting.deadline),
+            "expiration": int(waiting.deadline) + GATE_RECORD_GRACE_SECONDS,
+        }
+        try:
+            self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+            return waiting
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise GateStoreError(f"gate not recorded for {item['pk']}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise GateStoreError(f"gate not recorded for {item['pk']}: {exc}") from exc
+        held = self._table.get_item(Key={"pk": item["pk"], "sk": item["sk"]}, ConsistentRead=True).get("Item")
+        return _waiting(held) if held else waiting
+
+    def waiting_for(self, repository: str, digest: str) -> list[Waiting]:
+        from boto3.dynamodb.conditions import Key
+
+        try:
+            response = self._table.query(KeyConditionExpression=Key("pk").eq(image_key(repository, digest)))
+        except (ClientError, BotoCoreError) as exc:
+            raise GateStoreError(f"gates of {repository}@{digest} not read: {exc}") from exc
+        return [_waiting(item) for item in response.get("Items") or ()]
+
+    def expired(self, now: float) -> list[Waiting]:
+        from boto3.dynamodb.conditions import Attr
+
+        items, kwargs = [], {"FilterExpression": Attr("deadline").lt(int(now))}
+        try:
+            while True:
+                response = self._table.scan(**kwargs)
+                items.extend(response.get("Items") or ())
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise GateStoreError(f"gates not swept: {exc}") from exc
+        return [_waiting(item) for item in items]
+
+    def release(self, waiting: Waiting) -> None:
+        key = {
+            "pk": image_key(waiting.repository, waiting.digest),
+            "sk": f"{waiting.rule}#{waiting.event.event_id}",
+        }
+        try:
+            self._table.delete_item(Key=key)
+        except (ClientError, BotoCoreError) as exc:  # the TTL removes it later; the verdict stands
+            logger.warning("gate record %s not removed: %s", key, exc)
+
+
+def _waiting(item: dict[str, Any]) -> Waiting:
+    repository, _, digest = str(item["pk"]).rpartition("@")
+    return Waiting(
+        repository,
+        digest,
+        str(item["rule"]),
+        event_from_item(json.loads(item["event"])),
+        float(item["deadline"]),
+    )

@@ -1,0 +1,279 @@
+"""`promoter request | history | promote`: the release workflow from the command line (issue 5).
+
+`request` posts an `Image Promotion Requested` event to the promoter's bus (what CI does after its
+tests pass); `history` reads the history table; `promote` is the break-glass one-off, through the
+same engine, idempotency, history and result events as the Lambda (trigger `manual`).
+Exit codes as `handle`: 0 done, 1 not all promoted (or the bus refused the request), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import socket
+import sys
+import uuid
+from typing import Any
+
+from promoter import settings
+from promoter.exceptions import PromoterError
+from promoter.templates import is_digest, is_valid_repository, is_valid_tag
+
+EXIT_OK = 0
+EXIT_NOT_ALL_PROMOTED = 1
+EXIT_BAD_INPUT = 2
+DEFAULT_HISTORY_LIMIT = 20
+MANUAL_RULE = "manual"
+# Who a CLI call is "by": CI systems name their actor; otherwise user@host.
+REQUESTER_ENV_VARS = ("PROMOTER_REQUESTED_BY", "GITHUB_ACTOR", "CODEBUILD_INITIATOR", "GITLAB_USER_LOGIN")
+HISTORY_COLUMNS = ("when", "outcome", "trigger", "rule", "source", "target", "digest", "by", "reason")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Adds `request`, `history` and `promote`."""
+    request = sub.add_parser("request", help="ask the promoter (its bus) to promote an image")
+    request.add_argument("--repository", required=True, metavar="R", help="source repository")
+    which = request.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tag", metavar="T", help="image tag (resolved to a digest when handled)")
+    which.add_argument("--digest", metavar="D", help="image digest (sha256:...)")
+    request.add_argument("--rule", metavar="NAME", help="only this request rule (default: every match)")
+    request.add_argument("--reason", default="", metavar="TEXT", help="why (kept in the history)")
+    request.add_argument("--requested-by", default=None, metavar="WHO", help="default: CI actor or user@host")
+    request.add_argument(
+        "--metadata", action="append", default=[], metavar="KEY=VALUE", help="free-form, repeatable"
+    )
+    request.add_argument("--event-bus", default=None, metavar="BUS", help="default: $PROMOTION_EVENT_BUS")
+    request.set_defaults(func=cmd_request)
+
+    history = sub.add_parser("history", help="show the promotion history (newest first)")
+    history.add_argument("--repository", metavar="R", help="source or target repository")
+    history.add_argument("--tag", metavar="T", help="target tag")
+    history.add_argument("--digest", metavar="D", help="source or target digest")
+    history.add_argument("--limit", type=int, default=DEFAULT_HISTORY_LIMIT, metavar="N")
+    history.add_argument("--json", action="store_true", help="JSON instead of a table")
+    history.set_defaults(func=cmd_history)
+
+    promote = sub.add_parser(
+        "promote", help="break-glass: promote one image now (trigger manual; no rules, no scan gate)"
+    )
+    promote.add_argument("image", metavar="REPO:TAG|REPO@DIGEST")
+    promote.add_argument(
+        "--to", action="append", required=True, metavar="REPO[:TAG,...]", help="target (repeatable)"
+    )
+    promote.add_argument("--reason", default="", metavar="TEXT", help="why (kept in the history)")
+    promote.add_argument("--requested-by", default=None, metavar="WHO", help="default: user@host")
+    promote.set_defaults(func=cmd_promote)
+
+
+def requester(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    for name in REQUESTER_ENV_VARS:
+        if os.environ.get(name):
+            return os.environ[name]
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def cmd_request(args: argparse.Namespace) -> int:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if not is_valid_repository(args.repository):
+        return _bad_input(f"{args.repository!r} is not a valid repository name")
+    if args.digest is not None and not is_digest(args.digest):
+        return _bad_input(f"{args.digest!r} is not a sha256 digest")
+    if args.tag is not None and not is_valid_tag(args.tag):
+        return _bad_input(f"{args.tag!r} is not a valid tag")
+    metadata: dict[str, str] = {}
+    for item in args.metadata:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            return _bad_input(f"--metadata takes KEY=VALUE, got {item!r}")
+        metadata[key] = value
+    detail: dict[str, Any] = {
+        "repository-name": args.repository,
+        "requested-by": requester(args.requested_by),
+        "reason": args.reason,
+        "metadata": metadata,
+    }
+    detail["image-digest" if args.digest else "image-tag"] = args.digest or args.tag
+    if args.rule:
+        detail["rule"] = args.rule
+    bus = args.event_bus or settings.event_bus_name()
+    entry = {
+        "EventBusName": bus,
+        "Source": settings.request_event_source(),
+        "DetailType": settings.REQUEST_DETAIL_TYPE,
+        "Detail": json.dumps(detail),
+    }
+    try:
+        response = boto3.client("events").put_events(Entries=[entry])
+    except (ClientError, BotoCoreError) as exc:
+        print(f"promoter: the request was not posted to {bus}: {exc}", file=sys.stderr)
+        return EXIT_NOT_ALL_PROMOTED
+    posted = (response.get("Entries") or [{}])[0]
+    if response.get("FailedEntryCount") or "EventId" not in posted:
+        print(f"promoter: {bus} refused the request: {posted.get('ErrorMessage', posted)}", file=sys.stderr)
+        return EXIT_NOT_ALL_PROMOTED
+    json.dump({"event-id": posted["EventId"], "event-bus": bus, "detail": detail}, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from promoter.history import DynamoDbHistory
+
+    if args.limit < 1:
+        return _bad_input("--limit must be at least 1")
+    try:
+        items = DynamoDbHistory().find(args.repository, args.tag, args.digest, args.limit)
+    except (ClientError, BotoCoreError) as exc:
+        print(f"promoter: cannot read history table {settings.history_table_name()}: {exc}", file=sys.stderr)
+        return EXIT_NOT_ALL_PROMOTED
+    rows = [history_row(item) for item in items]
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        print_table(rows)
+    return EXIT_OK
+
+
+def history_row(item: dict[str, Any]) -> dict[str, Any]:
+    """One history record as the CLI shows it (JSON keys = table columns, plus the details)."""
+    source = str(item.get("source", ""))
+    digest = source.rpartition("@")[2]
+    reason = item.get("reason") or item.get("request_reason") or ""
+    return {
+        "when": item.get("at") or str(item.get("sk", "")).split("#", 1)[0],
+        "outcome": item.get("outcome", ""),
+        "trigger": item.get("trigger", ""),
+        "rule": item.get("rule", ""),
+        "source": source.rpartition("@")[0],
+        "target": item.get("pk", ""),
+        "digest": digest,
+        "by": item.get("requested_by", ""),
+        "reason": reason,
+        "request_id": item.get("request_id", item.get("event_id", "")),
+        "request_reason": item.get("request_reason", ""),
+        "target_digest": item.get("target_digest", ""),
+    }
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no history")
+        return
+    shown = [{c: (_short(str(r[c])) if c == "digest" else str(r[c])) for c in HISTORY_COLUMNS} for r in rows]
+    widths = {c: max(len(c), *(len(r[c]) for r in shown)) for c in HISTORY_COLUMNS}
+    print("  ".join(c.upper().ljust(widths[c]) for c in HISTORY_COLUMNS).rstrip())
+    for row in shown:
+        print("  ".join(row[c].ljust(widths[c]) for c in HISTORY_COLUMNS).rstrip())
+
+
+def _short(digest: str) -> str:
+    return digest[:19] if digest.startswith("sha256:") else digest
+
+
+def parse_image(text: str) -> tuple[str, str, str | None]:
+    """`REPO:TAG` or `REPO@DIGEST` -> (repository, tag, digest); raises ValueError."""
+    if "@" in text:
+        repository, _, digest = text.partition("@")
+        if not is_digest(digest):
+            raise ValueError(f"{digest!r} is not a sha256 digest")
+        tag, ref = "", digest
+    else:
+        repository, sep, tag = text.rpartition(":")
+        if not sep:
+            raise ValueError(f"{text!r}: give REPO:TAG or REPO@DIGEST")
+        ref = None
+        if not is_valid_tag(tag):
+            raise ValueError(f"{tag!r} is not a valid tag")
+    if not is_valid_repository(repository):
+        raise ValueError(f"{repository!r} is not a valid repository name")
+    return repository, tag, ref
+
+
+def parse_targets(specs: list[str], source_tag: str) -> list[tuple[str, str]]:
+    """`REPO[:TAG,...]` (repeatable) -> [(repository, tag)]; no tags = the source's tag."""
+    targets: list[tuple[str, str]] = []
+    for spec in specs:
+        repository, sep, tags = spec.partition(":")
+        if not is_valid_repository(repository):
+            raise ValueError(f"{repository!r} is not a valid repository name")
+        names = [t for t in tags.split(",") if t] if sep else []
+        if not names:
+            if not source_tag:
+                raise ValueError(f"--to {spec}: name the tags (REPO:TAG,...) when promoting by digest")
+            names = [source_tag]
+        for tag in names:
+            if not is_valid_tag(tag):
+                raise ValueError(f"{tag!r} is not a valid tag")
+            targets.append((repository, tag))
+    return targets
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from promoter.history import DynamoDbHistory
+    from promoter.idempotency import idempotent_runner, make_persistence
+    from promoter.plan import TRIGGER_MANUAL, Action, Plan, Provenance, SourceImage
+    from promoter.promote import Promoter
+    from promoter.registry import EcrRegistry, make_ecr_client
+    from promoter.results import EventBridgeResults
+    from promoter.service import run_plan
+
+    try:
+        repository, tag, digest = parse_image(args.image)
+        targets = parse_targets(args.to, tag)
+    except ValueError as exc:
+        return _bad_input(str(exc))
+    registry = EcrRegistry(make_ecr_client())
+    reference = digest or tag
+    try:
+        image = registry.get_manifests(repository, [reference]).get(reference)
+    except PromoterError as exc:
+        print(f"promoter: {exc}", file=sys.stderr)
+        return EXIT_NOT_ALL_PROMOTED
+    if image is None:
+        print(f"promoter: {args.image} does not exist", file=sys.stderr)
+        return EXIT_NOT_ALL_PROMOTED
+    source = SourceImage(repository, tag, image.digest)
+    actions = tuple(
+        Action(
+            MANUAL_RULE,
+            source,
+            target_repo,
+            target_tag,
+            skip_reason="the target is the source itself"
+            if (target_repo, target_tag) == (repository, tag)
+            else None,
+        )
+        for target_repo, target_tag in targets
+    )
+    run_id = f"manual-{uuid.uuid4()}"
+    provenance = Provenance(TRIGGER_MANUAL, run_id, requester(args.requested_by), args.reason)
+    try:
+        run = idempotent_runner(Promoter(registry), make_persistence())
+        result = run_plan(
+            Plan(run_id, actions, provenance=provenance), run, DynamoDbHistory(), EventBridgeResults()
+        )
+    except PromoterError as exc:
+        print(f"promoter: {exc}", file=sys.stderr)
+        return EXIT_NOT_ALL_PROMOTED
+    out = result.to_dict()
+    out["actions"] = out.pop("results")
+    json.dump(out, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return EXIT_OK if result.succeeded else EXIT_NOT_ALL_PROMOTED
+
+
+def _bad_input(message: str) -> int:
+    print(f"promoter: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
