@@ -8,22 +8,35 @@ CLI's). `preview_event` is the read-only twin for `promoter plan`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from promoter.config import PromotionConfig
-from promoter.events import Event, PromotionRequested
+from promoter import gates as gating
+from promoter.config import PromotionConfig, ScanGate
+from promoter.events import Event, ImageScanned, PromotionRequested, SweepDue
 from promoter.exceptions import ImageNotFoundError, PromoterError
 from promoter.history import History
-from promoter.outcomes import ALREADY_PRESENT, FAILED, SKIPPED, ActionResult
+from promoter.outcomes import (
+    ALREADY_PRESENT,
+    BLOCKED,
+    FAILED,
+    GATE_PENDING,
+    GATE_TIMEOUT,
+    SKIPPED,
+    ActionResult,
+)
 from promoter.plan import Action, Plan, plan_event, requested_digest_needed
 from promoter.registry import Registry
 from promoter.remote import target_registry_of
+from promoter.results import ResultSink
 
 logger = logging.getLogger(__name__)
 
 ActionRunner = Callable[[Action], ActionResult]
+# Epoch seconds, read at call time: scan-gate deadlines are compared against it (tests move it).
+clock: Callable[[], float] = time.time
 WOULD_PROMOTE = "would-promote"
 
 
@@ -48,14 +61,16 @@ class EventResult:
 
 
 def resolve_plan(event: Event, config: PromotionConfig, registry: Registry) -> Plan:
-    """Plans the event; a request by tag first reads the digest the tag points at (one read)."""
+    """Plans the event; a request first reads the image it names (one read): a tag is resolved
+    to the digest it points at now, and that digest is what gets promoted and recorded."""
     resolved = None
-    if requested_digest_needed(event):
-        assert isinstance(event, PromotionRequested)
-        image = registry.get_manifests(event.repository, [event.tag]).get(event.tag)
+    if isinstance(event, PromotionRequested):
+        reference = event.digest or event.tag
+        image = registry.get_manifests(event.repository, [reference]).get(reference)
         if image is None:
-            raise ImageNotFoundError(f"requested image {event.repository}:{event.tag} does not exist")
-        resolved = image.digest
+            sep = "@" if event.digest else ":"
+            raise ImageNotFoundError(f"requested image {event.repository}{sep}{reference} does not exist")
+        resolved = image.digest if requested_digest_needed(event) else None
     return plan_event(event, config, resolved)
 
 
@@ -65,9 +80,22 @@ def handle_event(
     registry: Registry,
     run: ActionRunner,
     history: History | None = None,
+    results: ResultSink | None = None,
+    gates: gating.GateStore | None = None,
 ) -> EventResult:
     """Runs every action of the event; one action's failure does not stop the others. Each
-    executed action's outcome is recorded in `history` when one is given."""
+    executed action's outcome is recorded in `history` and announced on `results` when given.
+    A scan event resumes the promotions waiting on that image's scan (`gates`)."""
+    if isinstance(event, ImageScanned):
+        return _resume_gated(event, config, registry, run, history, results, gates)
+    if isinstance(event, SweepDue):
+        if gates is None or not any(rule.scan_gate for rule in config.rules):
+            return EventResult(event.event_id, ignored_reason="no rule has a scan gate: nothing to sweep")
+        try:
+            swept = sweep_gates(config, registry, run, gates, history, results)
+        except PromoterError as exc:
+            return EventResult(event.event_id, error=str(exc), retry=exc.retryable)
+        return replace(swept, event_id=event.event_id)
     try:
         plan = resolve_plan(event, config, registry)
     except PromoterError as exc:
@@ -75,25 +103,168 @@ def handle_event(
     if not plan.actions:
         logger.info("event %s ignored: %s", event.event_id, plan.ignored_reason)
         return EventResult(event.event_id, ignored_reason=plan.ignored_reason)
-    results: list[ActionResult] = []
+    return run_plan(plan, run, history, results, _GateCheck(event, config, registry, gates))
+
+
+def run_plan(
+    plan: Plan,
+    run: ActionRunner,
+    history: History | None = None,
+    results: ResultSink | None = None,
+    gate_check: _GateCheck | None = None,
+) -> EventResult:
+    """Runs the actions of a plan (also `promoter promote`, which builds its plan by hand)."""
+    done: list[ActionResult] = []
     retry = False
     for action in plan.actions:
         if action.skip_reason:
-            results.append(ActionResult.for_action(action, SKIPPED, reason=action.skip_reason))
+            done.append(ActionResult.for_action(action, SKIPPED, reason=action.skip_reason))
             continue
         try:
-            results.append(run(action))
+            gated = gate_check.verdict(action) if gate_check else None
+            done.append(gated or run(action))
         except PromoterError as exc:
             if not exc.retryable:
                 raise  # a runner only lets retryable errors through; anything else is a bug
             logger.warning(
                 "action %s:%s failed, will retry: %s", action.target_repository, action.target_tag, exc
             )
-            results.append(ActionResult.for_action(action, FAILED, reason=str(exc)))
+            done.append(ActionResult.for_action(action, FAILED, reason=str(exc)))
             retry = True
-        if history is not None and not results[-1].replayed:
-            history.record(event.event_id, results[-1])
-    return EventResult(event.event_id, tuple(results), retry=retry)
+        if history is not None and not done[-1].replayed:
+            history.record(plan.event_id, done[-1], plan.provenance)
+    if gate_check is not None:
+        gate_check.release_decided()
+    if results is not None:
+        results.publish([r for r in done if not r.replayed], plan.provenance)
+    return EventResult(plan.event_id, tuple(done), retry=retry)
+
+
+class _GateCheck:
+    """The scan gates of one event's rules, each image checked once (one read per image)."""
+
+    def __init__(
+        self,
+        event: Event,
+        config: PromotionConfig,
+        registry: Registry,
+        gates: gating.GateStore | None,
+    ) -> None:
+        self._event, self._config, self._registry, self._gates = event, config, registry, gates
+        self._verdicts: dict[tuple[str, str], tuple[gating.Verdict, gating.Waiting | None]] = {}
+        self._decided: list[gating.Waiting] = []
+
+    def verdict(self, action: Action) -> ActionResult | None:
+        """None when the action may run; else its blocked, pending or timed-out result."""
+        rule = self._config.rule(action.rule)
+        gate = rule.scan_gate if rule else None
+        if gate is None:
+            return None
+        key = (action.rule, action.source.digest)
+        if key not in self._verdicts:
+            self._verdicts[key] = self._decide(action, gate)
+        verdict, waiting = self._verdicts[key]
+        where = f"{action.source.repository}@{action.source.digest}"
+        if verdict.state == gating.BLOCKED:
+            counts = ", ".join(f"{n} {s}" for s, n in verdict.blocking.items())
+            return ActionResult.for_action(
+                action,
+                BLOCKED,
+                reason=f"scan of {where} found {counts} (rule allows up to {gate.max_severity})",
+                blocking_findings=dict(verdict.blocking),
+            )
+        if verdict.state == gating.PENDING:
+            if waiting is not None and waiting.deadline <= clock():
+                return ActionResult.for_action(
+                    action,
+                    GATE_TIMEOUT,
+                    reason=f"the scan of {where} was not complete within {gate.timeout_minutes} min",
+                )
+            return ActionResult.for_action(
+                action,
+                GATE_PENDING,
+                reason=f"waiting for the scan of {where} (status {verdict.status}), until its scan event",
+            )
+        return None
+
+    def _decide(self, action: Action, gate: ScanGate) -> tuple[gating.Verdict, gating.Waiting | None]:
+        verdict = gating.check_scan(self._registry, action.source.repository, action.source.digest, gate)
+        if self._gates is None:
+            return verdict, None
+        # A request by tag waits with the digest it resolved to now: that is what was tested.
+        event = self._event
+        if isinstance(event, PromotionRequested) and event.digest is None:
+            event = replace(event, digest=action.source.digest)
+        deadline = clock() + gate.timeout_minutes * 60
+        waiting = gating.Waiting(action.source.repository, action.source.digest, action.rule, event, deadline)
+        if verdict.state == gating.PENDING:
+            waiting = self._gates.hold(waiting)
+            if waiting.deadline <= clock():
+                self._decided.append(waiting)
+        else:
+            self._decided.append(waiting)
+        return verdict, waiting
+
+    def release_decided(self) -> None:
+        """Final verdicts (passed, blocked, timed out) end the wait: nothing resumes them again."""
+        if self._gates is None:
+            return
+        for waiting in self._decided:
+            self._gates.release(waiting)
+
+
+def _resume_gated(
+    event: ImageScanned,
+    config: PromotionConfig,
+    registry: Registry,
+    run: ActionRunner,
+    history: History | None,
+    results: ResultSink | None,
+    gates: gating.GateStore | None,
+) -> EventResult:
+    """A scan finished: run again every event that waits on this image's scan."""
+    if gates is None or not any(rule.scan_gate for rule in config.rules):
+        return EventResult(event.event_id, ignored_reason="no rule has a scan gate: nothing waits on scans")
+    try:
+        waiting = gates.waiting_for(event.repository, event.digest)
+    except PromoterError as exc:
+        return EventResult(event.event_id, error=str(exc), retry=exc.retryable)
+    if not waiting:
+        return EventResult(
+            event.event_id, ignored_reason=f"no promotion waits on {event.repository}@{event.digest}"
+        )
+    combined: list[ActionResult] = []
+    retry = False
+    for item in waiting:
+        resumed = handle_event(item.event, config, registry, run, history, results, gates)
+        combined.extend(resumed.results)
+        retry = retry or resumed.retry
+        if resumed.error is not None:
+            logger.warning("waiting event %s failed on resume: %s", item.event.event_id, resumed.error)
+            gates.release(item)  # a request that became invalid will never pass: stop waiting
+    return EventResult(event.event_id, tuple(combined), retry=retry)
+
+
+def sweep_gates(
+    config: PromotionConfig,
+    registry: Registry,
+    run: ActionRunner,
+    gates: gating.GateStore,
+    history: History | None = None,
+    results: ResultSink | None = None,
+    now: float | None = None,
+) -> EventResult:
+    """The periodic sweep: every wait past its deadline is run once more (so a scan that finished
+    unannounced still promotes) and otherwise ends with `gate-timeout`."""
+    combined: list[ActionResult] = []
+    retry = False
+    for item in gates.expired(clock() if now is None else now):
+        resumed = handle_event(item.event, config, registry, run, history, results, gates)
+        combined.extend(resumed.results)
+        retry = retry or resumed.retry
+        if resumed.error is not None:
+            gates.release(item)
+    return EventResult("gate-sweep", tuple(combined), retry=retry)
 
 
 def preview_event(event: Event, config: PromotionConfig, registry: Registry) -> EventResult:
