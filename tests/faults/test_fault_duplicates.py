@@ -52,7 +52,7 @@ def test_concurrent_duplicates_promote_once_and_every_copy_ends_as_a_result(pipe
     busy = [d for d in flow.ledger.deliveries if d.status == "retry"]
     assert busy, "no copy met the winner's INPROGRESS record: the deliveries were not concurrent"
     replayed = [a for a in flow.ledger.actions() if a.get("replayed")]
-    assert len(replayed) == COPIES - 1
+    assert len(replayed) >= COPIES - 1  # more if a copy outlived its visibility timeout
     assert (
         flow.ecr.batch_get_image(repositoryName=target, imageIds=[{"imageTag": "v1"}])["images"][0][
             "imageId"
