@@ -1,8 +1,9 @@
 """The promotion history: one DynamoDB item per executed action, to answer "what happened to
 this target tag, when, from which digest, and why".
 
-Keys: `pk` = "<target repository>:<target tag>", `sk` = "<UTC time>#<source digest>", so a Query
-on one target returns its history in time order. ECR stays the source of truth: a history write
+Keys: `pk` = "<target repository>:<target tag>" (the repository qualified as `app@<account>,<region>`
+for a target in another registry), `sk` = "<UTC time>#<source digest>", so a Query on one target
+returns its history in time order. ECR stays the source of truth: a history write
 that fails is logged and skipped, never a reason to redo a promotion.
 """
 
@@ -44,7 +45,8 @@ class DynamoDbHistory:
         at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         why = provenance or Provenance()
         item = {
-            "pk": history_key(result.target_repository, result.target_tag),
+            # Another account's or region's target is kept apart: `app@210987654321:v1`.
+            "pk": history_key(result.target_location, result.target_tag),
             "sk": f"{at}#{result.source_digest}",
             "event_id": event_id,
             "rule": result.rule,
@@ -66,6 +68,8 @@ class DynamoDbHistory:
             "target_repository": result.target_repository,
             "target_tag": result.target_tag,
             "blocking_findings": dict(result.blocking_findings or {}),
+            "target_account": result.target_account or "",
+            "target_region": result.target_region or "",
         }
         try:
             self._table.put_item(Item=item)

@@ -52,10 +52,20 @@ class ActionResult:
     replayed: bool = False  # answered from the idempotency record of an earlier run
     # Blocked by a scan gate: the finding counts above the rule's max_severity, by severity.
     blocking_findings: dict[str, int] | None = None
+    # A target in another account or region (issue 6); None: the promoter's own.
+    target_account: str | None = None
+    target_region: str | None = None
 
     @property
     def succeeded(self) -> bool:
         return self.outcome in SUCCESSFUL_OUTCOMES
+
+    @property
+    def target_location(self) -> str:
+        """The target repository, qualified when it is in another registry: `app@210987654321`,
+        `app@eu-west-1`, `app@210987654321,eu-west-1` (history keys keep registries apart)."""
+        registry = ",".join(part for part in (self.target_account, self.target_region) if part)
+        return f"{self.target_repository}@{registry}" if registry else self.target_repository
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,4 +97,6 @@ class ActionResult:
             reason=reason,
             stats=stats or CopyStats(),
             blocking_findings=blocking_findings,
+            target_account=action.target_account,
+            target_region=action.target_region,
         )

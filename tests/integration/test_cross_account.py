@@ -13,6 +13,7 @@ from test_handler import FakeLambdaContext, push_event, sqs_batch
 from local_aws import images as im
 from local_aws.images import EcrPusher
 from promoter import handler, remote, settings
+from promoter.history import DynamoDbHistory
 from promoter.idempotency import IDEMPOTENCY_KEY_PREFIX
 
 pytestmark = pytest.mark.integration
@@ -109,6 +110,13 @@ def test_a_signed_multi_arch_image_is_copied_into_another_account_and_region(ecr
         assert [r["digest"] for r in referrers["referrers"]] == [sbom.digest]
     # Nothing landed in the source account under another name, and the source is untouched.
     assert _manifest(ecr, name, "v1.0.0")["imageId"]["imageDigest"] == index.digest
+    # History keeps each registry's target apart from the source's own repository and tag.
+    history = DynamoDbHistory()
+    assert history.for_target(name, "v1.0.0") == []
+    for location in (f"{name}@{PROD_ACCOUNT}", f"{name}@{OTHER_REGION}"):
+        (record,) = history.for_target(location, "v1.0.0")
+        assert record["outcome"] == "promoted" and record["target_digest"] == index.digest
+        assert record["blobs_mounted"] == 0 and record["blobs_copied"] > 0
 
 
 def test_each_registry_is_its_own_idempotency_record_and_a_redelivery_does_nothing(ecr, aws_env, cross_env):
