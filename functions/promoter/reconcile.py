@@ -35,7 +35,11 @@ from promoter.manifests import Manifest
 from promoter.outcomes import FAILED, SKIPPED, ActionResult
 from promoter.plan import Action, plan_event
 from promoter.registry import ImagePage, ListedImage, RepositoryInfo
+from promoter.remote import target_registry_of
 from promoter.service import WOULD_PROMOTE, ActionRunner
+
+# A target tag in its registry: (account, region, repository, tag); None = the promoter's own.
+TargetKey = tuple[str | None, str | None, str, str]
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +256,7 @@ def _reconcile_page(
     """Plans the page's images as their push events, reads the targets in batches, runs the rest."""
     # Several images can feed one target tag (`latest`, a floating tag): as with events, where the
     # last push wins, the newest image is the one the target should hold.
-    chosen: dict[tuple[str, str], tuple[ListedImage, str, Action]] = {}
+    chosen: dict[TargetKey, tuple[ListedImage, str, Action]] = {}
     for image in page.images:
         if not rule.source.matches(repository, image.tag):
             continue
@@ -268,7 +272,7 @@ def _reconcile_page(
             if action.skip_reason:
                 tally.results.append(ActionResult.for_action(action, SKIPPED, reason=action.skip_reason))
                 continue
-            key = (action.target_repository, action.target_tag)
+            key = _target_key(action)
             prior = chosen.get(key)
             if prior is None or image.pushed_at > prior[0].pushed_at:
                 chosen[key] = (image, event.event_id, action)
@@ -313,26 +317,35 @@ def _reconcile_page(
             history.record(event_id, result)
 
 
+def _target_key(action: Action) -> TargetKey:
+    """A target tag, in its registry: the same name in another account or region is another."""
+    return (action.target_account, action.target_region, action.target_repository, action.target_tag)
+
+
 def _current_digests(
     actions: Sequence[Action], registry: SourceRegistry
-) -> dict[tuple[str, str], str | RegistryError | None]:
+) -> dict[TargetKey, str | RegistryError | None]:
     """The digest each target tag holds now (None: no such tag), one batch read per target
-    repository; a target repository that cannot be read maps its tags to the error."""
-    by_repository: dict[str, list[str]] = {}
+    repository (in its own registry: another account's or region's for a remote target); a target
+    repository that cannot be read maps its tags to the error."""
+    by_repository: dict[tuple[str | None, str | None, str], list[Action]] = {}
     for action in actions:
-        by_repository.setdefault(action.target_repository, []).append(action.target_tag)
-    found: dict[tuple[str, str], str | RegistryError | None] = {}
-    for repository, tags in by_repository.items():
+        account, region, repository, _ = _target_key(action)
+        by_repository.setdefault((account, region, repository), []).append(action)
+    found: dict[TargetKey, str | RegistryError | None] = {}
+    for (_, _, repository), grouped in by_repository.items():
+        keys = [_target_key(a) for a in grouped]
+        tags = [a.target_tag for a in grouped]
         try:
-            manifests = registry.get_manifests(repository, tags)
+            manifests = target_registry_of(grouped[0], registry).get_manifests(repository, tags)
         except RepositoryNotFoundError:
             error = RepositoryNotFoundError(f"target repository {repository!r} does not exist")
-            found.update({(repository, t): error for t in tags})
+            found.update({k: error for k in keys})
             continue
         except RegistryError as exc:
             if exc.retryable:
                 raise
-            found.update({(repository, t): exc for t in tags})
+            found.update({k: exc for k in keys})
             continue
-        found.update({(repository, t): (m.digest if (m := manifests.get(t)) else None) for t in tags})
+        found.update({k: (m.digest if (m := manifests.get(k[3])) else None) for k in keys})
     return found

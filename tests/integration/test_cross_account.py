@@ -160,3 +160,28 @@ def test_plan_reads_the_target_in_its_own_registry(ecr, aws_env, cross_env):
 
     assert [r.outcome for r in before.results] == ["would-promote", "would-promote"]
     assert [r.outcome for r in after.results] == ["already-present", "already-present"]
+
+
+def test_reconcile_finds_a_lost_promotion_in_the_other_registries(ecr, aws_env, cross_env):
+    from promoter.config import load_config
+    from promoter.idempotency import idempotent_runner, make_persistence
+    from promoter.promote import Promoter
+    from promoter.reconcile import reconcile
+    from promoter.registry import EcrRegistry, make_ecr_client
+
+    name, targets = cross_env
+    image = im.image((100,))
+    EcrPusher(ecr).push(name, image, "v4.0.0")  # its push event was lost: nothing promoted it
+    config = load_config(handler.config_path())
+    registry = EcrRegistry(make_ecr_client())
+
+    report = reconcile(config, registry, idempotent_runner(Promoter(registry), make_persistence()))
+
+    assert report.complete
+    promoted = [r for r in report.results if r.source_digest == image.digest]
+    assert sorted((r.target_location, r.outcome) for r in promoted) == [
+        (f"{name}@{PROD_ACCOUNT}", "promoted"),
+        (f"{name}@{OTHER_REGION}", "promoted"),
+    ]
+    for client in targets.values():
+        assert _manifest(client, name, "v4.0.0")["imageId"]["imageDigest"] == image.digest
