@@ -22,10 +22,15 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.asset import PACKAGE_NAME, stage_function_code
-from infra.event_patterns import push_event_pattern, request_event_pattern
+from infra.event_patterns import (
+    basic_scan_event_pattern,
+    inspector_scan_event_pattern,
+    push_event_pattern,
+    request_event_pattern,
+)
 from infra.monitoring import add_monitoring
 from infra.nag import acknowledge_findings
-from infra.permissions import grant_ecr, grant_tables
+from infra.permissions import grant_ecr, grant_gates_table, grant_scan_findings, grant_tables
 from infra.props import ImagePromoterProps
 from infra.remote_targets import grant_remote_targets
 from promoter import settings
@@ -81,7 +86,8 @@ class ImagePromoter(Construct):
         self.delivery_dead_letter_queue = self._secure_queue(
             "DeliveryDeadLetterQueue", retention_period=DLQ_RETENTION
         )
-        self.push_rule, self.request_rule = self._rules(config)
+        self.push_rule, self.request_rule = self._rules(config, props.request_source)
+        self.gate_rules = self._gate_rules(config, props.gate_sweep_minutes)
 
         self.idempotency_table = self._table(
             "IdempotencyTable",
@@ -93,6 +99,14 @@ class ImagePromoter(Construct):
             "HistoryTable",
             partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            removal_policy=props.table_removal_policy,
+        )
+        # Promotions waiting on a scan gate (promoter.gates); the TTL removes what nobody resumed.
+        self.gates_table = self._table(
+            "GatesTable",
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute="expiration",
             removal_policy=props.table_removal_policy,
         )
 
@@ -134,6 +148,8 @@ class ImagePromoter(Construct):
                 settings.HISTORY_TABLE_ENV: self.history_table.table_name,
                 settings.CONFIG_PATH_ENV: f"{LAMBDA_TASK_ROOT}/{PACKAGE_NAME}/{settings.STAGED_CONFIG_FILE}",
                 settings.EVENT_BUS_ENV: self.event_bus.event_bus_name,
+                settings.GATES_TABLE_ENV: self.gates_table.table_name,
+                settings.REQUEST_SOURCE_ENV: props.request_source,
                 "POWERTOOLS_SERVICE_NAME": settings.SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": settings.METRICS_NAMESPACE,
                 # Active X-Ray tracing would need xray:PutTraceSegments on '*'; the Tracer stays off.
@@ -159,8 +175,11 @@ class ImagePromoter(Construct):
         # has it, and the infra tests check every granted action against botocore's models instead.
         policy = self.role.node.find_child("DefaultPolicy").node.default_child
         policy.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3037"]}})
-        # No events:PutEvents yet: the engine publishes no results. When it does, grant it here,
-        # on this bus only: `self.event_bus.grant_put_events_to(self.role)`.
+        # Issue 5: results are published on this bus only; gates read findings on gated sources only.
+        self.event_bus.grant_put_events_to(self.role)
+        grant_scan_findings(self, self.role, config.gated_source_repository_globs())
+        grant_gates_table(self.role, self.gates_table)
+        self._restrict_bus(props)
 
         self.alarms = add_monitoring(
             self,
@@ -198,9 +217,105 @@ class ImagePromoter(Construct):
             **kwargs,
         )
 
-    def _rules(self, config: PromotionConfig) -> tuple[events.Rule | None, events.Rule]:
+    def _restrict_bus(self, props: ImagePromoterProps) -> None:
+        """The bus takes requests only from the trusted principals (default: this account), and
+        results only from the function. A bus passed in is the caller's to govern."""
+        if props.event_bus is not None:
+            if props.trusted_principals:
+                raise ValueError("trusted_principals applies to the bus the construct creates, not event_bus")
+            return
+        stack = Stack.of(self)
+        bus = self.event_bus
+        assert isinstance(bus, events.EventBus)
+        trusted = props.trusted_principals or (stack.account,)
+        patterns = [
+            f"arn:{stack.partition}:iam::{p}:*" if p.isdigit() or not p.startswith("arn:") else p
+            for p in trusted
+        ]
+        bus.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyTrustedPrincipalsRequest",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["events:PutEvents"],
+                resources=[bus.event_bus_arn],
+                conditions={
+                    "StringEquals": {"events:detail-type": settings.REQUEST_DETAIL_TYPE},
+                    "ArnNotLike": {"aws:PrincipalArn": patterns},
+                },
+            )
+        )
+        bus.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="OnlyThePromoterPublishesResults",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["events:PutEvents"],
+                resources=[bus.event_bus_arn],
+                conditions={
+                    "StringEquals": {"events:detail-type": list(settings.RESULT_DETAIL_TYPES)},
+                    "ArnNotEquals": {"aws:PrincipalArn": self.role.role_arn},
+                },
+            )
+        )
+        other_accounts = [p for p in props.trusted_principals if p != stack.account]
+        if other_accounts:
+            bus.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="TrustedPrincipalsMayRequest",
+                    principals=[
+                        iam.AccountPrincipal(p) if p.isdigit() else iam.ArnPrincipal(p)
+                        for p in other_accounts
+                    ],
+                    actions=["events:PutEvents"],
+                    resources=[bus.event_bus_arn],
+                    conditions={
+                        "StringEquals": {
+                            "events:detail-type": settings.REQUEST_DETAIL_TYPE,
+                            "events:source": props.request_source,
+                        }
+                    },
+                )
+            )
+
+    def _gate_rules(self, config: PromotionConfig, sweep_minutes: int) -> tuple[events.Rule, ...]:
+        """With scan-gated rules: their sources' finished scans (basic and Inspector) and the
+        sweep that ends waits past their deadline, all into the same queue. Without: none."""
+        gated = config.gated_source_repository_globs()
+        if not gated:
+            return ()
+        target = targets.SqsQueue(
+            self.queue,
+            dead_letter_queue=self.delivery_dead_letter_queue,
+            retry_attempts=TARGET_RETRY_ATTEMPTS,
+            max_event_age=TARGET_MAX_EVENT_AGE,
+        )
+        basic = events.Rule(
+            self,
+            "ScanRule",
+            description="Finished basic scans of the source repositories of scan-gated rules",
+            event_pattern=_to_events_pattern(basic_scan_event_pattern(gated)),
+            targets=[target],
+        )
+        inspector = events.Rule(
+            self,
+            "InspectorScanRule",
+            description="Finished Inspector (enhanced) scans of the source repositories of scan-gated rules",
+            event_pattern=_to_events_pattern(inspector_scan_event_pattern(gated)),
+            targets=[target],
+        )
+        sweep = events.Rule(
+            self,
+            "GateSweepRule",
+            description="Ends scan-gate waits past their deadline (gate-timeout)",
+            schedule=events.Schedule.rate(Duration.minutes(sweep_minutes)),
+            targets=[target],
+        )
+        return basic, inspector, sweep
+
+    def _rules(self, config: PromotionConfig, request_source: str) -> tuple[events.Rule | None, events.Rule]:
         """The push rule on the default bus (only if some rule fires on push) and the request rule
-        on the promotion bus (always: a request may name any rule, to re-drive a lost push)."""
+        on the promotion bus (always: a request naming no request rule still gets its failure result)."""
         target = targets.SqsQueue(
             self.queue,
             dead_letter_queue=self.delivery_dead_letter_queue,
@@ -222,7 +337,7 @@ class ImagePromoter(Construct):
             "RequestRule",
             description="Promotion requests sent to the promotion bus",
             event_bus=self.event_bus,
-            event_pattern=_to_events_pattern(request_event_pattern()),
+            event_pattern=_to_events_pattern(request_event_pattern(request_source)),
             targets=[target],
         )
         return push_rule, request_rule

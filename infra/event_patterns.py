@@ -83,6 +83,33 @@ def push_event_pattern(push_source_globs: Iterable[str]) -> dict[str, Any]:
     return pattern
 
 
-def request_event_pattern() -> dict[str, Any]:
-    """Promotion requests on the promotion bus; results published there never match it."""
-    return {"source": [settings.REQUEST_EVENT_SOURCE], "detail-type": [settings.REQUEST_DETAIL_TYPE]}
+def request_event_pattern(source: str = settings.DEFAULT_REQUEST_EVENT_SOURCE) -> dict[str, Any]:
+    """Promotion requests on the promotion bus; results published there (same source, detail-types
+    `settings.RESULT_DETAIL_TYPES`) never match it."""
+    return {"source": [source], "detail-type": [settings.REQUEST_DETAIL_TYPE]}
+
+
+ECR_IMAGE_SCAN = "ECR Image Scan"
+INSPECTOR_EVENT_SOURCE = "aws.inspector2"
+INSPECTOR_SCAN = "Inspector2 Scan"
+
+
+def basic_scan_event_pattern(gated_source_globs: Iterable[str]) -> dict[str, Any]:
+    """Default bus: finished basic scans of the source repositories of gated rules."""
+    detail: dict[str, Any] = {}
+    filters = repository_filters(gated_source_globs)
+    if filters is not None:
+        detail["repository-name"] = filters
+    pattern: dict[str, Any] = {"source": [ECR_EVENT_SOURCE], "detail-type": [ECR_IMAGE_SCAN]}
+    return {**pattern, "detail": detail} if detail else pattern
+
+
+def inspector_scan_event_pattern(gated_source_globs: Iterable[str]) -> dict[str, Any]:
+    """Default bus: Inspector (enhanced) scans of those repositories; its `repository-name` is the
+    repository ARN, so each glob is matched after `:repository/`."""
+    filters: list[RepositoryFilter] = []
+    for glob in sorted(set(gated_source_globs)):
+        widened = re.sub(r"\*+", "*", _GLOB_SINGLE.sub("*", glob))
+        filters.append({"wildcard": f"arn:*:ecr:*:*:repository/{widened}"})
+    pattern: dict[str, Any] = {"source": [INSPECTOR_EVENT_SOURCE], "detail-type": [INSPECTOR_SCAN]}
+    return {**pattern, "detail": {"repository-name": filters}} if filters else pattern

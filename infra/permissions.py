@@ -40,6 +40,18 @@ ECR_TARGET_WRITE_ACTIONS = (
 )
 # The only ECR actions without resource-level permissions (Service Authorization Reference).
 ECR_ACCOUNT_ACTIONS = ("ecr:GetAccountSetting", "ecr:GetAuthorizationToken")
+# Scan gates (promoter.gates.check_scan): read an image's findings, on the source repositories of
+# gated rules only.
+ECR_SCAN_READ_ACTIONS = ("ecr:DescribeImageScanFindings",)
+# promoter.gates.DynamoDbGates: hold (conditional PutItem, GetItem), waiting_for (Query),
+# expired (Scan, the sweep), release (DeleteItem).
+GATES_TABLE_ACTIONS = (
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+)
 # Exactly what Powertools' DynamoDBPersistenceLayer calls.
 IDEMPOTENCY_TABLE_ACTIONS = (
     "dynamodb:DeleteItem",
@@ -100,3 +112,17 @@ def grant_tables(
     """The four Powertools idempotency actions and the history's actions, each on its own table."""
     idempotency_table.grant(grantee, *IDEMPOTENCY_TABLE_ACTIONS)
     history_table.grant(grantee, *HISTORY_TABLE_ACTIONS)
+
+
+def grant_scan_findings(scope: Construct, grantee: iam.IGrantable, gated_source_globs: Iterable[str]) -> None:
+    """DescribeImageScanFindings on the source repositories of gated rules; nothing without gates."""
+    sources = repository_arns(scope, gated_source_globs)
+    if sources:
+        iam.Grant.add_to_principal(
+            grantee=grantee, actions=list(ECR_SCAN_READ_ACTIONS), resource_arns=sources
+        )
+
+
+def grant_gates_table(grantee: iam.IGrantable, gates_table: dynamodb.ITable) -> None:
+    """What promoter.gates calls, on the gates table only."""
+    gates_table.grant(grantee, *GATES_TABLE_ACTIONS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,8 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_events as events
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
+
+from promoter import settings
 
 if TYPE_CHECKING:
     from promoter.config import PromotionConfig
@@ -42,6 +45,13 @@ DEFAULT_MEMORY_SIZE_MB = 1024
 DEFAULT_BATCH_SIZE = 10
 # Version of the published AWSLambdaPowertoolsPythonV3-python313-arm64 layer (Powertools docs).
 DEFAULT_POWERTOOLS_LAYER_VERSION = 27
+# Who may post promotion requests to the bus: account ids or IAM principal ARNs. Empty = the
+# stack's own account only.
+DEFAULT_TRUSTED_PRINCIPALS: tuple[str, ...] = ()
+# How often waits on a scan gate are checked against their deadline (only with gated rules).
+DEFAULT_GATE_SWEEP_MINUTES = 5
+_ACCOUNT_ID = re.compile(r"\d{12}")
+_PRINCIPAL_ARN = re.compile(r"arn:aws[a-z-]*:(iam|sts)::\d{12}:[A-Za-z0-9+=,.@_/*-]+")
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,10 @@ class ImagePromoterProps:
 
     event_bus: bus for promotion requests and results; default None = a new bus is created.
     alarm_topic: SNS topic the alarms notify; default None = alarms without actions.
+    trusted_principals: account ids / IAM ARNs allowed to post requests; default
+        DEFAULT_TRUSTED_PRINCIPALS (the stack's account only).
+    request_source: the `source` of requests and results; default settings.DEFAULT_REQUEST_EVENT_SOURCE.
+    gate_sweep_minutes: how often expired scan-gate waits are ended; default DEFAULT_GATE_SWEEP_MINUTES.
     """
 
     config: PromotionConfig
@@ -63,6 +77,9 @@ class ImagePromoterProps:
     memory_size_mb: int = DEFAULT_MEMORY_SIZE_MB
     batch_size: int = DEFAULT_BATCH_SIZE
     powertools_layer_version: int = DEFAULT_POWERTOOLS_LAYER_VERSION
+    trusted_principals: tuple[str, ...] = DEFAULT_TRUSTED_PRINCIPALS
+    request_source: str = settings.DEFAULT_REQUEST_EVENT_SOURCE
+    gate_sweep_minutes: int = DEFAULT_GATE_SWEEP_MINUTES
 
     def __post_init__(self) -> None:
         """Reject values CloudFormation would only refuse at deploy time."""
@@ -84,6 +101,17 @@ class ImagePromoterProps:
                 "function_timeout must be between 1 second and 15 minutes, "
                 f"got {self.function_timeout.to_human_string()}"
             )
+        for principal in self.trusted_principals:
+            if not (_ACCOUNT_ID.fullmatch(principal) or _PRINCIPAL_ARN.fullmatch(principal)):
+                raise ValueError(
+                    f"trusted_principals takes 12-digit account ids or IAM principal ARNs, got {principal!r}"
+                )
+        if not self.request_source or self.request_source.startswith("aws."):
+            raise ValueError(
+                f"request_source must be non-empty, not 'aws.*' (reserved), got {self.request_source!r}"
+            )
+        if not 1 <= self.gate_sweep_minutes <= 60:
+            raise ValueError(f"gate_sweep_minutes must be between 1 and 60, got {self.gate_sweep_minutes}")
         if self.powertools_layer_version < 1:
             raise ValueError(
                 f"powertools_layer_version must be positive, got {self.powertools_layer_version}"

@@ -37,12 +37,13 @@ def _logical_id(synthesized, cfn_type: str, path_part: str) -> str:
 def test_stack_has_exactly_the_expected_resources(synthesized):
     counts = {
         "AWS::Events::EventBus": 1,
+        "AWS::Events::EventBusPolicy": 2,  # requests only from trusted principals, results only from us
         "AWS::Events::Rule": 2,
         "AWS::SQS::Queue": 3,
         "AWS::SQS::QueuePolicy": 3,
         "AWS::Lambda::Function": 1,
         "AWS::Lambda::EventSourceMapping": 1,
-        "AWS::DynamoDB::Table": 2,
+        "AWS::DynamoDB::Table": 3,
         "AWS::IAM::Role": 1,
         "AWS::IAM::Policy": 1,
         "AWS::Logs::LogGroup": 1,
