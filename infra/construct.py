@@ -32,6 +32,7 @@ from infra.monitoring import add_monitoring
 from infra.nag import acknowledge_findings
 from infra.permissions import grant_ecr, grant_gates_table, grant_scan_findings, grant_tables
 from infra.props import ImagePromoterProps
+from infra.reconciliation import Reconciliation, ReconciliationParts
 from infra.remote_targets import grant_remote_targets
 from promoter import settings
 
@@ -130,6 +131,19 @@ class ImagePromoter(Construct):
             f"arn:aws:lambda:{Stack.of(self).region}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
             f"{POWERTOOLS_LAYER_NAME}:{props.powertools_layer_version}",
         )
+        environment = {
+            settings.IDEMPOTENCY_TABLE_ENV: self.idempotency_table.table_name,
+            settings.HISTORY_TABLE_ENV: self.history_table.table_name,
+            settings.CONFIG_PATH_ENV: f"{LAMBDA_TASK_ROOT}/{PACKAGE_NAME}/{settings.STAGED_CONFIG_FILE}",
+            settings.EVENT_BUS_ENV: self.event_bus.event_bus_name,
+            settings.GATES_TABLE_ENV: self.gates_table.table_name,
+            settings.REQUEST_SOURCE_ENV: props.request_source,
+            "POWERTOOLS_SERVICE_NAME": settings.SERVICE_NAME,
+            "POWERTOOLS_METRICS_NAMESPACE": settings.METRICS_NAMESPACE,
+            # Active X-Ray tracing would need xray:PutTraceSegments on '*'; the Tracer stays off.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+        code = lambda_.Code.from_asset(str(staging_dir))
         self.function = lambda_.Function(
             self,
             "Function",
@@ -137,24 +151,13 @@ class ImagePromoter(Construct):
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             handler=HANDLER,
-            code=lambda_.Code.from_asset(str(staging_dir)),
+            code=code,
             layers=[powertools],
             role=self.role,
             timeout=props.function_timeout,
             memory_size=props.memory_size_mb,
             log_group=self.log_group,
-            environment={
-                settings.IDEMPOTENCY_TABLE_ENV: self.idempotency_table.table_name,
-                settings.HISTORY_TABLE_ENV: self.history_table.table_name,
-                settings.CONFIG_PATH_ENV: f"{LAMBDA_TASK_ROOT}/{PACKAGE_NAME}/{settings.STAGED_CONFIG_FILE}",
-                settings.EVENT_BUS_ENV: self.event_bus.event_bus_name,
-                settings.GATES_TABLE_ENV: self.gates_table.table_name,
-                settings.REQUEST_SOURCE_ENV: props.request_source,
-                "POWERTOOLS_SERVICE_NAME": settings.SERVICE_NAME,
-                "POWERTOOLS_METRICS_NAMESPACE": settings.METRICS_NAMESPACE,
-                # Active X-Ray tracing would need xray:PutTraceSegments on '*'; the Tracer stays off.
-                "POWERTOOLS_TRACE_DISABLED": "true",
-            },
+            environment=environment,
         )
         # CDK adds an explicit DependsOn on the role that the Role GetAtt already implies; cfn-lint
         # warns about the redundancy (W3005). Harmless, and not ours to remove from the L2.
@@ -180,6 +183,36 @@ class ImagePromoter(Construct):
         grant_scan_findings(self, self.role, config.gated_source_repository_globs())
         grant_gates_table(self.role, self.gates_table)
         self._restrict_bus(props)
+
+        # The sweep that catches lost events (issue 6): same code, its own handler, role and schedule.
+        self.reconciliation = (
+            Reconciliation(
+                self,
+                "Reconciliation",
+                ReconciliationParts(
+                    config=config,
+                    code=code,
+                    layers=[powertools],
+                    environment=environment,
+                    idempotency_table=self.idempotency_table,
+                    history_table=self.history_table,
+                    runtime=RUNTIME,
+                    architecture=ARCHITECTURE,
+                    rate=props.reconcile_rate,
+                    timeout=props.reconcile_timeout,
+                    memory_size_mb=props.memory_size_mb,
+                    log_retention=props.log_retention,
+                    log_removal_policy=props.log_removal_policy,
+                    table=self._table(
+                        "ReconcileTable",
+                        partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+                        removal_policy=props.table_removal_policy,
+                    ),
+                ),
+            )
+            if props.reconcile_rate is not None
+            else None
+        )
 
         self.alarms = add_monitoring(
             self,

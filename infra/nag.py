@@ -74,3 +74,34 @@ def acknowledge_findings(
             "that could not be delivered. cdk-nag only recognises SQS redrive DLQs.",
         )
     )
+
+
+def acknowledge_reconcile_findings(
+    role: Construct, function: Construct, repository_globs: Iterable[str], *, list_all: bool
+) -> None:
+    """The reconciliation's by-design findings: the promoter's, plus listing every repository's
+    metadata when a source is a glob (infra.reconciliation)."""
+    wildcard_globs = [*repository_globs, *(["*"] if list_all else [])]
+    Validations.of(role).acknowledge(
+        Acknowledgment(
+            id=_finding("IAM5", "Resource::*"),
+            reason="Only ecr:GetAuthorizationToken and ecr:GetAccountSetting are on '*': neither supports "
+            "resource-level permissions (Service Authorization Reference for Amazon ECR).",
+        ),
+        *(
+            Acknowledgment(
+                id=finding,
+                reason="The wildcard comes from a repository glob in the promotion rules (or, for "
+                "ecr:DescribeRepositories only, the listing that resolves such a glob): the function "
+                "reads and writes exactly the repositories the rules name.",
+            )
+            for finding in wildcard_repository_findings(role, wildcard_globs)
+        ),
+    )
+    Validations.of(function).acknowledge(
+        Acknowledgment(
+            id=_finding("L1"),
+            reason="Python 3.13 is pinned on purpose: the official Powertools layer used "
+            "(AWSLambdaPowertoolsPythonV3-python313-arm64) is built for it.",
+        )
+    )

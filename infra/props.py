@@ -12,6 +12,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 
 from promoter import settings
+from promoter.reconcile import DEFAULT_TIME_RESERVE_SECONDS
 
 if TYPE_CHECKING:
     from promoter.config import PromotionConfig
@@ -43,6 +44,11 @@ LAMBDA_MAX_TIMEOUT = Duration.minutes(15)
 DEFAULT_MEMORY_SIZE_MB = 1024
 # SQS batch size: records one invocation processes in sequence (a failure retries only its record).
 DEFAULT_BATCH_SIZE = 10
+# The reconciliation (issue 6): how often the sweep runs, and how long one run may take (it stops
+# DEFAULT_TIME_RESERVE_SECONDS before the end and resumes at the next run).
+DEFAULT_RECONCILE_RATE = Duration.hours(1)
+DEFAULT_RECONCILE_TIMEOUT = Duration.minutes(10)
+MIN_RECONCILE_RATE = Duration.minutes(1)
 # Version of the published AWSLambdaPowertoolsPythonV3-python313-arm64 layer (Powertools docs).
 DEFAULT_POWERTOOLS_LAYER_VERSION = 27
 # Who may post promotion requests to the bus: account ids or IAM principal ARNs. Empty = the
@@ -80,6 +86,9 @@ class ImagePromoterProps:
     trusted_principals: tuple[str, ...] = DEFAULT_TRUSTED_PRINCIPALS
     request_source: str = settings.DEFAULT_REQUEST_EVENT_SOURCE
     gate_sweep_minutes: int = DEFAULT_GATE_SWEEP_MINUTES
+    # None: no scheduled reconciliation (`promoter reconcile` still works from the command line).
+    reconcile_rate: Duration | None = DEFAULT_RECONCILE_RATE
+    reconcile_timeout: Duration = DEFAULT_RECONCILE_TIMEOUT
 
     def __post_init__(self) -> None:
         """Reject values CloudFormation would only refuse at deploy time."""
@@ -100,6 +109,23 @@ class ImagePromoterProps:
             raise ValueError(
                 "function_timeout must be between 1 second and 15 minutes, "
                 f"got {self.function_timeout.to_human_string()}"
+            )
+        if (
+            self.reconcile_rate is not None
+            and self.reconcile_rate.to_seconds() < MIN_RECONCILE_RATE.to_seconds()
+        ):
+            raise ValueError(
+                f"reconcile_rate must be at least 1 minute, got {self.reconcile_rate.to_human_string()}"
+            )
+        if (
+            not DEFAULT_TIME_RESERVE_SECONDS
+            < self.reconcile_timeout.to_seconds()
+            <= LAMBDA_MAX_TIMEOUT.to_seconds()
+        ):
+            raise ValueError(
+                f"reconcile_timeout must be more than {DEFAULT_TIME_RESERVE_SECONDS:.0f} seconds (the time a "
+                f"run keeps in reserve) and at most 15 minutes, got "
+                f"{self.reconcile_timeout.to_human_string()}"
             )
         for principal in self.trusted_principals:
             if not (_ACCOUNT_ID.fullmatch(principal) or _PRINCIPAL_ARN.fullmatch(principal)):

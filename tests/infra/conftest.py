@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from aws_cdk.assertions import Template
 
 REPO_ROOT = Path(__file__).parents[2]
+# The construct id of the scheduled reconciliation inside ImagePromoter (in its logical ids).
+RECONCILIATION_ID = "Reconciliation"
 EVENTS_DIR = Path(__file__).parents[2] / ".." / "shared" / "reference" / "events"
 
 # Rules that exercise every shape the stack derives something from: an exact push source (the
@@ -71,6 +73,16 @@ class Synthesized:
         found = list(self.resources(cfn_type).values())
         assert len(found) == 1, f"expected one {cfn_type}, found {len(found)}"
         return found[0]
+
+    def of_promoter(self, cfn_type: str) -> dict[str, Any]:
+        """The one resource of this type that is the promoter's own, not its reconciliation's."""
+        found = [r for k, r in self.resources(cfn_type).items() if RECONCILIATION_ID not in k]
+        assert len(found) == 1, f"expected one promoter {cfn_type}, found {len(found)}"
+        return found[0]
+
+    def event_rules(self) -> list[dict[str, Any]]:
+        """The rules that route events (not the reconciliation's schedule)."""
+        return [r for r in self.resources("AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
 
 
 def synthesize(config: PromotionConfig, outdir: Path) -> Synthesized:

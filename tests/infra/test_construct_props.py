@@ -12,7 +12,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Template
 
-from infra.construct import ImagePromoter
+from infra.construct import HANDLER, ImagePromoter
 from infra.props import ImagePromoterProps
 from infra.stack import PromoterStack
 from promoter.config import parse_config
@@ -83,7 +83,11 @@ def customized(tmp_path_factory) -> tuple[Template, dict[str, Any]]:
 
 def test_request_only_configuration_has_no_push_rule(customized):
     _, template = customized
-    rules = [r for r in template["Resources"].values() if r["Type"] == "AWS::Events::Rule"]
+    rules = [
+        r
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Events::Rule" and "EventPattern" in r["Properties"]
+    ]
     assert len(rules) == 1
     assert "EventBusName" in rules[0]["Properties"]
 
@@ -95,7 +99,11 @@ def test_optional_props_reach_the_template(customized):
     )
     template.has_resource_properties("AWS::Logs::LogGroup", {"RetentionInDays": 7})
     template.has_resource_properties("AWS::Lambda::Function", {"MemorySize": 2048})
-    (function,) = [r for r in raw["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
+    (function,) = [
+        r
+        for r in raw["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function" and r["Properties"]["Handler"] == HANDLER
+    ]
     assert function["Properties"]["Layers"][0]["Fn::Join"][1][-1].endswith(":99")
     for table in [r for r in raw["Resources"].values() if r["Type"] == "AWS::DynamoDB::Table"]:
         assert table["DeletionPolicy"] == "Delete"

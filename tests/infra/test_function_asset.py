@@ -23,7 +23,7 @@ PROVIDED_AT_RUN_TIME = {"boto3", "botocore", "aws_lambda_powertools", "promoter"
 @pytest.fixture(scope="module")
 def asset_dir(synthesized) -> Path:
     """The asset directory the function's S3 key names, inside the cloud assembly."""
-    code = synthesized.only("AWS::Lambda::Function")["Properties"]["Code"]
+    code = synthesized.of_promoter("AWS::Lambda::Function")["Properties"]["Code"]
     asset_hash = code["S3Key"].removesuffix(".zip")
     path = synthesized.outdir / f"asset.{asset_hash}"
     assert path.is_dir()
@@ -57,7 +57,8 @@ def test_asset_has_every_engine_module_and_no_test_cache_or_cli_code(asset_dir):
 
 
 def test_handler_module_is_in_the_asset(asset_dir, synthesized):
-    module, function = synthesized.only("AWS::Lambda::Function")["Properties"]["Handler"].rsplit(".", 1)
+    handler = synthesized.of_promoter("AWS::Lambda::Function")["Properties"]["Handler"]
+    module, function = handler.rsplit(".", 1)
     source = asset_dir / (module.replace(".", "/") + ".py")
     tree = ast.parse(source.read_text())
     assert function in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
@@ -143,7 +144,7 @@ def test_staged_asset_runs_a_batch_with_the_template_environment(
 ):
     """The asset alone (plus what Lambda and the layer provide) imports, reads its staged config
     and answers an SQS batch: a push whose tag no rule takes is handled without any AWS call."""
-    variables = synthesized.only("AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
+    variables = synthesized.of_promoter("AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
     env = {k: v if isinstance(v, str) else f"resolved-{k.lower()}" for k, v in variables.items()}
     staged = asset_dir / "promoter" / settings.STAGED_CONFIG_FILE
     assert env[settings.CONFIG_PATH_ENV] == f"/var/task/promoter/{settings.STAGED_CONFIG_FILE}"

@@ -24,7 +24,7 @@ Event = dict[str, Any]
 def _rule_pattern(synthesized, *, on_custom_bus: bool) -> dict[str, Any]:
     rules = [
         r["Properties"]
-        for r in synthesized.resources("AWS::Events::Rule").values()
+        for r in synthesized.event_rules()
         if ("EventBusName" in r["Properties"]) == on_custom_bus
     ]
     assert len(rules) == 1

@@ -38,15 +38,16 @@ def test_stack_has_exactly_the_expected_resources(synthesized):
     counts = {
         "AWS::Events::EventBus": 1,
         "AWS::Events::EventBusPolicy": 2,  # requests only from trusted principals, results only from us
-        "AWS::Events::Rule": 2,
+        "AWS::Events::Rule": 3,  # push, request, the reconciliation's schedule
         "AWS::SQS::Queue": 3,
         "AWS::SQS::QueuePolicy": 3,
-        "AWS::Lambda::Function": 1,
+        "AWS::Lambda::Function": 2,  # the promoter, the reconciliation
         "AWS::Lambda::EventSourceMapping": 1,
-        "AWS::DynamoDB::Table": 3,
-        "AWS::IAM::Role": 1,
-        "AWS::IAM::Policy": 1,
-        "AWS::Logs::LogGroup": 1,
+        "AWS::DynamoDB::Table": 4,  # idempotency, history, scan-gate waits, the reconciliation's cursor
+        "AWS::IAM::Role": 2,
+        "AWS::IAM::Policy": 2,
+        "AWS::Lambda::Permission": 1,  # the schedule may invoke the reconciliation
+        "AWS::Logs::LogGroup": 2,
         "AWS::CloudWatch::Alarm": 4,
         "AWS::CloudWatch::Dashboard": 1,
     }
@@ -90,7 +91,7 @@ def test_work_queue_redrives_to_its_dead_letter_queue(synthesized):
 def test_both_rules_target_the_queue_with_the_delivery_dead_letter_queue(synthesized):
     queue = _logical_id(synthesized, "AWS::SQS::Queue", "PromoterQueue")
     delivery_dlq = _logical_id(synthesized, "AWS::SQS::Queue", "DeliveryDeadLetterQueue")
-    for rule in synthesized.resources("AWS::Events::Rule").values():
+    for rule in synthesized.event_rules():
         (target,) = rule["Properties"]["Targets"]
         assert target["Arn"] == {"Fn::GetAtt": [queue, "Arn"]}
         assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [delivery_dlq, "Arn"]}}
@@ -111,7 +112,7 @@ def test_eventbridge_may_send_only_from_our_rules(synthesized):
 
 def test_push_rule_is_on_the_default_bus_and_request_rule_on_the_promotion_bus(synthesized):
     bus = _logical_id(synthesized, "AWS::Events::EventBus", "PromotionBus")
-    rules = synthesized.resources("AWS::Events::Rule").values()
+    rules = synthesized.event_rules()
     buses = sorted(str(r["Properties"].get("EventBusName")) for r in rules)
     assert buses == sorted(["None", str({"Ref": bus})])
 
@@ -166,14 +167,14 @@ def test_function_environment_names_tables_config_and_bus_by_the_shared_settings
 
 
 def test_configuration_is_not_passed_through_the_environment(synthesized, test_config):
-    variables = synthesized.only("AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
+    variables = synthesized.of_promoter("AWS::Lambda::Function")["Properties"]["Environment"]["Variables"]
     for value in variables.values():
         assert "rules" not in str(value)
     assert "sample-push" not in str(variables)
 
 
 def test_function_has_no_active_tracing_that_would_need_star_permissions(synthesized):
-    assert "TracingConfig" not in synthesized.only("AWS::Lambda::Function")["Properties"]
+    assert "TracingConfig" not in synthesized.of_promoter("AWS::Lambda::Function")["Properties"]
 
 
 def test_function_logs_to_its_own_log_group_with_retention(synthesized):

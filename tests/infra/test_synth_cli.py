@@ -116,7 +116,9 @@ def test_cdk_cli_synth_uses_the_config_given_with_dash_c(tmp_path, test_config_d
     patterns = [
         r["Properties"]["EventPattern"]
         for r in template["Resources"].values()
-        if r["Type"] == "AWS::Events::Rule" and "EventBusName" not in r["Properties"]
+        if r["Type"] == "AWS::Events::Rule"
+        and "EventBusName" not in r["Properties"]
+        and "EventPattern" in r["Properties"]
     ]
     assert patterns[0]["detail"]["repository-name"] == [
         "my-repository-name",

@@ -1,0 +1,138 @@
+"""The scheduled reconciliation (issue 6): an EventBridge schedule invokes its own function.
+
+Same code asset and layer as the promoter, its own handler (`promoter.reconcile_handler.handle`),
+its own role: everything the promotion path needs (the same grants, derived from the rules), plus
+listing the sources and its cursor table. One invocation at a time (reserved concurrency 1), so the
+saved cursor has a single writer; a failed run is not retried, the next scheduled run resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.nag import acknowledge_reconcile_findings
+from infra.permissions import grant_ecr, grant_tables, repository_arns
+from infra.remote_targets import grant_remote_targets
+from promoter.reconcile_state import RECONCILE_TABLE_ENV
+
+if TYPE_CHECKING:
+    from promoter.config import PromotionConfig
+
+RECONCILE_HANDLER = "promoter.reconcile_handler.handle"
+# What promoter.reconcile reads on a source beyond the promotion path: DescribeImages (tagged
+# images with their push times, in pages; one image's push time) and DescribeRepositories (an
+# exact source by name, or every repository when a source is a glob).
+ECR_SOURCE_LIST_ACTIONS = ("ecr:DescribeImages", "ecr:DescribeRepositories")
+# promoter.reconcile_state.DynamoDbCursorStore: load, save, clear.
+RECONCILE_TABLE_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem")
+# promoter.rollback.rollback_hold reads a behind target's history (Query) before promoting it.
+HISTORY_READ_ACTIONS = ("dynamodb:Query",)
+RESERVED_CONCURRENCY = 1
+
+
+@dataclass(frozen=True)
+class ReconciliationParts:
+    """What the reconciliation shares with the promoter it belongs to."""
+
+    config: PromotionConfig
+    code: lambda_.Code
+    layers: Sequence[lambda_.ILayerVersion]
+    environment: Mapping[str, str]
+    idempotency_table: dynamodb.ITable
+    history_table: dynamodb.ITable
+    runtime: lambda_.Runtime
+    architecture: lambda_.Architecture
+    rate: Duration
+    timeout: Duration
+    memory_size_mb: int
+    log_retention: logs.RetentionDays
+    log_removal_policy: object
+    table: dynamodb.Table
+
+
+class Reconciliation(Construct):
+    """The schedule, the function, its role and log group."""
+
+    def __init__(self, scope: Construct, construct_id: str, parts: ReconciliationParts) -> None:
+        super().__init__(scope, construct_id)
+        config = parts.config
+        self.table = parts.table
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=parts.log_retention, removal_policy=parts.log_removal_policy
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="ECR image promoter, reconciliation: lists sources, promotes what events missed",
+        )
+        self.log_group.grant_write(self.role)
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description="Reconciles push rules with the registry: promotes images whose events were lost",
+            runtime=parts.runtime,
+            architecture=parts.architecture,
+            handler=RECONCILE_HANDLER,
+            code=parts.code,
+            layers=list(parts.layers),
+            role=self.role,
+            timeout=parts.timeout,
+            memory_size=parts.memory_size_mb,
+            log_group=self.log_group,
+            reserved_concurrent_executions=RESERVED_CONCURRENCY,
+            environment={**parts.environment, RECONCILE_TABLE_ENV: self.table.table_name},
+        )
+        self.function.node.default_child.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
+        self.schedule = events.Rule(
+            self,
+            "Schedule",
+            description="Runs the reconciliation (lost ECR events are caught here)",
+            schedule=events.Schedule.rate(parts.rate),
+            targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
+        )
+
+        sources, destinations = config.source_repository_globs(), config.target_repository_globs()
+        grant_ecr(self, self.role, sources, destinations)
+        grant_remote_targets(self, self.role, config.remote_targets())
+        list_all = any(not _is_exact(glob) for glob in sources)
+        iam.Grant.add_to_principal(
+            grantee=self.role,
+            actions=list(ECR_SOURCE_LIST_ACTIONS),
+            resource_arns=repository_arns(self, sources),
+        )
+        if list_all:
+            # A glob source is resolved by listing every repository (DescribeRepositories without
+            # names), which IAM checks against the account's repositories: metadata only.
+            iam.Grant.add_to_principal(
+                grantee=self.role,
+                actions=["ecr:DescribeRepositories"],
+                resource_arns=[_all_repositories_arn(self)],
+            )
+        grant_tables(self.role, parts.idempotency_table, parts.history_table)
+        parts.history_table.grant(self.role, *HISTORY_READ_ACTIONS)
+        self.table.grant(self.role, *RECONCILE_TABLE_ACTIONS)
+        policy = self.role.node.find_child("DefaultPolicy").node.default_child
+        policy.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3037"]}})
+        acknowledge_reconcile_findings(self.role, self.function, (*sources, *destinations), list_all=list_all)
+
+
+def _is_exact(glob: str) -> bool:
+    return not any(c in glob for c in "*?[")
+
+
+def _all_repositories_arn(scope: Construct) -> str:
+    return Stack.of(scope).format_arn(
+        service="ecr", resource="repository", resource_name="*", arn_format=ArnFormat.SLASH_RESOURCE_NAME
+    )
