@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from promoter import gates as gating
-from promoter.config import PromotionConfig, ScanGate
+from promoter.config import TRIGGER_REQUEST, PromotionConfig, ScanGate
 from promoter.events import Event, ImageScanned, PromotionRequested, SweepDue
 from promoter.exceptions import ImageNotFoundError, PromoterError
 from promoter.history import History
@@ -27,7 +27,7 @@ from promoter.outcomes import (
     SKIPPED,
     ActionResult,
 )
-from promoter.plan import Action, Plan, plan_event, requested_digest_needed
+from promoter.plan import Action, Plan, Provenance, plan_event, requested_digest_needed
 from promoter.registry import Registry
 from promoter.remote import target_registry_of
 from promoter.results import ResultSink
@@ -99,11 +99,30 @@ def handle_event(
     try:
         plan = resolve_plan(event, config, registry)
     except PromoterError as exc:
+        if isinstance(event, PromotionRequested) and results is not None and not exc.retryable:
+            _announce_bad_request(event, str(exc), results)
         return EventResult(event.event_id, error=str(exc), retry=exc.retryable)
     if not plan.actions:
         logger.info("event %s ignored: %s", event.event_id, plan.ignored_reason)
         return EventResult(event.event_id, ignored_reason=plan.ignored_reason)
     return run_plan(plan, run, history, results, _GateCheck(event, config, registry, gates))
+
+
+def _announce_bad_request(event: PromotionRequested, reason: str, results: ResultSink) -> None:
+    """A request that cannot be planned still answers its requester: one `Image Promotion Failed`
+    with the reason and no target."""
+    failed = ActionResult(
+        rule=event.rule or "",
+        source_repository=event.repository,
+        source_tag=event.tag,
+        source_digest=event.digest or "",
+        target_repository="",
+        target_tag="",
+        outcome=FAILED,
+        reason=reason,
+    )
+    provenance = Provenance(TRIGGER_REQUEST, event.event_id, event.requested_by, event.reason)
+    results.publish([failed], provenance)
 
 
 def run_plan(

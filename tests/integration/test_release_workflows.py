@@ -176,6 +176,26 @@ def test_bad_requests_get_a_failure_result_not_a_crash(pusher, repos, engine, ru
     assert message in result.error
 
 
+def test_a_bad_request_answers_its_requester_with_a_failed_event(aws_env, pusher, repos, engine):
+    source, target = repos("ci", "prod")
+    pusher.push(source, im.image((256,)), "v1")
+    failures = Queue(
+        aws_env.endpoint,
+        {
+            "source": [settings.DEFAULT_REQUEST_EVENT_SOURCE],
+            "detail-type": [settings.FAILED_DETAIL_TYPE],
+            "detail": {"source": {"repository-name": [source]}},
+        },
+    )
+    config = parse_config({"rules": [request_rule(source, target)]})
+
+    engine(PromotionRequested("bad-2", source, "v1", rule="nope", requested_by="ci"), config)
+
+    (event,) = failures.drain(1)
+    assert event["detail"]["request-id"] == "bad-2" and event["detail"]["requested-by"] == "ci"
+    assert "unknown rule 'nope'" in event["detail"]["outcome-reason"]
+
+
 def test_the_request_cli_posts_the_contract_event_that_handle_then_promotes(
     aws_env, ecr, pusher, repos, tmp_path
 ):
