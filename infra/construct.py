@@ -182,7 +182,6 @@ class ImagePromoter(Construct):
         self.event_bus.grant_put_events_to(self.role)
         grant_scan_findings(self, self.role, config.gated_source_repository_globs())
         grant_gates_table(self.role, self.gates_table)
-        self._restrict_bus(props)
 
         # The sweep that catches lost events (issue 6): same code, its own handler, role and schedule.
         self.reconciliation = (
@@ -208,11 +207,13 @@ class ImagePromoter(Construct):
                         partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
                         removal_policy=props.table_removal_policy,
                     ),
+                    event_bus=self.event_bus,
                 ),
             )
             if props.reconcile_rate is not None
             else None
         )
+        self._restrict_bus(props)
 
         self.alarms = add_monitoring(
             self,
@@ -249,6 +250,11 @@ class ImagePromoter(Construct):
             ),
             **kwargs,
         )
+
+    def _result_publishers(self) -> list[str]:
+        """The roles whose runs announce results: the promoter's, and its reconciliation's."""
+        reconciliation = [self.reconciliation.role.role_arn] if self.reconciliation is not None else []
+        return [self.role.role_arn, *reconciliation]
 
     def _restrict_bus(self, props: ImagePromoterProps) -> None:
         """The bus takes requests only from the trusted principals (default: this account), and
@@ -287,7 +293,7 @@ class ImagePromoter(Construct):
                 resources=[bus.event_bus_arn],
                 conditions={
                     "StringEquals": {"events:detail-type": list(settings.RESULT_DETAIL_TYPES)},
-                    "ArnNotEquals": {"aws:PrincipalArn": self.role.role_arn},
+                    "ArnNotEquals": {"aws:PrincipalArn": self._result_publishers()},
                 },
             )
         )

@@ -59,6 +59,7 @@ class ReconciliationParts:
     log_retention: logs.RetentionDays
     log_removal_policy: object
     table: dynamodb.Table
+    event_bus: events.IEventBus  # where the runs it promotes are announced, as the promoter's
 
 
 class Reconciliation(Construct):
@@ -123,6 +124,7 @@ class Reconciliation(Construct):
         grant_tables(self.role, parts.idempotency_table, parts.history_table)
         parts.history_table.grant(self.role, *HISTORY_READ_ACTIONS)
         self.table.grant(self.role, *RECONCILE_TABLE_ACTIONS)
+        parts.event_bus.grant_put_events_to(self.role)
         policy = self.role.node.find_child("DefaultPolicy").node.default_child
         policy.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3037"]}})
         acknowledge_reconcile_findings(self.role, self.function, (*sources, *destinations), list_all=list_all)

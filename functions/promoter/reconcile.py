@@ -33,9 +33,10 @@ from promoter.exceptions import (
 from promoter.history import History
 from promoter.manifests import Manifest
 from promoter.outcomes import FAILED, SKIPPED, ActionResult
-from promoter.plan import Action, plan_event
+from promoter.plan import Action, Provenance, plan_event
 from promoter.registry import ImagePage, ListedImage, RepositoryInfo
 from promoter.remote import target_registry_of
+from promoter.results import ResultSink
 from promoter.service import WOULD_PROMOTE, ActionRunner
 
 # A target tag in its registry: (account, region, repository, tag); None = the promoter's own.
@@ -49,6 +50,8 @@ DEFAULT_PAGE_SIZE = 100
 # included) must finish inside the invocation, and the cursor must still be saved.
 DEFAULT_TIME_RESERVE_SECONDS = 60.0
 RECONCILE_EVENT_PREFIX = "reconcile"
+# What history records and result events say started the promotions a sweep runs.
+RECONCILE_PROVENANCE = Provenance(trigger="reconcile")
 
 
 class SourceRegistry(Protocol):
@@ -164,9 +167,11 @@ def reconcile(
     time_reserve_seconds: float = DEFAULT_TIME_RESERVE_SECONDS,
     page_size: int = DEFAULT_PAGE_SIZE,
     hold_back: HoldBack | None = None,
+    results: ResultSink | None = None,
 ) -> ReconcileReport:
     """One pass (or the rest of one) over every push rule. `run=None` is a dry run: reads only,
-    behind targets reported as `would-promote`, no cursor written."""
+    behind targets reported as `would-promote`, no cursor written. What runs is recorded in
+    `history` and announced on `results` (trigger `reconcile`), as for an event."""
     dry_run = run is None
     tally = _Tally()
     start = loaded = cursors.load() if cursors is not None else None
@@ -203,7 +208,9 @@ def reconcile(
                     tally.errors.append(f"rule {rule.name}: listing {repository}: {exc}")
                     break
                 try:
-                    _reconcile_page(rule, config, registry, repository, page, run, history, hold_back, tally)
+                    _reconcile_page(
+                        rule, config, registry, repository, page, run, history, hold_back, results, tally
+                    )
                 except PromoterError as exc:
                     if not exc.retryable:
                         raise
@@ -251,6 +258,7 @@ def _reconcile_page(
     run: ActionRunner | None,
     history: History | None,
     hold_back: HoldBack | None,
+    results: ResultSink | None,
     tally: _Tally,
 ) -> None:
     """Plans the page's images as their push events, reads the targets in batches, runs the rest."""
@@ -313,8 +321,12 @@ def _reconcile_page(
         )
         result = run(action)  # retryable errors propagate: the caller keeps the place
         tally.results.append(result)
-        if history is not None and not result.replayed:
-            history.record(event_id, result)
+        if result.replayed:
+            continue
+        if history is not None:
+            history.record(event_id, result, RECONCILE_PROVENANCE)
+        if results is not None:
+            results.publish([result], RECONCILE_PROVENANCE)
 
 
 def _target_key(action: Action) -> TargetKey:

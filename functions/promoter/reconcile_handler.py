@@ -66,6 +66,7 @@ def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         cursors=cursor_store(),
         remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
         hold_back=rollback_hold(state.history),
+        results=state.results,
     )
     record_report(report)
     logger.info("reconcile run", report=report.to_dict())

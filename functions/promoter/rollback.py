@@ -24,7 +24,7 @@ from promoter.exceptions import RepositoryNotFoundError, RollbackRefusedError
 from promoter.history import History
 from promoter.manifests import Manifest
 from promoter.outcomes import ALREADY_PRESENT, CONFLICT, PROMOTED, ActionResult
-from promoter.plan import Action, SourceImage
+from promoter.plan import Action, Provenance, SourceImage
 from promoter.promote import Promoter
 from promoter.reconcile import HoldBack
 from promoter.registry import RepositoryInfo
@@ -140,6 +140,7 @@ def rollback(
         ActionResult.for_action(
             action, ROLLBACK, target_digest=to, reason=f"rolled back from {current or 'no digest'}"
         ),
+        Provenance(trigger=ROLLBACK),
     )
     logger.info("rolled back %s:%s from %s to %s", repository, tag, current, to)
     return RollbackResult(repository, tag, current, to, ROLLED_BACK)

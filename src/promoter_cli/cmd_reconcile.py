@@ -1,7 +1,7 @@
 """`promoter reconcile [--config F] [--dry-run]`: the scheduled sweep, once, from the command line.
 
 It runs a whole pass (no time budget, no saved cursor: the cursor belongs to the scheduled
-function) on the Lambda's code path: the same idempotency table, the same history. `--dry-run`
+function) on the Lambda's code path: the same idempotency table, history and result events. `--dry-run`
 reads only (ListImages, DescribeRepositories, BatchGetImage) and reports what it would promote.
 Exit codes as `promoter handle`: 0 nothing failed, 1 a failure or conflict, 2 bad configuration.
 """
@@ -35,6 +35,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from promoter.promote import Promoter
     from promoter.reconcile import reconcile
     from promoter.registry import EcrRegistry, make_ecr_client
+    from promoter.results import EventBridgeResults
     from promoter.rollback import rollback_hold
 
     try:
@@ -47,7 +48,12 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     try:
         run = None if args.dry_run else idempotent_runner(Promoter(registry), make_persistence())
         report = reconcile(
-            config, registry, run, history=None if args.dry_run else history, hold_back=rollback_hold(history)
+            config,
+            registry,
+            run,
+            history=None if args.dry_run else history,
+            hold_back=rollback_hold(history),
+            results=None if args.dry_run else EventBridgeResults(),
         )
     except PromoterError as exc:
         print(f"promoter: {exc}", file=sys.stderr)

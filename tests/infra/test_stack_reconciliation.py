@@ -134,3 +134,9 @@ def test_a_custom_rate_reaches_the_schedule_and_none_turns_reconciliation_off(te
 def test_out_of_range_reconcile_props_are_refused(test_config, field, value, message):
     with pytest.raises(ValueError, match=message):
         ImagePromoterProps(config=test_config, **{field: value})
+
+
+def test_it_announces_results_on_the_promotion_bus_only(statements, synthesized):
+    (bus_id,) = synthesized.resources("AWS::Events::EventBus")
+    (put,) = [s for s in statements if "events:PutEvents" in _as_list(s["Action"])]
+    assert put["Resource"] == {"Fn::GetAtt": [bus_id, "Arn"]}

@@ -135,9 +135,9 @@ def test_by_default_the_bus_takes_requests_only_from_the_stack_account(synthesiz
 def test_only_the_function_publishes_results(synthesized):
     deny = _bus_statements(synthesized.template_dict)["OnlyThePromoterPublishesResults"]
     assert deny["Condition"]["StringEquals"] == {"events:detail-type": list(settings.RESULT_DETAIL_TYPES)}
-    assert deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]["Fn::GetAtt"][0].startswith(
-        "PromoterFunctionRole"
-    )
+    promoter, reconciliation = deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+    assert promoter["Fn::GetAtt"][0].startswith("PromoterFunctionRole")
+    assert reconciliation["Fn::GetAtt"][0].startswith("PromoterReconciliationRole")
 
 
 def test_trusted_principals_of_another_account_may_request_and_nobody_else(gated):

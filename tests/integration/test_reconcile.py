@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 from local_aws import images as im
+from promoter import settings
 from promoter.config import parse_config
 from promoter.history import DynamoDbHistory
 from promoter.idempotency import idempotent_runner, make_persistence
@@ -99,6 +100,28 @@ def test_lost_push_events_are_caught_by_reconcile_through_the_idempotent_path(lo
     assert target_digests(ecr, lost.target) == lost.digests  # the byte-identical image, every tag
     records = DynamoDbHistory().for_target(lost.target, "v2")
     assert [(r["outcome"], r["event_id"]) for r in records] == [(PROMOTED, f"reconcile:{lost.source}:v2")]
+
+
+def test_what_reconcile_promotes_is_announced_on_the_bus_as_a_reconcile_result(lost, aws_env):
+    kw = {"endpoint_url": aws_env.endpoint, "region_name": "us-east-1"}
+    sqs, bus = boto3.client("sqs", **kw), boto3.client("events", **kw)
+    name = f"results-{uuid.uuid4().hex[:12]}"
+    queue = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {
+        "source": [settings.request_event_source()],
+        "detail-type": [settings.PROMOTED_DETAIL_TYPE],
+        "detail": {"trigger": ["reconcile"], "target": {"repository-name": [lost.target]}},
+    }
+    bus.put_rule(Name=name, EventBusName=settings.event_bus_name(), EventPattern=json.dumps(pattern))
+    bus.put_targets(Rule=name, EventBusName=settings.event_bus_name(), Targets=[{"Id": "q", "Arn": arn}])
+
+    assert cli("reconcile", "--config", str(lost.config_file)).returncode == 0
+
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    details = [json.loads(m["Body"])["detail"] for m in messages]
+    assert sorted(d["target"]["image-tag"] for d in details) == ["v1", "v2", "v3"]
+    assert {d["outcome"] for d in details} == {PROMOTED}
 
 
 def test_reconcile_over_a_consistent_registry_makes_no_write_call(lost, ecr, local_aws):
