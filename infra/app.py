@@ -34,16 +34,16 @@ def build_app(app: cdk.App, config: PromotionConfig) -> PromoterStack:
 
 
 def build_target_stacks(app: cdk.App, config: PromotionConfig) -> list[TargetAccountStack]:
-    """One `<STACK_NAME>Target<account>` per account whose targets name a role (deploy each with
-    that account's credentials); none when the rules have no such target."""
-    accounts = sorted({r.account for r, _ in config.remote_targets() if r.role and r.account})
+    """One `<STACK_NAME>Target<account>` per target account the rules name (deploy each with that
+    account's credentials); none when the rules have no such target."""
+    accounts = sorted({r.account for r, _ in config.remote_targets() if r.account})
     if not accounts:
         return []
     source_account = app.node.try_get_context(SOURCE_ACCOUNT_CONTEXT_KEY)
     source_region = app.node.try_get_context(SOURCE_REGION_CONTEXT_KEY)
     if not source_account or not source_region:
         raise ValueError(
-            f"targets assume roles in account(s) {', '.join(accounts)}: pass "
+            f"targets are in account(s) {', '.join(accounts)}: pass "
             f"-c {SOURCE_ACCOUNT_CONTEXT_KEY}=<account> -c {SOURCE_REGION_CONTEXT_KEY}=<region> "
             "(where the promoter runs) to build their TargetAccountStack"
         )

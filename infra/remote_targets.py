@@ -63,7 +63,9 @@ def grant_remote_targets(
 
 
 class TargetAccountStack(Stack):
-    """Deploy into the target account: the role(s) the promoter assumes there, nothing else.
+    """Deploy into the target account: the role(s) the promoter assumes there, nothing else; for
+    role-less targets there, the repository policy to set on them (output `RepositoryPolicy`:
+    CloudFormation cannot attach a policy to a repository it does not own).
 
     `promoter_role_arn` (the source stack's `FunctionRoleArn` output) is the only principal
     trusted when given; before the source stack exists, the source account is trusted on the
@@ -89,11 +91,26 @@ class TargetAccountStack(Stack):
             **kwargs,
         )
         by_role: dict[str, list[tuple[TargetRegistry, str]]] = {}
+        direct: list[str] = []
         for registry, glob in config.remote_targets():
             if registry.account == target_account and registry.role:
                 by_role.setdefault(registry.role, []).append((registry, glob))
-        if not by_role:
-            raise ValueError(f"no target with a role in account {target_account}")
+            elif registry.account == target_account:
+                direct.append(glob)
+        if not by_role and not direct:
+            raise ValueError(f"no target in account {target_account}")
+        if direct:
+            principal = self._trusted(source_account, source_stack_name, promoter_role_arn)
+            statement = iam.PolicyStatement(
+                sid="ImagePromoterPush", actions=list(ECR_TARGET_WRITE_ACTIONS), principals=[principal]
+            )
+            CfnOutput(
+                self,
+                "RepositoryPolicy",
+                value=Stack.of(self).to_json_string(iam.PolicyDocument(statements=[statement]).to_json()),
+                description="aws ecr set-repository-policy --policy-text '<this>' on each of: "
+                + ", ".join(sorted(set(direct))),
+            )
         self.roles: dict[str, iam.Role] = {}
         for index, (role_arn, targets) in enumerate(sorted(by_role.items())):
             match = ROLE_ARN_PATTERN.fullmatch(role_arn)

@@ -28,6 +28,7 @@ CONFIG = {
             "targets": [
                 {"repository": "app", "account": PROD_ACCOUNT, "role": PROD_ROLE},
                 {"repository": "app-dr", "region": "eu-west-1"},
+                {"repository": "app-mirror", "account": PROD_ACCOUNT},  # by repository policy
             ],
         },
         {
@@ -107,11 +108,13 @@ def test_remote_targets_get_no_ecr_write_in_the_source_registry(templates):
         for resource in _as_list(s["Resource"])
     ]
     here = "arn:<AWS::Partition>:ecr:<AWS::Region>:<AWS::AccountId>:repository/"
-    # Own-registry target, and the role-less target in eu-west-1 of the promoter's own account.
-    assert sorted(writes) == [
+    # Own-registry target; role-less targets: eu-west-1 of the own account, and the prod account.
+    assert set(writes) == {
         f"{here}app-staging",
+        f"arn:<AWS::Partition>:ecr:<AWS::Region>:{PROD_ACCOUNT}:repository/app-mirror",
         "arn:<AWS::Partition>:ecr:eu-west-1:<AWS::AccountId>:repository/app-dr",
-    ]
+    }
+    assert len(writes) == 3
 
 
 def test_the_target_account_stack_holds_the_role_the_rules_name(templates):
@@ -155,3 +158,13 @@ def test_both_templates_are_cfn_lint_clean(templates):
 def test_without_the_source_account_the_target_stack_cannot_be_built(tmp_path):
     with pytest.raises(ValueError, match="source_account"):
         _synth(tmp_path)
+
+
+def test_a_role_less_target_gets_the_repository_policy_to_set(templates):
+    output = templates[TARGET_STACK]["Outputs"]["RepositoryPolicy"]
+    assert "app-mirror" in output["Description"]
+    policy = json.loads(_joined(output["Value"]).replace("<AWS::Partition>", "aws"))
+    (statement,) = policy["Statement"]
+    assert statement["Principal"] == {"AWS": f"arn:aws:iam::{SOURCE_ACCOUNT}:root"}
+    assert statement["Condition"]["ArnLike"]["aws:PrincipalArn"].endswith(f"role/{STACK_NAME}-*")
+    assert sorted(statement["Action"]) == sorted(ECR_TARGET_WRITE_ACTIONS)
