@@ -119,12 +119,17 @@ def test_a_signed_multi_arch_image_is_copied_into_another_account_and_region(ecr
         assert record["blobs_mounted"] == 0 and record["blobs_copied"] > 0
 
 
-def test_each_registry_is_its_own_idempotency_record_and_a_redelivery_does_nothing(ecr, aws_env, cross_env):
+def test_each_registry_is_its_own_idempotency_record_and_a_redelivery_does_nothing(
+    ecr, aws_env, cross_env, capture_events
+):
     name, _ = cross_env
     image = im.image((200,))
     EcrPusher(ecr).push(name, image, "v2.0.0")
+    own_bus = capture_events(name)
     event = json.dumps(push_event(name, image.digest, "v2.0.0"))
     assert handler.handle_queue(sqs_batch(event), FakeLambdaContext()) == {"batchItemFailures": []}
+    # The copies' PUSH events went to the other registries' buses: nothing here can re-trigger.
+    assert own_bus.wait(1, timeout=1.0) == []
     aws_env.control.reset_calls()
 
     assert handler.handle_queue(sqs_batch(event), FakeLambdaContext()) == {"batchItemFailures": []}
