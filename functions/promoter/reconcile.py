@@ -212,9 +212,12 @@ def reconcile(
                         rule, config, registry, repository, page, run, history, hold_back, results, tally
                     )
                 except PromoterError as exc:
-                    if not exc.retryable:
-                        raise
-                    return _stop(tally, cursors, Cursor(rule.name, repository, token), dry_run, exc)
+                    if exc.retryable:
+                        return _stop(tally, cursors, Cursor(rule.name, repository, token), dry_run, exc)
+                    # e.g. access denied on a read: reported and counted; the other sources go on.
+                    logger.error("reconcile of %s (rule %s) failed: %s", repository, rule.name, exc)
+                    tally.errors.append(f"rule {rule.name}: {repository}: {exc}")
+                    break
                 token = page.next_token
                 if token is None:
                     break

@@ -267,3 +267,37 @@ def test_the_scheduled_entry_point_reconciles_and_reports(lost, ecr, aws_env, mo
     assert report["complete"] and report["outcomes"] == {PROMOTED: 3}
     assert target_digests(ecr, lost.target) == lost.digests
     assert boto3.client("dynamodb").describe_table(TableName="image-promoter-reconcile")["Table"]
+
+
+def test_a_source_it_may_not_read_is_reported_and_the_other_rules_still_run(
+    lost, ecr, aws_env, unique_name, pusher
+):
+    denied = unique_name("secret")
+    ecr.create_repository(repositoryName=denied)
+    pusher.push(denied, im.image((128,)), "v1")
+    config = parse_config(
+        {
+            "rules": [
+                {
+                    "name": "denied",
+                    "source": {"repository": denied},
+                    "targets": [{"repository": lost.target}],
+                },
+                {
+                    "name": "ship",
+                    "source": {"repository": lost.source, "tags": ["v*"]},
+                    "targets": [{"repository": lost.target, "tags": ["{tag}"]}],
+                },
+            ]
+        }
+    )
+    aws_env.control.fail_next(
+        "DescribeImages", "AccessDeniedException", count=1, match={"repositoryName": denied}
+    )
+    registry = EcrRegistry(make_ecr_client())
+
+    report = reconcile(config, registry, idempotent_runner(Promoter(registry), make_persistence()))
+
+    assert report.complete and not report.succeeded
+    assert len(report.errors) == 1 and "AccessDeniedException" in report.errors[0]
+    assert target_digests(ecr, lost.target) == lost.digests
