@@ -173,11 +173,14 @@ def test_a_pattern_over_eventbridges_size_quota_fails_synth_with_advice():
 
 
 def test_moto_eventbridge_routes_only_tagged_pushes_of_configured_repositories_to_the_queue(
-    synthesized, load_event
+    synthesized, load_event, aws_env, unique_name
 ):
-    """The same pattern through moto's whole route: rule on the default bus -> SQS target."""
+    """The same pattern through moto's whole route: rule on the default bus -> SQS target.
+
+    It runs on the session's local AWS (moto's EventBridge and SQS), not in `mock_aws()`: that
+    context resets moto's process-wide state, which the local AWS of this test session lives in.
+    """
     import boto3
-    from moto import mock_aws
 
     samples = [
         "ecr-push.json",
@@ -187,18 +190,19 @@ def test_moto_eventbridge_routes_only_tagged_pushes_of_configured_repositories_t
         "ecr-image-scan.json",
         "ecr-referrer-action.json",
     ]
-    with mock_aws():
-        sqs = boto3.client("sqs", region_name="us-east-1")
-        events = boto3.client("events", region_name="us-east-1")
-        queue_url = sqs.create_queue(QueueName="promoter")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        pattern = _rule_pattern(synthesized, on_custom_bus=False)
-        events.put_rule(Name="push", EventPattern=json.dumps(pattern))
-        events.put_targets(Rule="push", Targets=[{"Id": "queue", "Arn": queue_arn}])
-        for name in samples:
-            sample = load_event(name)
+    name = unique_name("push").replace("/", "-")
+    sqs = boto3.client("sqs", endpoint_url=aws_env.endpoint, region_name="us-east-1")
+    events = boto3.client("events", endpoint_url=aws_env.endpoint, region_name="us-east-1")
+    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    pattern = _rule_pattern(synthesized, on_custom_bus=False)
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    try:
+        for sample_name in samples:
+            sample = load_event(sample_name)
             entry = {
                 "Source": sample["source"],
                 "DetailType": sample["detail-type"],
@@ -206,6 +210,9 @@ def test_moto_eventbridge_routes_only_tagged_pushes_of_configured_repositories_t
             }
             assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
         received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    finally:
+        events.remove_targets(Rule=name, Ids=["queue"])
+        events.delete_rule(Name=name)
     delivered = sorted(
         (json.loads(m["Body"])["detail"]["repository-name"], json.loads(m["Body"])["detail"]["image-tag"])
         for m in received
