@@ -413,3 +413,70 @@ def test_floating_tags_only_move_forward_and_pre_releases_never_move_them(ecr, p
     assert outcomes["1.5.0"] == {"1.5.0": PROMOTED, "1.5": PROMOTED, "1": PROMOTED, "latest": PROMOTED}
     assert target_digest(ecr, target, "1.4") == images["1.4.3"].digest
     assert target_digest(ecr, target, "latest") == images["1.5.0"].digest
+
+
+# --- the Lambda -------------------------------------------------------------------------------
+
+
+def test_the_lambda_handles_a_request_with_the_same_history_and_results(
+    aws_env, ecr, pusher, repos, tmp_path, monkeypatch
+):
+    from dataclasses import dataclass
+
+    from promoter import handler
+
+    @dataclass
+    class Context:  # the attributes Powertools reads from a Lambda context
+        function_name: str = "image-promoter"
+        function_version: str = "$LATEST"
+        memory_limit_in_mb: int = 512
+        invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:image-promoter"
+        aws_request_id: str = "req-release"
+
+        def get_remaining_time_in_millis(self) -> int:
+            return 120_000
+
+    source, target = repos("ci", "prod")
+    image = im.image((200,))
+    pusher.push(source, image, "v2")
+    staged = tmp_path / settings.STAGED_CONFIG_FILE
+    staged.write_text(json.dumps({"rules": [request_rule(source, target)]}))
+    monkeypatch.setenv(settings.CONFIG_PATH_ENV, str(staged))
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    results = results_for(aws_env.endpoint, target)
+    request = {
+        "version": "0",
+        "id": "lambda-req-1",
+        "source": settings.DEFAULT_REQUEST_EVENT_SOURCE,
+        "detail-type": settings.REQUEST_DETAIL_TYPE,
+        "account": "000000000000",
+        "time": "2026-11-26T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "repository-name": source,
+            "image-tag": "v2",
+            "requested-by": "pipeline",
+            "reason": "green",
+        },
+    }
+    batch = {
+        "Records": [{"messageId": "m1", "receiptHandle": "h1", "body": json.dumps(request), "attributes": {}}]
+    }
+
+    handler.runtime.cache_clear()
+    try:
+        response = handler.handle_queue(batch, Context())
+    finally:
+        handler.runtime.cache_clear()
+
+    assert response == {"batchItemFailures": []}
+    assert target_digest(ecr, target, "v2") == image.digest
+    (record,) = DynamoDbHistory().for_target(target, "v2")
+    assert (record["trigger"], record["request_id"], record["requested_by"]) == (
+        "request",
+        "lambda-req-1",
+        "pipeline",
+    )
+    (event,) = results.drain(1)
+    assert (event["detail"]["request-id"], event["detail"]["outcome"]) == ("lambda-req-1", PROMOTED)
