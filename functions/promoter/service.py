@@ -134,28 +134,35 @@ def run_plan(
 ) -> EventResult:
     """Runs the actions of a plan (also `promoter promote`, which builds its plan by hand)."""
     done: list[ActionResult] = []
+    # Outcomes to record and announce: final ones, said once. A retried failure is not final (the
+    # redelivery decides, and a deploy pipeline must not see "failed" for what then succeeds), and
+    # a replay was recorded and announced by the run it replays.
+    final: list[ActionResult] = []
     retry = False
     for action in plan.actions:
         if action.skip_reason:
             done.append(ActionResult.for_action(action, SKIPPED, reason=action.skip_reason))
-            continue
-        try:
-            gated = gate_check.verdict(action) if gate_check else None
-            done.append(gated or run(action))
-        except PromoterError as exc:
-            if not exc.retryable:
-                raise  # a runner only lets retryable errors through; anything else is a bug
-            logger.warning(
-                "action %s:%s failed, will retry: %s", action.target_repository, action.target_tag, exc
-            )
-            done.append(ActionResult.for_action(action, FAILED, reason=str(exc)))
-            retry = True
-        if history is not None and not done[-1].replayed:
-            history.record(plan.event_id, done[-1], plan.provenance)
+        else:
+            try:
+                gated = gate_check.verdict(action) if gate_check else None
+                done.append(gated or run(action))
+            except PromoterError as exc:
+                if not exc.retryable:
+                    raise  # a runner only lets retryable errors through; anything else is a bug
+                logger.warning(
+                    "action %s:%s failed, will retry: %s", action.target_repository, action.target_tag, exc
+                )
+                done.append(ActionResult.for_action(action, FAILED, reason=str(exc)))
+                retry = True
+                continue
+        if not done[-1].replayed:
+            final.append(done[-1])
+            if history is not None:
+                history.record(plan.event_id, done[-1], plan.provenance)
     if gate_check is not None:
         gate_check.release_decided()
     if results is not None:
-        results.publish([r for r in done if not r.replayed], plan.provenance)
+        results.publish(final, plan.provenance)
     return EventResult(plan.event_id, tuple(done), retry=retry)
 
 

@@ -171,6 +171,9 @@ def test_throttling_beyond_the_retries_fails_the_record_for_redelivery(
     assert first == {"batchItemFailures": [{"itemIdentifier": "msg-0"}]}
     assert redelivered == {"batchItemFailures": []}
     assert tag_digest(ecr, target, "sha-slow") == tag_digest(ecr, target, "latest") == image.digest
+    # The throttled first try was not final: history holds only what the redelivery did.
+    recorded = DynamoDbHistory().for_target(target, "sha-slow")
+    assert [item["outcome"] for item in recorded] == ["promoted"]
 
 
 def test_conflict_is_an_outcome_not_a_redelivery(ecr, pusher, unique_name, tmp_path, monkeypatch, aws_env):
