@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
+    IdempotencyInconsistentStateError,
     IdempotencyPersistenceLayerError,
 )
 
@@ -90,7 +91,9 @@ def idempotent_runner(
             return outcome.result
         except IdempotencyAlreadyInProgressError as exc:
             raise PromotionInProgressError(f"{action.target_repository}:{action.target_tag}: {exc}") from exc
-        except IdempotencyPersistenceLayerError as exc:
-            raise IdempotencyStoreError(str(exc)) from exc
+        except (IdempotencyPersistenceLayerError, IdempotencyInconsistentStateError) as exc:
+            # Inconsistent state: the record changed between Powertools' put and get (another
+            # invocation finished or expired it). Retrying later reads a settled record.
+            raise IdempotencyStoreError(f"{type(exc).__name__}: {exc}") from exc
 
     return run
