@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import logging
 import os
@@ -33,6 +34,8 @@ from promoter.config import parse_config
 QUEUE_NAME = "image-promoter-events"
 DLQ_NAME = "image-promoter-events-dlq"
 RULE_NAME = "image-promoter-ecr-push"
+RESULTS_BUS = "image-promoter"
+RESULTS_QUEUE = "deploy-pipeline-subscription"
 MAX_RECEIVE_COUNT = 3
 PLATFORMS = ("linux/amd64", "linux/arm64", "linux/s390x")
 LAYER_BYTES = 256 * 1024
@@ -136,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="promoter-demo-"))
     work.mkdir(parents=True, exist_ok=True)
-    progress = Progress(total=7)
+    progress = Progress(total=8)
     local = LocalAws(data_dir=work / "aws")
     try:
         with progress.step("Starting the local AWS (ECR on docker-registry, moto for the rest)"):
@@ -175,7 +178,9 @@ def _demo(local: Any, work: Path, progress: Progress) -> None:
             ecr.create_repository(repositoryName=name, imageTagMutability=mutability)
         ecr.put_account_setting(name="BLOB_MOUNTING", value="ENABLED")
         queue_url = _wire_events(sqs, events, config)
+        results_url = _wire_results(sqs, events)
     progress.say("app-dev -> app-staging (sha-*), app-dev -> app-prod (vX.Y.Z, IMMUTABLE)")
+    progress.say(f"results go to the bus '{RESULTS_BUS}', where a deploy pipeline subscribes")
 
     image_dir = work / "image"
     with progress.step(f"Building a {len(PLATFORMS)}-platform image and pushing it with skopeo"):
@@ -200,6 +205,28 @@ def _demo(local: Any, work: Path, progress: Progress) -> None:
             progress.say(f"{target}:{tag} -> {digest[:19]}... ({count} manifests: index + children)")
             _check(count == 1 + 2 * len(PLATFORMS), f"{target} holds {count} manifests")
 
+    with progress.step("What subscribers and auditors see: result events and the history"):
+        announced = _receive_all(sqs, results_url, expected=len(PUSHES))
+        for detail_type, detail in announced:
+            target = detail["target"]
+            progress.say(
+                f"event '{detail_type}': {target['repository-name']}:{target['image-tag']} "
+                f"{detail['outcome']} (rule {detail['rule']}, trigger {detail['trigger']})"
+            )
+        _check(
+            sorted(t for t, _ in announced) == ["Image Promoted"] * len(PUSHES),
+            f"expected {len(PUSHES)} 'Image Promoted' events, got {[t for t, _ in announced]}",
+        )
+        progress.say("promoter history:")
+        table = io.StringIO()
+        from promoter_cli.main import main as cli_main  # the CLI imports this module
+
+        with contextlib.redirect_stdout(table):
+            code = cli_main(["history", "--limit", "10"])
+        for line in table.getvalue().splitlines():
+            progress.say(f"  {line}")
+        _check(code == 0, "promoter history failed")
+
     local.control.reset_calls()
     capture.results.clear()
     with progress.step("Replaying the same events (EventBridge delivers at least once)"):
@@ -213,6 +240,9 @@ def _demo(local: Any, work: Path, progress: Progress) -> None:
     writes = {op: n for op, n in calls.items() if op in WRITE_OPERATIONS}
     progress.say(f"ECR write calls during the replay: {sum(writes.values())} {writes or ''}")
     _check(not writes, f"the replay wrote to ECR: {writes}")
+    again = _receive_all(sqs, results_url, expected=0)
+    progress.say(f"result events announced for the replay: {len(again)}")
+    _check(not again, "the replay announced results again")
 
     with progress.step("Checking the dead-letter queue"):
         dlq_url = sqs.get_queue_url(QueueName=DLQ_NAME)["QueueUrl"]
@@ -240,6 +270,35 @@ def _wire_events(sqs: Any, events: Any, config: Any) -> str:
     events.put_rule(Name=RULE_NAME, EventPattern=json.dumps(pattern), State="ENABLED")
     events.put_targets(Rule=RULE_NAME, Targets=[{"Id": "queue", "Arn": queue_arn}])
     return queue_url
+
+
+def _wire_results(sqs: Any, events: Any) -> str:
+    """The promoter's own bus, and a subscriber's queue for every result it announces."""
+    events.create_event_bus(Name=RESULTS_BUS)
+    url = sqs.create_queue(QueueName=RESULTS_QUEUE)["QueueUrl"]
+    pattern = {"detail-type": list(settings.RESULT_DETAIL_TYPES)}
+    events.put_rule(Name=RESULTS_QUEUE, EventBusName=RESULTS_BUS, EventPattern=json.dumps(pattern))
+    events.put_targets(
+        Rule=RESULTS_QUEUE, EventBusName=RESULTS_BUS, Targets=[{"Id": "queue", "Arn": _queue_arn(sqs, url)}]
+    )
+    return str(url)
+
+
+def _receive_all(sqs: Any, url: str, expected: int) -> list[tuple[str, dict[str, Any]]]:
+    """Drains a subscriber queue: (detail-type, detail) of each event, waiting for `expected`."""
+    got: list[tuple[str, dict[str, Any]]] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+            "Messages", []
+        )
+        for m in messages:
+            body = json.loads(m["Body"])
+            got.append((body["detail-type"], body["detail"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        if not messages and len(got) >= expected:
+            break
+    return got
 
 
 def _queue_arn(sqs: Any, url: str) -> str:
@@ -278,6 +337,7 @@ def _load_handler(local: Any, config_file: Path, work: Path) -> tuple[Callable[.
             settings.CONFIG_PATH_ENV: str(config_file),
             settings.IDEMPOTENCY_TABLE_ENV: settings.DEFAULT_IDEMPOTENCY_TABLE,
             settings.HISTORY_TABLE_ENV: settings.DEFAULT_HISTORY_TABLE,
+            settings.EVENT_BUS_ENV: RESULTS_BUS,
             "POWERTOOLS_SERVICE_NAME": settings.SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": settings.METRICS_NAMESPACE,
             "POWERTOOLS_TRACE_DISABLED": "true",

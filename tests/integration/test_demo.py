@@ -26,6 +26,11 @@ def test_demo_promotes_each_push_once_and_exits_zero(tmp_path: Path) -> None:
     assert "ECR write calls during the replay: 0" in out
     assert "actions answered from the idempotency record: 2 of 2" in out
     assert "messages in the DLQ: 0" in out
+    # Subscribers saw one result per promotion, and the history shows both, newest first.
+    assert out.count("event 'Image Promoted'") == 2
+    assert "result events announced for the replay: 0" in out
+    history = out[out.index("promoter history:"):]
+    assert history.index("app-prod:v1.4.0") < history.index("app-staging:sha-1a2b3c4")
     # The Lambda's own logs and metrics went to the log file, as to CloudWatch Logs.
     log = (tmp_path / "lambda.log").read_text()
     assert '"event handled"' in log and '"ImagesPromoted"' in log
