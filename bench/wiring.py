@@ -75,14 +75,7 @@ def queue_depth(sqs: Any, url: str) -> int:
 
 def lambda_env(config_file: Path) -> dict[str, str]:
     """What the stack sets on the function (tables are the local defaults the local AWS creates)."""
-    return {
-        settings.CONFIG_PATH_ENV: str(config_file),
-        settings.IDEMPOTENCY_TABLE_ENV: settings.DEFAULT_IDEMPOTENCY_TABLE,
-        settings.HISTORY_TABLE_ENV: settings.DEFAULT_HISTORY_TABLE,
-        "POWERTOOLS_SERVICE_NAME": settings.SERVICE_NAME,
-        "POWERTOOLS_METRICS_NAMESPACE": settings.METRICS_NAMESPACE,
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }
+    return settings.function_environment(config_path=str(config_file))
 
 
 def receive_all(sqs: Any, url: str, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:

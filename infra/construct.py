@@ -131,18 +131,14 @@ class ImagePromoter(Construct):
             f"arn:aws:lambda:{Stack.of(self).region}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
             f"{POWERTOOLS_LAYER_NAME}:{props.powertools_layer_version}",
         )
-        environment = {
-            settings.IDEMPOTENCY_TABLE_ENV: self.idempotency_table.table_name,
-            settings.HISTORY_TABLE_ENV: self.history_table.table_name,
-            settings.CONFIG_PATH_ENV: f"{LAMBDA_TASK_ROOT}/{PACKAGE_NAME}/{settings.STAGED_CONFIG_FILE}",
-            settings.EVENT_BUS_ENV: self.event_bus.event_bus_name,
-            settings.GATES_TABLE_ENV: self.gates_table.table_name,
-            settings.REQUEST_SOURCE_ENV: props.request_source,
-            "POWERTOOLS_SERVICE_NAME": settings.SERVICE_NAME,
-            "POWERTOOLS_METRICS_NAMESPACE": settings.METRICS_NAMESPACE,
-            # Active X-Ray tracing would need xray:PutTraceSegments on '*'; the Tracer stays off.
-            "POWERTOOLS_TRACE_DISABLED": "true",
-        }
+        environment = settings.function_environment(
+            config_path=f"{LAMBDA_TASK_ROOT}/{PACKAGE_NAME}/{settings.STAGED_CONFIG_FILE}",
+            idempotency_table=self.idempotency_table.table_name,
+            history_table=self.history_table.table_name,
+            gates_table=self.gates_table.table_name,
+            event_bus=self.event_bus.event_bus_name,
+            request_source=props.request_source,
+        )
         code = lambda_.Code.from_asset(str(staging_dir))
         self.function = lambda_.Function(
             self,

@@ -69,3 +69,30 @@ def request_event_source() -> str:
 def event_bus_name() -> str:
     """The promotion bus: requests arrive there and results are published there ("default" locally)."""
     return os.environ.get(EVENT_BUS_ENV) or DEFAULT_EVENT_BUS
+
+
+def function_environment(
+    *,
+    config_path: str,
+    idempotency_table: str = DEFAULT_IDEMPOTENCY_TABLE,
+    history_table: str = DEFAULT_HISTORY_TABLE,
+    gates_table: str = DEFAULT_GATES_TABLE,
+    event_bus: str = DEFAULT_EVENT_BUS,
+    request_source: str = DEFAULT_REQUEST_EVENT_SOURCE,
+) -> dict[str, str]:
+    """The environment of the promoter function: the stack passes its resources' names (tokens);
+    the demo, the benchmarks and the fault suite pass the local AWS's defaults, so the handler
+    runs there with the variables it has in Lambda."""
+    return {
+        IDEMPOTENCY_TABLE_ENV: idempotency_table,
+        HISTORY_TABLE_ENV: history_table,
+        CONFIG_PATH_ENV: config_path,
+        EVENT_BUS_ENV: event_bus,
+        GATES_TABLE_ENV: gates_table,
+        REQUEST_SOURCE_ENV: request_source,
+        "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        # Active X-Ray tracing would need xray:PutTraceSegments on '*': off unless a stack opts in
+        # (the handler then builds Powertools' Tracer; see promoter.handler._lambda_tracing).
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }

@@ -334,13 +334,7 @@ def _load_handler(local: Any, config_file: Path, work: Path) -> tuple[Callable[.
             "AWS_ACCESS_KEY_ID": "demo",
             "AWS_SECRET_ACCESS_KEY": "demo",
             "AWS_DEFAULT_REGION": local.region,
-            settings.CONFIG_PATH_ENV: str(config_file),
-            settings.IDEMPOTENCY_TABLE_ENV: settings.DEFAULT_IDEMPOTENCY_TABLE,
-            settings.HISTORY_TABLE_ENV: settings.DEFAULT_HISTORY_TABLE,
-            settings.EVENT_BUS_ENV: RESULTS_BUS,
-            "POWERTOOLS_SERVICE_NAME": settings.SERVICE_NAME,
-            "POWERTOOLS_METRICS_NAMESPACE": settings.METRICS_NAMESPACE,
-            "POWERTOOLS_TRACE_DISABLED": "true",
+            **settings.function_environment(config_path=str(config_file), event_bus=RESULTS_BUS),
         }
     )
     from promoter import handler

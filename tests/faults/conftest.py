@@ -296,8 +296,6 @@ def pipeline(
     pipeline with the stack's environment."""
     made: list[Pipeline] = []
     log = logging.getLogger(settings.SERVICE_NAME)
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", settings.METRICS_NAMESPACE)
     # Fewer, quicker retries for the clients that take the environment's retry settings
     # (Powertools' DynamoDB client); the ECR client sets its own (promoter.registry).
     monkeypatch.setenv("AWS_RETRY_MODE", "standard")
@@ -306,7 +304,8 @@ def pipeline(
     def make(config: dict[str, Any], **esm: Any) -> Pipeline:
         assert not made, "one pipeline per test: the handler's runtime is per process"
         built = Pipeline(aws_env, config, tmp_path, **esm)
-        monkeypatch.setenv(settings.CONFIG_PATH_ENV, str(built.config_path))
+        for name, value in settings.function_environment(config_path=str(built.config_path)).items():
+            monkeypatch.setenv(name, value)
         handler.runtime.cache_clear()
         capture = LedgerLog(built.ledger)
         log.addHandler(capture)
