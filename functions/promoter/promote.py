@@ -107,26 +107,40 @@ class Promoter:
         return self._put_tag(action, image, current)
 
     def _copy(self, action: Action) -> ActionResult:
+        """Reads (bench/minimum.py; BENCHMARKS.md, figure 1): the target once up front for the tag,
+        the digest and its cosign tags, so a replay (at-least-once events, our own PUSH events, the
+        reconciliation sweep) ends after one call; the source tree (1 read, +1 for an index or
+        referrers); then the target again only for what the first read could not name (children,
+        referrers, their cosign tags), never for an image without any."""
         source, target, tag = action.source.repository, action.target_repository, action.target_tag
+        digest = action.source.digest
         try:
-            current = self._registry.get_manifests(target, [tag]).get(tag)
+            present = self._registry.get_manifests(target, [tag, digest, *cosign_tags(digest)])
         except RepositoryNotFoundError:
             return ActionResult.for_action(
                 action, FAILED, reason=f"target repository {target!r} does not exist"
             )
-        if current is not None and current.digest == action.source.digest:
+        current = present.get(tag)
+        if current is not None and current.digest == digest:
             return ActionResult.for_action(action, ALREADY_PRESENT, target_digest=current.digest)
         kept = self._floating_kept_back(action, current)
         if kept is not None:
             return kept
         try:
-            tree = self._read_tree(source, action.source.digest)
+            tree = self._read_tree(source, digest)
         except ImageNotFoundError:
             return _source_gone(action)
-        present = self._registry.get_manifests(
-            target, [m.digest for m in tree.manifests()] + [t for t, _ in tree.signatures]
-        )
-        needed = [m for m in tree.manifests() if m.digest not in present]
+        # The first read answered the top digest and its cosign tags (a missing reference is an
+        # answer too: absent). A signature is compared by its tag, so its own digest needs no read.
+        asked = {tag, digest, *cosign_tags(digest)}
+        unanswered = [m.digest for m in tree.dependencies] + [t for t, _ in tree.signatures]
+        unanswered = [r for r in dict.fromkeys(unanswered) if r not in asked]
+        if unanswered:
+            present = {**present, **self._registry.get_manifests(target, unanswered)}
+        signature_held = {
+            m.digest for t, m in tree.signatures if (held := present.get(t)) and held.digest == m.digest
+        }
+        needed = [m for m in tree.manifests() if m.digest not in present and m.digest not in signature_held]
         mounted, copied, nbytes = self._transfer_blobs(source, target, [b for m in needed for b in m.blobs()])
         puts = 0
         for manifest in tree.dependencies:
@@ -188,15 +202,20 @@ class Promoter:
 
     def _read_tree(self, repository: str, digest: str) -> ImageTree:
         """The image, its children (recursively), its OCI referrers, and the cosign tags of the
-        image and of its direct children (`cosign sign --recursive`), read in one batch."""
-        image = self._source.get_manifests(repository, [digest]).get(digest)
+        image and of its direct children (`cosign sign --recursive`). The image comes with its own
+        cosign tags (the digest is known up front); what it lists and its referrers are known only
+        after that, so they cost a second read, and only when there are any."""
+        top_tags = cosign_tags(digest)
+        found = self._source.get_manifests(repository, [digest, *top_tags])
+        image = found.get(digest)
         if image is None:
             raise ImageNotFoundError(f"{repository}@{digest}")
         referrers = self._referrers(repository, digest)
-        signature_tags = cosign_tags(digest) + tuple(
-            t for child in image.children() for t in cosign_tags(child)
-        )
-        found = self._source.get_manifests(repository, [*image.children(), *referrers, *signature_tags])
+        child_tags = tuple(t for child in image.children() for t in cosign_tags(child))
+        signature_tags = top_tags + child_tags
+        below = [*image.children(), *referrers, *child_tags]
+        if below:
+            found = {**found, **self._source.get_manifests(repository, below)}
         missing = [d for d in image.children() if d not in found]
         if missing:
             raise InvalidManifestError(
