@@ -10,8 +10,12 @@ BENCHMARKS.md explains each term; in short:
 - BatchCheckLayerAvailability: one call per 100 distinct blobs, to move only what is missing.
 - GetAccountSetting (may we mount?) and GetAuthorizationToken (the registry password, 12 h) are
   needed once per container, not per promotion.
-- A mounted blob costs no API call (a /v2 request); a copied blob costs GetDownloadUrlForLayer,
-  InitiateLayerUpload, CompleteLayerUpload and one UploadLayerPart per started 10 MiB part.
+- A mounted blob costs no API call (a /v2 request). A copied blob costs GetDownloadUrlForLayer
+  (its pre-signed URL) and then, through the registry's /v2 upload (POST, PATCH, PUT: registry
+  requests, like mounts, under the same IAM actions and, inferred, the same quotas), no API call
+  but the registry token (GetAuthorizationToken, once per container, as for mounts). Through the
+  JSON layer-upload API (the engine's fall back, `layer_api=True`) it costs InitiateLayerUpload,
+  CompleteLayerUpload and one UploadLayerPart per started 10 MiB part instead.
 - PutImage: one per manifest (children by digest first, then the tagged top manifest).
 """
 
@@ -51,8 +55,11 @@ def minimum_retag() -> dict[str, int]:
     return {"BatchGetImage": 1, "PutImage": 1}
 
 
-def minimum_copy(shape: CopyShape, *, mounting: bool, first_in_container: bool = True) -> dict[str, int]:
-    """The minimum per ECR operation for a fresh copy (the target has neither tag nor manifests)."""
+def minimum_copy(
+    shape: CopyShape, *, mounting: bool, first_in_container: bool = True, layer_api: bool = False
+) -> dict[str, int]:
+    """The minimum per ECR operation for a fresh copy (the target has neither tag nor manifests);
+    `layer_api`: blobs are copied through the JSON layer-upload API rather than /v2."""
     calls: Counter[str] = Counter()
     below = shape.children + shape.referrers
     manifests = 1 + below
@@ -66,19 +73,20 @@ def minimum_copy(shape: CopyShape, *, mounting: bool, first_in_container: bool =
     if first_in_container:
         calls["GetAccountSetting"] = 1
     if shape.missing_sizes:
-        if mounting:
+        if mounting or not layer_api:
             calls["GetAuthorizationToken"] = 1 if first_in_container else 0
-        else:
-            copy = _copy_calls(shape.missing_sizes)
-            calls.update(copy)
+        if not mounting:
+            calls.update(_copy_calls(shape.missing_sizes, layer_api))
     calls["PutImage"] = manifests
     return {op: n for op, n in calls.items() if n}
 
 
-def _copy_calls(sizes: Sequence[int]) -> Counter[str]:
+def _copy_calls(sizes: Sequence[int], layer_api: bool) -> Counter[str]:
     calls: Counter[str] = Counter()
     for size in sizes:
         calls["GetDownloadUrlForLayer"] += 1
+        if not layer_api:
+            continue
         calls["InitiateLayerUpload"] += 1
         calls["UploadLayerPart"] += max(1, _ceil_div(size, PART_BYTES))
         calls["CompleteLayerUpload"] += 1

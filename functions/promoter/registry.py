@@ -8,11 +8,13 @@ again. The engine depends only on the `Registry` protocol, so it can be read wit
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
 import re
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -58,6 +60,18 @@ MIB = 1024 * 1024
 MIN_PART_BYTES = 5 * MIB
 MAX_PART_BYTES = 20 * MIB
 READ_CHUNK_BYTES = 1 * MIB
+# Copies go up through the registry's OCI upload API (POST, PATCH..., PUT ?digest=) with the same
+# basic auth as mounts: raw bytes, where the layer-upload API carries base64 inside JSON (~2.4x
+# skopeo's time, BENCHMARKS.md figure 2). ECR serves it for the same IAM actions (Initiate/
+# UploadLayerPart/CompleteLayerUpload); the 5-20 MiB part limits are the JSON API's, not /v2's.
+# Each PATCH carries one chunk, streamed READ_CHUNK_BYTES at a time: memory per copy stays
+# ~1 MiB whatever the chunk or layer size; chunks only bound how much a failed request loses.
+V2_CHUNK_BYTES = 64 * MIB
+# 429 (ECR's TOOMANYREQUESTS) and 5xx are worth another try; other answers mean /v2 is not ours
+# to use (no endpoint, 401/403/404/405...): the layer-upload API takes over, with a warning.
+V2_RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+V2_MAX_ATTEMPTS = 3
+V2_BACKOFF_SECONDS = 0.5
 BLOB_MOUNTING_SETTING = "BLOB_MOUNTING"
 MOUNTING_OFF_VALUES = frozenset({"disabled", "off", "false", "0"})
 COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
@@ -226,6 +240,9 @@ def make_ecr_client(
         def add_registry_id(params: dict[str, Any], model: Any, **_: Any) -> None:
             if "registryId" in model.input_shape.members:
                 params.setdefault("registryId", registry_id)
+            elif "registryIds" in model.input_shape.members:
+                # GetAuthorizationToken: that registry's proxyEndpoint, where its /v2 uploads go.
+                params.setdefault("registryIds", [registry_id])
 
         client.meta.events.register("provide-client-params.ecr.*", add_registry_id)
     return client
@@ -394,6 +411,8 @@ class EcrRegistry:
 
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
         endpoint, token = self._authorization()
+        if not endpoint:
+            return False
         query = urllib.parse.urlencode({"mount": digest, "from": from_repository})
         request = urllib.request.Request(
             f"{endpoint}/v2/{repository}/blobs/uploads/?{query}",
@@ -434,7 +453,7 @@ class EcrRegistry:
             if self._auth is None:
                 with _ecr_errors("GetAuthorizationToken", "registry"):
                     data = self._ecr.get_authorization_token()["authorizationData"][0]
-                self._auth = (data["proxyEndpoint"].rstrip("/"), data["authorizationToken"])
+                self._auth = ((data.get("proxyEndpoint") or "").rstrip("/"), data["authorizationToken"])
             return self._auth
 
     def layer_download_url(self, repository: str, digest: str) -> str:
@@ -449,8 +468,95 @@ class EcrRegistry:
         self, from_repository: str, repository: str, digest: str, from_registry: Registry | None = None
     ) -> int:
         # Across registries (another account or region) the bytes go down from the source's
-        # pre-signed URL and up through this registry's layer upload: no mount, no shared check.
+        # pre-signed URL and up into this registry (its own token and proxyEndpoint): no mount.
         url = (from_registry or self).layer_download_url(from_repository, digest)
+        for attempt in range(1, V2_MAX_ATTEMPTS + 1):
+            try:
+                return self._copy_blob_v2(url, from_repository, repository, digest)
+            except _V2NotUsable as exc:
+                logger.warning(
+                    "upload of %s into %s through /v2 not possible (%s); using the layer-upload API",
+                    digest,
+                    repository,
+                    exc,
+                )
+                break
+            except RegistryUnavailableError:
+                if attempt == V2_MAX_ATTEMPTS:
+                    raise
+                time.sleep(V2_BACKOFF_SECONDS * 2 ** (attempt - 1))
+        return self._copy_blob_api(url, from_repository, repository, digest)
+
+    def _copy_blob_v2(self, url: str, from_repository: str, repository: str, digest: str) -> int:
+        """POST an upload, PATCH the download into it chunk by chunk, PUT ?digest= (the registry
+        checks the digest). Raises _V2NotUsable (fall back), RegistryUnavailableError (429/5xx),
+        LayerCopyError (the download failed)."""
+        try:
+            endpoint, token = self._authorization()
+        except RegistryError as exc:
+            if exc.retryable:
+                raise
+            raise _V2NotUsable(str(exc)) from exc
+        if not endpoint:
+            raise _V2NotUsable("GetAuthorizationToken gave no proxyEndpoint")
+        auth = {"Authorization": f"Basic {token}"}
+        _, location = self._v2("POST", f"{endpoint}/v2/{repository}/blobs/uploads/", auth, b"", 0)
+        if not location:
+            raise _V2NotUsable("POST opened no upload (no Location)")
+        offset = 0
+        try:
+            with self._open(url, timeout=HTTP_TIMEOUT_SECONDS) as download:
+                total = _content_length(download)
+                while total is None or offset < total:
+                    # Unknown total: one PATCH, chunked transfer encoding, to the end of the stream.
+                    size = None if total is None else min(V2_CHUNK_BYTES, total - offset)
+                    sent = _Counter()
+                    headers = {**auth, "Content-Type": "application/octet-stream"}
+                    if size is not None:
+                        headers["Content-Range"] = f"{offset}-{offset + size - 1}"
+                    _, location = self._v2(
+                        "PATCH", _absolute(endpoint, location), headers, _stream(download, size, sent), size
+                    )
+                    offset += sent.bytes
+                    if size is None or sent.bytes < size:
+                        break
+            separator = "&" if "?" in location else "?"
+            self._v2("PUT", f"{_absolute(endpoint, location)}{separator}digest={digest}", auth, b"", 0)
+        except _DownloadError as exc:
+            self._cancel_upload(endpoint, token, location)
+            raise LayerCopyError(f"download of {digest} from {from_repository} failed: {exc}") from exc
+        except (urllib.error.URLError, OSError) as exc:  # the source URL would not even open
+            self._cancel_upload(endpoint, token, location)
+            raise LayerCopyError(f"download of {digest} from {from_repository} failed: {exc}") from exc
+        except (_V2NotUsable, RegistryUnavailableError):
+            self._cancel_upload(endpoint, token, location)
+            raise
+        return offset
+
+    def _v2(
+        self, method: str, url: str, headers: dict[str, str], body: Any, length: int | None
+    ) -> tuple[int, str]:
+        """One /v2 request; returns its status and Location. 429/5xx and lost connections are
+        RegistryUnavailableError, any other failure _V2NotUsable."""
+        if length is not None:
+            headers = {**headers, "Content-Length": str(length)}
+        request = urllib.request.Request(url, data=body, method=method, headers=headers)
+        try:
+            with self._open(request, timeout=HTTP_TIMEOUT_SECONDS) as response:
+                response.read()
+                return response.status, response.headers.get("Location") or ""
+        except urllib.error.HTTPError as exc:
+            detail = f"{method} {exc.code}: {_registry_error(exc)}"
+            if exc.code in V2_RETRYABLE_STATUSES:
+                raise RegistryUnavailableError(f"registry /v2 {detail}") from exc
+            raise _V2NotUsable(detail) from exc
+        except urllib.error.URLError as exc:  # no connection at all: no /v2 endpoint here
+            raise _V2NotUsable(f"{method} {url.split('?')[0]}: {exc.reason}") from exc
+        except (http.client.HTTPException, OSError) as exc:  # the connection broke mid-answer
+            raise RegistryUnavailableError(f"registry /v2 {method}: {exc!r}") from exc
+
+    def _copy_blob_api(self, url: str, from_repository: str, repository: str, digest: str) -> int:
+        """The layer-upload API: parts of `partSize` bytes, base64 in JSON (the fallback)."""
         with _ecr_errors("InitiateLayerUpload", repository):
             upload = self._ecr.initiate_layer_upload(repositoryName=repository)
         upload_id = upload["uploadId"]
@@ -537,6 +643,57 @@ class EcrRegistry:
             return None
         details = response.get("imageDetails") or ()
         return _epoch(details[0].get("imagePushedAt")) if details else None
+
+
+class _V2NotUsable(Exception):
+    """The registry's /v2 upload is not available to us here; the layer-upload API is."""
+
+
+class _DownloadError(Exception):
+    """Reading the source blob failed while its bytes were being sent (not an OSError, so that
+    urllib does not take it for a failure of the upload's own connection)."""
+
+
+class _Counter:
+    """Bytes a streamed request body has produced."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
+def _stream(source: Any, size: int | None, counter: _Counter) -> Iterator[bytes]:
+    """Up to `size` bytes of `source` (all of it when None), READ_CHUNK_BYTES at a time."""
+    remaining = size
+    while remaining is None or remaining > 0:
+        want = READ_CHUNK_BYTES if remaining is None else min(remaining, READ_CHUNK_BYTES)
+        try:
+            chunk = source.read(want)
+        except (OSError, http.client.HTTPException) as exc:
+            raise _DownloadError(repr(exc)) from exc
+        if not chunk:
+            return
+        counter.bytes += len(chunk)
+        if remaining is not None:
+            remaining -= len(chunk)
+        yield chunk
+
+
+def _content_length(response: Any) -> int | None:
+    value = response.headers.get("Content-Length")
+    return int(value) if value and value.isdigit() else None
+
+
+def _absolute(endpoint: str, location: str) -> str:
+    return location if location.startswith("http") else f"{endpoint}{location}"
+
+
+def _registry_error(exc: urllib.error.HTTPError) -> str:
+    """The distribution error code and message of a failed /v2 request, for the log."""
+    try:
+        errors = json.loads(exc.read() or b"{}").get("errors") or []
+        return "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors) or str(exc.reason)
+    except (ValueError, AttributeError, OSError):
+        return str(exc.reason)
 
 
 def _read_up_to(stream: Any, size: int) -> bytes:

@@ -769,14 +769,17 @@ class EcrService:
 
     # ---------------------------------------------------------------------------- account, auth
     def op_GetAuthorizationToken(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
-        token = base64.b64encode(f"AWS:{self.password_for(scope)}".encode()).decode()
+        # `registryIds` (as on ECR): one entry per named registry, with that registry's endpoint;
+        # none named: the caller's own.
+        scopes = [Scope(str(r), scope.region) for r in p.get("registryIds") or ()] or [scope]
         return {
             "authorizationData": [
                 {
-                    "authorizationToken": token,
+                    "authorizationToken": base64.b64encode(f"AWS:{self.password_for(s)}".encode()).decode(),
                     "expiresAt": time.time() + TOKEN_TTL_SECONDS,
-                    "proxyEndpoint": self.endpoint_for(scope),
+                    "proxyEndpoint": self.endpoint_for(s),
                 }
+                for s in scopes
             ]
         }
 

@@ -92,7 +92,11 @@ def test_a_signed_multi_arch_image_is_copied_into_another_account_and_region(ecr
     assert handler.handle_queue(sqs_batch(event), FakeLambdaContext()) == {"batchItemFailures": []}
 
     calls = aws_env.control.calls()
-    assert calls["GetDownloadUrlForLayer"] == calls["CompleteLayerUpload"] > 0  # every blob copied
+    # Every blob copied, through each target registry's own /v2 endpoint (the token and
+    # proxyEndpoint of its GetAuthorizationToken): no layer-upload API call. A blob sent to the
+    # wrong registry would fail the PutImage below it (LayersNotFoundException).
+    assert calls["GetDownloadUrlForLayer"] > 0
+    assert not {"InitiateLayerUpload", "UploadLayerPart", "CompleteLayerUpload"} & set(calls)
     for where, client in targets.items():
         promoted = _manifest(client, name, "v1.0.0")
         assert promoted is not None, where

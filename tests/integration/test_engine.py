@@ -89,6 +89,55 @@ def test_single_arch_image_is_copied_byte_for_byte_with_its_media_type(
     assert result.stats.bytes_copied == sum(b.size for b in image.blobs)
 
 
+def test_single_arch_copy_makes_the_minimum_ecr_calls(ecr, pusher, two_repos, promoter, aws_env, mounting):
+    source, target = two_repos
+    image = im.image((2048, 4096))  # a config and 2 layers: 3 blobs
+    pusher.push(source, image, "v1")
+    mounting(False)
+    aws_env.control.reset_calls()
+
+    result = promoter.promote(action(source, image.digest, target, "v1"))
+
+    assert result.outcome == PROMOTED
+    blobs = len(image.blobs)
+    # bench/minimum.py for one image without children or referrers: BatchGetImage 2 = the target
+    # [tag, digest, 3 cosign tags] (also the replay check) + the source [digest, 3 cosign tags];
+    # nothing below it, so no second read of either. The blobs: one availability check, a
+    # download URL each and one registry token for the /v2 uploads; then one PutImage.
+    assert aws_env.control.calls() == {
+        "BatchGetImage": 2,
+        "ListImageReferrers": 1,
+        "BatchCheckLayerAvailability": 1,
+        "GetAccountSetting": 1,
+        "GetDownloadUrlForLayer": blobs,
+        "GetAuthorizationToken": 1,
+        "PutImage": 1,
+    }
+
+
+def test_signed_single_image_with_a_referrer_reads_only_what_the_first_reads_could_not_name(
+    ecr, pusher, two_repos, promoter, aws_env
+):
+    source, target = two_repos
+    image = im.image((1024,))
+    pusher.push(source, image, "v1")
+    signature, sig_tag = im.cosign_signature(image)
+    pusher.push(source, signature, sig_tag)
+    sbom = im.referrer(image)
+    pusher.push(source, sbom)
+    aws_env.control.reset_calls()
+
+    result = promoter.promote(action(source, image.digest, target, "v1"))
+
+    assert result.outcome == PROMOTED
+    # target [tag, digest, cosign tags] and source [digest, cosign tags] answer the signature;
+    # the referrer is known only from ListImageReferrers: source [sbom], then target [sbom].
+    calls = aws_env.control.calls()
+    assert (calls["BatchGetImage"], calls["ListImageReferrers"], calls["PutImage"]) == (4, 1, 3)
+    assert stored(ecr, target, sig_tag)["imageManifest"].encode() == signature.raw
+    assert stored(ecr, target, sbom.digest)["imageManifest"].encode() == sbom.raw
+
+
 def test_multi_platform_index_goes_with_every_child_and_attestation(ecr, pusher, two_repos, promoter):
     source, target = two_repos
     index = im.multi_arch(("linux/amd64", "linux/arm64", "linux/s390x"), attestations=True)
@@ -248,7 +297,13 @@ def test_blob_mounting_moves_no_layer_bytes_and_copying_does(
     assert mounted.stats.blobs_mounted == copied.stats.blobs_copied == len(unique_blobs)
     assert copied.stats.bytes_copied == blob_bytes
     # The cost of a cross-repository copy of a 3-platform image (6 children with attestations,
-    # 10 distinct blobs): N+1 PutImage, four manifest reads, one availability check.
+    # 10 distinct blobs): N+1 PutImage, one availability check, and 4 manifest reads:
+    #   target [tag, index, its 3 cosign tags]      (a replay would end here: 1 read)
+    #   source [index, its 3 cosign tags]
+    #   source [6 children, their 18 cosign tags]   (known only from the index)
+    #   target [6 children, their 18 cosign tags]   (not known at the first target read)
+    # bench/minimum.py's 3 reads the target once, after the source tree; that costs a replay
+    # 3 reads instead of 1, so the engine keeps the 4th (BENCHMARKS.md, figure 1).
     reads = {
         "BatchGetImage": 4,
         "ListImageReferrers": 1,
@@ -257,14 +312,10 @@ def test_blob_mounting_moves_no_layer_bytes_and_copying_does(
         "PutImage": 7,
     }
     assert counts[True] == {**reads, "GetAuthorizationToken": 1}
+    # Copied blobs: a pre-signed download URL each, then the registry's /v2 upload (POST, PATCH,
+    # PUT: registry requests, not ECR API calls) with one registry token for all of them.
     blobs = len(unique_blobs)
-    assert counts[False] == {
-        **reads,
-        "GetDownloadUrlForLayer": blobs,
-        "InitiateLayerUpload": blobs,
-        "UploadLayerPart": blobs,
-        "CompleteLayerUpload": blobs,
-    }
+    assert counts[False] == {**reads, "GetDownloadUrlForLayer": blobs, "GetAuthorizationToken": 1}
     print(json.dumps({"mounted": counts[True], "copied": counts[False], "bytes": blob_bytes}))
 
 
@@ -313,9 +364,13 @@ print(copied, re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1))
 """
 
 
-def test_layer_copy_streams_in_parts_with_memory_bounded_by_part_size(ecr, pusher, unique_name, aws_env):
+@pytest.mark.parametrize("path", ["v2", "layer-api"])
+def test_layer_copy_streams_in_parts_with_memory_bounded_by_part_size(
+    ecr, pusher, unique_name, aws_env, path
+):
     """A copy runs in its own process so its peak memory can be read: 4x the layer size, about
-    the same peak (one 10 MiB part in flight, plus its base64 form on the wire)."""
+    the same peak. Through /v2: ~1 MiB read buffers; through the layer-upload API (the fallback,
+    here because GetAuthorizationToken is refused): one 10 MiB part in flight, plus its base64."""
     import subprocess
     import sys
 
@@ -328,6 +383,8 @@ def test_layer_copy_streams_in_parts_with_memory_bounded_by_part_size(ecr, pushe
         layer = im.Blob(os.urandom(size), im.OCI_LAYER)
         pusher.push(source, image_with_layer(layer), "big")
         aws_env.control.reset_calls()
+        if path == "layer-api":
+            aws_env.control.fail_next("GetAuthorizationToken", "AccessDeniedException", message="denied")
         out = subprocess.run(
             [sys.executable, "-c", COPY_AND_REPORT_RSS, source, target, layer.digest],
             capture_output=True,
@@ -337,8 +394,10 @@ def test_layer_copy_streams_in_parts_with_memory_bounded_by_part_size(ecr, pushe
         ).stdout.split()
         copied, peak_kib = int(out[0]), int(out[1])
         assert copied == size
-        assert aws_env.control.calls()["UploadLayerPart"] == -(-size // (10 * mib))  # partSize chunks
-        # CompleteLayerUpload verified the digest; the target now holds the whole layer.
+        parts = aws_env.control.calls().get("UploadLayerPart", 0)
+        assert parts == (-(-size // (10 * mib)) if path == "layer-api" else 0)  # partSize chunks
+        # The registry (PUT ?digest=) or CompleteLayerUpload verified the digest; the target now
+        # holds the whole layer.
         held = ecr.batch_check_layer_availability(repositoryName=target, layerDigests=[layer.digest])[
             "layers"
         ]
@@ -414,6 +473,9 @@ def test_signatures_of_index_children_go_along_without_extra_calls(ecr, pusher, 
     calls = aws_env.control.calls()
 
     assert result.outcome == PROMOTED
+    # Reads: target [tag, index, its cosign tags], source [index, its cosign tags], source
+    # [2 children, their cosign tags], target [2 children, their cosign tags]: the children's
+    # signatures ride along in reads made for the children anyway.
     assert (calls["BatchGetImage"], calls["PutImage"]) == (4, 2 + 3 + 1)  # children, signatures, index
     for signature, tag in signatures:
         assert stored(ecr, target, tag)["imageManifest"].encode() == signature.raw

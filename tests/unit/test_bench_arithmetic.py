@@ -43,14 +43,17 @@ def test_three_platform_copy_minimum_with_attestations():
         "GetAuthorizationToken": 1,
         "PutImage": 7,
     }
-    copied = minimum_copy(shape, mounting=False)
+    copied = minimum_copy(shape, mounting=False, layer_api=True)
     assert copied["UploadLayerPart"] == copied["InitiateLayerUpload"] == 10
     assert "GetAuthorizationToken" not in copied
+    # Through /v2: a download URL per blob and the registry token; the uploads are no API calls.
+    v2 = minimum_copy(shape, mounting=False)
+    assert {**mounted, "GetDownloadUrlForLayer": 10} == v2
 
 
 def test_single_image_copy_needs_one_read_per_repository_and_parts_of_10_mib():
     shape = CopyShape(children=0, blobs=2, missing_sizes=(25 * MIB, 100))
-    calls = minimum_copy(shape, mounting=False, first_in_container=False)
+    calls = minimum_copy(shape, mounting=False, first_in_container=False, layer_api=True)
     assert calls["BatchGetImage"] == 2
     assert calls["UploadLayerPart"] == 3 + 1
     assert "GetAccountSetting" not in calls
