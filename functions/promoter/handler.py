@@ -69,9 +69,13 @@ def _lambda_tracing() -> Callable[[Handler], Handler]:
     return Tracer(service=settings.SERVICE_NAME).capture_lambda_handler
 
 
-# A batch whose every record failed is still answered with `batchItemFailures` (not an exception),
-# so one code path decides redelivery; the queue's age and DLQ alarms see stuck work either way.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+def _batch_processor() -> BatchProcessor:
+    """A processor per invocation: it holds the batch's successes and failures, and a shared one
+    mixed them up between invocations running side by side in one process (the local event source
+    mapping, the benchmarks), answering a failed record as handled so SQS deleted it. A batch whose
+    every record failed is still answered with `batchItemFailures` (not an exception), so one code
+    path decides redelivery; the queue's age and DLQ alarms see stuck work either way."""
+    return BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 class RetryLaterError(PromoterError):
@@ -145,5 +149,5 @@ def handle_queue(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return result.to_dict()
 
     return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+        event=event, record_handler=record_handler, processor=_batch_processor(), context=context
     )

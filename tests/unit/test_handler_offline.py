@@ -121,3 +121,24 @@ def test_an_event_with_invalid_detail_is_counted_but_not_redelivered(staged_conf
     assert response == {"batchItemFailures": []}
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert emf[-1]["InvalidEvents"] == [1.0]
+
+
+def test_invocations_side_by_side_each_answer_for_their_own_records(staged_config):
+    """The local event source mapping (and a burst) run invocations in threads of one process: a
+    failed record must be reported by its own invocation, never lost into another's answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    samples = Path(__file__).parents[2] / ".." / "shared" / "reference" / "events"
+    ignored = (samples / "ecr-delete.json").read_text()
+
+    def invoke(i: int) -> tuple[int, dict]:
+        batch = sqs_records(*([ignored] * 20 + ["not json"]))
+        for record in batch["Records"]:
+            record["messageId"] = f"{i}-{record['messageId']}"
+        return i, handler.handle_queue(batch, FakeLambdaContext())
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(invoke, range(32)))
+
+    for i, response in answers:
+        assert response == {"batchItemFailures": [{"itemIdentifier": f"{i}-m20"}]}, i
