@@ -46,11 +46,7 @@ def acknowledge_findings(
 ) -> None:
     """Acknowledge the by-design findings on the constructs that cause them (and only there)."""
     Validations.of(role).acknowledge(
-        Acknowledgment(
-            id=_finding("IAM5", "Resource::*"),
-            reason="Only ecr:GetAuthorizationToken and ecr:GetAccountSetting are on '*': neither supports "
-            "resource-level permissions (Service Authorization Reference for Amazon ECR).",
-        ),
+        _account_actions_on_star(),
         *(
             Acknowledgment(
                 id=finding,
@@ -60,13 +56,7 @@ def acknowledge_findings(
             for finding in wildcard_repository_findings(role, repository_globs)
         ),
     )
-    Validations.of(function).acknowledge(
-        Acknowledgment(
-            id=_finding("L1"),
-            reason="Python 3.13 is pinned on purpose: the official Powertools layer used "
-            "(AWSLambdaPowertoolsPythonV3-python313-arm64) is built for it.",
-        )
-    )
+    _acknowledge_pinned_runtime(function)
     Validations.of(delivery_dead_letter_queue).acknowledge(
         Acknowledgment(
             id=_finding("SQS3"),
@@ -83,11 +73,7 @@ def acknowledge_reconcile_findings(
     metadata when a source is a glob (infra.reconciliation)."""
     wildcard_globs = [*repository_globs, *(["*"] if list_all else [])]
     Validations.of(role).acknowledge(
-        Acknowledgment(
-            id=_finding("IAM5", "Resource::*"),
-            reason="Only ecr:GetAuthorizationToken and ecr:GetAccountSetting are on '*': neither supports "
-            "resource-level permissions (Service Authorization Reference for Amazon ECR).",
-        ),
+        _account_actions_on_star(),
         *(
             Acknowledgment(
                 id=finding,
@@ -98,6 +84,19 @@ def acknowledge_reconcile_findings(
             for finding in wildcard_repository_findings(role, wildcard_globs)
         ),
     )
+    _acknowledge_pinned_runtime(function)
+
+
+def _account_actions_on_star() -> Acknowledgment:
+    """Both roles hold the two ECR actions that have no resource-level permissions."""
+    return Acknowledgment(
+        id=_finding("IAM5", "Resource::*"),
+        reason="Only ecr:GetAuthorizationToken and ecr:GetAccountSetting are on '*': neither supports "
+        "resource-level permissions (Service Authorization Reference for Amazon ECR).",
+    )
+
+
+def _acknowledge_pinned_runtime(function: Construct) -> None:
     Validations.of(function).acknowledge(
         Acknowledgment(
             id=_finding("L1"),
