@@ -18,6 +18,7 @@ from bench.report import Goal, Row, median
 from bench.sizes import Sizes
 from bench.world import ROOT, World
 from local_aws import images as im
+from local_aws.stack_route import queue_arn
 
 FIGURE = "3 cold start"
 WITHIN_1_5 = Goal(1.5)
@@ -56,7 +57,7 @@ def run(world: World, sizes: Sizes) -> list[Row]:
         samples["pass"].append(_time([sys.executable, "-c", "pass"], env))
         samples["boto3"].append(_time([sys.executable, "-c", IMPORT_BOTO3], env))
         samples["handler"].append(_time([sys.executable, "-c", IMPORT_HANDLER], env))
-        event = {"Records": [_record(message, wiring.queue_arn(sqs, path.queue_url))]}
+        event = {"Records": [_record(message, queue_arn(sqs, path.queue_url))]}
         command = [sys.executable, "-c", FIRST_EVENT, json.dumps(event)]
         samples["first_event"].append(_time(command, env, expect_result=True))
     tags = world.client("ecr").list_images(repositoryName=target, filter={"tagStatus": "TAGGED"})["imageIds"]

@@ -6,13 +6,13 @@ stack gives the Lambda, so the handler runs here as it runs there.
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.world import World
+from local_aws.stack_route import route_pushes
 from promoter import settings
 from promoter.config import parse_config
 
@@ -30,8 +30,6 @@ class Wiring:
 
 def wire(world: World, name: str, source: str, target: str, tags: str = "sha-*") -> Wiring:
     """A rule `source:<tags>` -> `target:{tag}`, its config staged, its pushes routed to a queue."""
-    from infra.event_patterns import push_event_pattern
-
     config = parse_config(
         {
             "rules": [
@@ -45,25 +43,15 @@ def wire(world: World, name: str, source: str, target: str, tags: str = "sha-*")
     )
     config_file = world.work / f"{name}-{settings.STAGED_CONFIG_FILE}"
     config_file.write_text(config.to_json())
-    sqs, events = world.client("sqs"), world.client("events")
-    suffix = uuid.uuid4().hex[:8]
-    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq-{suffix}")["QueueUrl"]
-    redrive = json.dumps(
-        {"deadLetterTargetArn": queue_arn(sqs, dlq_url), "maxReceiveCount": MAX_RECEIVE_COUNT}
+    route = route_pushes(
+        world.client("sqs"),
+        world.client("events"),
+        config,
+        f"{name}-{uuid.uuid4().hex[:8]}",
+        visibility_timeout_seconds=VISIBILITY_TIMEOUT_SECONDS,
+        max_receive_count=MAX_RECEIVE_COUNT,
     )
-    queue_url = sqs.create_queue(
-        QueueName=f"{name}-{suffix}",
-        Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": str(VISIBILITY_TIMEOUT_SECONDS)},
-    )["QueueUrl"]
-    pattern = push_event_pattern(r.source.repository for r in config.rules_for("push"))
-    rule = f"{name}-{suffix}"
-    events.put_rule(Name=rule, EventPattern=json.dumps(pattern), State="ENABLED")
-    events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": queue_arn(sqs, queue_url)}])
-    return Wiring(queue_url, dlq_url, config_file)
-
-
-def queue_arn(sqs: Any, url: str) -> str:
-    return str(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
+    return Wiring(route.queue_url, route.dlq_url, config_file)
 
 
 def queue_depth(sqs: Any, url: str) -> int:

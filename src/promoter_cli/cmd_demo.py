@@ -32,8 +32,7 @@ from promoter import settings
 from promoter.config import parse_config
 
 QUEUE_NAME = "image-promoter-events"
-DLQ_NAME = "image-promoter-events-dlq"
-RULE_NAME = "image-promoter-ecr-push"
+DLQ_NAME = f"{QUEUE_NAME}-dlq"  # as local_aws.stack_route names it
 RESULTS_BUS = "image-promoter"
 RESULTS_QUEUE = "deploy-pipeline-subscription"
 MAX_RECEIVE_COUNT = 3
@@ -257,29 +256,24 @@ def _demo(local: Any, work: Path, progress: Progress) -> None:
 
 def _wire_events(sqs: Any, events: Any, config: Any) -> str:
     """The stack's routing: the same event pattern, a queue with a DLQ and redrive."""
-    from infra.event_patterns import push_event_pattern
+    from local_aws.stack_route import route_pushes
 
-    dlq_url = sqs.create_queue(QueueName=DLQ_NAME)["QueueUrl"]
-    dlq_arn = _queue_arn(sqs, dlq_url)
-    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)})
-    queue_url = sqs.create_queue(
-        QueueName=QUEUE_NAME, Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "30"}
-    )["QueueUrl"]
-    queue_arn = _queue_arn(sqs, queue_url)
-    pattern = push_event_pattern(r.source.repository for r in config.rules_for("push"))
-    events.put_rule(Name=RULE_NAME, EventPattern=json.dumps(pattern), State="ENABLED")
-    events.put_targets(Rule=RULE_NAME, Targets=[{"Id": "queue", "Arn": queue_arn}])
-    return queue_url
+    route = route_pushes(
+        sqs, events, config, QUEUE_NAME, visibility_timeout_seconds=30, max_receive_count=MAX_RECEIVE_COUNT
+    )
+    return route.queue_url
 
 
 def _wire_results(sqs: Any, events: Any) -> str:
     """The promoter's own bus, and a subscriber's queue for every result it announces."""
+    from local_aws.stack_route import queue_arn
+
     events.create_event_bus(Name=RESULTS_BUS)
     url = sqs.create_queue(QueueName=RESULTS_QUEUE)["QueueUrl"]
     pattern = {"detail-type": list(settings.RESULT_DETAIL_TYPES)}
     events.put_rule(Name=RESULTS_QUEUE, EventBusName=RESULTS_BUS, EventPattern=json.dumps(pattern))
     events.put_targets(
-        Rule=RESULTS_QUEUE, EventBusName=RESULTS_BUS, Targets=[{"Id": "queue", "Arn": _queue_arn(sqs, url)}]
+        Rule=RESULTS_QUEUE, EventBusName=RESULTS_BUS, Targets=[{"Id": "queue", "Arn": queue_arn(sqs, url)}]
     )
     return str(url)
 
@@ -299,10 +293,6 @@ def _receive_all(sqs: Any, url: str, expected: int) -> list[tuple[str, dict[str,
         if not messages and len(got) >= expected:
             break
     return got
-
-
-def _queue_arn(sqs: Any, url: str) -> str:
-    return str(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
 
 
 def _build_image(directory: Path) -> str:
