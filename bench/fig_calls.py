@@ -11,9 +11,9 @@ from bench.report import Goal, Row
 from bench.sizes import Sizes
 from bench.world import World
 from local_aws import images as im
-from promoter.plan import Action, SourceImage
-from promoter.promote import Promoter
-from promoter.registry import EcrRegistry, make_ecr_client
+from promoter.aws.registry import EcrRegistry, make_ecr_client
+from promoter.model.plan import Action, SourceImage
+from promoter.workflows.promote import Promoter
 
 FIGURE = "1 calls"
 PLATFORMS = ("linux/amd64", "linux/arm64", "linux/s390x")

@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from promoter.plan import Action, SourceImage
-from promoter.promote import Promoter
-from promoter.registry import EcrRegistry, make_ecr_client
+from promoter.aws.registry import EcrRegistry, make_ecr_client
+from promoter.model.plan import Action, SourceImage
+from promoter.workflows.promote import Promoter
 
 
 def peak_rss_bytes() -> int:

@@ -17,9 +17,9 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 from bench.promote_child import peak_rss_bytes
-from promoter.plan import Action, SourceImage
-from promoter.promote import BLOB_COPY_CONCURRENCY, Promoter
-from promoter.registry import EcrRegistry, make_ecr_client
+from promoter.aws.registry import EcrRegistry, make_ecr_client
+from promoter.model.plan import Action, SourceImage
+from promoter.workflows.promote import BLOB_COPY_CONCURRENCY, Promoter
 
 CHUNK_BYTES = 1024 * 1024
 

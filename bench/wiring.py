@@ -14,7 +14,7 @@ from typing import Any
 from bench.world import World
 from local_aws.stack_route import route_pushes
 from promoter import settings
-from promoter.config import parse_config
+from promoter.model.config import parse_config
 
 # The stack's values (infra/construct.py): visibility = 6 x the function timeout (5 min), 5 receives.
 VISIBILITY_TIMEOUT_SECONDS = 6 * 300

@@ -15,7 +15,7 @@ from cdk_nag import AwsSolutionsChecks
 from infra.remote_targets import TargetAccountStack
 from infra.stack import STACK_NAME, PromoterStack
 from promoter import settings
-from promoter.config import ConfigError, PromotionConfig, load_config
+from promoter.model.config import ConfigError, PromotionConfig, load_config
 
 CONFIG_CONTEXT_KEY = "config"
 # Cross-account targets: where the promoter runs (its account and region), for the trust and the

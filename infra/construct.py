@@ -37,7 +37,7 @@ from infra.remote_targets import grant_remote_targets
 from promoter import settings
 
 if TYPE_CHECKING:
-    from promoter.config import PromotionConfig
+    from promoter.model.config import PromotionConfig
 
 HANDLER = "promoter.handler.handle_queue"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
@@ -102,7 +102,7 @@ class ImagePromoter(Construct):
             sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
             removal_policy=props.table_removal_policy,
         )
-        # Promotions waiting on a scan gate (promoter.gates); the TTL removes what nobody resumed.
+        # Promotions waiting on a scan gate (promoter.gates.scan); the TTL removes what nobody resumed.
         self.gates_table = self._table(
             "GatesTable",
             partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),

@@ -15,7 +15,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-# Pull an image out of a source repository, exactly the calls promoter.registry makes there:
+# Pull an image out of a source repository, exactly the calls promoter.aws.registry makes there:
 # manifests and children (BatchGetImage), referrers (ListImageReferrers), blobs
 # (BatchCheckLayerAvailability, GetDownloadUrlForLayer; the same pair is the read side of a /v2
 # cross-repository mount). DescribeImages, ListImages and DescribeImageScanFindings are left out:
@@ -40,10 +40,10 @@ ECR_TARGET_WRITE_ACTIONS = (
 )
 # The only ECR actions without resource-level permissions (Service Authorization Reference).
 ECR_ACCOUNT_ACTIONS = ("ecr:GetAccountSetting", "ecr:GetAuthorizationToken")
-# Scan gates (promoter.gates.check_scan): read an image's findings, on the source repositories of
+# Scan gates (promoter.gates.scan.check_scan): read an image's findings, on the source repositories of
 # gated rules only.
 ECR_SCAN_READ_ACTIONS = ("ecr:DescribeImageScanFindings",)
-# promoter.gates.DynamoDbGates: hold (conditional PutItem, GetItem), waiting_for (Query),
+# promoter.gates.scan.DynamoDbGates: hold (conditional PutItem, GetItem), waiting_for (Query),
 # expired (Scan, the sweep), release (DeleteItem).
 GATES_TABLE_ACTIONS = (
     "dynamodb:DeleteItem",
@@ -59,7 +59,7 @@ IDEMPOTENCY_TABLE_ACTIONS = (
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
 )
-# The function only appends history (promoter.history.DynamoDbHistory.record: one PutItem per
+# The function only appends history (promoter.aws.history.DynamoDbHistory.record: one PutItem per
 # action); reading it back (`for_target`, a Query) is the CLI's job, with the operator's credentials.
 HISTORY_TABLE_ACTIONS = ("dynamodb:PutItem",)
 
@@ -124,5 +124,5 @@ def grant_scan_findings(scope: Construct, grantee: iam.IGrantable, gated_source_
 
 
 def grant_gates_table(grantee: iam.IGrantable, gates_table: dynamodb.ITable) -> None:
-    """What promoter.gates calls, on the gates table only."""
+    """What promoter.gates.scan calls, on the gates table only."""
     gates_table.grant(grantee, *GATES_TABLE_ACTIONS)

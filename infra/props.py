@@ -12,10 +12,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 
 from promoter import settings
-from promoter.reconcile import DEFAULT_TIME_RESERVE_SECONDS
+from promoter.workflows.reconcile import DEFAULT_TIME_RESERVE_SECONDS
 
 if TYPE_CHECKING:
-    from promoter.config import PromotionConfig
+    from promoter.model.config import PromotionConfig
 
 # ECR's default PutImage quota is 10 per second per account and region (ECR.md, rate quotas), and
 # PutImage is the bottleneck (a multi-arch copy costs children + 1 PutImage). The engine issues

@@ -24,19 +24,19 @@ from constructs import Construct
 from infra.nag import acknowledge_reconcile_findings
 from infra.permissions import grant_ecr, grant_tables, repository_arns
 from infra.remote_targets import grant_remote_targets
-from promoter.reconcile_state import RECONCILE_TABLE_ENV
+from promoter.aws.reconcile_state import RECONCILE_TABLE_ENV
 
 if TYPE_CHECKING:
-    from promoter.config import PromotionConfig
+    from promoter.model.config import PromotionConfig
 
 RECONCILE_HANDLER = "promoter.reconcile_handler.handle"
-# What promoter.reconcile reads on a source beyond the promotion path: DescribeImages (tagged
+# What promoter.workflows.reconcile reads on a source beyond the promotion path: DescribeImages (tagged
 # images with their push times, in pages; one image's push time) and DescribeRepositories (an
 # exact source by name, or every repository when a source is a glob).
 ECR_SOURCE_LIST_ACTIONS = ("ecr:DescribeImages", "ecr:DescribeRepositories")
-# promoter.reconcile_state.DynamoDbCursorStore: load, save, clear.
+# promoter.aws.reconcile_state.DynamoDbCursorStore: load, save, clear.
 RECONCILE_TABLE_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem")
-# promoter.rollback.rollback_hold reads a behind target's history (Query) before promoting it.
+# promoter.workflows.rollback.rollback_hold reads a behind target's history (Query) before promoting it.
 HISTORY_READ_ACTIONS = ("dynamodb:Query",)
 RESERVED_CONCURRENCY = 1
 

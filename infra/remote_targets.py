@@ -17,7 +17,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.permissions import ECR_TARGET_WRITE_ACTIONS, iam_resource_pattern
-from promoter.config import ROLE_ARN_PATTERN, PromotionConfig, TargetRegistry
+from promoter.model.config import ROLE_ARN_PATTERN, PromotionConfig, TargetRegistry
 
 ASSUME_ROLE_ACTIONS = ("sts:AssumeRole",)
 # The promoter's function role is named by CloudFormation `<stack name>-<logical id>...`.
@@ -114,7 +114,7 @@ class TargetAccountStack(Stack):
         self.roles: dict[str, iam.Role] = {}
         for index, (role_arn, targets) in enumerate(sorted(by_role.items())):
             match = ROLE_ARN_PATTERN.fullmatch(role_arn)
-            assert match is not None  # validated by promoter.config
+            assert match is not None  # validated by promoter.model.config
             role = iam.Role(
                 self,
                 f"PromoterTargetRole{index}",

@@ -11,7 +11,7 @@ from infra.construct import ImagePromoter
 from infra.props import ImagePromoterProps
 
 if TYPE_CHECKING:
-    from promoter.config import PromotionConfig
+    from promoter.model.config import PromotionConfig
 
 STACK_NAME = "ImagePromoter"
 

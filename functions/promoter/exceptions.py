@@ -1,6 +1,6 @@
 """One exception class per condition the engine can meet.
 
-Errors raised by boto3 are turned into these at the registry boundary (`promoter.registry`), once;
+Errors raised by boto3 are turned into these at the registry boundary (`promoter.aws.registry`), once;
 everything above that boundary speaks only these names. `retryable` says whether handing the work
 back for redelivery (SQS) can help: throttling or a service fault can pass, a conflict cannot.
 """

@@ -30,17 +30,17 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from promoter import settings
-from promoter.config import PromotionConfig, load_config
-from promoter.events import parse_json_event
+from promoter.aws.history import DynamoDbHistory
+from promoter.aws.idempotency import idempotent_runner, make_persistence
+from promoter.aws.registry import EcrRegistry, make_ecr_client
+from promoter.aws.results import EventBridgeResults
 from promoter.exceptions import EventError, MalformedMessageError, PromoterError
-from promoter.gates import DynamoDbGates
-from promoter.history import DynamoDbHistory
-from promoter.idempotency import idempotent_runner, make_persistence
+from promoter.gates.scan import DynamoDbGates
 from promoter.metrics import record_event_result, record_invalid_event
-from promoter.promote import Promoter
-from promoter.registry import EcrRegistry, make_ecr_client
-from promoter.results import EventBridgeResults
-from promoter.service import handle_event
+from promoter.model.config import PromotionConfig, load_config
+from promoter.model.events import parse_json_event
+from promoter.workflows.promote import Promoter
+from promoter.workflows.service import handle_event
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 ENGINE_LOGGER = "promoter"

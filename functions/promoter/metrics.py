@@ -5,7 +5,7 @@ from __future__ import annotations
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from promoter.outcomes import (
+from promoter.model.outcomes import (
     ALREADY_PRESENT,
     BLOCKED,
     CONFLICT,
@@ -15,7 +15,7 @@ from promoter.outcomes import (
     PROMOTED,
     SKIPPED,
 )
-from promoter.service import EventResult
+from promoter.workflows.service import EventResult
 
 PROMOTED_METRIC = "ImagesPromoted"
 ALREADY_PRESENT_METRIC = "ImagesAlreadyPresent"

@@ -16,15 +16,15 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from promoter import settings
+from promoter.aws.idempotency import idempotent_runner
+from promoter.aws.reconcile_state import DynamoDbCursorStore
+from promoter.aws.registry import EcrRegistry
 from promoter.handler import runtime
-from promoter.idempotency import idempotent_runner
 from promoter.metrics import record_event_result
-from promoter.promote import Promoter
-from promoter.reconcile import RECONCILE_EVENT_PREFIX, ReconcileReport, reconcile
-from promoter.reconcile_state import DynamoDbCursorStore
-from promoter.registry import EcrRegistry
-from promoter.rollback import rollback_hold
-from promoter.service import EventResult
+from promoter.workflows.promote import Promoter
+from promoter.workflows.reconcile import RECONCILE_EVENT_PREFIX, ReconcileReport, reconcile
+from promoter.workflows.rollback import rollback_hold
+from promoter.workflows.service import EventResult
 
 logger = Logger(service=settings.SERVICE_NAME)
 metrics = Metrics(namespace=settings.METRICS_NAMESPACE, service=settings.SERVICE_NAME)

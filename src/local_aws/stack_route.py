@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.event_patterns import push_event_pattern
-from promoter.config import PromotionConfig
+from promoter.model.config import PromotionConfig
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import boto3
 from botocore.exceptions import ClientError
 
-from promoter.reconcile_state import DEFAULT_RECONCILE_TABLE
+from promoter.aws.reconcile_state import DEFAULT_RECONCILE_TABLE
 from promoter.settings import DEFAULT_GATES_TABLE, DEFAULT_HISTORY_TABLE, DEFAULT_IDEMPOTENCY_TABLE
 
 DUMMY_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
@@ -20,7 +20,7 @@ def create_default_tables(endpoint: str, region: str) -> None:
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
     )
     _create(ddb, DEFAULT_HISTORY_TABLE, [("pk", "HASH"), ("sk", "RANGE")])
-    # Promotions waiting on a scan gate (promoter.gates): pk image, sk rule#event, TTL `expiration`.
+    # Promotions waiting on a scan gate (promoter.gates.scan): pk image, sk rule#event, TTL `expiration`.
     _create(ddb, DEFAULT_GATES_TABLE, [("pk", "HASH"), ("sk", "RANGE")])
     ddb.update_time_to_live(
         TableName=DEFAULT_GATES_TABLE,

@@ -29,7 +29,7 @@ from typing import Any
 import boto3
 
 from promoter import settings
-from promoter.config import parse_config
+from promoter.model.config import parse_config
 
 QUEUE_NAME = "image-promoter-events"
 DLQ_NAME = f"{QUEUE_NAME}-dlq"  # as local_aws.stack_route names it

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from promoter import settings
-from promoter.config import PromotionConfig, load_config
-from promoter.events import Event, parse_json_event
 from promoter.exceptions import ConfigError, EventError, PromoterError
+from promoter.model.config import PromotionConfig, load_config
+from promoter.model.events import Event, parse_json_event
 
 EXIT_OK = 0
 EXIT_NOT_ALL_PROMOTED = 1
@@ -63,8 +63,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from promoter.registry import EcrRegistry, make_ecr_client
-    from promoter.service import preview_event
+    from promoter.aws.registry import EcrRegistry, make_ecr_client
+    from promoter.workflows.service import preview_event
 
     loaded = _load(args)
     if isinstance(loaded, int):
@@ -76,13 +76,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_handle(args: argparse.Namespace) -> int:
-    from promoter.gates import DynamoDbGates
-    from promoter.history import DynamoDbHistory
-    from promoter.idempotency import idempotent_runner, make_persistence
-    from promoter.promote import Promoter
-    from promoter.registry import EcrRegistry, make_ecr_client
-    from promoter.results import EventBridgeResults
-    from promoter.service import handle_event
+    from promoter.aws.history import DynamoDbHistory
+    from promoter.aws.idempotency import idempotent_runner, make_persistence
+    from promoter.aws.registry import EcrRegistry, make_ecr_client
+    from promoter.aws.results import EventBridgeResults
+    from promoter.gates.scan import DynamoDbGates
+    from promoter.workflows.promote import Promoter
+    from promoter.workflows.service import handle_event
 
     loaded = _load(args)
     if isinstance(loaded, int):

@@ -12,8 +12,8 @@ import argparse
 import json
 import sys
 
-from promoter.config import load_config
 from promoter.exceptions import ConfigError, PromoterError
+from promoter.model.config import load_config
 from promoter_cli.cmd_engine import EXIT_BAD_INPUT, EXIT_NOT_ALL_PROMOTED, EXIT_OK, _add_config
 
 
@@ -30,13 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    from promoter.history import DynamoDbHistory
-    from promoter.idempotency import idempotent_runner, make_persistence
-    from promoter.promote import Promoter
-    from promoter.reconcile import reconcile
-    from promoter.registry import EcrRegistry, make_ecr_client
-    from promoter.results import EventBridgeResults
-    from promoter.rollback import rollback_hold
+    from promoter.aws.history import DynamoDbHistory
+    from promoter.aws.idempotency import idempotent_runner, make_persistence
+    from promoter.aws.registry import EcrRegistry, make_ecr_client
+    from promoter.aws.results import EventBridgeResults
+    from promoter.workflows.promote import Promoter
+    from promoter.workflows.reconcile import reconcile
+    from promoter.workflows.rollback import rollback_hold
 
     try:
         config = load_config(args.config)

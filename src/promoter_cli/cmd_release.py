@@ -19,7 +19,7 @@ from typing import Any
 
 from promoter import settings
 from promoter.exceptions import PromoterError
-from promoter.templates import is_digest, is_valid_repository, is_valid_tag
+from promoter.model.templates import is_digest, is_valid_repository, is_valid_tag
 
 EXIT_OK = 0
 EXIT_NOT_ALL_PROMOTED = 1
@@ -128,7 +128,7 @@ def cmd_request(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from promoter.history import DynamoDbHistory
+    from promoter.aws.history import DynamoDbHistory
 
     if args.limit < 1:
         return _bad_input("--limit must be at least 1")
@@ -221,13 +221,13 @@ def parse_targets(specs: list[str], source_tag: str) -> list[tuple[str, str]]:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from promoter.history import DynamoDbHistory
-    from promoter.idempotency import idempotent_runner, make_persistence
-    from promoter.plan import TRIGGER_MANUAL, Action, Plan, Provenance, SourceImage
-    from promoter.promote import Promoter
-    from promoter.registry import EcrRegistry, make_ecr_client
-    from promoter.results import EventBridgeResults
-    from promoter.service import run_plan
+    from promoter.aws.history import DynamoDbHistory
+    from promoter.aws.idempotency import idempotent_runner, make_persistence
+    from promoter.aws.registry import EcrRegistry, make_ecr_client
+    from promoter.aws.results import EventBridgeResults
+    from promoter.model.plan import TRIGGER_MANUAL, Action, Plan, Provenance, SourceImage
+    from promoter.workflows.promote import Promoter
+    from promoter.workflows.service import run_plan
 
     try:
         repository, tag, digest = parse_image(args.image)

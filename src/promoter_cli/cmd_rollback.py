@@ -13,7 +13,7 @@ import json
 import sys
 
 from promoter.exceptions import PromoterError, RollbackRefusedError
-from promoter.templates import is_digest, is_valid_repository, is_valid_tag
+from promoter.model.templates import is_digest, is_valid_repository, is_valid_tag
 from promoter_cli.cmd_engine import EXIT_BAD_INPUT, EXIT_NOT_ALL_PROMOTED, EXIT_OK
 
 
@@ -29,10 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from promoter.history import DynamoDbHistory
-    from promoter.promote import Promoter
-    from promoter.registry import EcrRegistry, make_ecr_client
-    from promoter.rollback import rollback
+    from promoter.aws.history import DynamoDbHistory
+    from promoter.aws.registry import EcrRegistry, make_ecr_client
+    from promoter.workflows.promote import Promoter
+    from promoter.workflows.rollback import rollback
 
     if not is_valid_repository(args.repository):
         return _fail(EXIT_BAD_INPUT, f"{args.repository!r} is not a valid ECR repository name")

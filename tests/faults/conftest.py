@@ -28,7 +28,7 @@ from local_aws import LocalAws
 from local_aws.event_source_mapping import EventSourceMapping
 from local_aws.images import EcrPusher
 from promoter import handler, settings
-from promoter.config import parse_config
+from promoter.model.config import parse_config
 
 pytestmark = pytest.mark.integration
 
@@ -297,7 +297,7 @@ def pipeline(
     made: list[Pipeline] = []
     log = logging.getLogger(settings.SERVICE_NAME)
     # Fewer, quicker retries for the clients that take the environment's retry settings
-    # (Powertools' DynamoDB client); the ECR client sets its own (promoter.registry).
+    # (Powertools' DynamoDB client); the ECR client sets its own (promoter.aws.registry).
     monkeypatch.setenv("AWS_RETRY_MODE", "standard")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
 

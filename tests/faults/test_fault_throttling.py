@@ -26,7 +26,7 @@ def test_throttling_storm_delays_but_never_loses_or_repeats_a_promotion(
         ]
     }
     # Two attempts per call (not six), so the storm reaches the SQS retry path within seconds.
-    monkeypatch.setattr("promoter.registry.ECR_MAX_ATTEMPTS", 2)
+    monkeypatch.setattr("promoter.aws.registry.ECR_MAX_ATTEMPTS", 2)
     flow = pipeline(config)
     pushed = {tag: im.image((256,)) for tag in TAGS}
     for tag, image in pushed.items():

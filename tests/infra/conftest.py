@@ -16,7 +16,7 @@ import pytest
 
 from infra.app import build_app
 from infra.stack import STACK_NAME
-from promoter.config import PromotionConfig, parse_config
+from promoter.model.config import PromotionConfig, parse_config
 
 if TYPE_CHECKING:
     from aws_cdk.assertions import Template

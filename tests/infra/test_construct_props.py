@@ -15,7 +15,7 @@ from aws_cdk.assertions import Template
 from infra.construct import HANDLER, ImagePromoter
 from infra.props import ImagePromoterProps
 from infra.stack import PromoterStack
-from promoter.config import parse_config
+from promoter.model.config import parse_config
 
 
 def _props(test_config, **overrides: Any) -> ImagePromoterProps:

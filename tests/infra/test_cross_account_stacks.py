@@ -13,7 +13,7 @@ from cfnlint.api import lint
 from infra.app import build_app
 from infra.permissions import ECR_TARGET_WRITE_ACTIONS
 from infra.stack import STACK_NAME
-from promoter.config import parse_config
+from promoter.model.config import parse_config
 
 SOURCE_ACCOUNT = "111111111111"
 PROD_ACCOUNT = "210987654321"

@@ -13,7 +13,7 @@ import pytest
 
 from infra.asset import PACKAGE_SOURCE_DIR, stage_function_code
 from promoter import settings
-from promoter.config import parse_config
+from promoter.model.config import parse_config
 
 # What the Lambda runtime (boto3, botocore) and the Powertools layer provide; the rest must be
 # the standard library or the package itself, because nothing is bundled.
@@ -46,8 +46,12 @@ def test_asset_carries_the_parsed_configuration_as_json(asset_dir, test_config):
 
 def test_asset_has_every_engine_module_and_no_test_cache_or_cli_code(asset_dir):
     files = _files(asset_dir)
-    sources = PACKAGE_SOURCE_DIR.glob("*.py")
-    expected = {f"promoter/{p.name}" for p in sources if not p.name.startswith("test_")}
+    sources = PACKAGE_SOURCE_DIR.rglob("*.py")
+    expected = {
+        f"promoter/{p.relative_to(PACKAGE_SOURCE_DIR)}"
+        for p in sources
+        if not p.name.startswith("test_") and "__pycache__" not in p.parts
+    }
     assert expected <= files
     assert files - expected == {f"promoter/{settings.STAGED_CONFIG_FILE}"}
     for name in files:

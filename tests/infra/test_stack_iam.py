@@ -155,7 +155,7 @@ def _ecr_operations_the_engine_calls() -> set[str]:
     model = botocore.session.get_session().get_service_model("ecr")
     by_method = {xform_name(name): name for name in model.operation_names}
     called: set[str] = set()
-    for path in PACKAGE_SOURCE_DIR.glob("*.py"):
+    for path in PACKAGE_SOURCE_DIR.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if (
                 isinstance(node, ast.Call)

@@ -21,7 +21,7 @@ from infra.reconciliation import (
 )
 from infra.stack import PromoterStack
 from promoter import settings
-from promoter.reconcile_state import RECONCILE_TABLE_ENV
+from promoter.aws.reconcile_state import RECONCILE_TABLE_ENV
 
 
 def _as_list(value: Any) -> list[Any]:

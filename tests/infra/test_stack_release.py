@@ -18,7 +18,7 @@ from infra.permissions import GATES_TABLE_ACTIONS
 from infra.props import ImagePromoterProps
 from infra.stack import PromoterStack
 from promoter import settings
-from promoter.config import parse_config
+from promoter.model.config import parse_config
 
 OTHER_ACCOUNT = "210987654321"
 GATED_RULE = {

@@ -12,9 +12,10 @@ from test_handler import FakeLambdaContext, push_event, sqs_batch
 
 from local_aws import images as im
 from local_aws.images import EcrPusher
-from promoter import handler, remote, settings
-from promoter.history import DynamoDbHistory
-from promoter.idempotency import IDEMPOTENCY_KEY_PREFIX
+from promoter import handler, settings
+from promoter.aws import remote
+from promoter.aws.history import DynamoDbHistory
+from promoter.aws.idempotency import IDEMPOTENCY_KEY_PREFIX
 
 pytestmark = pytest.mark.integration
 
@@ -151,10 +152,10 @@ def test_each_registry_is_its_own_idempotency_record_and_a_redelivery_does_nothi
 
 
 def test_plan_reads_the_target_in_its_own_registry(ecr, aws_env, cross_env):
-    from promoter.config import load_config
-    from promoter.events import parse_event
-    from promoter.registry import EcrRegistry, make_ecr_client
-    from promoter.service import preview_event
+    from promoter.aws.registry import EcrRegistry, make_ecr_client
+    from promoter.model.config import load_config
+    from promoter.model.events import parse_event
+    from promoter.workflows.service import preview_event
 
     name, _ = cross_env
     image = im.image((100,))
@@ -172,11 +173,11 @@ def test_plan_reads_the_target_in_its_own_registry(ecr, aws_env, cross_env):
 
 
 def test_reconcile_finds_a_lost_promotion_in_the_other_registries(ecr, aws_env, cross_env):
-    from promoter.config import load_config
-    from promoter.idempotency import idempotent_runner, make_persistence
-    from promoter.promote import Promoter
-    from promoter.reconcile import reconcile
-    from promoter.registry import EcrRegistry, make_ecr_client
+    from promoter.aws.idempotency import idempotent_runner, make_persistence
+    from promoter.aws.registry import EcrRegistry, make_ecr_client
+    from promoter.model.config import load_config
+    from promoter.workflows.promote import Promoter
+    from promoter.workflows.reconcile import reconcile
 
     name, targets = cross_env
     image = im.image((100,))

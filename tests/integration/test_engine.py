@@ -12,11 +12,11 @@ from botocore.config import Config
 
 from local_aws import images as im
 from promoter import settings
+from promoter.aws.registry import EcrRegistry, cosign_tags, make_ecr_client
 from promoter.exceptions import RegistryUnavailableError
-from promoter.outcomes import ALREADY_PRESENT, CONFLICT, FAILED, PROMOTED, ActionResult
-from promoter.plan import Action, SourceImage
-from promoter.promote import Promoter
-from promoter.registry import EcrRegistry, cosign_tags, make_ecr_client
+from promoter.model.outcomes import ALREADY_PRESENT, CONFLICT, FAILED, PROMOTED, ActionResult
+from promoter.model.plan import Action, SourceImage
+from promoter.workflows.promote import Promoter
 
 pytestmark = pytest.mark.integration
 
@@ -357,7 +357,7 @@ SIZES = (24 * 1024 * 1024, 96 * 1024 * 1024)
 # VmHWM, not getrusage's ru_maxrss: the latter keeps the parent's peak across fork+exec.
 COPY_AND_REPORT_RSS = """
 import re, sys
-from promoter.registry import EcrRegistry, make_ecr_client
+from promoter.aws.registry import EcrRegistry, make_ecr_client
 copied = EcrRegistry(make_ecr_client()).copy_blob(sys.argv[1], sys.argv[2], sys.argv[3])
 status = open("/proc/self/status").read()
 print(copied, re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1))

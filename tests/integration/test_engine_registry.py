@@ -7,14 +7,14 @@ import json
 import pytest
 
 from local_aws import images as im
+from promoter.aws.registry import EcrRegistry, make_ecr_client
 from promoter.exceptions import (
     DigestMismatchError,
     InvalidManifestError,
     RepositoryNotFoundError,
     TagConflictError,
 )
-from promoter.manifests import Manifest
-from promoter.registry import EcrRegistry, make_ecr_client
+from promoter.model.manifests import Manifest
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import pytest
 
 from local_aws import images as im
 from promoter import handler, settings
-from promoter.history import DynamoDbHistory
-from promoter.idempotency import IDEMPOTENCY_KEY_PREFIX
+from promoter.aws.history import DynamoDbHistory
+from promoter.aws.idempotency import IDEMPOTENCY_KEY_PREFIX
 
 pytestmark = pytest.mark.integration
 
@@ -160,7 +160,7 @@ def test_throttling_beyond_the_retries_fails_the_record_for_redelivery(
     source, target = repos
     image = im.image((1024,))
     pusher.push(source, image, "sha-slow")
-    monkeypatch.setattr("promoter.registry.ECR_MAX_ATTEMPTS", 1)
+    monkeypatch.setattr("promoter.aws.registry.ECR_MAX_ATTEMPTS", 1)
     handler.runtime.cache_clear()
     aws_env.control.fail_next("PutImage", "ThrottlingException", count=1, message="Rate exceeded")
     body = json.dumps(push_event(source, image.digest, "sha-slow"))

@@ -16,15 +16,15 @@ import pytest
 
 from local_aws import images as im
 from promoter import settings
-from promoter.config import parse_config
-from promoter.history import DynamoDbHistory
-from promoter.idempotency import idempotent_runner, make_persistence
-from promoter.outcomes import PROMOTED
-from promoter.promote import Promoter
-from promoter.reconcile import Cursor, reconcile
-from promoter.reconcile_state import DynamoDbCursorStore
-from promoter.registry import EcrRegistry, make_ecr_client
-from promoter.service import WOULD_PROMOTE
+from promoter.aws.history import DynamoDbHistory
+from promoter.aws.idempotency import idempotent_runner, make_persistence
+from promoter.aws.reconcile_state import DynamoDbCursorStore
+from promoter.aws.registry import EcrRegistry, make_ecr_client
+from promoter.model.config import parse_config
+from promoter.model.outcomes import PROMOTED
+from promoter.workflows.promote import Promoter
+from promoter.workflows.reconcile import Cursor, reconcile
+from promoter.workflows.service import WOULD_PROMOTE
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from local_aws import images as im
-from promoter import registry as registry_module
-from promoter.registry import EcrRegistry, make_ecr_client
+from promoter.aws import registry as registry_module
+from promoter.aws.registry import EcrRegistry, make_ecr_client
 
 pytestmark = pytest.mark.integration
 
@@ -125,7 +125,7 @@ def test_without_a_registry_token_the_copy_falls_back_to_the_layer_api_with_a_wa
     aws_env.control.reset_calls()
     aws_env.control.fail_next("GetAuthorizationToken", "AccessDeniedException", message="denied")
 
-    with caplog.at_level(logging.WARNING, logger="promoter.registry"):
+    with caplog.at_level(logging.WARNING, logger="promoter.aws.registry"):
         copied = EcrRegistry(make_ecr_client()).copy_blob(source, target, layer.digest)
     calls = aws_env.control.calls()
 
@@ -141,7 +141,7 @@ def test_a_registry_refusing_v2_uploads_falls_back_to_the_layer_api(ecr, aws_env
     opener = RecordingOpener(refuse=("POST", 405, 1))  # a registry without OCI pushes
     aws_env.control.reset_calls()
 
-    with caplog.at_level(logging.WARNING, logger="promoter.registry"):
+    with caplog.at_level(logging.WARNING, logger="promoter.aws.registry"):
         copied = EcrRegistry(make_ecr_client(), opener=opener).copy_blob(source, target, layer.digest)
     calls = aws_env.control.calls()
 

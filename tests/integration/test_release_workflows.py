@@ -17,16 +17,17 @@ import boto3
 import pytest
 
 from local_aws import images as im
-from promoter import service, settings
-from promoter.config import parse_config
-from promoter.events import ImagePushed, ImageScanned, PromotionRequested
-from promoter.gates import DynamoDbGates
-from promoter.history import DynamoDbHistory
-from promoter.idempotency import idempotent_runner, make_persistence
-from promoter.outcomes import BLOCKED, GATE_PENDING, GATE_TIMEOUT, PROMOTED, SKIPPED
-from promoter.promote import Promoter
-from promoter.registry import EcrRegistry, make_ecr_client
-from promoter.results import EventBridgeResults
+from promoter import settings
+from promoter.aws.history import DynamoDbHistory
+from promoter.aws.idempotency import idempotent_runner, make_persistence
+from promoter.aws.registry import EcrRegistry, make_ecr_client
+from promoter.aws.results import EventBridgeResults
+from promoter.gates.scan import DynamoDbGates
+from promoter.model.config import parse_config
+from promoter.model.events import ImagePushed, ImageScanned, PromotionRequested
+from promoter.model.outcomes import BLOCKED, GATE_PENDING, GATE_TIMEOUT, PROMOTED, SKIPPED
+from promoter.workflows import service
+from promoter.workflows.promote import Promoter
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import datetime
 import boto3
 import pytest
 
+from promoter.aws.remote import ASSUME_ROLE_SESSION_NAME, TargetRegistries
 from promoter.exceptions import RepositoryNotFoundError
-from promoter.remote import ASSUME_ROLE_SESSION_NAME, TargetRegistries
 
 pytestmark = pytest.mark.integration
 

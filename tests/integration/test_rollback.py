@@ -15,16 +15,16 @@ from pathlib import Path
 import pytest
 
 from local_aws import images as im
-from promoter.config import parse_config
-from promoter.events import ImagePushed
-from promoter.history import DynamoDbHistory
-from promoter.idempotency import idempotent_runner, make_persistence
-from promoter.outcomes import PROMOTED, SKIPPED
-from promoter.promote import Promoter
-from promoter.reconcile import reconcile
-from promoter.registry import EcrRegistry, make_ecr_client
-from promoter.rollback import ROLLBACK, rollback_hold
-from promoter.service import handle_event
+from promoter.aws.history import DynamoDbHistory
+from promoter.aws.idempotency import idempotent_runner, make_persistence
+from promoter.aws.registry import EcrRegistry, make_ecr_client
+from promoter.model.config import parse_config
+from promoter.model.events import ImagePushed
+from promoter.model.outcomes import PROMOTED, SKIPPED
+from promoter.workflows.promote import Promoter
+from promoter.workflows.reconcile import reconcile
+from promoter.workflows.rollback import ROLLBACK, rollback_hold
+from promoter.workflows.service import handle_event
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from promoter.config import (
+from promoter.model.config import (
     ConfigError,
     PromotionConfig,
     Rule,

@@ -8,7 +8,13 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from promoter.patterns import NamePattern, can_match_semver, glob_to_regex, globs_overlap, patterns_overlap
+from promoter.model.patterns import (
+    NamePattern,
+    can_match_semver,
+    glob_to_regex,
+    globs_overlap,
+    patterns_overlap,
+)
 
 globs = st.text(alphabet="ab*?", max_size=5)
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from promoter.config import DEFAULT_GATE_TIMEOUT_MINUTES, ScanGate, parse_config
 from promoter.exceptions import ConfigError
+from promoter.model.config import DEFAULT_GATE_TIMEOUT_MINUTES, ScanGate, parse_config
 
 
 def _rule(**extra: Any) -> dict[str, Any]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from promoter.config import ConfigError, TargetRegistry, parse_config
-from promoter.plan import SourceImage, plan_actions
+from promoter.model.config import ConfigError, TargetRegistry, parse_config
+from promoter.model.plan import SourceImage, plan_actions
 
 ACCOUNT = "210987654321"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/image-promoter-target"

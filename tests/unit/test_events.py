@@ -12,7 +12,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from promoter import settings
-from promoter.events import (
+from promoter.exceptions import EventError, MalformedMessageError
+from promoter.model.events import (
     IgnoredEvent,
     ImagePushed,
     ImageScanned,
@@ -20,7 +21,6 @@ from promoter.events import (
     parse_event,
     parse_json_event,
 )
-from promoter.exceptions import EventError, MalformedMessageError
 
 EVENTS = Path(__file__).parents[2] / ".." / "shared" / "reference" / "events"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from promoter import handler, settings
-from promoter.config import ConfigError
+from promoter.model.config import ConfigError
 
 
 @dataclass

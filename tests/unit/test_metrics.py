@@ -5,8 +5,8 @@ from __future__ import annotations
 from aws_lambda_powertools import Metrics
 
 from promoter.metrics import BLOBS_COPIED_METRIC, PROMOTED_METRIC, REPLAYED_METRIC, record_event_result
-from promoter.outcomes import PROMOTED, ActionResult, CopyStats
-from promoter.service import EventResult
+from promoter.model.outcomes import PROMOTED, ActionResult, CopyStats
+from promoter.workflows.service import EventResult
 
 
 def _result(replayed: bool) -> ActionResult:

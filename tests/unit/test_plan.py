@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from promoter import settings
-from promoter.config import parse_config
-from promoter.events import ImagePushed, PromotionRequested, parse_event
 from promoter.exceptions import InvalidRequestError
-from promoter.plan import Action, SourceImage, plan_event, requested_digest_needed
+from promoter.model.config import parse_config
+from promoter.model.events import ImagePushed, PromotionRequested, parse_event
+from promoter.model.plan import Action, SourceImage, plan_event, requested_digest_needed
 
 EVENTS = Path(__file__).parents[2] / ".." / "shared" / "reference" / "events"
 DIGEST = "sha256:" + "ab" * 32

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from promoter.exceptions import TemplateError
-from promoter.templates import (
+from promoter.model.templates import (
     ImageFacts,
     SemVer,
     is_valid_repository,

@@ -13,12 +13,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from promoter import gates as gating
-from promoter.config import TRIGGER_REQUEST, PromotionConfig, ScanGate
-from promoter.events import Event, ImageScanned, PromotionRequested, SweepDue
+from promoter.aws.history import History
+from promoter.aws.registry import Registry
+from promoter.aws.remote import target_registry_of
+from promoter.aws.results import ResultSink
 from promoter.exceptions import ImageNotFoundError, PromoterError
-from promoter.history import History
-from promoter.outcomes import (
+from promoter.gates import scan as gating
+from promoter.model.config import TRIGGER_REQUEST, PromotionConfig, ScanGate
+from promoter.model.events import Event, ImageScanned, PromotionRequested, SweepDue
+from promoter.model.outcomes import (
     ALREADY_PRESENT,
     BLOCKED,
     FAILED,
@@ -27,10 +30,7 @@ from promoter.outcomes import (
     SKIPPED,
     ActionResult,
 )
-from promoter.plan import Action, Plan, Provenance, plan_event, requested_digest_needed
-from promoter.registry import Registry
-from promoter.remote import target_registry_of
-from promoter.results import ResultSink
+from promoter.model.plan import Action, Plan, Provenance, plan_event, requested_digest_needed
 
 logger = logging.getLogger(__name__)
 

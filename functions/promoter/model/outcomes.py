@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from promoter.plan import Action
+from promoter.model.plan import Action
 
 PROMOTED = "promoted"
 ALREADY_PRESENT = "already-present"

@@ -12,7 +12,7 @@ from typing import Any
 
 import boto3
 
-from promoter.reconcile import Cursor
+from promoter.workflows.reconcile import Cursor
 
 RECONCILE_TABLE_ENV = "RECONCILE_TABLE"
 DEFAULT_RECONCILE_TABLE = "image-promoter-reconcile"

@@ -24,10 +24,10 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 
 from promoter import settings
 from promoter.exceptions import IdempotencyStoreError, PromotionInProgressError
-from promoter.outcomes import ActionResult
-from promoter.plan import Action
-from promoter.promote import Promoter
-from promoter.service import ActionRunner
+from promoter.model.outcomes import ActionResult
+from promoter.model.plan import Action
+from promoter.workflows.promote import Promoter
+from promoter.workflows.service import ActionRunner
 
 # Stable across refactors (the default prefix embeds module and function names).
 IDEMPOTENCY_KEY_PREFIX = "image-promoter.promote"

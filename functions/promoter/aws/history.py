@@ -17,8 +17,8 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from promoter import settings
-from promoter.outcomes import ActionResult
-from promoter.plan import Provenance
+from promoter.model.outcomes import ActionResult
+from promoter.model.plan import Provenance
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from promoter.exceptions import ConfigError, TemplateError
-from promoter.patterns import (
+from promoter.model.patterns import (
     REPOSITORY_GLOB_CHARS,
     TAG_GLOB_CHARS,
     NamePattern,
@@ -26,7 +26,7 @@ from promoter.patterns import (
     globs_overlap,
     patterns_overlap,
 )
-from promoter.templates import (
+from promoter.model.templates import (
     SEMVER_FIELDS,
     SHORT_DIGEST_HEX_CHARS,
     is_floating_template,

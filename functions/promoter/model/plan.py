@@ -12,10 +12,10 @@ import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from promoter.config import TRIGGER_PUSH, TRIGGER_REQUEST, PromotionConfig, Rule, TargetRegistry
-from promoter.events import Event, ImagePushed, ImageScanned, PromotionRequested, SweepDue
 from promoter.exceptions import InvalidRequestError, TemplateError
-from promoter.templates import (
+from promoter.model.config import TRIGGER_PUSH, TRIGGER_REQUEST, PromotionConfig, Rule, TargetRegistry
+from promoter.model.events import Event, ImagePushed, ImageScanned, PromotionRequested, SweepDue
+from promoter.model.templates import (
     ImageFacts,
     is_floating_template,
     is_valid_repository,

@@ -20,14 +20,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from promoter.aws.history import History
+from promoter.aws.registry import RepositoryInfo
 from promoter.exceptions import RepositoryNotFoundError, RollbackRefusedError
-from promoter.history import History
-from promoter.manifests import Manifest
-from promoter.outcomes import ALREADY_PRESENT, CONFLICT, PROMOTED, ActionResult
-from promoter.plan import Action, Provenance, SourceImage
-from promoter.promote import Promoter
-from promoter.reconcile import HoldBack
-from promoter.registry import RepositoryInfo
+from promoter.model.manifests import Manifest
+from promoter.model.outcomes import ALREADY_PRESENT, CONFLICT, PROMOTED, ActionResult
+from promoter.model.plan import Action, Provenance, SourceImage
+from promoter.workflows.promote import Promoter
+from promoter.workflows.reconcile import HoldBack
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
-from promoter.templates import parse_semver
+from promoter.model.templates import parse_semver
 
 REGEX_PREFIX = "re:"
 WILDCARDS = frozenset("*?")

@@ -17,7 +17,7 @@ from typing import Any
 
 from promoter import settings
 from promoter.exceptions import EventError, MalformedMessageError
-from promoter.templates import is_digest
+from promoter.model.templates import is_digest
 
 ECR_SOURCE = "aws.ecr"
 ECR_IMAGE_ACTION = "ECR Image Action"

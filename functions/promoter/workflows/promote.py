@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from promoter.aws.registry import Registry, cosign_tags
+from promoter.aws.remote import TargetRegistries, default_target_registries
 from promoter.exceptions import (
     ImageNotFoundError,
     InvalidManifestError,
@@ -25,12 +27,18 @@ from promoter.exceptions import (
     RepositoryNotFoundError,
     TagConflictError,
 )
-from promoter.manifests import Blob, Manifest
-from promoter.outcomes import ALREADY_PRESENT, CONFLICT, FAILED, PROMOTED, SKIPPED, ActionResult, CopyStats
-from promoter.plan import Action
-from promoter.registry import Registry, cosign_tags
-from promoter.remote import TargetRegistries, default_target_registries
-from promoter.templates import SemVer, parse_semver
+from promoter.model.manifests import Blob, Manifest
+from promoter.model.outcomes import (
+    ALREADY_PRESENT,
+    CONFLICT,
+    FAILED,
+    PROMOTED,
+    SKIPPED,
+    ActionResult,
+    CopyStats,
+)
+from promoter.model.plan import Action
+from promoter.model.templates import SemVer, parse_semver
 
 logger = logging.getLogger(__name__)
 

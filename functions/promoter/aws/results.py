@@ -19,8 +19,8 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from promoter import settings
-from promoter.outcomes import ALREADY_PRESENT, CONFLICT, FAILED, GATE_TIMEOUT, PROMOTED, ActionResult
-from promoter.plan import Provenance
+from promoter.model.outcomes import ALREADY_PRESENT, CONFLICT, FAILED, GATE_TIMEOUT, PROMOTED, ActionResult
+from promoter.model.plan import Provenance
 
 logger = logging.getLogger(__name__)
 

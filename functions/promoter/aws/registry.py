@@ -41,9 +41,9 @@ from promoter.exceptions import (
     RepositoryNotFoundError,
     TagConflictError,
 )
-from promoter.manifests import ACCEPTED_MEDIA_TYPES, Manifest
-from promoter.patterns import glob_to_regex
-from promoter.templates import is_digest
+from promoter.model.manifests import ACCEPTED_MEDIA_TYPES, Manifest
+from promoter.model.patterns import glob_to_regex
+from promoter.model.templates import is_digest
 
 logger = logging.getLogger(__name__)
 

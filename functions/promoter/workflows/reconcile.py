@@ -22,22 +22,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from promoter.config import TRIGGER_PUSH, PromotionConfig, Rule
-from promoter.events import ImagePushed
+from promoter.aws.history import History
+from promoter.aws.registry import ImagePage, ListedImage, RepositoryInfo
+from promoter.aws.remote import target_registry_of
+from promoter.aws.results import ResultSink
 from promoter.exceptions import (
     PageTokenExpiredError,
     PromoterError,
     RegistryError,
     RepositoryNotFoundError,
 )
-from promoter.history import History
-from promoter.manifests import Manifest
-from promoter.outcomes import FAILED, SKIPPED, ActionResult
-from promoter.plan import Action, Provenance, plan_event
-from promoter.registry import ImagePage, ListedImage, RepositoryInfo
-from promoter.remote import target_registry_of
-from promoter.results import ResultSink
-from promoter.service import WOULD_PROMOTE, ActionRunner
+from promoter.model.config import TRIGGER_PUSH, PromotionConfig, Rule
+from promoter.model.events import ImagePushed
+from promoter.model.manifests import Manifest
+from promoter.model.outcomes import FAILED, SKIPPED, ActionResult
+from promoter.model.plan import Action, Provenance, plan_event
+from promoter.workflows.service import WOULD_PROMOTE, ActionRunner
 
 # A target tag in its registry: (account, region, repository, tag); None = the promoter's own.
 TargetKey = tuple[str | None, str | None, str, str]

@@ -5,7 +5,7 @@ promoter's own. botocore refreshes them before they expire (`RefreshableCredenti
 minutes ahead, at the latest 10), so a warm Lambda keeps one session per role and region and never
 writes with expired keys. A target without a role is written with the promoter's own credentials
 and `registryId` set: the target repository's policy must then allow the promoter's role.
-Nothing here retries: STS calls are one attempt, and ECR calls retry in `promoter.registry`.
+Nothing here retries: STS calls are one attempt, and ECR calls retry in `promoter.aws.registry`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import botocore.session
 from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
+from promoter.aws.registry import EcrRegistry, Registry, make_ecr_client
 from promoter.exceptions import AccessDeniedError, RegistryUnavailableError
-from promoter.registry import EcrRegistry, Registry, make_ecr_client
 
 if TYPE_CHECKING:
-    from promoter.plan import Action
+    from promoter.model.plan import Action
 
 # Shows in the target account's CloudTrail as the assumed-role session name.
 ASSUME_ROLE_SESSION_NAME = "ecr-image-promoter"

@@ -25,10 +25,10 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from promoter import settings
-from promoter.config import ScanGate
-from promoter.events import Event, ImagePushed, PromotionRequested
+from promoter.aws.registry import Registry
 from promoter.exceptions import GateStoreError
-from promoter.registry import Registry
+from promoter.model.config import ScanGate
+from promoter.model.events import Event, ImagePushed, PromotionRequested
 
 logger = logging.getLogger(__name__)
 
