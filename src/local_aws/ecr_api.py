@@ -579,16 +579,34 @@ class EcrService:
         if not isinstance(subject, str) or not DIGEST_RE.match(subject):
             raise e.InvalidParameterException("subjectId.imageDigest must be a sha256 digest")
         wanted = (p.get("filter") or {}).get("artifactTypes")
+        refs = [
+            {**ref, "artifactStatus": "ACTIVE"}
+            for ref in self.referrer_descriptors(scope, rec.name, subject, wanted or ())
+        ]
+        page, token = _paginate(refs, p)
+        out: dict[str, Any] = {"referrers": page}
+        if token:
+            out["nextToken"] = token
+        return out
+
+    def referrer_descriptors(
+        self, scope: Scope, repo: str, subject: str, artifact_types: tuple[str, ...] | list[str] = ()
+    ) -> list[dict[str, Any]]:
+        """OCI descriptors of the manifests whose `subject` is `subject`, oldest first.
+
+        One answer for ListImageReferrers and for the registry's `GET /v2/<name>/referrers/<digest>`:
+        `artifactType` is the manifest's own, else its config's media type (OCI 1.1); an empty
+        `artifact_types` keeps every referrer.
+        """
         refs = []
-        for image in self.store.referrers(scope, rec.name, subject):
+        for image in self.store.referrers(scope, repo, subject):
             artifact_type = image.artifact_type or image.config_media_type
-            if wanted and artifact_type not in wanted:
+            if artifact_types and artifact_type not in artifact_types:
                 continue
             ref: dict[str, Any] = {
-                "digest": image.digest,
                 "mediaType": image.media_type,
+                "digest": image.digest,
                 "size": len(image.manifest),
-                "artifactStatus": "ACTIVE",
             }
             if artifact_type:
                 ref["artifactType"] = artifact_type
@@ -596,11 +614,7 @@ class EcrService:
             if annotations:
                 ref["annotations"] = annotations
             refs.append(ref)
-        page, token = _paginate(refs, p)
-        out: dict[str, Any] = {"referrers": page}
-        if token:
-            out["nextToken"] = token
-        return out
+        return refs
 
     # ---------------------------------------------------------------------------- layers
     def op_BatchCheckLayerAvailability(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:

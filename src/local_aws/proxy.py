@@ -40,8 +40,13 @@ HOP_BY_HOP = {
     "authorization",
     "content-length",
 }
-PATH_RE = re.compile(r"^/v2/(?P<name>.+?)/(?P<kind>manifests|blobs|tags)/(?P<rest>.*)$")
+PATH_RE = re.compile(r"^/v2/(?P<name>.+?)/(?P<kind>manifests|blobs|tags|referrers)/(?P<rest>.*)$")
 REALM = 'Basic realm="local-ecr"'
+OCI_INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+# How many descriptors one answer of the referrers API holds before it pages with a `Link` header.
+# The OCI spec lets a registry page this API and ECR does not document a size, so the local one
+# pages like ListImageReferrers (50): a client that ignores `Link` loses referrers here too.
+REFERRERS_PAGE_SIZE = 50
 
 # ECR's JSON errors seen through the registry API, as distribution error codes.
 REGISTRY_CODES: dict[type[e.EcrError], tuple[int, str]] = {
@@ -93,6 +98,8 @@ class RegistryProxy:
         if kind == "tags":
             tags = self.ecr.store.tags(self.scope, name)
             return _json(start_response, 200, {"name": name, "tags": tags})
+        if kind == "referrers":
+            return self._referrers(environ, start_response, method, name, rest)
         if method == "POST" and rest in ("uploads", "uploads/"):
             environ = self._mount_or_upload(environ, name)
         return self.forward(environ, start_response)
@@ -186,15 +193,48 @@ class RegistryProxy:
                 status, code = 500, "UNKNOWN"
             return _error(start_response, status, code, exc.message)
         digest = result.image.digest
-        start_response(
-            "201 Created",
-            [
-                ("Location", f"/v2/{name}/manifests/{digest}"),
-                ("Docker-Content-Digest", digest),
-                ("Content-Length", "0"),
-            ],
-        )
+        headers = [
+            ("Location", f"/v2/{name}/manifests/{digest}"),
+            ("Docker-Content-Digest", digest),
+            ("Content-Length", "0"),
+        ]
+        if result.image.subject:
+            # OCI 1.1: a registry that indexes `subject` for the referrers API says so with this header
+            # (a client then need not keep the `sha256-<hex>` tag-schema fallback up to date).
+            headers.append(("OCI-Subject", result.image.subject))
+        start_response("201 Created", headers)
         return [b""]
+
+    def _referrers(
+        self, environ: dict[str, Any], start_response: StartResponse, method: str, name: str, ref: str
+    ) -> Iterable[bytes]:
+        """`GET /v2/<name>/referrers/<digest>[?artifactType=]`: the OCI 1.1 referrers API.
+
+        An OCI image index of the referrers' descriptors, 200 even when the subject is unknown (the
+        spec forbids a 404 for a known repository), filtered by `artifactType` with the
+        `OCI-Filters-Applied` header, paged by REFERRERS_PAGE_SIZE with `Link: <...>; rel="next"`.
+        """
+        if method not in ("GET", "HEAD"):
+            return _error(start_response, 405, "UNSUPPORTED", f"{method} is not supported on referrers")
+        if not DIGEST_RE.match(ref):
+            return _error(start_response, 400, "DIGEST_INVALID", f"invalid digest {ref!r}")
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        wanted = tuple(query.get("artifactType") or ())
+        refs = self.ecr.referrer_descriptors(self.scope, name, ref, wanted)
+        start = 0
+        last = (query.get("last") or [""])[0]
+        if last:
+            positions = [i for i, d in enumerate(refs) if d["digest"] == last]
+            start = positions[0] + 1 if positions else len(refs)
+        page = refs[start : start + REFERRERS_PAGE_SIZE]
+        extra = []
+        if wanted:
+            extra.append(("OCI-Filters-Applied", "artifactType"))
+        if start + REFERRERS_PAGE_SIZE < len(refs):
+            following = urlencode([*[("artifactType", a) for a in wanted], ("last", page[-1]["digest"])])
+            extra.append(("Link", f'</v2/{name}/referrers/{ref}?{following}>; rel="next"'))
+        body = {"schemaVersion": 2, "mediaType": OCI_INDEX_MEDIA_TYPE, "manifests": page}
+        return _json(start_response, 200, body, extra, content_type=OCI_INDEX_MEDIA_TYPE)
 
     def _mount_or_upload(self, environ: dict[str, Any], name: str) -> dict[str, Any]:
         """Mount only when BLOB_MOUNTING is ENABLED and a manifest in `from` references the blob.
@@ -273,7 +313,11 @@ def _stream(resp: Any, conn: Any) -> Iterator[bytes]:
 
 
 def _json(
-    start_response: StartResponse, status: int, body: Any, extra: list[tuple[str, str]] | None = None
+    start_response: StartResponse,
+    status: int,
+    body: Any,
+    extra: list[tuple[str, str]] | None = None,
+    content_type: str = "application/json",
 ) -> list[bytes]:
     data = json.dumps(body).encode()
     reason = {
@@ -288,7 +332,7 @@ def _json(
     }.get(status, "")
     start_response(
         f"{status} {reason}",
-        [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *(extra or [])],
+        [("Content-Type", content_type), ("Content-Length", str(len(data))), *(extra or [])],
     )
     return [data]
 
