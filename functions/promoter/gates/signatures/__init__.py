@@ -1,0 +1,62 @@
+"""Signature verifiers: pure functions that decide whether one signature vouches for one image digest.
+
+Nothing here touches the network or a registry. The gate around them finds the signatures (cosign
+`.sig` tags, OCI 1.1 referrers, Sigstore bundles, Notation envelopes), fetches their bytes, and hands
+them to one verifier; a verifier either returns a `VerifiedSignature` naming who signed what, or
+raises `SignatureRejected` saying exactly why not. Calls to AWS (KMS `Verify` for `awskms://` keys,
+AWS Signer `GetRevocationStatus`) are passed in as callables, so the verifiers stay pure.
+
+This module holds only the values and the exception, and imports nothing beyond the standard library
+and the engine's exceptions. Each verifier module imports its cryptography dependency when it is
+imported (`cryptography`; `sigstore` is imported only inside `sigstore_bundle.verify_bundle`; `cbor2`
+only for COSE envelopes): import a verifier module only where a rule with a signature gate is being
+checked, so a stack without such a rule keeps its cold start.
+
+- `cosign`: cosign simple-signing payloads with key pairs (PEM or `awskms://`), optional Rekor SET;
+  keyless (Fulcio certificate + Rekor SET).
+- `sigstore_bundle`: Sigstore bundles v0.1-v0.3 (message signatures and DSSE in-toto statements).
+- `notation`: Notary Project JWS and COSE envelopes (x509 and AWS Signer signing authority).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from promoter.exceptions import PromoterError
+
+__all__ = ["Identity", "SignatureRejected", "VerifiedSignature"]
+
+COSIGN, SIGSTORE, NOTATION = "cosign", "sigstore", "notation"
+
+
+@dataclass(frozen=True)
+class VerifiedSignature:
+    """A signature that verified: which verifier accepted it, who signed, and what it covers.
+
+    `identity` is, per verifier: cosign key pairs "sha256:<hex of the key's DER SubjectPublicKeyInfo>"
+    or the "awskms:///<arn>" reference; cosign keyless and Sigstore "<subject> (<issuer>)"; Notation
+    the signing certificate's subject, followed by " (<signing profile version ARN>)" for AWS Signer.
+    `signed_at` is an ISO 8601 UTC time when the signature proves one (Rekor integratedTime, a
+    timestamp token's genTime, Notation's signingTime), else None.
+    """
+
+    verifier: str
+    identity: str
+    signed_digest: str
+    signed_at: str | None = None
+
+
+class SignatureRejected(PromoterError):
+    """A signature that does not verify; str() says exactly why (never retried: the bytes won't change)."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A Sigstore signer identity to accept: the OIDC issuer and the certificate's subject (SAN).
+
+    Each field is an exact string, or "re:<regex>" matched against the whole value
+    (`re.fullmatch`), e.g. subject "re:https://github.com/acme/.+/release.yml@refs/tags/v.*".
+    """
+
+    issuer: str
+    subject: str
