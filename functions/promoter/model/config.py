@@ -18,6 +18,7 @@ from typing import Any
 
 from promoter.exceptions import ConfigError, TemplateError
 from promoter.model.patterns import (
+    REGEX_PREFIX,
     REPOSITORY_GLOB_CHARS,
     TAG_GLOB_CHARS,
     NamePattern,
@@ -40,6 +41,8 @@ __all__ = [
     "PromotionConfig",
     "Rule",
     "ScanGate",
+    "SignatureGate",
+    "SigstoreIdentity",
     "SourceSpec",
     "TargetRegistry",
     "TargetSpec",
@@ -64,8 +67,26 @@ _TOP_KEYS = frozenset({"rules"})
 _RULE_KEYS = frozenset({"name", "source", "trigger", "targets", "require"})
 _SOURCE_KEYS = frozenset({"repository", "tags"})
 _TARGET_KEYS = frozenset({"repository", "tags", "image_tag_mutability"})
-_REQUIRE_KEYS = frozenset({"scan"})
+_REQUIRE_KEYS = frozenset({"scan", "signature"})
 _SCAN_KEYS = frozenset({"max_severity", "timeout_minutes"})
+_SIGNATURE_KEYS = frozenset({"cosign", "sigstore", "notation"})
+_COSIGN_KEYS = frozenset({"keys"})
+_SIGSTORE_KEYS = frozenset({"identities"})
+_IDENTITY_KEYS = frozenset({"issuer", "subject"})
+_NOTATION_KEYS = frozenset({"signing_profiles", "trust_roots"})
+# cosign's KMS key reference, for AWS: `awskms:///<key ARN>` (no endpoint between the slashes: the
+# promoter calls the KMS of its own environment). Only key ARNs: IAM scopes kms:Verify to keys, and an
+# alias ARN in a policy's Resource matches no key operation.
+AWS_KMS_KEY_PREFIX = "awskms:///"
+KMS_KEY_ARN_PATTERN = re.compile(
+    r"arn:aws(-[a-z-]+)?:kms:[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}:\d{12}:key/[A-Za-z0-9-]{1,128}"
+)
+SIGNING_PROFILE_ARN_PATTERN = re.compile(
+    r"arn:aws(-[a-z-]+)?:signer:[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}:\d{12}:"
+    r"/signing-profiles/[A-Za-z0-9_]{2,64}(/[A-Za-z0-9]{10})?"
+)
+PEM_PUBLIC_KEY_LABEL = "PUBLIC KEY"
+PEM_CERTIFICATE_LABEL = "CERTIFICATE"
 # ECR's severities, most severe first; a scan gate lets through findings up to `max_severity`.
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
 # How long a gated promotion waits for its scan to complete before giving up (`gate-timeout`).
@@ -141,6 +162,52 @@ class ScanGate:
 
 
 @dataclass(frozen=True)
+class SigstoreIdentity:
+    """A keyless signer: the OIDC `issuer` and the certificate's `subject` (SAN), each exact or `re:`."""
+
+    issuer: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class SignatureGate:
+    """`require: {signature: ...}`: promote only an image that at least one listed verifier accepts.
+
+    `cosign_keys`: PEM public keys and `awskms:///<key ARN>` references; `sigstore_identities`:
+    keyless signers; `notation_signing_profiles` / `notation_trust_roots` (PEM certificates; empty:
+    AWS Signer's roots, shipped with the verifier). `notation` says whether the rule accepts Notary
+    Project signatures at all (a `notation:` block was written)."""
+
+    cosign_keys: tuple[str, ...] = ()
+    sigstore_identities: tuple[SigstoreIdentity, ...] = ()
+    notation: bool = False
+    notation_signing_profiles: tuple[str, ...] = ()
+    notation_trust_roots: tuple[str, ...] = ()
+
+    @property
+    def kms_key_arns(self) -> tuple[str, ...]:
+        """The KMS keys named by `awskms:///` (IAM grants kms:Verify on these only)."""
+        return tuple(
+            k[len(AWS_KMS_KEY_PREFIX) :] for k in self.cosign_keys if k.startswith(AWS_KMS_KEY_PREFIX)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.cosign_keys:
+            data["cosign"] = {"keys": list(self.cosign_keys)}
+        if self.sigstore_identities:
+            data["sigstore"] = {
+                "identities": [{"issuer": i.issuer, "subject": i.subject} for i in self.sigstore_identities]
+            }
+        if self.notation:
+            data["notation"] = {
+                "signing_profiles": list(self.notation_signing_profiles),
+                "trust_roots": list(self.notation_trust_roots),
+            }
+        return data
+
+
+@dataclass(frozen=True)
 class Rule:
     """One promotion rule: images matching `source` go to every target, on `trigger`."""
 
@@ -149,6 +216,7 @@ class Rule:
     trigger: str
     targets: tuple[TargetSpec, ...]
     scan_gate: ScanGate | None = None
+    signature_gate: SignatureGate | None = None
 
     @property
     def uses_semver(self) -> bool:
@@ -173,13 +241,16 @@ class Rule:
                 for t in self.targets
             ],
         }
+        require: dict[str, Any] = {}
         if self.scan_gate is not None:
-            data["require"] = {
-                "scan": {
-                    "max_severity": self.scan_gate.max_severity,
-                    "timeout_minutes": self.scan_gate.timeout_minutes,
-                }
+            require["scan"] = {
+                "max_severity": self.scan_gate.max_severity,
+                "timeout_minutes": self.scan_gate.timeout_minutes,
             }
+        if self.signature_gate is not None:
+            require["signature"] = self.signature_gate.to_dict()
+        if require:
+            data["require"] = require
         return data
 
 
@@ -296,8 +367,15 @@ def _parse_rule(raw: object, index: int) -> Rule:
     if not isinstance(raw_targets, list) or not raw_targets:
         raise ConfigError("must be a non-empty list", rule=name, field="targets")
     targets = tuple(_parse_target(t, name, i, source) for i, t in enumerate(raw_targets))
-    scan_gate = _parse_require(raw.get("require"), name)
-    rule = Rule(name=name, source=source, trigger=trigger, targets=targets, scan_gate=scan_gate)
+    scan_gate, signature_gate = _parse_require(raw.get("require"), name)
+    rule = Rule(
+        name=name,
+        source=source,
+        trigger=trigger,
+        targets=targets,
+        scan_gate=scan_gate,
+        signature_gate=signature_gate,
+    )
     if rule.uses_semver and not any(can_match_semver(p) for p in source.tag_patterns):
         raise ConfigError(
             "targets use {major}/{minor}/{patch} but no source tag pattern can match a semantic version",
@@ -364,14 +442,21 @@ def _parse_target(raw: object, rule: str, index: int, source: SourceSpec) -> Tar
     return TargetSpec(repository=repository, tags=tags, registry=registry, image_tag_mutability=mutability)
 
 
-def _parse_require(raw: object, rule: str) -> ScanGate | None:
-    """`require: {scan: {max_severity: HIGH, timeout_minutes: 60}}`, or None when absent."""
+def _parse_require(raw: object, rule: str) -> tuple[ScanGate | None, SignatureGate | None]:
+    """`require: {scan: {...}, signature: {...}}`: each gate, or None when absent (both may stand
+    together: both must pass)."""
     if raw is None:
-        return None
-    if not isinstance(raw, Mapping):
-        raise ConfigError("must be a mapping with 'scan'", rule=rule, field="require")
+        return None, None
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError("must be a mapping with 'scan' and/or 'signature'", rule=rule, field="require")
     _refuse_unknown_keys(raw, _REQUIRE_KEYS, rule=rule, field="require")
-    scan = raw.get("scan")
+    scan = _parse_scan(raw["scan"], rule) if "scan" in raw else None
+    signature = _parse_signature(raw["signature"], rule) if "signature" in raw else None
+    return scan, signature
+
+
+def _parse_scan(scan: object, rule: str) -> ScanGate:
+    """`scan: {max_severity: HIGH, timeout_minutes: 60}`."""
     if not isinstance(scan, Mapping):
         raise ConfigError("must be a mapping with 'max_severity'", rule=rule, field="require.scan")
     _refuse_unknown_keys(scan, _SCAN_KEYS, rule=rule, field="require.scan")
@@ -394,6 +479,135 @@ def _parse_require(raw: object, rule: str) -> ScanGate | None:
             field="require.scan.timeout_minutes",
         )
     return ScanGate(max_severity=severity, timeout_minutes=timeout)
+
+
+def _parse_signature(raw: object, rule: str) -> SignatureGate:
+    """`signature: {cosign: {keys}, sigstore: {identities}, notation: {signing_profiles, trust_roots}}`:
+    at least one verifier, each with something to verify against."""
+    where = "require.signature"
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError(
+            "must be a mapping with at least one of 'cosign', 'sigstore', 'notation'", rule=rule, field=where
+        )
+    _refuse_unknown_keys(raw, _SIGNATURE_KEYS, rule=rule, field=where)
+    keys: tuple[str, ...] = ()
+    if "cosign" in raw:
+        cosign = _mapping(raw["cosign"], _COSIGN_KEYS, rule, f"{where}.cosign")
+        keys = _string_list(cosign.get("keys"), rule, f"{where}.cosign.keys")
+        for i, key in enumerate(keys):
+            _check_cosign_key(key, rule, f"{where}.cosign.keys[{i}]")
+    identities: tuple[SigstoreIdentity, ...] = ()
+    if "sigstore" in raw:
+        sigstore = _mapping(raw["sigstore"], _SIGSTORE_KEYS, rule, f"{where}.sigstore")
+        listed = sigstore.get("identities")
+        if not isinstance(listed, list) or not listed:
+            raise ConfigError(
+                "must be a non-empty list of {issuer, subject}",
+                rule=rule,
+                field=f"{where}.sigstore.identities",
+            )
+        identities = tuple(
+            _parse_identity(item, rule, f"{where}.sigstore.identities[{i}]") for i, item in enumerate(listed)
+        )
+    notation = "notation" in raw
+    profiles: tuple[str, ...] = ()
+    roots: tuple[str, ...] = ()
+    if notation:
+        block = _mapping(raw["notation"] or {}, _NOTATION_KEYS, rule, f"{where}.notation")
+        profiles = _optional_string_list(
+            block.get("signing_profiles"), rule, f"{where}.notation.signing_profiles"
+        )
+        for i, arn in enumerate(profiles):
+            if not SIGNING_PROFILE_ARN_PATTERN.fullmatch(arn):
+                raise ConfigError(
+                    f"must be an AWS Signer signing-profile ARN "
+                    f"(arn:aws:signer:<region>:<account>:/signing-profiles/<name>), got {arn!r}",
+                    rule=rule,
+                    field=f"{where}.notation.signing_profiles[{i}]",
+                )
+        roots = _optional_string_list(block.get("trust_roots"), rule, f"{where}.notation.trust_roots")
+        for i, pem in enumerate(roots):
+            _check_pem(pem, PEM_CERTIFICATE_LABEL, rule, f"{where}.notation.trust_roots[{i}]")
+        if not roots and not profiles:
+            # AWS Signer's roots sign for every AWS customer: without a profile, anyone's would pass.
+            raise ConfigError(
+                "with AWS Signer's roots (no trust_roots), list the signing_profiles to accept",
+                rule=rule,
+                field=f"{where}.notation.signing_profiles",
+            )
+    return SignatureGate(
+        cosign_keys=keys,
+        sigstore_identities=identities,
+        notation=notation,
+        notation_signing_profiles=profiles,
+        notation_trust_roots=roots,
+    )
+
+
+def _mapping(raw: object, allowed: frozenset[str], rule: str, field: str) -> Mapping[Any, Any]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"must be a mapping with {', '.join(sorted(allowed))}", rule=rule, field=field)
+    _refuse_unknown_keys(raw, allowed, rule=rule, field=field)
+    return raw
+
+
+def _optional_string_list(raw: object, rule: str, field: str) -> tuple[str, ...]:
+    return () if raw is None or raw == [] else _string_list(raw, rule, field)
+
+
+def _parse_identity(raw: object, rule: str, field: str) -> SigstoreIdentity:
+    item = _mapping(raw, _IDENTITY_KEYS, rule, field)
+    values = []
+    for key in ("issuer", "subject"):
+        value = item.get(key)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"must be a non-empty string, got {value!r}", rule=rule, field=f"{field}.{key}")
+        if value.startswith(REGEX_PREFIX):
+            try:
+                re.compile(value[len(REGEX_PREFIX) :])
+            except re.error as exc:
+                raise ConfigError(f"bad regex {value!r}: {exc}", rule=rule, field=f"{field}.{key}") from exc
+        values.append(value)
+    return SigstoreIdentity(*values)
+
+
+def _check_cosign_key(key: str, rule: str, field: str) -> None:
+    """A PEM public key, or `awskms:///` and a KMS key ARN."""
+    if key.startswith("awskms://"):
+        arn = key[len(AWS_KMS_KEY_PREFIX) :] if key.startswith(AWS_KMS_KEY_PREFIX) else ""
+        if not KMS_KEY_ARN_PATTERN.fullmatch(arn):
+            raise ConfigError(
+                f"a KMS key is 'awskms:///' and a key ARN (arn:aws:kms:<region>:<account>:key/<id>; "
+                f"no endpoint, no alias), got {key!r}",
+                rule=rule,
+                field=field,
+            )
+        return
+    _check_pem(key, PEM_PUBLIC_KEY_LABEL, rule, field)
+
+
+def _check_pem(text: str, label: str, rule: str, field: str) -> None:
+    """Refuses what is not one PEM block of `label` that `cryptography` can load."""
+    begin, end = f"-----BEGIN {label}-----", f"-----END {label}-----"
+    stripped = text.strip()
+    if not (stripped.startswith(begin) and stripped.endswith(end)) or stripped.count("-----BEGIN") != 1:
+        raise ConfigError(f"must be one PEM block '{begin}' ... '{end}'", rule=rule, field=field)
+    try:  # the verifiers' own dependency: shipped with the function whenever a rule has this gate
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+    except ImportError as exc:
+        raise ConfigError(
+            "checking a signature gate needs 'cryptography' (pip install 'ecr-image-promoter[signatures]')",
+            rule=rule,
+            field=field,
+        ) from exc
+    try:
+        if label == PEM_CERTIFICATE_LABEL:
+            x509.load_pem_x509_certificate(stripped.encode())
+        else:
+            load_pem_public_key(stripped.encode())
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"not a readable PEM {label.lower()}: {exc}", rule=rule, field=field) from exc
 
 
 def _target_dict(target: TargetSpec) -> dict[str, Any]:
