@@ -6,7 +6,9 @@ BENCHMARKS.md explains each term; in short:
   index (or an image with referrers) costs one more source read. The target read asks for the tag,
   the digests and the cosign tags at once: nothing is put that is already there, since each
   PutImage spends the scarce 10/s quota and emits a PUSH event.
-- ListImageReferrers is the only way to find OCI 1.1 referrers: one call per copy.
+- ListImageReferrers is the only way to find OCI 1.1 referrers, and it takes one subject: one call
+  for the image and one for each child and each referrer (a platform child's SBOM, a signature on
+  an SBOM: trust material the target needs as much as the image's own).
 - BatchCheckLayerAvailability: one call per 100 distinct blobs, to move only what is missing.
 - GetAccountSetting (may we mount?) and GetAuthorizationToken (the registry password, 12 h) are
   needed once per container, not per promotion.
@@ -68,7 +70,7 @@ def minimum_copy(
     source_reads = 1 + _ceil_div(below, MAX_IDS_PER_CALL)
     target_reads = _ceil_div(1 + manifests + COSIGN_TAGS, MAX_IDS_PER_CALL)
     calls["BatchGetImage"] = source_reads + target_reads
-    calls["ListImageReferrers"] = 1
+    calls["ListImageReferrers"] = 1 + below
     calls["BatchCheckLayerAvailability"] = _ceil_div(shape.blobs, MAX_IDS_PER_CALL)
     if first_in_container:
         calls["GetAccountSetting"] = 1

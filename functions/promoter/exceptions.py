@@ -66,6 +66,10 @@ class InvalidManifestError(RegistryError):
     """ECR refused the manifest (bad JSON, media type, missing layers or children after copying)."""
 
 
+class TrustTreeTooLargeError(RegistryError):
+    """An image's children, referrers and signatures exceed the bounds the promoter carries."""
+
+
 class DigestMismatchError(RegistryError):
     """The manifest bytes do not hash to the digest we sent: a bug in the engine, never retried."""
 

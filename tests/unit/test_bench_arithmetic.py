@@ -37,7 +37,7 @@ def test_three_platform_copy_minimum_with_attestations():
     mounted = minimum_copy(shape, mounting=True)
     assert mounted == {
         "BatchGetImage": 3,
-        "ListImageReferrers": 1,
+        "ListImageReferrers": 7,  # the index and each of its 6 children
         "BatchCheckLayerAvailability": 1,
         "GetAccountSetting": 1,
         "GetAuthorizationToken": 1,

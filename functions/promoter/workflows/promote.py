@@ -26,6 +26,7 @@ from promoter.exceptions import (
     RegistryError,
     RepositoryNotFoundError,
     TagConflictError,
+    TrustTreeTooLargeError,
 )
 from promoter.model.manifests import Blob, Manifest
 from promoter.model.outcomes import (
@@ -44,6 +45,11 @@ logger = logging.getLogger(__name__)
 
 # Blobs moved at once per action: bounds memory (one upload part each) and request rate.
 BLOB_COPY_CONCURRENCY = 4
+# Bounds on the trust material carried with an image (children, referrers, cosign tags, and theirs,
+# recursively): levels below the image, and manifests in all. A real tree is ~3 levels deep (index
+# -> platform child -> SBOM -> its signature); past either bound the promotion fails, permanently.
+TRUST_TREE_MAX_DEPTH = 8
+TRUST_TREE_MAX_MANIFESTS = 500
 
 
 @dataclass(frozen=True)
@@ -209,35 +215,78 @@ class Promoter:
             return 0
 
     def _read_tree(self, repository: str, digest: str) -> ImageTree:
-        """The image, its children (recursively), its OCI referrers, and the cosign tags of the
-        image and of its direct children (`cosign sign --recursive`). The image comes with its own
-        cosign tags (the digest is known up front); what it lists and its referrers are known only
-        after that, so they cost a second read, and only when there are any."""
-        top_tags = cosign_tags(digest)
-        found = self._source.get_manifests(repository, [digest, *top_tags])
+        """The image and all trust material that goes with it, so that what verifies here also
+        verifies in the target: its children (recursively), and for the image, every child and
+        every referrer found, their OCI 1.1 referrers (all pages) and cosign tags (a signature on a
+        platform child, an SBOM of a child, a signature on an SBOM).
+
+        Read level by level: a manifest's digest is asked for together with its cosign tags, and
+        the referrers of a level are listed side by side, so each level costs one read of the
+        source whatever its width. Bounded (TRUST_TREE_MAX_DEPTH levels, TRUST_TREE_MAX_MANIFESTS
+        manifests): past a bound the action fails with `TrustTreeTooLargeError` rather than carry a
+        part of it, which would not verify in the target as the whole does here.
+
+        Raises ImageNotFoundError (no image), InvalidManifestError (an index lists a manifest that
+        is not there), TrustTreeTooLargeError."""
+        found = self._source.get_manifests(repository, [digest, *cosign_tags(digest)])
         image = found.get(digest)
         if image is None:
             raise ImageNotFoundError(f"{repository}@{digest}")
-        referrers = self._referrers(repository, digest)
-        child_tags = tuple(t for child in image.children() for t in cosign_tags(child))
-        signature_tags = top_tags + child_tags
-        below = [*image.children(), *referrers, *child_tags]
-        if below:
-            found = {**found, **self._source.get_manifests(repository, below)}
-        missing = [d for d in image.children() if d not in found]
-        if missing:
-            raise InvalidManifestError(
-                f"index {repository}@{digest} lists {len(missing)} manifest(s) not in it, e.g. {missing[0]}"
-            )
-        roots = [found[d] for d in image.children()] + [found[d] for d in referrers if d in found]
-        signatures = tuple((t, found[t]) for t in signature_tags if t in found)
-        dependencies = self._with_descendants(repository, roots + [m for _, m in signatures])
-        signature_digests = {m.digest for _, m in signatures}
+        known: dict[str, Manifest] = {digest: image}
+        signatures: dict[str, Manifest] = {t: found[t] for t in cosign_tags(digest) if t in found}
+        level = [image, *signatures.values()]
+        depth = 0
+        while level:
+            # Children must exist (an index without them cannot be put); referrers and cosign tags
+            # are optional (absent or deleted meanwhile: nothing to carry). A signature stored
+            # under a cosign tag is not a subject of referrers: its referrers are not listed.
+            children = [d for m in level for d in m.children() if d not in known]
+            held_by_tag = signatures_digests(signatures)
+            subjects = [m.digest for m in level if m.digest not in held_by_tag]
+            referrers = [d for d in self._referrers_of(repository, subjects) if d not in known]
+            fresh = list(dict.fromkeys(children + referrers))
+            if not fresh:
+                break
+            depth += 1
+            if (
+                depth > TRUST_TREE_MAX_DEPTH
+                or len(known) + len(signatures) + len(fresh) > TRUST_TREE_MAX_MANIFESTS
+            ):
+                raise TrustTreeTooLargeError(
+                    f"{repository}@{digest} carries more than {TRUST_TREE_MAX_MANIFESTS} manifests or "
+                    f"{TRUST_TREE_MAX_DEPTH} levels of children and referrers: not promoted, since a "
+                    "part of its trust material would not verify in the target as the whole does here"
+                )
+            tags = [t for d in fresh for t in cosign_tags(d) if t not in signatures]
+            found = self._source.get_manifests(repository, [*fresh, *tags])
+            lost = [d for d in children if d not in found]
+            if lost:
+                raise InvalidManifestError(f"index in {repository} lists {lost[0]}, which is not there")
+            level = [found[d] for d in fresh if d in found]
+            known.update((m.digest, m) for m in level)
+            tagged = {t: found[t] for t in tags if t in found}
+            signatures.update(tagged)
+            level += [m for m in tagged.values() if m.digest not in known]
+        held_by_tag = signatures_digests(signatures)
         return ImageTree(
             image=image,
-            dependencies=tuple(m for m in dependencies if m.digest not in signature_digests),
-            signatures=signatures,
+            dependencies=tuple(
+                m
+                for m in _children_first(known, digest)
+                if m.digest != digest and m.digest not in held_by_tag
+            ),
+            signatures=tuple(signatures.items()),
         )
+
+    def _referrers_of(self, repository: str, subjects: Sequence[str]) -> list[str]:
+        """The referrers of each subject (ListImageReferrers follows every page), listed side by side."""
+        if not subjects:
+            return []
+        if len(subjects) == 1:
+            return list(self._referrers(repository, subjects[0]))
+        with ThreadPoolExecutor(max_workers=min(self._concurrency, len(subjects))) as pool:
+            listed = list(pool.map(lambda subject: self._referrers(repository, subject), subjects))
+        return [d for digests in listed for d in digests]
 
     def _referrers(self, repository: str, digest: str) -> tuple[str, ...]:
         try:
@@ -249,33 +298,6 @@ class Promoter:
                 "referrers of %s@%s not listed, promoting without them: %s", repository, digest, exc
             )
             return ()
-
-    def _with_descendants(self, repository: str, roots: Sequence[Manifest]) -> list[Manifest]:
-        """`roots` and all manifests below them, children before parents, each once."""
-        known: dict[str, Manifest] = {m.digest: m for m in roots}
-        level = list(roots)
-        while level:
-            wanted = [d for m in level for d in m.children() if d not in known]
-            found = self._source.get_manifests(repository, wanted) if wanted else {}
-            lost = [d for d in wanted if d not in found]
-            if lost:
-                raise InvalidManifestError(f"index in {repository} lists {lost[0]}, which is not there")
-            known.update(found)
-            level = list(found.values())
-        ordered: list[Manifest] = []
-        done: set[str] = set()
-
-        def visit(manifest: Manifest) -> None:
-            if manifest.digest in done:
-                return
-            done.add(manifest.digest)
-            for child in manifest.children():
-                visit(known[child])
-            ordered.append(manifest)
-
-        for root in roots:
-            visit(root)
-        return ordered
 
     def _transfer_blobs(self, source: str, target: str, blobs: Sequence[Blob]) -> tuple[int, int, int]:
         """Mounts or copies the blobs the target lacks; returns (mounted, copied, bytes copied)."""
@@ -297,6 +319,32 @@ class Promoter:
             moved = list(pool.map(move, missing))
         copied = [n for n in moved if n is not None]
         return len(moved) - len(copied), len(copied), sum(copied)
+
+
+def signatures_digests(signatures: dict[str, Manifest]) -> set[str]:
+    """The digests of the manifests held under cosign tags."""
+    return {m.digest for m in signatures.values()}
+
+
+def _children_first(known: dict[str, Manifest], top: str) -> list[Manifest]:
+    """Every manifest of `known`, each after the manifests it lists (PutImage refuses an index
+    whose children are missing), in the order they were found otherwise."""
+    ordered: list[Manifest] = []
+    done: set[str] = set()
+
+    def visit(manifest: Manifest) -> None:
+        if manifest.digest in done:
+            return
+        done.add(manifest.digest)
+        for child in manifest.children():
+            if child in known:
+                visit(known[child])
+        ordered.append(manifest)
+
+    for manifest in known.values():
+        if manifest.digest != top:
+            visit(manifest)
+    return ordered
 
 
 def _version_key(version: SemVer) -> tuple[int, int, int, int]:
