@@ -19,6 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.asset import PACKAGE_NAME, stage_function_code
@@ -28,6 +29,7 @@ from infra.event_patterns import (
     push_event_pattern,
     request_event_pattern,
 )
+from infra.lambda_runtime import POWERTOOLS_LAYER_PARAMETER
 from infra.monitoring import add_monitoring
 from infra.nag import acknowledge_findings
 from infra.permissions import grant_ecr, grant_gates_table, grant_scan_findings, grant_tables
@@ -42,9 +44,6 @@ if TYPE_CHECKING:
 HANDLER = "promoter.handler.handle_queue"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
-# Published by the Powertools team in every commercial region (docs: "Lambda Layer").
-POWERTOOLS_LAYER_ACCOUNT = "017000801446"
-POWERTOOLS_LAYER_NAME = "AWSLambdaPowertoolsPythonV3-python313-arm64"
 # Where Lambda unpacks the code asset.
 LAMBDA_TASK_ROOT = "/var/task"
 # AWS's advice for SQS event sources: visibility timeout at least six times the function timeout,
@@ -126,10 +125,7 @@ class ImagePromoter(Construct):
         staging_dir = Path(Stage.of(self).outdir) / f"promoter-function-{self.node.addr[:16]}"
         stage_function_code(config.to_json(), staging_dir)
         powertools = lambda_.LayerVersion.from_layer_version_arn(
-            self,
-            "PowertoolsLayer",
-            f"arn:aws:lambda:{Stack.of(self).region}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
-            f"{POWERTOOLS_LAYER_NAME}:{props.powertools_layer_version}",
+            self, "PowertoolsLayer", props.powertools_layer_arn or self._powertools_layer_arn()
         )
         environment = settings.function_environment(
             config_path=f"{LAMBDA_TASK_ROOT}/{PACKAGE_NAME}/{settings.STAGED_CONFIG_FILE}",
@@ -233,6 +229,13 @@ class ImagePromoter(Construct):
         return sqs.Queue(
             self, construct_id, encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True, **kwargs
         )
+
+    def _powertools_layer_arn(self) -> str:
+        """The layer's ARN as Powertools publishes it for POWERTOOLS_VERSION: an SSM public parameter
+        in each region, resolved by CloudFormation at deploy time (a template parameter of type
+        `AWS::SSM::Parameter::Value<String>`), so the account, the partition (aws, aws-cn,
+        aws-us-gov) and the layer's version number are the region's own, never written here."""
+        return ssm.StringParameter.value_for_string_parameter(self, POWERTOOLS_LAYER_PARAMETER)
 
     def _table(self, construct_id: str, **kwargs: object) -> dynamodb.Table:
         """On-demand, encrypted (AWS managed KMS key), point-in-time recovery on."""

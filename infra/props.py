@@ -49,8 +49,8 @@ DEFAULT_BATCH_SIZE = 10
 DEFAULT_RECONCILE_RATE = Duration.hours(1)
 DEFAULT_RECONCILE_TIMEOUT = Duration.minutes(10)
 MIN_RECONCILE_RATE = Duration.minutes(1)
-# Version of the published AWSLambdaPowertoolsPythonV3-python313-arm64 layer (Powertools docs).
-DEFAULT_POWERTOOLS_LAYER_VERSION = 27
+# A Lambda layer version ARN in any partition (an explicit Powertools layer, see powertools_layer_arn).
+_LAYER_VERSION_ARN = re.compile(r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:layer:[A-Za-z0-9_-]+:\d+")
 # Who may post promotion requests to the bus: account ids or IAM principal ARNs. Empty = the
 # stack's own account only.
 DEFAULT_TRUSTED_PRINCIPALS: tuple[str, ...] = ()
@@ -70,6 +70,10 @@ class ImagePromoterProps:
         DEFAULT_TRUSTED_PRINCIPALS (the stack's account only).
     request_source: the `source` of requests and results; default settings.DEFAULT_REQUEST_EVENT_SOURCE.
     gate_sweep_minutes: how often expired scan-gate waits are ended; default DEFAULT_GATE_SWEEP_MINUTES.
+    powertools_layer_arn: the Powertools layer; default None = the ARN Powertools publishes for
+        lambda_runtime.POWERTOOLS_VERSION in the deploy's region and partition (its SSM public
+        parameter, resolved by CloudFormation). Set it only where that parameter is not published,
+        to the same version's layer (the tests run that version).
     """
 
     config: PromotionConfig
@@ -82,7 +86,7 @@ class ImagePromoterProps:
     function_timeout: Duration = DEFAULT_FUNCTION_TIMEOUT
     memory_size_mb: int = DEFAULT_MEMORY_SIZE_MB
     batch_size: int = DEFAULT_BATCH_SIZE
-    powertools_layer_version: int = DEFAULT_POWERTOOLS_LAYER_VERSION
+    powertools_layer_arn: str | None = None
     trusted_principals: tuple[str, ...] = DEFAULT_TRUSTED_PRINCIPALS
     request_source: str = settings.DEFAULT_REQUEST_EVENT_SOURCE
     gate_sweep_minutes: int = DEFAULT_GATE_SWEEP_MINUTES
@@ -138,7 +142,9 @@ class ImagePromoterProps:
             )
         if not 1 <= self.gate_sweep_minutes <= 60:
             raise ValueError(f"gate_sweep_minutes must be between 1 and 60, got {self.gate_sweep_minutes}")
-        if self.powertools_layer_version < 1:
+        if self.powertools_layer_arn is not None and not _LAYER_VERSION_ARN.fullmatch(
+            self.powertools_layer_arn
+        ):
             raise ValueError(
-                f"powertools_layer_version must be positive, got {self.powertools_layer_version}"
+                f"powertools_layer_arn must be a Lambda layer version ARN, got {self.powertools_layer_arn!r}"
             )

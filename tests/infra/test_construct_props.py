@@ -30,7 +30,7 @@ def _props(test_config, **overrides: Any) -> ImagePromoterProps:
         ("batch_size", 0, "batch_size must be between 1 and 10"),
         ("batch_size", 11, "batch_size must be between 1 and 10"),
         ("memory_size_mb", 64, "memory_size_mb must be between 128 and 10240"),
-        ("powertools_layer_version", 0, "powertools_layer_version must be positive"),
+        ("powertools_layer_arn", "AWSLambdaPowertoolsPythonV3:3", "powertools_layer_arn must be a Lambda"),
     ],
 )
 def test_out_of_range_props_are_refused_with_the_field_name(test_config, field, value, message):
@@ -49,6 +49,10 @@ def test_function_timeout_above_lambda_maximum_is_refused(test_config):
         _props(test_config, function_timeout=cdk.Duration.minutes(16))
 
 
+# An explicit layer, as a GovCloud deploy would pass it where no SSM parameter names the layer.
+GOVCLOUD_LAYER = (
+    "arn:aws-us-gov:lambda:us-gov-west-1:165087284144:layer:AWSLambdaPowertoolsPythonV3-python313-arm64:7"
+)
 REQUEST_ONLY = {
     "rules": [
         {
@@ -75,7 +79,7 @@ def customized(tmp_path_factory) -> tuple[Template, dict[str, Any]]:
         log_removal_policy=cdk.RemovalPolicy.DESTROY,
         batch_size=3,
         memory_size_mb=2048,
-        powertools_layer_version=99,
+        powertools_layer_arn=GOVCLOUD_LAYER,
     )
     template = Template.from_stack(stack)
     return template, template.to_json()
@@ -104,7 +108,8 @@ def test_optional_props_reach_the_template(customized):
         for r in raw["Resources"].values()
         if r["Type"] == "AWS::Lambda::Function" and r["Properties"]["Handler"] == HANDLER
     ]
-    assert function["Properties"]["Layers"][0]["Fn::Join"][1][-1].endswith(":99")
+    assert function["Properties"]["Layers"] == [GOVCLOUD_LAYER]
+    assert not any(p.startswith("SsmParameterValueawsservicepowertools") for p in raw.get("Parameters", {}))
     for table in [r for r in raw["Resources"].values() if r["Type"] == "AWS::DynamoDB::Table"]:
         assert table["DeletionPolicy"] == "Delete"
 

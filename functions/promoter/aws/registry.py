@@ -41,7 +41,7 @@ from promoter.exceptions import (
     RepositoryNotFoundError,
     TagConflictError,
 )
-from promoter.model.manifests import ACCEPTED_MEDIA_TYPES, Manifest
+from promoter.model.manifests import ACCEPTED_MEDIA_TYPES, OCI_INDEX, Manifest
 from promoter.model.patterns import glob_to_regex
 from promoter.model.templates import is_digest
 
@@ -75,6 +75,8 @@ V2_BACKOFF_SECONDS = 0.5
 BLOB_MOUNTING_SETTING = "BLOB_MOUNTING"
 MOUNTING_OFF_VALUES = frozenset({"disabled", "off", "false", "0"})
 COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
+# RFC 8288 as the OCI distribution spec uses it for pages: `Link: </v2/...?...>; rel="next"`.
+_LINK_NEXT_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 _ECR_ERRORS: dict[str, type[RegistryError]] = {
     "RepositoryNotFoundException": RepositoryNotFoundError,
@@ -321,6 +323,11 @@ class EcrRegistry:
         }
 
     def list_referrers(self, repository: str, digest: str) -> tuple[str, ...]:
+        if not hasattr(self._ecr, "list_image_referrers"):
+            # The Lambda runtime's botocore is AWS's choice and lags PyPI: ListImageReferrers first
+            # appears in botocore 1.41.0, older clients have no such method (AttributeError). The
+            # registry's OCI referrers API answers the same question with the same credentials.
+            return self._referrers_from_registry(repository, digest)
         digests: list[str] = []
         kwargs: dict[str, Any] = {"repositoryName": repository, "subjectId": {"imageDigest": digest}}
         while True:
@@ -330,6 +337,39 @@ class EcrRegistry:
             if not response.get("nextToken"):
                 return tuple(digests)
             kwargs["nextToken"] = response["nextToken"]
+
+    def _referrers_from_registry(self, repository: str, digest: str) -> tuple[str, ...]:
+        """`GET /v2/<repository>/referrers/<digest>` (OCI 1.1: an image index of descriptors),
+        following `Link: <...>; rel="next"` pages. Raises RegistryUnavailableError (429, 5xx, no
+        connection), AccessDeniedError (401/403), RegistryError (any other answer)."""
+        endpoint, token = self._authorization()
+        if not endpoint:
+            raise RegistryError(f"referrers of {repository}@{digest}: GetAuthorizationToken gave no endpoint")
+        url: str | None = f"{endpoint}/v2/{repository}/referrers/{digest}"
+        headers = {"Authorization": f"Basic {token}", "Accept": OCI_INDEX}
+        digests: list[str] = []
+        while url:
+            request = urllib.request.Request(url, method="GET", headers=headers)
+            try:
+                with self._open(request, timeout=HTTP_TIMEOUT_SECONDS) as response:
+                    index = json.loads(response.read() or b"{}")
+                    link = response.headers.get("Link") or ""
+            except urllib.error.HTTPError as exc:
+                detail = f"referrers of {repository}@{digest}: HTTP {exc.code}: {_registry_error(exc)}"
+                if exc.code in V2_RETRYABLE_STATUSES:
+                    raise RegistryUnavailableError(detail) from exc
+                raise (AccessDeniedError if exc.code in (401, 403) else RegistryError)(detail) from exc
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+                raise RegistryUnavailableError(f"referrers of {repository}@{digest}: {exc!r}") from exc
+            except ValueError as exc:
+                raise RegistryError(f"referrers of {repository}@{digest}: not an image index") from exc
+            descriptors = index.get("manifests") if isinstance(index, dict) else None
+            if not isinstance(descriptors, list):
+                raise RegistryError(f"referrers of {repository}@{digest}: not an image index")
+            digests += [d["digest"] for d in descriptors if isinstance(d, dict) and "digest" in d]
+            following = _LINK_NEXT_RE.search(link)
+            url = _absolute(endpoint, following[1]) if following else None
+        return tuple(digests)
 
     def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> bool:
         params: dict[str, Any] = {
