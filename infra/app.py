@@ -1,13 +1,16 @@
 """The CDK app: read the promotion configuration, build the stack, check it with cdk-nag, synth.
 
-`cdk synth -c config=PATH` picks another configuration file. A bad configuration ends synth with
+`cdk synth -c config=PATH` picks another configuration file; the other `-c` keys (below, and in
+infra/README.md) set the stack's options. A bad configuration ends synth with
 one line that names the rule, the field and the reason, and exit status 1 (no jsii traceback).
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
@@ -23,14 +26,64 @@ CONFIG_CONTEXT_KEY = "config"
 SOURCE_ACCOUNT_CONTEXT_KEY = "source_account"
 SOURCE_REGION_CONTEXT_KEY = "source_region"
 PROMOTER_ROLE_CONTEXT_KEY = "promoter_role_arn"
+# The promoter stack's options (infra/README.md, "Context keys"). Lists are comma-separated with
+# `-c`, or JSON lists in cdk.json.
+TRUSTED_PRINCIPALS_CONTEXT_KEY = "trusted_principals"
+REQUEST_SOURCE_CONTEXT_KEY = "request_source"
+GATE_SWEEP_MINUTES_CONTEXT_KEY = "gate_sweep_minutes"
+ALARM_EMAIL_CONTEXT_KEY = "alarm_email"
+ALARM_TOPIC_ARN_CONTEXT_KEY = "alarm_topic_arn"
+_EMAIL = re.compile(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+")
+_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}")
 
 
 def build_app(app: cdk.App, config: PromotionConfig) -> PromoterStack:
     """The stack with the AwsSolutions checks applied, exactly as `cdk synth` builds it."""
-    stack = PromoterStack(app, STACK_NAME, config=config)
+    stack = PromoterStack(app, STACK_NAME, config=config, **stack_options(app))
     build_target_stacks(app, config)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
     return stack
+
+
+def stack_options(app: cdk.App) -> dict[str, Any]:
+    """PromoterStack's keyword arguments from the context keys given (absent keys keep the props'
+    defaults). Raises ValueError naming the key for a value that cannot be right."""
+    options: dict[str, Any] = {}
+    principals = _context_list(app, TRUSTED_PRINCIPALS_CONTEXT_KEY)
+    if principals:
+        options["trusted_principals"] = tuple(principals)
+    source = app.node.try_get_context(REQUEST_SOURCE_CONTEXT_KEY)
+    if source is not None:
+        options["request_source"] = str(source)
+    minutes = app.node.try_get_context(GATE_SWEEP_MINUTES_CONTEXT_KEY)
+    if minutes is not None:
+        try:
+            options["gate_sweep_minutes"] = int(minutes)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"-c {GATE_SWEEP_MINUTES_CONTEXT_KEY} takes whole minutes, got {minutes!r}"
+            ) from None
+    emails = _context_list(app, ALARM_EMAIL_CONTEXT_KEY)
+    for email in emails:
+        if not _EMAIL.fullmatch(email):
+            raise ValueError(f"-c {ALARM_EMAIL_CONTEXT_KEY} takes e-mail addresses, got {email!r}")
+    if emails:
+        options["alarm_emails"] = tuple(emails)
+    topic_arn = app.node.try_get_context(ALARM_TOPIC_ARN_CONTEXT_KEY)
+    if topic_arn is not None:
+        if not _TOPIC_ARN.fullmatch(str(topic_arn)):
+            raise ValueError(f"-c {ALARM_TOPIC_ARN_CONTEXT_KEY} takes an SNS topic ARN, got {topic_arn!r}")
+        options["alarm_topic_arn"] = str(topic_arn)
+    return options
+
+
+def _context_list(app: cdk.App, key: str) -> list[str]:
+    """A list context value: `a,b` from `-c key=a,b`, or a JSON list from cdk.json."""
+    value = app.node.try_get_context(key)
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else str(value).split(",")
+    return [str(item).strip() for item in items if str(item).strip()]
 
 
 def build_target_stacks(app: cdk.App, config: PromotionConfig) -> list[TargetAccountStack]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aws_cdk import Duration, Stack, Stage
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -30,7 +31,7 @@ from infra.event_patterns import (
     request_event_pattern,
 )
 from infra.lambda_runtime import POWERTOOLS_LAYER_PARAMETER
-from infra.monitoring import add_monitoring
+from infra.monitoring import DASHBOARD_ID, add_monitoring
 from infra.nag import acknowledge_findings
 from infra.permissions import grant_ecr, grant_gates_table, grant_scan_findings, grant_tables
 from infra.props import ImagePromoterProps
@@ -70,6 +71,7 @@ class ImagePromoter(Construct):
     def __init__(self, scope: Construct, construct_id: str, props: ImagePromoterProps) -> None:
         super().__init__(scope, construct_id)
         config = props.config
+        self.request_source = props.request_source
 
         self.event_bus: events.IEventBus = props.event_bus or events.EventBus(self, "PromotionBus")
         self.dead_letter_queue = self._secure_queue("DeadLetterQueue", retention_period=DLQ_RETENTION)
@@ -212,11 +214,12 @@ class ImagePromoter(Construct):
             self.function,
             self.queue,
             [
-                ("DeadLetterQueue", self.dead_letter_queue),
-                ("DeliveryDeadLetterQueue", self.delivery_dead_letter_queue),
+                ("DeadLetterQueue", self.dead_letter_queue, settings.REDRIVE_PROCESSING),
+                ("DeliveryDeadLetterQueue", self.delivery_dead_letter_queue, settings.REDRIVE_DELIVERY),
             ],
             props.alarm_topic,
         )
+        self.dashboard: cloudwatch.Dashboard = self.node.find_child(DASHBOARD_ID)
         acknowledge_findings(
             self.role,
             self.function,

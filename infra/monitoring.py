@@ -4,16 +4,63 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 ALARM_PERIOD = Duration.minutes(5)
 DASHBOARD_PERIOD = Duration.minutes(5)
+# Construct id of the dashboard (the stack outputs its URL).
+DASHBOARD_ID = "Dashboard"
+CLOUDWATCH_PRINCIPAL = "cloudwatch.amazonaws.com"
+
+
+def notification_topic(scope: Construct, emails: Sequence[str]) -> sns.Topic:
+    """The topic the alarms notify, with an e-mail subscription per address (each confirms it once).
+
+    Encrypted with a key of its own: CloudWatch can publish to an encrypted topic only when the
+    key's policy lets cloudwatch.amazonaws.com use it, which the AWS managed `alias/aws/sns` key's
+    policy does not (SNS developer guide, "Key management", compatibility with AWS services). TLS-only
+    publishing; CloudWatch may publish on behalf of this account's alarms only.
+    """
+    stack = Stack.of(scope)
+    key = kms.Key(
+        scope,
+        "AlarmTopicKey",
+        description="Encrypts the promoter's alarm topic; CloudWatch alarms may use it to publish",
+        enable_key_rotation=True,
+    )
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="CloudWatchAlarmsPublish",
+            principals=[iam.ServicePrincipal(CLOUDWATCH_PRINCIPAL)],
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+            resources=["*"],
+            conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+        )
+    )
+    topic = sns.Topic(
+        scope, "AlarmTopic", display_name="ECR image promoter alarms", master_key=key, enforce_ssl=True
+    )
+    topic.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="CloudWatchAlarmsPublish",
+            principals=[iam.ServicePrincipal(CLOUDWATCH_PRINCIPAL)],
+            actions=["sns:Publish"],
+            resources=[topic.topic_arn],
+            conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+        )
+    )
+    for email in emails:
+        topic.add_subscription(subscriptions.EmailSubscription(email))
+    return topic
 
 
 def _alarm(
@@ -40,19 +87,24 @@ def add_monitoring(
     scope: Construct,
     function: lambda_.IFunction,
     queue: sqs.IQueue,
-    dead_letter_queues: Sequence[tuple[str, sqs.IQueue]],
+    dead_letter_queues: Sequence[tuple[str, sqs.IQueue, str]],
     topic: sns.ITopic | None,
 ) -> list[cloudwatch.Alarm]:
-    """Alarms on each dead-letter queue's depth and on function errors and throttles, plus a dashboard."""
+    """Alarms on each dead-letter queue's depth and on function errors and throttles, plus a dashboard.
+
+    `dead_letter_queues`: (label, queue, the `promoter redrive --queue` name that empties it); the
+    alarm's description says what to run once the cause is fixed.
+    """
     alarms = [
         _alarm(
             scope,
             f"{label}DepthAlarm",
             dlq.metric_approximate_number_of_messages_visible(period=ALARM_PERIOD, statistic="Maximum"),
-            f"{label}: promotions that could not be handled are waiting in {label}",
+            f"{label}: promotions that could not be handled are waiting in {label}. Once the cause "
+            f"is fixed: promoter redrive --stack <stack> --queue {redrive_name}",
             topic,
         )
-        for label, dlq in dead_letter_queues
+        for label, dlq, redrive_name in dead_letter_queues
     ]
     alarms.append(
         _alarm(
@@ -72,7 +124,7 @@ def add_monitoring(
             topic,
         )
     )
-    dashboard = cloudwatch.Dashboard(scope, "Dashboard")
+    dashboard = cloudwatch.Dashboard(scope, DASHBOARD_ID)
     dashboard.add_widgets(
         cloudwatch.GraphWidget(
             title="Promoter invocations",
@@ -92,7 +144,7 @@ def add_monitoring(
                 queue.metric_approximate_number_of_messages_visible(period=DASHBOARD_PERIOD),
                 *(
                     dlq.metric_approximate_number_of_messages_visible(period=DASHBOARD_PERIOD, label=label)
-                    for label, dlq in dead_letter_queues
+                    for label, dlq, _ in dead_letter_queues
                 ),
             ],
             right=[queue.metric_approximate_age_of_oldest_message(period=DASHBOARD_PERIOD)],

@@ -96,3 +96,23 @@ def function_environment(
         # (the handler then builds Powertools' Tracer; see promoter.handler._lambda_tracing).
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
+
+
+# The deployed stack's CloudFormation outputs: the stack writes them, `promoter --stack NAME` reads
+# them (DescribeStacks) and uses each one as the environment variable beside it would be used.
+OUTPUT_EVENT_BUS = "PromotionBusName"
+OUTPUT_REQUEST_SOURCE = "PromotionRequestSource"
+OUTPUT_IDEMPOTENCY_TABLE = "IdempotencyTableName"
+OUTPUT_HISTORY_TABLE = "HistoryTableName"
+OUTPUT_GATES_TABLE = "GatesTableName"
+OUTPUT_RECONCILE_TABLE = "ReconcileTableName"
+OUTPUT_QUEUE_URL = "QueueUrl"
+OUTPUT_DEAD_LETTER_QUEUE_URL = "DeadLetterQueueUrl"
+OUTPUT_DELIVERY_DEAD_LETTER_QUEUE_URL = "DeliveryDeadLetterQueueUrl"
+OUTPUT_DASHBOARD_URL = "DashboardUrl"
+OUTPUT_ALARM_TOPIC_ARN = "AlarmTopicArn"
+# `promoter redrive --queue NAME`: "delivery" is the rule targets' dead-letter queue (events
+# EventBridge could not put into the queue), "processing" the queue's own (messages the function
+# failed on maxReceiveCount times).
+REDRIVE_DELIVERY = "delivery"
+REDRIVE_PROCESSING = "processing"
