@@ -8,7 +8,6 @@ present (or nothing to do), 1 otherwise, 2 unreadable input or configuration.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from promoter import settings
 from promoter.exceptions import ConfigError, EventError, PromoterError
 from promoter.model.config import PromotionConfig, load_config
 from promoter.model.events import Event, parse_json_event
+from promoter_cli.output import add_json_flag, print_event_result, print_json
 
 EXIT_OK = 0
 EXIT_NOT_ALL_PROMOTED = 1
@@ -32,11 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     plan = sub.add_parser("plan", help="show what an event would promote (reads only, writes nothing)")
     plan.add_argument("event_file", metavar="EVENT_FILE", help="an EventBridge event as JSON ('-' = stdin)")
     _add_config(plan)
+    add_json_flag(plan)
     plan.set_defaults(func=cmd_plan)
 
     handle = sub.add_parser("handle", help="promote what an event asks for, as the Lambda does")
     handle.add_argument("event_file", metavar="EVENT_FILE", help="an EventBridge event as JSON ('-' = stdin)")
     _add_config(handle)
+    add_json_flag(handle)
     handle.set_defaults(func=cmd_handle)
 
 
@@ -71,7 +73,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return loaded
     config, event = loaded
     result = preview_event(event, config, EcrRegistry(make_ecr_client()))
-    _print(result.to_dict())
+    _print(result.to_dict(), args.json)
     return EXIT_OK if result.error is None else EXIT_NOT_ALL_PROMOTED
 
 
@@ -98,7 +100,7 @@ def cmd_handle(args: argparse.Namespace) -> int:
     except PromoterError as exc:
         print(f"promoter: {exc}", file=sys.stderr)
         return EXIT_NOT_ALL_PROMOTED
-    _print(result.to_dict())
+    _print(result.to_dict(), args.json)
     return EXIT_OK if result.succeeded else EXIT_NOT_ALL_PROMOTED
 
 
@@ -125,7 +127,10 @@ def _bad_input(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
-def _print(result: dict[str, Any]) -> None:
+def _print(result: dict[str, Any], as_json: bool) -> None:
+    """The event's result: the action table, or with `--json` the whole document (`actions`)."""
     result["actions"] = result.pop("results")
-    json.dump(result, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    if as_json:
+        print_json(result)
+    else:
+        print_event_result(result)

@@ -1,15 +1,39 @@
-"""`promoter local`: the local AWS in the foreground (ECR on a real registry, moto for the rest)."""
+"""`promoter local`: the local AWS in the foreground (ECR on a real registry, moto for the rest).
+
+When it is ready it prints how to use it: the environment to paste into another shell, the
+registry host and the `skopeo` lines to log in and push. The rest of the CLI needs only the first
+of those variables: with `AWS_ENDPOINT_URL` on this machine it fills in the region and keys the
+local AWS accepts (`local_aws_defaults`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ipaddress
+import shlex
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_PORT = 4566
 READY_LINE = "local AWS ready at {endpoint}"
+# Credentials the local AWS accepts (any key id is its default account; a 12-digit key id is that
+# account, see local_aws.accounts): what the CLI uses when the user chose none.
+LOCAL_ACCESS_KEY_ID = "local"
+LOCAL_SECRET_ACCESS_KEY = "local"
+# Environment variables that say the user chose credentials: then the CLI adds none.
+CREDENTIAL_ENV_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +54,98 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--account", default=None, help="account id (default 123456789012)")
     parser.add_argument("--region", default=None, help="default region (default us-east-1)")
+    parser.add_argument(
+        "--config",
+        default=None,
+        metavar="PATH",
+        help="create the repositories this promotion configuration names exactly (sources and targets "
+        "in the home registry), so you can push right away",
+    )
     parser.set_defaults(func=run_local)
+
+
+def is_loopback_endpoint(url: str) -> bool:
+    """Whether an endpoint URL points at this machine (127.0.0.0/8, ::1, localhost)."""
+    host = urlsplit(url if "//" in url else f"//{url}").hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def local_aws_defaults(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables to add so that `AWS_ENDPOINT_URL=http://127.0.0.1:PORT` alone reaches the local
+    AWS: its region unless one is set (env or the default profile's config file), the local keys
+    unless credentials are chosen in the environment. Nothing for any other endpoint: real AWS
+    keeps botocore's own resolution and errors."""
+    endpoint = environ.get("AWS_ENDPOINT_URL", "")
+    if not endpoint or not is_loopback_endpoint(endpoint):
+        return {}
+    added: dict[str, str] = {}
+    if not (environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or _configured_region()):
+        from local_aws import DEFAULT_REGION
+
+        added["AWS_DEFAULT_REGION"] = DEFAULT_REGION
+    if not any(environ.get(name) for name in CREDENTIAL_ENV_VARS):
+        added["AWS_ACCESS_KEY_ID"] = LOCAL_ACCESS_KEY_ID
+        added["AWS_SECRET_ACCESS_KEY"] = LOCAL_SECRET_ACCESS_KEY
+    return added
+
+
+def _configured_region() -> str | None:
+    """The region of the default profile in ~/.aws/config (files only: no network call)."""
+    import botocore.session
+
+    return botocore.session.Session().get_config_variable("region")
+
+
+def usage_lines(endpoint: str, registry_host: str, region: str, password: str) -> list[str]:
+    """What to paste to use the local AWS: the environment, the registry login and a push."""
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": region,
+        "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_ACCESS_KEY,
+    }
+    return [
+        "# In another shell, for the promoter CLI, boto3 and the AWS CLI:",
+        "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()),
+        f"# The registry (ECR's /v2 API over plain HTTP; user AWS, GetAuthorizationToken's password): "
+        f"{registry_host}",
+        f"skopeo login --tls-verify=false -u AWS -p {shlex.quote(password)} {registry_host}",
+        f"skopeo copy --all --dest-tls-verify=false oci:IMAGE_DIR:TAG docker://{registry_host}/REPOSITORY:TAG",
+    ]
+
+
+def create_configured_repositories(config_path: str, endpoint: str, region: str) -> list[str]:
+    """Creates the repositories `config_path` names exactly in the home registry (sources and
+    targets without templates; another account's or region's targets are left alone); returns
+    their names. Raises ConfigError for a bad configuration."""
+    import boto3
+
+    from promoter.model.config import load_config
+
+    config = load_config(config_path)
+    wanted: dict[str, str] = {}
+    for rule in config.rules:
+        if rule.source.repository_pattern.is_exact:
+            wanted.setdefault(rule.source.repository, "MUTABLE")
+        for target in rule.targets:
+            if target.registry is None and "{" not in target.repository:
+                wanted[target.repository] = target.image_tag_mutability
+    ecr = boto3.client(
+        "ecr",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=LOCAL_ACCESS_KEY_ID,
+        aws_secret_access_key=LOCAL_SECRET_ACCESS_KEY,
+    )
+    for name, mutability in sorted(wanted.items()):
+        with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+            ecr.create_repository(repositoryName=name, imageTagMutability=mutability)
+    return sorted(wanted)
 
 
 def run_local(args: argparse.Namespace) -> int:
@@ -62,9 +177,30 @@ def run_local(args: argparse.Namespace) -> int:
         print(f"promoter local: could not start: {exc}", file=sys.stderr)
         return 1
     try:
+        created = _create_repositories(args.config, local)
+        if created is None:
+            return 2
         print(READY_LINE.format(endpoint=local.endpoint), flush=True)
+        lines = usage_lines(local.endpoint, local.registry_host, local.region, local.password)
+        if created:
+            lines.append(f"# Created from {args.config}: {', '.join(created)}")
+        lines.append("# Ctrl-C stops it.")
+        print("\n".join(lines), flush=True)
         while not stop.wait(0.5):
             pass
     finally:
         local.stop()
     return 0
+
+
+def _create_repositories(config_path: str | None, local: Any) -> list[str] | None:
+    """The repositories `--config` asks for, created; None (after saying why) when it is invalid."""
+    from promoter.exceptions import ConfigError
+
+    if config_path is None:
+        return []
+    try:
+        return create_configured_repositories(config_path, local.endpoint, local.region)
+    except ConfigError as exc:
+        print(f"promoter local: invalid configuration {config_path}: {exc}", file=sys.stderr)
+        return None

@@ -9,12 +9,13 @@ Exit codes as `promoter handle`: 0 nothing failed, 1 a failure or conflict, 2 ba
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from typing import Any
 
 from promoter.exceptions import ConfigError, PromoterError
 from promoter.model.config import load_config
 from promoter_cli.cmd_engine import EXIT_BAD_INPUT, EXIT_NOT_ALL_PROMOTED, EXIT_OK, _add_config
+from promoter_cli.output import add_json_flag, print_actions, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="report what would be promoted; make no write call at all"
     )
+    add_json_flag(parser)
     parser.set_defaults(func=cmd_reconcile)
 
 
@@ -58,6 +60,23 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     except PromoterError as exc:
         print(f"promoter: {exc}", file=sys.stderr)
         return EXIT_NOT_ALL_PROMOTED
-    json.dump(report.to_dict(), sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print_report(report.to_dict())
     return EXIT_OK if report.succeeded else EXIT_NOT_ALL_PROMOTED
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """A summary line, one line per target that was not in sync, then the errors."""
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report["outcomes"].items()))
+    state = "complete" if report["complete"] else "incomplete (run it again to go on)"
+    print(
+        f"{'dry run: ' if report['dry_run'] else ''}{report['images']} image(s) in {report['repositories']} "
+        f"repository(ies) of {report['rules']} push rule(s): {report['in_sync']} target(s) in sync, "
+        f"{report['superseded']} superseded{', ' + counts if counts else ''}; {state}"
+    )
+    if report["results"]:
+        print_actions(report["results"])
+    for error in report["errors"]:
+        print(f"error: {error}")

@@ -20,6 +20,7 @@ from typing import Any
 from promoter import settings
 from promoter.exceptions import PromoterError
 from promoter.model.templates import is_digest, is_valid_repository, is_valid_tag
+from promoter_cli.output import add_json_flag, print_event_result, print_json
 
 EXIT_OK = 0
 EXIT_NOT_ALL_PROMOTED = 1
@@ -64,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     promote.add_argument("--reason", default="", metavar="TEXT", help="why (kept in the history)")
     promote.add_argument("--requested-by", default=None, metavar="WHO", help="default: user@host")
+    add_json_flag(promote)
     promote.set_defaults(func=cmd_promote)
 
 
@@ -269,8 +271,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
         return EXIT_NOT_ALL_PROMOTED
     out = result.to_dict()
     out["actions"] = out.pop("results")
-    json.dump(out, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    if args.json:
+        print_json(out)
+    else:
+        print_event_result(out)
     return EXIT_OK if result.succeeded else EXIT_NOT_ALL_PROMOTED
 
 

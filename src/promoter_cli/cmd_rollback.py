@@ -9,12 +9,12 @@ already there), 1 refused or failed, 2 bad input.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from promoter.exceptions import PromoterError, RollbackRefusedError
 from promoter.model.templates import is_digest, is_valid_repository, is_valid_tag
 from promoter_cli.cmd_engine import EXIT_BAD_INPUT, EXIT_NOT_ALL_PROMOTED, EXIT_OK
+from promoter_cli.output import ACTION_COLUMNS, add_json_flag, print_json, print_table, short_digest
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--to", metavar="DIGEST", help="a digest the history knows (default: the one the tag had before)"
     )
+    add_json_flag(parser)
     parser.set_defaults(func=cmd_rollback)
 
 
@@ -49,8 +50,20 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         return _fail(EXIT_NOT_ALL_PROMOTED, f"rollback refused: {exc}")
     except PromoterError as exc:
         return _fail(EXIT_NOT_ALL_PROMOTED, f"rollback failed: {exc}")
-    json.dump(result.to_dict(), sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        print_table(
+            ACTION_COLUMNS,
+            [
+                [
+                    result.outcome,
+                    f"{result.repository}:{result.tag}",
+                    short_digest(result.to_digest),
+                    f"from {short_digest(result.from_digest) or 'no digest'}",
+                ]
+            ],
+        )
     return EXIT_OK
 
 

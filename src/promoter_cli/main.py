@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 
-from promoter_cli import cmd_demo, cmd_engine, cmd_local, cmd_reconcile, cmd_release, cmd_rollback
+from promoter_cli import (
+    cmd_demo,
+    cmd_engine,
+    cmd_event,
+    cmd_local,
+    cmd_reconcile,
+    cmd_release,
+    cmd_rollback,
+)
 
 # Each module adds its sub-commands to the parser and sets `func` (args -> exit code).
-COMMAND_MODULES = (cmd_engine, cmd_local, cmd_demo, cmd_reconcile, cmd_rollback, cmd_release)
+COMMAND_MODULES = (cmd_engine, cmd_event, cmd_local, cmd_demo, cmd_reconcile, cmd_rollback, cmd_release)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_library_warnings() -> None:
+    """Library warnings (Powertools' UserWarning outside Lambda, for one) are for developers of
+    those libraries, not for the people running a command: not printed, unless asked for with
+    `python -W` or PYTHONWARNINGS (the pattern the `warnings` documentation gives applications)."""
+    if not sys.warnoptions:
+        warnings.simplefilter("ignore")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_library_warnings()
+    # The local AWS's endpoint alone is enough: its region and keys are filled in when unset.
+    os.environ.update(cmd_local.local_aws_defaults(os.environ))
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -92,7 +92,7 @@ def test_validate_refuses_a_bad_configuration_with_rule_field_and_reason(tmp_pat
 def test_plan_shows_the_actions_and_writes_nothing(setup, aws_env):
     aws_env.control.reset_calls()
 
-    result = run("plan", str(setup.event_file), "--config", str(setup.config))
+    result = run("plan", "--json", str(setup.event_file), "--config", str(setup.config))
 
     assert result.returncode == 0, result.stderr
     calls = aws_env.control.calls()
@@ -106,7 +106,7 @@ def test_plan_shows_the_actions_and_writes_nothing(setup, aws_env):
 
 
 def test_handle_promotes_then_reports_already_present(setup, ecr):
-    first = run("handle", str(setup.event_file), "--config", str(setup.config))
+    first = run("handle", "--json", str(setup.event_file), "--config", str(setup.config))
 
     assert first.returncode == 0, first.stderr
     actions = json.loads(first.stdout)["actions"]
@@ -122,7 +122,7 @@ def test_handle_promotes_then_reports_already_present(setup, ecr):
     for item in table.scan()["Items"]:
         if json.loads(item.get("data") or "{}").get("target_repository") == setup.target:
             table.delete_item(Key={"id": item["id"]})
-    again = run("handle", str(setup.event_file), "--config", str(setup.config))
+    again = run("handle", "--json", str(setup.event_file), "--config", str(setup.config))
 
     assert again.returncode == 0, again.stderr
     assert [a["outcome"] for a in json.loads(again.stdout)["actions"]] == ["already-present"] * 2
@@ -138,7 +138,7 @@ def test_handle_exits_1_on_a_conflict(setup, ecr, pusher, unique_name, tmp_path)
         f"    targets: [{{repository: {locked}}}]\n"
     )
 
-    result = run("handle", str(setup.event_file), "--config", str(config))
+    result = run("handle", "--json", str(setup.event_file), "--config", str(config))
 
     assert result.returncode == 1
     assert [a["outcome"] for a in json.loads(result.stdout)["actions"]] == ["conflict"]
@@ -148,21 +148,21 @@ def test_handle_exits_1_on_a_conflict(setup, ecr, pusher, unique_name, tmp_path)
 def test_handle_exits_2_on_an_unreadable_event(setup, tmp_path, content):
     event_file = tmp_path / "bad.json"
     event_file.write_text(content)
-    result = run("handle", str(event_file), "--config", str(setup.config))
+    result = run("handle", "--json", str(event_file), "--config", str(setup.config))
     assert result.returncode == 2
     assert result.stderr.startswith("promoter: bad event")
     assert "Traceback" not in result.stderr
 
 
 def test_handle_exits_2_on_a_missing_event_file_or_config(setup, tmp_path):
-    assert run("handle", str(tmp_path / "nope.json"), "--config", str(setup.config)).returncode == 2
-    missing_config = run("handle", str(setup.event_file), "--config", str(tmp_path / "nope.yaml"))
+    assert run("handle", "--json", str(tmp_path / "nope.json"), "--config", str(setup.config)).returncode == 2
+    missing_config = run("handle", "--json", str(setup.event_file), "--config", str(tmp_path / "nope.yaml"))
     assert missing_config.returncode == 2
     assert "cannot read" in missing_config.stderr
 
 
 def test_handle_ignores_events_that_promote_nothing(setup):
-    result = run("handle", str(EVENTS / "ecr-delete.json"), "--config", str(setup.config))
+    result = run("handle", "--json", str(EVENTS / "ecr-delete.json"), "--config", str(setup.config))
     assert result.returncode == 0
     out = json.loads(result.stdout)
     assert out["actions"] == []
@@ -186,7 +186,7 @@ def test_handle_a_promotion_request_by_tag_resolves_the_digest_and_promotes(setu
     event_file = tmp_path / "request.json"
     event_file.write_text(json.dumps(request))
 
-    result = run("handle", str(event_file), "--config", str(config))
+    result = run("handle", "--json", str(event_file), "--config", str(config))
 
     assert result.returncode == 0, result.stderr
     assert [(a["target_tag"], a["outcome"]) for a in json.loads(result.stdout)["actions"]] == [
@@ -206,7 +206,7 @@ def test_handle_a_request_for_a_missing_tag_exits_1_with_the_reason(setup, tmp_p
     event_file = tmp_path / "request.json"
     event_file.write_text(json.dumps(request))
 
-    result = run("handle", str(event_file), "--config", str(setup.config))
+    result = run("handle", "--json", str(event_file), "--config", str(setup.config))
 
     assert result.returncode == 1
     assert "sha-missing does not exist" in json.loads(result.stdout)["error"]

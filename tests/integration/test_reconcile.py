@@ -91,7 +91,7 @@ def target_digests(ecr, repository: str) -> dict[str, str]:
 
 
 def test_lost_push_events_are_caught_by_reconcile_through_the_idempotent_path(lost, ecr):
-    result = cli("reconcile", "--config", str(lost.config_file))
+    result = cli("reconcile", "--json", "--config", str(lost.config_file))
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -116,7 +116,7 @@ def test_what_reconcile_promotes_is_announced_on_the_bus_as_a_reconcile_result(l
     bus.put_rule(Name=name, EventBusName=settings.event_bus_name(), EventPattern=json.dumps(pattern))
     bus.put_targets(Rule=name, EventBusName=settings.event_bus_name(), Targets=[{"Id": "q", "Arn": arn}])
 
-    assert cli("reconcile", "--config", str(lost.config_file)).returncode == 0
+    assert cli("reconcile", "--json", "--config", str(lost.config_file)).returncode == 0
 
     messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
     details = [json.loads(m["Body"])["detail"] for m in messages]
@@ -125,10 +125,10 @@ def test_what_reconcile_promotes_is_announced_on_the_bus_as_a_reconcile_result(l
 
 
 def test_reconcile_over_a_consistent_registry_makes_no_write_call(lost, ecr, local_aws):
-    assert cli("reconcile", "--config", str(lost.config_file)).returncode == 0
+    assert cli("reconcile", "--json", "--config", str(lost.config_file)).returncode == 0
     local_aws.control.reset_calls()
 
-    result = cli("reconcile", "--config", str(lost.config_file))
+    result = cli("reconcile", "--json", "--config", str(lost.config_file))
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -142,7 +142,7 @@ def test_reconcile_over_a_consistent_registry_makes_no_write_call(lost, ecr, loc
 def test_dry_run_reports_what_it_would_promote_and_writes_nothing(lost, ecr, local_aws):
     local_aws.control.reset_calls()
 
-    result = cli("reconcile", "--config", str(lost.config_file), "--dry-run")
+    result = cli("reconcile", "--json", "--config", str(lost.config_file), "--dry-run")
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -152,11 +152,11 @@ def test_dry_run_reports_what_it_would_promote_and_writes_nothing(lost, ecr, loc
 
 
 def test_a_target_behind_its_source_is_moved_forward(lost, ecr, pusher):
-    assert cli("reconcile", "--config", str(lost.config_file)).returncode == 0
+    assert cli("reconcile", "--json", "--config", str(lost.config_file)).returncode == 0
     newer = im.image((300,))
     pusher.push(lost.source, newer, "v2")  # the source tag moves; its event is lost too
 
-    report = json.loads(cli("reconcile", "--config", str(lost.config_file)).stdout)
+    report = json.loads(cli("reconcile", "--json", "--config", str(lost.config_file)).stdout)
 
     assert report["in_sync"] == 2 and report["outcomes"] == {PROMOTED: 1}
     assert report["results"][0]["target_digest"] == newer.digest
@@ -227,7 +227,7 @@ def test_a_missing_source_repository_is_reported_not_raised(aws_env, unique_name
         f"    targets:\n      - repository: {unique_name('prod')}\n"
     )
 
-    result = cli("reconcile", "--config", str(config_file))
+    result = cli("reconcile", "--json", "--config", str(config_file))
 
     assert result.returncode == 1
     assert "does not exist" in json.loads(result.stdout)["errors"][0]
@@ -237,7 +237,7 @@ def test_reconcile_refuses_a_bad_configuration_with_exit_2(aws_env, tmp_path):
     config_file = tmp_path / "promotion.yaml"
     config_file.write_text("rules: []\n")
 
-    result = cli("reconcile", "--config", str(config_file))
+    result = cli("reconcile", "--json", "--config", str(config_file))
 
     assert result.returncode == 2 and "invalid configuration" in result.stderr
 

@@ -222,7 +222,7 @@ def test_the_request_cli_posts_the_contract_event_that_handle_then_promotes(
     assert event["detail"]["requested-by"] == "ci-bot" and event["detail"]["image-tag"] == "v9"
     event_file = tmp_path / "event.json"
     event_file.write_text(json.dumps(event))
-    handled = promoter_cli("handle", str(event_file), "--config", str(config))
+    handled = promoter_cli("handle", "--json", str(event_file), "--config", str(config))
     history = promoter_cli("history", "--repository", target, "--json")
 
     assert handled.returncode == 0, handled.stdout + handled.stderr
@@ -242,9 +242,11 @@ def test_promote_cli_is_a_manual_one_off_through_idempotency_history_and_results
     pusher.push(source, image, "fix-1")
     results = results_for(aws_env.endpoint, target)
 
-    first = promoter_cli("promote", f"{source}:fix-1", "--to", f"{target}:fix-1,hotfix", "--reason", "outage")
-    second = promoter_cli("promote", f"{source}@{image.digest}", "--to", f"{target}:hotfix")
-    by_digest_without_tags = promoter_cli("promote", f"{source}@{image.digest}", "--to", target)
+    first = promoter_cli(
+        "promote", "--json", f"{source}:fix-1", "--to", f"{target}:fix-1,hotfix", "--reason", "outage"
+    )
+    second = promoter_cli("promote", "--json", f"{source}@{image.digest}", "--to", f"{target}:hotfix")
+    by_digest_without_tags = promoter_cli("promote", "--json", f"{source}@{image.digest}", "--to", target)
 
     assert first.returncode == 0, first.stderr
     assert [(a["target_tag"], a["outcome"]) for a in json.loads(first.stdout)["actions"]] == [

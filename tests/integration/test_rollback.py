@@ -88,7 +88,7 @@ def released(aws_env, ecr, unique_name, pusher) -> Released:
 def test_rollback_moves_the_tag_back_one_step_at_a_time_and_records_it(released, ecr):
     assert tag_digest(ecr, released.target, "current") == released.digests["v3"]
 
-    first = cli("rollback", "--repository", released.target, "--tag", "current")
+    first = cli("rollback", "--json", "--repository", released.target, "--tag", "current")
 
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["to_digest"] == released.digests["v2"]

@@ -1,0 +1,85 @@
+"""How commands print: a compact table for people by default, the full JSON with `--json`.
+
+Every command that runs or previews promotion actions (`plan`, `handle`, `promote`, `reconcile`,
+`rollback`) prints one line per action, `OUTCOME TARGET DIGEST REASON`, through `print_actions`;
+`--json` prints the whole result document instead (what scripts and tests parse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TextIO
+
+# `sha256:` and the first 12 hex digits: enough to tell images apart, as `docker images` does.
+SHORT_DIGEST_CHARS = len("sha256:") + 12
+ACTION_COLUMNS = ("outcome", "target", "digest", "reason")
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    """`--json`: the full result document instead of the table."""
+    parser.add_argument("--json", action="store_true", help="the full result as JSON instead of a table")
+
+
+def print_json(document: Any, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    json.dump(document, out, indent=2, default=str)
+    out.write("\n")
+
+
+def short_digest(digest: str | None) -> str:
+    """`sha256:3f1c2a9e0b7d` for a sha256 digest; anything else as it is ('' for None)."""
+    if not digest:
+        return ""
+    return digest[:SHORT_DIGEST_CHARS] if digest.startswith("sha256:") else digest
+
+
+def qualified(repository: str, account: str | None = None, region: str | None = None) -> str:
+    """A repository, with its registry when that is another account or region (`app@eu-west-1`)."""
+    registry = ",".join(part for part in (account, region) if part)
+    return f"{repository}@{registry}" if registry else repository
+
+
+def print_table(columns: Sequence[str], rows: Iterable[Sequence[str]], out: TextIO | None = None) -> None:
+    """Aligned columns under an upper-case header; trailing blanks trimmed."""
+    out = out or sys.stdout
+    shown = [[str(cell) for cell in row] for row in rows]
+    widths = [max([len(c), *(len(row[i]) for row in shown)]) for i, c in enumerate(columns)]
+    lines = [[c.upper() for c in columns], *shown]
+    for row in lines:
+        out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")
+
+
+def action_row(result: Mapping[str, Any]) -> list[str]:
+    """One `ActionResult.to_dict()` as a table row: outcome, target, the source digest, the reason."""
+    target = qualified(result["target_repository"], result.get("target_account"), result.get("target_region"))
+    reason = result.get("reason") or ""
+    held = result.get("target_digest")
+    if not reason and held and held != result.get("source_digest"):
+        reason = f"target holds {short_digest(held)}"
+    if result.get("replayed"):
+        reason = f"{reason} (answered from the idempotency record)".strip()
+    digest = short_digest(result["source_digest"])
+    return [result["outcome"], f"{target}:{result['target_tag']}", digest, reason]
+
+
+def print_actions(results: Sequence[Mapping[str, Any]], out: TextIO | None = None) -> None:
+    """The action table; a single line saying so when there is none."""
+    out = out or sys.stdout
+    if not results:
+        out.write("no actions\n")
+        return
+    print_table(ACTION_COLUMNS, [action_row(r) for r in results], out)
+
+
+def print_event_result(document: Mapping[str, Any], out: TextIO | None = None) -> None:
+    """`plan`, `handle` and `promote`: why nothing happened (ignored, error), else the actions."""
+    out = out or sys.stdout
+    if document.get("error"):
+        out.write(f"error: {document['error']}\n")
+    if document.get("ignored_reason"):
+        out.write(f"nothing to do: {document['ignored_reason']}\n")
+    if document.get("actions") or not (document.get("error") or document.get("ignored_reason")):
+        print_actions(document.get("actions") or (), out)
