@@ -129,3 +129,53 @@ def test_promoter_local_rate_option_throttles_that_operation():
         assert ecr.get_authorization_token()["authorizationData"]
     finally:
         assert stop(proc) == 0
+
+
+def test_promoter_local_prints_lines_to_paste_that_log_in_and_push(tmp_path: Path):
+    """The printed environment, `skopeo login` and `skopeo copy` work as printed (placeholders
+    filled in), and `--config` created the configuration's repositories to push into."""
+    import shlex
+
+    from local_aws import images
+
+    config = tmp_path / "promotion.yaml"
+    config.write_text(
+        "rules:\n  - name: r\n    source: {repository: app-dev, tags: ['sha-*']}\n"
+        "    targets: [{repository: app-staging}, {repository: 'rel/{repository}'}]\n"
+    )
+    proc, line, _ = start("--config", str(config))
+    try:
+        assert line.startswith("local AWS ready at "), proc.stderr.read() if proc.stderr else ""
+        printed = []
+        while not (printed and printed[-1].startswith("# Ctrl-C")):
+            printed.append(proc.stdout.readline().rstrip("\n") if proc.stdout else "")
+        (export,) = [p for p in printed if p.startswith("export ")]
+        env = dict(word.split("=", 1) for word in shlex.split(export)[1:])
+        assert set(env) == {"AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+        assert "# Created from" in printed[-2] and "app-dev, app-staging" in printed[-2]
+        (login,) = [p for p in printed if p.startswith("skopeo login ")]
+        (copy,) = [p for p in printed if p.startswith("skopeo copy ")]
+        image = images.multi_arch(attestations=False)
+        images.write_oci_layout(tmp_path / "img", image, tag="v1")
+        skopeo_env = dict(os.environ, REGISTRY_AUTH_FILE=str(tmp_path / "auth.json"))
+        for command in (
+            login,
+            copy.replace("IMAGE_DIR", str(tmp_path / "img"))
+            .replace("TAG", "v1", 1)
+            .replace("REPOSITORY:TAG", "app-dev:sha-1"),
+        ):
+            done = subprocess.run(shlex.split(command), env=skopeo_env, capture_output=True, text=True)
+            assert done.returncode == 0, (command, done.stderr)
+        ecr = boto3.client(
+            "ecr",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name=env["AWS_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+        held = ecr.describe_images(repositoryName="app-dev", imageIds=[{"imageTag": "sha-1"}])
+        assert held["imageDetails"][0]["imageDigest"] == image.digest
+        names = sorted(r["repositoryName"] for r in ecr.describe_repositories()["repositories"])
+        assert names == ["app-dev", "app-staging"]  # a templated target is not created
+    finally:
+        assert stop(proc) == 0
