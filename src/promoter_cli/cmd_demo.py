@@ -306,21 +306,11 @@ def _build_image(directory: Path) -> str:
 def _skopeo_push(local: Any, image_dir: Path, repository: str, tag: str) -> None:
     proc = subprocess.run(
         [
-            "skopeo",
-            "copy",
-            "--all",
-            "--preserve-digests",
-            "--quiet",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            f"AWS:{local.password}",
-            f"oci:{image_dir}:build",
-            f"docker://{local.registry_host}/{repository}:{tag}",
+            "skopeo", "copy", "--all", "--preserve-digests", "--quiet",
+            "--dest-tls-verify=false", "--dest-creds", f"AWS:{local.password}",
+            f"oci:{image_dir}:build", f"docker://{local.registry_host}/{repository}:{tag}",
         ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        capture_output=True, text=True, timeout=300, check=False,
     )
     if proc.returncode != 0:
         raise DemoFailed(f"skopeo push to {repository}:{tag} failed: {proc.stderr.strip()}")
