@@ -33,6 +33,13 @@ def copy_blob_v2(endpoint: str, token: str, source: str, target: str, digest: st
     try:
         down.request("GET", f"/v2/{source}/blobs/{digest}", headers=auth)
         body = down.getresponse()
+        if body.status == 307:  # ECR serves blobs from a pre-signed URL on another host: no credentials
+            body.read()
+            down.close()
+            signed = urllib.parse.urlsplit(body.getheader("Location") or "")
+            down = http.client.HTTPConnection(signed.hostname, signed.port, timeout=300)
+            down.request("GET", f"{signed.path}?{signed.query}")
+            body = down.getresponse()
         if body.status != 200:
             raise RuntimeError(f"GET {digest}: {body.status}")
         up.request("POST", f"/v2/{target}/blobs/uploads/", headers={**auth, "Content-Length": "0"})

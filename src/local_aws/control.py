@@ -10,9 +10,12 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local_aws.faults import Faults
+
+if TYPE_CHECKING:
+    from local_aws.ecr_api import EcrService
 from local_aws.store import Scope, Store
 
 StartResponse = Any
@@ -25,10 +28,11 @@ class ControlError(RuntimeError):
 class ControlApi:
     """WSGI handler for `/_local/<what>`; JSON in and out."""
 
-    def __init__(self, faults: Faults, store: Store, scope: Scope) -> None:
+    def __init__(self, faults: Faults, store: Store, scope: Scope, ecr: EcrService | None = None) -> None:
         self.faults = faults
         self.store = store
         self.scope = scope
+        self.ecr = ecr
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")[len("/_local/") :].rstrip("/")
@@ -84,6 +88,12 @@ class ControlApi:
         if path == "faults" and method == "DELETE":
             self.faults.clear()
             return {"ok": True}
+        if path == "blob-host/requests" and self.ecr is not None:
+            if method == "GET":
+                return {"requests": self.ecr.blob_host.requests()}
+            if method == "DELETE":
+                self.ecr.blob_host.reset_requests()
+                return {"requests": []}
         if path == "scan-findings" and method == "POST":
             scope = Scope(body.get("account", self.scope.account), body.get("region", self.scope.region))
             findings = body.get("findings", [])
@@ -173,6 +183,14 @@ class ControlClient:
     def clear_faults(self) -> None:
         """Drop all injected failures and rate limits."""
         self._call("DELETE", "faults")
+
+    def blob_host_requests(self) -> list[dict[str, Any]]:
+        """What the blob download host (the S3 stand-in) received since the last reset: each
+        request's method, path, header names (lower case) and answered status."""
+        return self._call("GET", "blob-host/requests")["requests"]
+
+    def reset_blob_host_requests(self) -> None:
+        self._call("DELETE", "blob-host/requests")
 
     def set_scan_findings(
         self,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from local_aws import errors as e
+from local_aws.blob_host import BlobHost
 from local_aws.events import DETAIL_TYPE_IMAGE_ACTION, EventSink, image_action_detail
 from local_aws.manifests import (
     DIGEST_RE,
@@ -44,7 +45,6 @@ RETURNED_PART_SIZE = 10 * MIB
 MAX_LAYER_DIGESTS_PER_CHECK = 100
 MAX_IMAGE_IDS = 100
 TOKEN_TTL_SECONDS = 12 * 3600
-DOWNLOAD_URL_TTL_SECONDS = 3600
 MUTABILITIES = ("MUTABLE", "IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION", "MUTABLE_WITH_EXCLUSION")
 ACCOUNT_SETTINGS = {"BLOB_MOUNTING": ("ENABLED", "DISABLED")}
 ACCOUNT_SETTING_DEFAULTS = {"BLOB_MOUNTING": "DISABLED"}
@@ -79,12 +79,15 @@ class EcrService:
         events: EventSink,
         endpoint: Callable[[Scope], str],
         password: str,
+        blob_host: BlobHost,
     ) -> None:
         self.store = store
         self.registries = registries
         self.events = events
         self._endpoint = endpoint
         self.password = password
+        # Where blob downloads go (a pre-signed URL on another host, as ECR's go to S3).
+        self.blob_host = blob_host
         self._uploads: dict[str, _Upload] = {}
         self._uploads_lock = threading.Lock()
         self._repo_locks: dict[tuple[Scope, str], threading.Lock] = {}
@@ -567,6 +570,21 @@ class EcrService:
             )
         return {"imageIds": deleted, "failures": failures}
 
+    def untag(self, scope: Scope, repo: str, tag: str) -> None:
+        """Removes one tag and nothing else (the registry API's DELETE of a manifest by tag): the
+        image stays, untagged if that was its last tag. Emits the DELETE event for the tag."""
+        with self.repo_lock(scope, repo):
+            digest = self.store.tag_digest(scope, repo, tag)
+            image = self.store.image(scope, repo, digest) if digest else None
+            if image is None:
+                return
+            self.store.remove_tag(scope, repo, tag)
+        self.events.emit(
+            scope,
+            DETAIL_TYPE_IMAGE_ACTION,
+            image_action_detail(repo, image.digest, "DELETE", tag, image.media_type, image.config_media_type),
+        )
+
     def _listed_by_index(self, scope: Scope, repo: str, digest: str) -> bool:
         return any(
             image.media_type in INDEX_MEDIA_TYPES and digest in _children(image.manifest)
@@ -658,14 +676,7 @@ class EcrService:
                 "The specified layer is not available because it is not associated with an image. "
                 "Unassociated image layers may be cleaned up at any time."
             )
-        expires = int(time.time()) + DOWNLOAD_URL_TTL_SECONDS
-        sig = self.sign_download(rec.name, digest, expires, scope)
-        url = f"{self.endpoint_for(scope)}/_local/blobs/{rec.name}/{digest}?expires={expires}&signature={sig}"
-        return {"downloadUrl": url, "layerDigest": digest}
-
-    def sign_download(self, repo: str, digest: str, expires: int, scope: Scope) -> str:
-        msg = f"{repo}\n{digest}\n{expires}".encode()
-        return hmac.new(self.password_for(scope).encode(), msg, hashlib.sha256).hexdigest()
+        return {"downloadUrl": self.blob_host.presigned_url(scope, rec.name, digest), "layerDigest": digest}
 
     def op_InitiateLayerUpload(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
         rec = self.require_repo(scope, p)

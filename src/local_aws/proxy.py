@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import http.client
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -41,7 +42,11 @@ HOP_BY_HOP = {
     "content-length",
 }
 PATH_RE = re.compile(r"^/v2/(?P<name>.+?)/(?P<kind>manifests|blobs|tags|referrers)/(?P<rest>.*)$")
-REALM = 'Basic realm="local-ecr"'
+# Pages of the registry API: tags/list and _catalog answer 100 names unless `n` asks for another
+# count, and refuse more than 1000 (ECR.md, "Pages").
+REGISTRY_PAGE_SIZE = 100
+MAX_REGISTRY_PAGE_SIZE = 1000
+UPLOAD_ID_RE = re.compile(r"[0-9a-fA-F-]{36}")
 OCI_INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 # How many descriptors one answer of the referrers API holds before it pages with a `Link` header.
 # The OCI spec lets a registry page this API and ECR does not document a size, so the local one
@@ -63,7 +68,7 @@ StartResponse = Any
 
 
 class RegistryProxy:
-    """The WSGI handler for `/v2/...` and for pre-signed layer downloads."""
+    """The WSGI handler for `/v2/...` of one registry (account and region)."""
 
     def __init__(self, ecr: EcrService, registry: RegistryProcess, scope: Scope, faults: Faults) -> None:
         self.ecr = ecr
@@ -75,11 +80,17 @@ class RegistryProxy:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if not self._authorized(environ):
             return _error(
-                start_response, 401, "UNAUTHORIZED", "authentication required", [("WWW-Authenticate", REALM)]
+                start_response,
+                401,
+                "UNAUTHORIZED",
+                "authentication required",
+                [("WWW-Authenticate", challenge(self.scope))],
             )
         path = environ.get("PATH_INFO", "")
         if path in ("/v2", "/v2/"):
             return _json(start_response, 200, {}, [("Docker-Distribution-API-Version", "registry/2.0")])
+        if path == "/v2/_catalog":
+            return self._catalog(environ, start_response)
         match = PATH_RE.match(path)
         if not match:
             return _error(start_response, 404, "NAME_UNKNOWN", "unsupported registry path")
@@ -96,41 +107,20 @@ class RegistryProxy:
         if kind == "manifests":
             return self._manifest(environ, start_response, method, name, rest)
         if kind == "tags":
-            tags = self.ecr.store.tags(self.scope, name)
-            return _json(start_response, 200, {"name": name, "tags": tags})
+            return self._tags(environ, start_response, name, rest)
         if kind == "referrers":
             return self._referrers(environ, start_response, method, name, rest)
+        if DIGEST_RE.match(rest):
+            if method == "DELETE":
+                # ECR deletes images, never blobs (unreferenced layers are cleaned up on their own);
+                # the OCI spec's answer for a registry without blob deletion is 405 UNSUPPORTED.
+                return _error(start_response, 405, "UNSUPPORTED", "The operation is unsupported.")
+            if method == "GET":
+                return self._redirect_blob(environ, start_response, name, rest)
         if method == "POST" and rest in ("uploads", "uploads/"):
             environ = self._mount_or_upload(environ, name)
-        return self.forward(environ, start_response)
-
-    def download(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        """GET /_local/blobs/<repo>/<digest>?expires=&signature= (GetDownloadUrlForLayer)."""
-        import time
-
-        match = re.match(
-            r"^/_local/blobs/(?P<repo>.+)/(?P<digest>sha256:[0-9a-f]{64})$", environ.get("PATH_INFO", "")
-        )
-        query = parse_qs(environ.get("QUERY_STRING", ""))
-        try:
-            expires = int(query["expires"][0])
-            signature = query["signature"][0]
-        except (KeyError, ValueError, IndexError):
-            return _error(start_response, 403, "DENIED", "missing or malformed signature")
-        if (
-            not match
-            or expires < time.time()
-            or not hmac.compare_digest(
-                signature, self.ecr.sign_download(match["repo"], match["digest"], expires, self.scope)
-            )
-        ):
-            return _error(start_response, 403, "DENIED", "invalid or expired signature")
-        environ = dict(
-            environ,
-            PATH_INFO=f"/v2/{match['repo']}/blobs/{match['digest']}",
-            QUERY_STRING="",
-            REQUEST_METHOD="GET",
-        )
+        if method == "PATCH" and rest.startswith("uploads/"):
+            return self._patch(environ, start_response, name, rest[len("uploads/") :])
         return self.forward(environ, start_response)
 
     # ------------------------------------------------------------------------------ ECR semantics
@@ -156,12 +146,127 @@ class RegistryProxy:
         if digest is None or self.ecr.store.image(self.scope, name, digest) is None:
             return _error(start_response, 404, "MANIFEST_UNKNOWN", f"manifest {ref} unknown")
         if method == "DELETE":
-            self.ecr.op_BatchDeleteImage(
-                self.scope, {"repositoryName": name, "imageIds": [{"imageDigest": digest}]}
-            )
+            return self._delete_manifest(start_response, name, digest, None if is_digest else ref)
+        environ = dict(environ, PATH_INFO=f"/v2/{name}/manifests/{digest}")
+        return self.forward(environ, start_response)
+
+    def _delete_manifest(
+        self, start_response: StartResponse, name: str, digest: str, tag: str | None
+    ) -> Iterable[bytes]:
+        """By tag: the tag goes, the image stays (untagged, addressable by digest). By digest: the
+        image goes with its tags, unless an index in the repository lists it (ECR's
+        `ImageReferencedByManifestList`, answered as a 409: inferred, ECR documents no status)."""
+        if tag is not None:
+            self.ecr.untag(self.scope, name, tag)
             start_response("202 Accepted", [("Content-Length", "0")])
             return [b""]
-        environ = dict(environ, PATH_INFO=f"/v2/{name}/manifests/{digest}")
+        result = self.ecr.op_BatchDeleteImage(
+            self.scope, {"repositoryName": name, "imageIds": [{"imageDigest": digest}]}
+        )
+        for failure in result["failures"]:
+            if failure["failureCode"] == "ImageReferencedByManifestList":
+                return _error(start_response, 409, "DENIED", failure["failureReason"])
+            return _error(start_response, 404, "MANIFEST_UNKNOWN", failure["failureReason"])
+        start_response("202 Accepted", [("Content-Length", "0")])
+        return [b""]
+
+    def _catalog(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """`GET /v2/_catalog?n=&last=`: the registry's repository names, in order, a page at a time."""
+        names = [r.name for r in self.ecr.store.repositories(self.scope)]
+        return self._page(environ, start_response, "/v2/_catalog", "repositories", names, {})
+
+    def _tags(
+        self, environ: dict[str, Any], start_response: StartResponse, name: str, rest: str
+    ) -> Iterable[bytes]:
+        """`GET /v2/<name>/tags/list?n=&last=`: the tags in lexical order, REGISTRY_PAGE_SIZE a page."""
+        if rest != "list":
+            return _error(start_response, 404, "NAME_UNKNOWN", "unsupported registry path")
+        tags = self.ecr.store.tags(self.scope, name)
+        return self._page(environ, start_response, f"/v2/{name}/tags/list", "tags", tags, {"name": name})
+
+    def _page(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        path: str,
+        key: str,
+        names: list[str],
+        body: dict[str, Any],
+    ) -> Iterable[bytes]:
+        """One page of `names` after `last`, at most `n`; a `Link: <...>; rel="next"` when more follow."""
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        raw_n = (query.get("n") or [""])[0]
+        try:
+            size = int(raw_n) if raw_n else REGISTRY_PAGE_SIZE
+        except ValueError:
+            size = -1
+        if not 0 <= size <= MAX_REGISTRY_PAGE_SIZE:
+            return _error(
+                start_response,
+                400,
+                "PAGINATION_NUMBER_INVALID",
+                f"invalid number of results requested: n must be 0 to {MAX_REGISTRY_PAGE_SIZE}",
+            )
+        last = (query.get("last") or [""])[0]
+        following = [n for n in names if n > last] if last else names
+        page = following[:size]
+        extra = []
+        if len(following) > size and page:
+            extra.append(("Link", f'<{path}?{urlencode({"last": page[-1], "n": size})}>; rel="next"'))
+        return _json(start_response, 200, {**body, key: page}, extra)
+
+    def _redirect_blob(
+        self, environ: dict[str, Any], start_response: StartResponse, name: str, digest: str
+    ) -> Iterable[bytes]:
+        """ECR serves blob bytes from S3: a `307` to a pre-signed URL on another host. A blob the
+        repository does not hold gets the registry's own `404 BLOB_UNKNOWN`."""
+        if not self.registry.has_blob(name, digest):
+            return _error(start_response, 404, "BLOB_UNKNOWN", f"blob {digest} unknown to registry")
+        url = self.ecr.blob_host.presigned_url(self.scope, name, digest)
+        start_response(
+            "307 Temporary Redirect",
+            [
+                ("Location", url),
+                ("Docker-Distribution-API-Version", "registry/2.0"),
+                ("Content-Length", "0"),
+            ],
+        )
+        return [b""]
+
+    def _patch(
+        self, environ: dict[str, Any], start_response: StartResponse, name: str, upload: str
+    ) -> Iterable[bytes]:
+        """A chunk of an upload. The body is always read to its end before an error is answered,
+        so a client sending a large chunk gets a clean answer rather than a broken connection:
+        `404 BLOB_UPLOAD_UNKNOWN` for a cancelled or unknown upload, `416` (with the upload's
+        `Range` and `Location`) for a `Content-Range` that does not start where the upload ends."""
+        known = UPLOAD_ID_RE.fullmatch(upload) is not None
+        state = f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else ""
+        if (
+            not known
+            or self.registry.request("GET", f"/v2/{name}/blobs/uploads/{upload}{state}").status != 204
+        ):
+            _drain(environ)
+            return _error(start_response, 404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry")
+        content_range = environ.get("HTTP_CONTENT_RANGE")
+        if content_range:
+            size = self.registry.upload_size(name, upload)
+            first = _range_start(content_range)
+            if first != size:
+                _drain(environ)
+                location = f"/v2/{name}/blobs/uploads/{upload}"
+                return _error(
+                    start_response,
+                    416,
+                    "BLOB_UPLOAD_INVALID",
+                    f"Content-Range {content_range!r} does not start at the upload's end "
+                    f"({size} bytes received)",
+                    [
+                        ("Location", location),
+                        ("Range", f"0-{max(size - 1, 0)}"),
+                        ("Docker-Upload-UUID", upload),
+                    ],
+                )
         return self.forward(environ, start_response)
 
     def _put_manifest(
@@ -284,11 +389,20 @@ class RegistryProxy:
         conn.endheaders()
         if length or chunked:
             stream = get_input_stream(environ)
-            while chunk := stream.read(CHUNK_BYTES):
-                conn.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" if chunked else chunk)
-            if chunked:
-                conn.send(b"0\r\n\r\n")
-        resp = conn.getresponse()
+            try:
+                while chunk := stream.read(CHUNK_BYTES):
+                    conn.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" if chunked else chunk)
+                if chunked:
+                    conn.send(b"0\r\n\r\n")
+            except OSError:
+                # The registry answered (an error) and closed before the body ended: read the
+                # client's body to its end anyway, then relay that answer, never a cut connection.
+                _drain(environ)
+        try:
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            return _error(start_response, 500, "UNKNOWN", f"registry connection failed: {exc!r}")
         headers = []
         for key, value in resp.getheaders():
             lower = key.lower()
@@ -347,3 +461,24 @@ def _error(
     return _json(
         start_response, status, {"errors": [{"code": code, "message": message, "detail": None}]}, extra
     )
+
+
+def challenge(scope: Scope) -> str:
+    """ECR's 401 challenge: Basic, the registry's own host as realm, `ecr.amazonaws.com` as service."""
+    return f'Basic realm="https://{scope.account}.dkr.ecr.{scope.region}.amazonaws.com/",service="ecr.amazonaws.com"'
+
+
+def _drain(environ: dict[str, Any]) -> None:
+    """Reads and drops the rest of a request body, so that an answer never cuts a client off mid-body."""
+    stream = get_input_stream(environ)
+    while stream.read(CHUNK_BYTES):
+        pass
+
+
+def _range_start(content_range: str) -> int:
+    """The first byte of a chunk's `Content-Range` (`<start>-<end>`, optionally `bytes ` first); -1
+    when malformed, which no upload's end matches."""
+    match = re.fullmatch(r"(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?", content_range.strip())
+    if not match or int(match[2]) < int(match[1]):
+        return -1
+    return int(match[1])

@@ -147,6 +147,15 @@ class RegistryProcess:
         finally:
             conn.close()
 
+    def upload_size(self, repo: str, upload_uuid: str) -> int:
+        """Bytes an open upload holds, read from the filesystem storage (the upload status API's
+        `Range: 0-0` says the same for 0 and 1 bytes)."""
+        data = self.data_dir / "registry" / "docker" / "registry" / "v2" / "repositories" / repo / "_uploads"
+        try:
+            return (data / upload_uuid / "data").stat().st_size
+        except OSError:
+            return 0
+
     def has_blob(self, repo: str, digest: str) -> bool:
         return self.request("HEAD", f"/v2/{repo}/blobs/{digest}").status == 200
 

@@ -25,6 +25,7 @@ from werkzeug.wsgi import get_input_stream
 
 from local_aws import errors as e
 from local_aws.accounts import ACCOUNT_ID_RE, access_key_of, account_of
+from local_aws.blob_host import BlobHost
 from local_aws.control import ControlApi, ControlClient
 from local_aws.ecr_api import EcrService
 from local_aws.events import EventSink
@@ -82,8 +83,6 @@ class FrontApp:
             )
         if path == "/v2" or path.startswith("/v2/"):
             return self.proxy(environ, start_response)
-        if path.startswith("/_local/blobs/"):
-            return self.proxy.download(environ, start_response)
         if path.startswith("/_local/"):
             return self.control(environ, start_response)
         failure = self.faults.injected(_service_operation(target)) if target else None
@@ -186,7 +185,7 @@ def _reply(start_response: StartResponse, status: int, body: dict[str, Any]) -> 
 
 
 class RegistryApp:
-    """The registry endpoint of one more account or region: its `/v2/` and its layer downloads.
+    """The registry endpoint of one more account or region: its `/v2/`.
 
     On AWS each registry has its own host (`<account>.dkr.ecr.<region>.amazonaws.com`); here each
     gets its own loopback port, which `GetAuthorizationToken` returns as its `proxyEndpoint`.
@@ -199,8 +198,6 @@ class RegistryApp:
         path = environ.get("PATH_INFO", "")
         if path == "/v2" or path.startswith("/v2/"):
             return self.proxy(environ, start_response)
-        if path.startswith("/_local/blobs/"):
-            return self.proxy.download(environ, start_response)
         return _reply(
             start_response,
             400,
@@ -248,6 +245,7 @@ class LocalAws:
         self._thread: threading.Thread | None = None
         self._registries: RegistryPool | None = None
         self._store: Store | None = None
+        self._blob_host: BlobHost | None = None
         self.ecr: EcrService | None = None
         # Registry endpoints of other accounts and regions, started on first use.
         self._endpoints: dict[Scope, BaseWSGIServer] = {}
@@ -307,11 +305,18 @@ class LocalAws:
             self._registries = RegistryPool(data_dir, (self.account, self.region))
             home = self._registries.start()
             scope = Scope(self.account, self.region)
-            self.ecr = EcrService(self._store, self._registries, EventSink(), self.endpoint_for, password)
+            registries = self._registries
+            self._blob_host = BlobHost(
+                lambda s: registries.get(s.account, s.region),
+                self._store.secret("blob-host", secrets.token_hex(32)),
+            ).start(_QuietHandler)
+            self.ecr = EcrService(
+                self._store, self._registries, EventSink(), self.endpoint_for, password, self._blob_host
+            )
             app = FrontApp(
                 self.ecr,
                 RegistryProxy(self.ecr, home, scope, self.faults),
-                ControlApi(self.faults, self._store, scope),
+                ControlApi(self.faults, self._store, scope, self.ecr),
                 self.faults,
                 self.account,
                 self.region,
@@ -344,6 +349,9 @@ class LocalAws:
         for server in endpoints:
             server.shutdown()
             server.server_close()
+        if self._blob_host is not None:
+            self._blob_host.stop()
+            self._blob_host = None
         if self._registries is not None:
             self._registries.stop()
             self._registries = None

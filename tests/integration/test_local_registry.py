@@ -97,7 +97,10 @@ def test_image_pushed_with_the_ecr_api_pulls_back_with_skopeo_byte_for_byte(
 def test_registry_without_credentials_answers_401_with_a_basic_challenge(local_aws, repo):
     status, headers, _ = request(local_aws, "GET", "/v2/", auth=False)
     assert status == 401
-    assert headers["WWW-Authenticate"] == 'Basic realm="local-ecr"'
+    assert headers["WWW-Authenticate"] == (
+        f'Basic realm="https://{local_aws.account}.dkr.ecr.{local_aws.region}.amazonaws.com/",'
+        'service="ecr.amazonaws.com"'
+    )
     status, _, _ = request(local_aws, "GET", f"/v2/{repo}/tags/list", auth=False)
     assert status == 401
 

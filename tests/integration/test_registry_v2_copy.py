@@ -63,10 +63,10 @@ def held(ecr, repository: str, digest: str, registry_id: str | None = None) -> b
     GetDownloadUrlForLayer would refuse it)."""
     ids = {"registryIds": [registry_id]} if registry_id else {}
     data = ecr.get_authorization_token(**ids)["authorizationData"][0]
-    request = urllib.request.Request(
-        f"{data['proxyEndpoint']}/v2/{repository}/blobs/{digest}",
-        headers={"Authorization": f"Basic {data['authorizationToken']}"},
-    )
+    request = urllib.request.Request(f"{data['proxyEndpoint']}/v2/{repository}/blobs/{digest}")
+    # Not a header of the Request: urllib would carry it across the 307 to the blob host (S3 on
+    # AWS), which refuses a request with a signature and an Authorization header alike.
+    request.add_unredirected_header("Authorization", f"Basic {data['authorizationToken']}")
     with urllib.request.urlopen(request) as response:
         return response.read()
 
