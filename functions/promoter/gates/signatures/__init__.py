@@ -21,10 +21,11 @@ checked, so a stack without such a rule keeps its cold start.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from promoter.exceptions import PromoterError
 
-__all__ = ["Identity", "SignatureRejected", "VerifiedSignature"]
+__all__ = ["Identity", "SignatureRejected", "SignerRevocationQuery", "VerifiedSignature"]
 
 COSIGN, SIGSTORE, NOTATION = "cosign", "sigstore", "notation"
 
@@ -36,8 +37,10 @@ class VerifiedSignature:
     `identity` is, per verifier: cosign key pairs "sha256:<hex of the key's DER SubjectPublicKeyInfo>"
     or the "awskms:///<arn>" reference; cosign keyless and Sigstore "<subject> (<issuer>)"; Notation
     the signing certificate's subject, followed by " (<signing profile version ARN>)" for AWS Signer.
-    `signed_at` is an ISO 8601 UTC time when the signature proves one (Rekor integratedTime, a
-    timestamp token's genTime, Notation's signingTime), else None.
+    `signed_at` is an ISO 8601 UTC time: Rekor's integratedTime (cosign with a Rekor bundle,
+    Sigstore), or for Notation the time the signature proves (AWS Signer's authenticSigningTime, a
+    verified timestamp countersignature's genTime), else the signer's own signingTime; None when
+    nothing dates the signature (a cosign key-pair signature without a Rekor bundle).
     """
 
     verifier: str
@@ -60,3 +63,16 @@ class Identity:
 
     issuer: str
     subject: str
+
+
+@dataclass(frozen=True)
+class SignerRevocationQuery:
+    """What AWS Signer's GetRevocationStatus needs to say whether a verified Notation signature, its
+    signing job, its profile version or one of its certificates was revoked (field for field:
+    ProfileVersionArn, JobArn, PlatformId, SignatureTimestamp, CertificateHashes)."""
+
+    profile_version_arn: str
+    job_arn: str
+    platform_id: str
+    signature_timestamp: datetime
+    certificate_hashes: tuple[str, ...]
