@@ -16,10 +16,20 @@ from promoter_cli import (
     cmd_reconcile,
     cmd_release,
     cmd_rollback,
+    cmd_status,
 )
 
 # Each module adds its sub-commands to the parser and sets `func` (args -> exit code).
-COMMAND_MODULES = (cmd_engine, cmd_event, cmd_local, cmd_demo, cmd_reconcile, cmd_rollback, cmd_release)
+COMMAND_MODULES = (
+    cmd_engine,
+    cmd_event,
+    cmd_status,
+    cmd_local,
+    cmd_demo,
+    cmd_reconcile,
+    cmd_rollback,
+    cmd_release,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

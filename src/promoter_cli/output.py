@@ -42,14 +42,16 @@ def qualified(repository: str, account: str | None = None, region: str | None = 
     return f"{repository}@{registry}" if registry else repository
 
 
-def print_table(columns: Sequence[str], rows: Iterable[Sequence[str]], out: TextIO | None = None) -> None:
-    """Aligned columns under an upper-case header; trailing blanks trimmed."""
+def print_table(
+    columns: Sequence[str], rows: Iterable[Sequence[str]], out: TextIO | None = None, indent: str = ""
+) -> None:
+    """Aligned columns under an upper-case header, each line after `indent`; trailing blanks trimmed."""
     out = out or sys.stdout
     shown = [[str(cell) for cell in row] for row in rows]
     widths = [max([len(c), *(len(row[i]) for row in shown)]) for i, c in enumerate(columns)]
     lines = [[c.upper() for c in columns], *shown]
     for row in lines:
-        out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")
+        out.write(indent + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")
 
 
 def action_row(result: Mapping[str, Any]) -> list[str]:

@@ -135,7 +135,14 @@ class DynamoDbGates:
     def expired(self, now: float) -> list[Waiting]:
         from boto3.dynamodb.conditions import Attr
 
-        items, kwargs = [], {"FilterExpression": Attr("deadline").lt(int(now))}
+        return self._scan({"FilterExpression": Attr("deadline").lt(int(now))})
+
+    def all_waiting(self) -> list[Waiting]:
+        """Every promotion waiting on a scan (a Scan: for `promoter status`, not the hot path)."""
+        return self._scan({})
+
+    def _scan(self, kwargs: dict[str, Any]) -> list[Waiting]:
+        items: list[dict[str, Any]] = []
         try:
             while True:
                 response = self._table.scan(**kwargs)
@@ -144,7 +151,7 @@ class DynamoDbGates:
                     break
                 kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         except (ClientError, BotoCoreError) as exc:
-            raise GateStoreError(f"gates not swept: {exc}") from exc
+            raise GateStoreError(f"gates table not read: {exc}") from exc
         return [_waiting(item) for item in items]
 
     def release(self, waiting: Waiting) -> None:

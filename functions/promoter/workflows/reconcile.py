@@ -33,7 +33,7 @@ from promoter.exceptions import (
     RepositoryNotFoundError,
 )
 from promoter.model.config import TRIGGER_PUSH, PromotionConfig, Rule
-from promoter.model.events import ImagePushed
+from promoter.model.events import ImagePushed, PromotionRequested
 from promoter.model.manifests import Manifest
 from promoter.model.outcomes import FAILED, SKIPPED, ActionResult
 from promoter.model.plan import Action, Provenance, plan_event
@@ -239,17 +239,104 @@ def _stop(
 
 
 def _source_repositories(rule: Rule, registry: SourceRegistry, tally: _Tally) -> list[str]:
-    """The rule's source repositories, sorted (the cursor relies on the order)."""
-    pattern = rule.source.repository_pattern
+    """The rule's source repositories, sorted (the cursor relies on the order); errors counted."""
     try:
-        if pattern.is_exact:
-            return [registry.describe_repository(pattern.text).name]
-        return sorted(r.name for r in registry.list_repositories() if pattern.matches(r.name))
+        return source_repositories(rule, registry)
     except RepositoryNotFoundError:
-        tally.errors.append(f"rule {rule.name}: source repository {pattern.text!r} does not exist")
+        tally.errors.append(f"rule {rule.name}: source repository {rule.source.repository!r} does not exist")
     except RegistryError as exc:
         tally.errors.append(f"rule {rule.name}: listing repositories: {exc}")
     return []
+
+
+def source_repositories(rule: Rule, registry: SourceRegistry) -> list[str]:
+    """The rule's source repositories, sorted: the one it names, or those its glob matches
+    (DescribeRepositories). Raises RepositoryNotFoundError, RegistryError."""
+    pattern = rule.source.repository_pattern
+    if pattern.is_exact:
+        return [registry.describe_repository(pattern.text).name]
+    return sorted(r.name for r in registry.list_repositories() if pattern.matches(r.name))
+
+
+# How a target tag compares with what its rule says it should hold (`target_state`).
+IN_SYNC = "in-sync"
+MISSING = "missing"
+BEHIND = "behind"
+AHEAD = "ahead"  # it holds a later push of the source: a newer image already went there
+UNREADABLE = "unreadable"
+
+
+@dataclass(frozen=True)
+class DesiredTarget:
+    """What one target tag should hold: the action from the newest source image that feeds it."""
+
+    image: ListedImage
+    event_id: str
+    action: Action
+
+
+@dataclass(frozen=True)
+class DesiredTargets:
+    """A rule's plan for listed images of one source repository: the target tags with what they
+    should hold, the actions planned as skipped, how many images the rule takes and how many were
+    superseded by a newer image feeding the same target tag."""
+
+    targets: dict[TargetKey, DesiredTarget]
+    skipped: tuple[Action, ...]
+    images: int
+    superseded: int
+
+
+def desired_targets(
+    rule: Rule, config: PromotionConfig, repository: str, images: Sequence[ListedImage]
+) -> DesiredTargets:
+    """Plans each image the rule takes exactly as its event would be planned (a push rule: its push
+    event; a request rule: a request naming the rule), limited to this rule: an image two rules
+    take is planned once per rule, and each target belongs to the rule the event would give it to
+    (first rule wins). Several images can feed one target tag (`latest`, a floating tag): as with
+    events, where the last one wins, the newest image is the one the target should hold."""
+    chosen: dict[TargetKey, DesiredTarget] = {}
+    skipped: list[Action] = []
+    taken = superseded = 0
+    for image in images:
+        if not rule.source.matches(repository, image.tag):
+            continue
+        event_id = f"{RECONCILE_EVENT_PREFIX}:{repository}:{image.tag}"
+        event: ImagePushed | PromotionRequested
+        if rule.trigger == TRIGGER_PUSH:
+            event = ImagePushed(event_id, repository, image.digest, image.tag)
+        else:
+            event = PromotionRequested(event_id, repository, image.tag, image.digest, rule=rule.name)
+        planned = [a for a in plan_event(event, config).actions if a.rule == rule.name]
+        if planned:
+            taken += 1
+        for action in planned:
+            if action.skip_reason:
+                skipped.append(action)
+                continue
+            key = _target_key(action)
+            prior = chosen.get(key)
+            if prior is None or image.pushed_at > prior.image.pushed_at:
+                chosen[key] = DesiredTarget(image, event_id, action)
+            if prior is not None:
+                superseded += 1
+    return DesiredTargets(chosen, tuple(skipped), taken, superseded)
+
+
+def target_state(
+    desired: DesiredTarget, held: str | RegistryError | None, registry: SourceRegistry, repository: str
+) -> str:
+    """IN_SYNC, MISSING, BEHIND, AHEAD (the target holds a later push of the source `repository`)
+    or UNREADABLE, for a target tag holding `held` (from `current_digests`)."""
+    if isinstance(held, RegistryError):
+        return UNREADABLE
+    if held is None:
+        return MISSING
+    if held == desired.action.source.digest:
+        return IN_SYNC
+    if (registry.pushed_at(repository, held) or 0.0) > desired.image.pushed_at:
+        return AHEAD
+    return BEHIND
 
 
 def _reconcile_page(
@@ -265,40 +352,22 @@ def _reconcile_page(
     tally: _Tally,
 ) -> None:
     """Plans the page's images as their push events, reads the targets in batches, runs the rest."""
-    # Several images can feed one target tag (`latest`, a floating tag): as with events, where the
-    # last push wins, the newest image is the one the target should hold.
-    chosen: dict[TargetKey, tuple[ListedImage, str, Action]] = {}
-    for image in page.images:
-        if not rule.source.matches(repository, image.tag):
-            continue
-        event = ImagePushed(
-            f"{RECONCILE_EVENT_PREFIX}:{repository}:{image.tag}", repository, image.digest, image.tag
-        )
-        # The push event's plan, limited to this rule: an image two rules take is planned once per
-        # rule, and each target belongs to the rule the push would give it to (first rule wins).
-        planned = [a for a in plan_event(event, config).actions if a.rule == rule.name]
-        if planned:
-            tally.images += 1
-        for action in planned:
-            if action.skip_reason:
-                tally.results.append(ActionResult.for_action(action, SKIPPED, reason=action.skip_reason))
-                continue
-            key = _target_key(action)
-            prior = chosen.get(key)
-            if prior is None or image.pushed_at > prior[0].pushed_at:
-                chosen[key] = (image, event.event_id, action)
-            if prior is not None:
-                tally.superseded += 1
-    current = _current_digests([a for _, _, a in chosen.values()], registry)
-    for key, (image, event_id, action) in chosen.items():
-        held = current.get(key)
-        if isinstance(held, str) and held == action.source.digest:
+    desired = desired_targets(rule, config, repository, page.images)
+    tally.images += desired.images
+    tally.superseded += desired.superseded
+    for action in desired.skipped:
+        tally.results.append(ActionResult.for_action(action, SKIPPED, reason=action.skip_reason))
+    current = current_digests([d.action for d in desired.targets.values()], registry)
+    for key, target in desired.targets.items():
+        action, held = target.action, current.get(key)
+        state = target_state(target, held, registry, repository)
+        if state == IN_SYNC:
             tally.in_sync += 1
             continue
         if isinstance(held, RegistryError):
             tally.results.append(ActionResult.for_action(action, FAILED, reason=str(held)))
             continue
-        if held is not None and (registry.pushed_at(repository, held) or 0.0) > image.pushed_at:
+        if state == AHEAD:
             tally.superseded += 1  # the target holds a later push of this source: it is ahead
             continue
         reason = hold_back(action, held) if hold_back is not None else None
@@ -327,7 +396,7 @@ def _reconcile_page(
         if result.replayed:
             continue
         if history is not None:
-            history.record(event_id, result, RECONCILE_PROVENANCE)
+            history.record(target.event_id, result, RECONCILE_PROVENANCE)
         if results is not None:
             results.publish([result], RECONCILE_PROVENANCE)
 
@@ -337,7 +406,7 @@ def _target_key(action: Action) -> TargetKey:
     return (action.target_account, action.target_region, action.target_repository, action.target_tag)
 
 
-def _current_digests(
+def current_digests(
     actions: Sequence[Action], registry: SourceRegistry
 ) -> dict[TargetKey, str | RegistryError | None]:
     """The digest each target tag holds now (None: no such tag), one batch read per target

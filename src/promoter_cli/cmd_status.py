@@ -1,0 +1,367 @@
+"""`promoter status` and `promoter graph`: where every version is, and how the rules connect.
+
+`status` reads, for each rule, its source repositories (DescribeImages), plans every image as its
+event would be planned and reads what each target tag holds: the very functions reconciliation uses
+(`workflows.reconcile.desired_targets`, `current_digests`, `target_state`), so status and the
+sweep cannot disagree about what a target should hold. The history adds when and how each shown
+target tag last changed; the gates table adds what waits on a scan. Reads only.
+Exit codes: 0 read, 1 something could not be read (said in the output), 2 bad configuration.
+
+`graph` prints the rules as a Mermaid flowchart (GitHub renders it in Markdown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from promoter.exceptions import ConfigError, PromoterError
+from promoter.model.config import TRIGGER_PUSH, PromotionConfig, Rule, TargetSpec, load_config
+from promoter_cli.cmd_engine import EXIT_BAD_INPUT, EXIT_NOT_ALL_PROMOTED, EXIT_OK, _add_config
+from promoter_cli.output import add_json_flag, print_json, print_table, qualified, short_digest
+
+DEFAULT_STATUS_IMAGES = 5
+STATUS_COLUMNS = ("stage", "tags", "digest", "state", "last change")
+# Target states that mean "a push rule's target is not where the rules want it".
+BEHIND_STATES = ("missing", "behind")
+SOURCE_STATE = "source"
+HELD_STATE = "held"  # rolled back on purpose: reconciliation leaves it
+NOT_REQUESTED = "not-requested"  # a request rule's target: it moves only when asked
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Adds `status` and `graph`."""
+    status = sub.add_parser(
+        "status", help="where each version is: what every stage of each rule holds, what is behind or waits"
+    )
+    _add_config(status)
+    status.add_argument("--rule", metavar="R", help="only this rule")
+    status.add_argument("--repository", metavar="R", help="only rules with this source or target repository")
+    status.add_argument(
+        "--images",
+        type=int,
+        default=DEFAULT_STATUS_IMAGES,
+        metavar="N",
+        help=f"newest source images shown per rule (default {DEFAULT_STATUS_IMAGES}; "
+        "targets behind are always shown)",
+    )
+    add_json_flag(status)
+    status.set_defaults(func=cmd_status)
+
+    graph = sub.add_parser("graph", help="the rule graph as a Mermaid flowchart (GitHub renders it)")
+    _add_config(graph)
+    graph.set_defaults(func=cmd_graph)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from promoter.aws.history import DynamoDbHistory
+    from promoter.aws.registry import EcrRegistry, make_ecr_client
+    from promoter.gates.scan import DynamoDbGates
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"promoter: invalid configuration {args.config}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.images < 1:
+        print("promoter: --images must be at least 1", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    rules = [r for r in config.rules if _selected(r, args.rule, args.repository)]
+    if args.rule and not rules:
+        print(f"promoter: no rule {args.rule!r} in {args.config}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    registry = EcrRegistry(make_ecr_client())
+    history = DynamoDbHistory()
+    errors: list[str] = []
+    try:
+        waiting = DynamoDbGates().all_waiting()
+    except PromoterError as exc:
+        waiting = []
+        errors.append(str(exc))
+    document = {
+        "rules": [
+            rule_status(rule, config, registry, history, waiting, args.repository, args.images)
+            for rule in rules
+        ],
+        "errors": errors,
+    }
+    if args.json:
+        print_json(document)
+    else:
+        print_status(document)
+    unreadable = errors or any(r["errors"] for r in document["rules"])
+    return EXIT_NOT_ALL_PROMOTED if unreadable else EXIT_OK
+
+
+def _selected(rule: Rule, name: str | None, repository: str | None) -> bool:
+    if name is not None and rule.name != name:
+        return False
+    if repository is None:
+        return True
+    return rule.source.repository_pattern.matches(repository) or any(
+        t.repository == repository for t in rule.targets
+    )
+
+
+def rule_status(
+    rule: Rule,
+    config: PromotionConfig,
+    registry: Any,
+    history: Any,
+    waiting: Sequence[Any],
+    repository: str | None,
+    shown_images: int,
+) -> dict[str, Any]:
+    """One rule's chain: the newest source images, what each target tag holds against what the
+    rule says it should hold, and the promotions waiting on this rule's gate."""
+    from promoter.exceptions import RegistryError
+    from promoter.workflows.reconcile import (
+        DEFAULT_PAGE_SIZE,
+        IN_SYNC,
+        current_digests,
+        desired_targets,
+        source_repositories,
+        target_state,
+    )
+    from promoter.workflows.rollback import rollback_hold
+
+    errors: list[str] = []
+    sources: list[dict[str, Any]] = []
+    targets: list[dict[str, Any]] = []
+    try:
+        repositories = source_repositories(rule, registry)
+    except RegistryError as exc:
+        repositories = []
+        errors.append(f"listing the source {rule.source.repository}: {exc}")
+    if repository is not None and rule.source.repository_pattern.matches(repository):
+        repositories = [r for r in repositories if r == repository]
+    hold_back = rollback_hold(history)
+    for source_repository in repositories:
+        try:
+            images = _all_tagged_images(registry, source_repository, DEFAULT_PAGE_SIZE)
+        except RegistryError as exc:
+            errors.append(f"listing {source_repository}: {exc}")
+            continue
+        taken = [i for i in images if rule.source.matches(source_repository, i.tag)]
+        newest = sorted({i.digest: i.pushed_at for i in taken}.items(), key=lambda d: d[1], reverse=True)
+        shown = {digest for digest, _ in newest[:shown_images]}
+        for digest, pushed_at in newest[:shown_images]:
+            sources.append(
+                {
+                    "repository": source_repository,
+                    "digest": digest,
+                    "tags": sorted(i.tag for i in taken if i.digest == digest),
+                    "pushed_at": _iso(pushed_at),
+                }
+            )
+        desired = desired_targets(rule, config, source_repository, images)
+        try:
+            held = current_digests([d.action for d in desired.targets.values()], registry)
+        except RegistryError as exc:
+            errors.append(f"reading the targets of {source_repository}: {exc}")
+            continue
+        for key, target in desired.targets.items():
+            action, holds = target.action, held.get(key)
+            state = target_state(target, holds, registry, source_repository)
+            if state in BEHIND_STATES and isinstance(holds, str | None):
+                if rule.trigger != TRIGGER_PUSH:
+                    state = NOT_REQUESTED
+                elif hold_back(action, holds if isinstance(holds, str) else None):
+                    state = HELD_STATE
+            if target.image.digest not in shown and state in (IN_SYNC, NOT_REQUESTED):
+                continue  # an older image in its place: counted, not listed
+            if isinstance(holds, RegistryError):
+                errors.append(f"reading {action.target_repository}:{action.target_tag}: {holds}")
+            targets.append(
+                {
+                    "repository": action.target_repository,
+                    "account": action.target_account,
+                    "region": action.target_region,
+                    "tag": action.target_tag,
+                    "should_hold": action.source.digest,
+                    "holds": holds if isinstance(holds, str) else None,
+                    "state": state,
+                    "source_tag": action.source.tag,
+                    "last_change": _last_change(history, action),
+                }
+            )
+    counts: dict[str, int] = {}
+    for target in targets:
+        counts[target["state"]] = counts.get(target["state"], 0) + 1
+    return {
+        "rule": rule.name,
+        "trigger": rule.trigger,
+        "source": {"repository": rule.source.repository, "tags": list(rule.source.tags)},
+        "targets_spec": [_target_text(t) for t in rule.targets],
+        "gates": _gates_text(rule),
+        "images": sources,
+        "targets": targets,
+        "states": counts,
+        "waiting": [
+            {"repository": w.repository, "digest": w.digest, "until": _iso(w.deadline)}
+            for w in waiting
+            if w.rule == rule.name
+        ],
+        "errors": errors,
+    }
+
+
+def _all_tagged_images(registry: Any, repository: str, page_size: int) -> list[Any]:
+    images, token = [], None
+    while True:
+        page = registry.list_tagged_images(repository, page_size, token)
+        images.extend(page.images)
+        token = page.next_token
+        if token is None:
+            return images
+
+
+def _last_change(history: Any, action: Any) -> dict[str, str] | None:
+    """The newest history record of the target tag (its key as the history writes it)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from promoter.model.outcomes import ActionResult
+
+    location = ActionResult.for_action(action, "").target_location
+    try:
+        records = history.for_target(location, action.target_tag)
+    except (ClientError, BotoCoreError):
+        return None
+    if not records:
+        return None
+    last = max(records, key=lambda r: str(r.get("sk", "")))
+    return {
+        "at": str(last.get("at") or str(last.get("sk", "")).split("#", 1)[0]),
+        "outcome": str(last.get("outcome", "")),
+        "trigger": str(last.get("trigger", "")),
+    }
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if epoch else ""
+
+
+def _target_text(target: TargetSpec) -> str:
+    registry = target.registry
+    where = qualified(target.repository, registry.account, registry.region) if registry else target.repository
+    return f"{where}:{','.join(target.tags)}"
+
+
+def _gates_text(rule: Rule) -> list[str]:
+    gates = []
+    if rule.scan_gate is not None:
+        gates.append(f"scan up to {rule.scan_gate.max_severity}")
+    if getattr(rule, "signature_gate", None) is not None:
+        gates.append("signature")
+    return gates
+
+
+def print_status(document: dict[str, Any]) -> None:
+    """Per rule: a heading with the chain, one row per source image and per target tag group."""
+    for index, rule in enumerate(document["rules"]):
+        if index:
+            print()
+        gates = f", gates: {'; '.join(rule['gates'])}" if rule["gates"] else ""
+        source = f"{rule['source']['repository']}:{','.join(rule['source']['tags'])}"
+        print(f"{rule['rule']} ({rule['trigger']}{gates}): {source} -> {' + '.join(rule['targets_spec'])}")
+        rows = [
+            [
+                image["repository"],
+                ",".join(image["tags"]),
+                short_digest(image["digest"]),
+                SOURCE_STATE,
+                f"pushed {image['pushed_at']}",
+            ]
+            for image in rule["images"]
+        ]
+        rows += _target_rows(rule["targets"])
+        if rows:
+            print_table(STATUS_COLUMNS, rows, indent="  ")
+        else:
+            print("  no source image yet")
+        for wait in rule["waiting"]:
+            image = f"{wait['repository']}@{short_digest(wait['digest'])}"
+            print(f"  waiting on a gate: {image} until {wait['until']}")
+        if rule["states"]:
+            print("  " + ", ".join(f"{n} {state}" for state, n in sorted(rule["states"].items())))
+        for error in rule["errors"]:
+            print(f"  error: {error}")
+    for error in document["errors"]:
+        print(f"error: {error}")
+
+
+def _target_rows(targets: list[dict[str, Any]]) -> list[list[str]]:
+    """Target tags of one repository holding one digest in one state share a row."""
+    grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for target in targets:
+        stage = qualified(target["repository"], target["account"], target["region"])
+        grouped.setdefault((stage, target["holds"] or "", target["state"]), []).append(target)
+    rows = []
+    for (stage, holds, state), group in grouped.items():
+        shown_state = state
+        if state != "in-sync" and group[0]["should_hold"] != holds:
+            shown_state = f"{state}: would get {short_digest(group[0]['should_hold'])}"
+        last = group[0]["last_change"]
+        rows.append(
+            [
+                stage,
+                ",".join(t["tag"] for t in group),
+                short_digest(holds) or "-",
+                shown_state,
+                f"{last['at'][:19]}Z {last['outcome']} ({last['trigger']})" if last else "",
+            ]
+        )
+    return rows
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"promoter: invalid configuration {args.config}: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(mermaid_graph(config))
+    return EXIT_OK
+
+
+def mermaid_graph(config: PromotionConfig) -> str:
+    """The rules as a left-to-right Mermaid flowchart: a node per repository (pattern or template,
+    with its registry when another account or region), an edge per rule target labelled with the
+    rule, its trigger, tags and gates; request rules dashed."""
+    nodes: dict[str, str] = {}
+
+    def node(label: str) -> str:
+        if label not in nodes:
+            nodes[label] = f"n{len(nodes)}_{re.sub(r'[^A-Za-z0-9]', '_', label)[:40]}"
+        return nodes[label]
+
+    edges = []
+    for rule in config.rules:
+        source = node(rule.source.repository)
+        for target in rule.targets:
+            registry = target.registry
+            where = (
+                qualified(target.repository, registry.account, registry.region)
+                if registry
+                else target.repository
+            )
+            details = [
+                rule.trigger,
+                f"{','.join(rule.source.tags)} → {','.join(target.tags)}",
+                *_gates_text(rule),
+            ]
+            label = _mermaid_text(f"{rule.name}<br/>{'<br/>'.join(details)}")
+            arrow = "-->" if rule.trigger == TRIGGER_PUSH else "-.->"
+            edges.append(f'  {source} {arrow}|"{label}"| {node(where)}')
+    lines = ["flowchart LR"]
+    lines += [f'  {ident}["{_mermaid_text(label)}"]' for label, ident in nodes.items()]
+    return "\n".join([*lines, *edges])
+
+
+def _mermaid_text(text: str) -> str:
+    """Text safe inside a quoted Mermaid label (quotes and braces as entities, <br/> kept)."""
+    return text.replace('"', "#quot;").replace("{", "#123;").replace("}", "#125;").replace("|", "#124;")
