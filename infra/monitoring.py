@@ -15,6 +15,9 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from promoter import settings
+from promoter.metrics import UNEXPECTED_ERROR_METRIC
+
 ALARM_PERIOD = Duration.minutes(5)
 DASHBOARD_PERIOD = Duration.minutes(5)
 # Construct id of the dashboard (the stack outputs its URL).
@@ -63,6 +66,22 @@ def notification_topic(scope: Construct, emails: Sequence[str]) -> sns.Topic:
     return topic
 
 
+# Powertools' Metrics (EMF) put every metric under the namespace with a `service` dimension; the
+# promoter and the reconciliation share both, so one alarm watches the two functions.
+FUNCTION_METRIC_DIMENSIONS = {"service": settings.SERVICE_NAME}
+
+
+def unexpected_errors_metric(period: Duration = ALARM_PERIOD) -> cloudwatch.Metric:
+    """`UnexpectedErrors` as both handlers emit it: an exception no known outcome names."""
+    return cloudwatch.Metric(
+        namespace=settings.METRICS_NAMESPACE,
+        metric_name=UNEXPECTED_ERROR_METRIC,
+        dimensions_map=FUNCTION_METRIC_DIMENSIONS,
+        statistic="Sum",
+        period=period,
+    )
+
+
 def _alarm(
     scope: Construct, id_: str, metric: cloudwatch.IMetric, description: str, topic: sns.ITopic | None
 ) -> cloudwatch.Alarm:
@@ -90,7 +109,9 @@ def add_monitoring(
     dead_letter_queues: Sequence[tuple[str, sqs.IQueue, str]],
     topic: sns.ITopic | None,
 ) -> list[cloudwatch.Alarm]:
-    """Alarms on each dead-letter queue's depth and on function errors and throttles, plus a dashboard.
+    """Alarms on each dead-letter queue's depth, on function errors and throttles and on unexpected
+    errors (`UnexpectedErrors`, which a record handled by the batch processor never shows as a
+    function error), plus a dashboard.
 
     `dead_letter_queues`: (label, queue, the `promoter redrive --queue` name that empties it); the
     alarm's description says what to run once the cause is fixed.
@@ -118,6 +139,16 @@ def add_monitoring(
     alarms.append(
         _alarm(
             scope,
+            "UnexpectedErrorsAlarm",
+            unexpected_errors_metric(),
+            "The promoter or the reconciliation met an error no known outcome names (logged at ERROR "
+            "with its traceback); the promoter's records go back to the queue",
+            topic,
+        )
+    )
+    alarms.append(
+        _alarm(
+            scope,
             "FunctionThrottlesAlarm",
             function.metric_throttles(period=ALARM_PERIOD, statistic="Sum"),
             "The promoter function was throttled: promotions are delayed",
@@ -132,6 +163,7 @@ def add_monitoring(
                 function.metric_invocations(period=DASHBOARD_PERIOD, statistic="Sum"),
                 function.metric_errors(period=DASHBOARD_PERIOD, statistic="Sum"),
                 function.metric_throttles(period=DASHBOARD_PERIOD, statistic="Sum"),
+                unexpected_errors_metric(DASHBOARD_PERIOD),
             ],
         ),
         cloudwatch.GraphWidget(

@@ -2,8 +2,10 @@
 
 Same code asset and layer as the promoter, its own handler (`promoter.reconcile_handler.handle`),
 its own role: everything the promotion path needs (the same grants, derived from the rules), plus
-listing the sources and its cursor table. One invocation at a time (reserved concurrency 1), so the
-saved cursor has a single writer; a failed run is not retried, the next scheduled run resumes.
+listing the sources and its cursor table. One run at a time through a lease on its table (see
+promoter.aws.reconcile_state.DynamoDbRunLease: reserved concurrency would fail the deploy in accounts
+with little concurrency), so the saved cursor has a single writer; a failed run is not retried, the
+next scheduled run resumes.
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ RECONCILE_HANDLER = "promoter.reconcile_handler.handle"
 # images with their push times, in pages; one image's push time) and DescribeRepositories (an
 # exact source by name, or every repository when a source is a glob).
 ECR_SOURCE_LIST_ACTIONS = ("ecr:DescribeImages", "ecr:DescribeRepositories")
-# promoter.aws.reconcile_state.DynamoDbCursorStore: load, save, clear.
+# promoter.aws.reconcile_state: DynamoDbCursorStore (load, save, clear) and DynamoDbRunLease
+# (conditional PutItem to take the lease, conditional DeleteItem to give it back).
 RECONCILE_TABLE_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem")
 # promoter.workflows.rollback.rollback_hold reads a behind target's history (Query) before promoting it.
 HISTORY_READ_ACTIONS = ("dynamodb:Query",)
-RESERVED_CONCURRENCY = 1
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,6 @@ class Reconciliation(Construct):
             timeout=parts.timeout,
             memory_size=parts.memory_size_mb,
             log_group=self.log_group,
-            reserved_concurrent_executions=RESERVED_CONCURRENCY,
             environment={**parts.environment, RECONCILE_TABLE_ENV: self.table.table_name},
         )
         self.function.node.default_child.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})

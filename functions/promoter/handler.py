@@ -10,6 +10,10 @@ Retry policy, decided here:
   tags, a source image deleted before we ran, a missing target repository, a manifest ECR refuses,
   an event whose detail is invalid (e.g. a promotion request without a repository), and events
   that ask for nothing. Redelivering those cannot change the answer.
+
+Anything else a record raises is unexpected (a bug, a runtime SDK without an operation): it is
+logged at ERROR with its traceback and the event id, counted as `UnexpectedErrors` (an alarm
+watches it) and the record is handed back. Powertools' batch processor would log it at DEBUG only.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from promoter.aws.registry import EcrRegistry, make_ecr_client
 from promoter.aws.results import EventBridgeResults
 from promoter.exceptions import EventError, MalformedMessageError, PromoterError
 from promoter.gates.scan import DynamoDbGates
-from promoter.metrics import record_event_result, record_invalid_event
+from promoter.metrics import record_event_result, record_invalid_event, record_unexpected_error
 from promoter.model.config import PromotionConfig, load_config
 from promoter.model.events import parse_json_event
 from promoter.workflows.promote import Promoter
@@ -126,6 +130,21 @@ def handle_queue(event: dict[str, Any], context: Any) -> dict[str, Any]:
     run = idempotent_runner(Promoter(registry), state.persistence, context)
 
     def record_handler(record: SQSRecord) -> dict[str, Any]:
+        logger.set_correlation_id(None)  # the event id, once this record's body parses
+        try:
+            return handle_record(record)
+        except RetryLaterError:
+            raise
+        except Exception:
+            logger.exception(
+                "unexpected error: the record goes back to the queue",
+                message_id=record.message_id,
+                event_id=logger.get_correlation_id(),
+            )
+            record_unexpected_error(metrics)
+            raise
+
+    def handle_record(record: SQSRecord) -> dict[str, Any]:
         try:
             parsed = parse_json_event(record.body)
         except MalformedMessageError as exc:

@@ -33,6 +33,9 @@ IGNORED_EVENT_METRIC = "EventsIgnored"
 BLOBS_MOUNTED_METRIC = "BlobsMounted"
 BLOBS_COPIED_METRIC = "BlobsCopied"
 BYTES_COPIED_METRIC = "BytesCopied"
+# An exception no outcome names (a bug, an SDK without an operation, a dependency's surprise): the
+# record goes back to the queue and the UnexpectedErrors alarm fires. A public name: keep it.
+UNEXPECTED_ERROR_METRIC = "UnexpectedErrors"
 
 _OUTCOME_METRICS = {
     PROMOTED: PROMOTED_METRIC,
@@ -72,3 +75,7 @@ def record_event_result(metrics: Metrics, result: EventResult) -> None:
 
 def record_invalid_event(metrics: Metrics) -> None:
     metrics.add_metric(name=INVALID_EVENT_METRIC, unit=MetricUnit.Count, value=1)
+
+
+def record_unexpected_error(metrics: Metrics) -> None:
+    metrics.add_metric(name=UNEXPECTED_ERROR_METRIC, unit=MetricUnit.Count, value=1)

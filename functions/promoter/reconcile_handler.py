@@ -4,6 +4,11 @@ An EventBridge schedule invokes it; the payload is ignored. It shares the promot
 staged config, the ECR client, the idempotency layer, the history) and its idempotent path, and
 stops before the invocation's time runs out, leaving its cursor for the next run. A run that stops
 on a fault a later run can outlive is still answered normally: the next scheduled run resumes.
+
+One run at a time: a run first takes the lease on the reconcile table (`DynamoDbRunLease`, which
+says why a lease and not reserved concurrency); a run that finds it held exits at once, logged and
+counted (`ReconcileRunsSkipped`). An exception no outcome names is logged at ERROR with its
+traceback, counted as `UnexpectedErrors` and raised (the invocation fails: Lambda's Errors too).
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from promoter import settings
 from promoter.aws.idempotency import idempotent_runner
-from promoter.aws.reconcile_state import DynamoDbCursorStore
+from promoter.aws.reconcile_state import LEASE_MARGIN_SECONDS, DynamoDbCursorStore, DynamoDbRunLease
 from promoter.aws.registry import EcrRegistry
 from promoter.handler import runtime
-from promoter.metrics import record_event_result
+from promoter.metrics import record_event_result, record_unexpected_error
 from promoter.workflows.promote import Promoter
 from promoter.workflows.reconcile import RECONCILE_EVENT_PREFIX, ReconcileReport, reconcile
 from promoter.workflows.rollback import rollback_hold
@@ -34,11 +39,17 @@ IN_SYNC_METRIC = "ReconcileTargetsInSync"
 BEHIND_METRIC = "ReconcileTargetsBehind"
 INCOMPLETE_METRIC = "ReconcileRunsIncomplete"
 ERRORS_METRIC = "ReconcileErrors"
+SKIPPED_METRIC = "ReconcileRunsSkipped"
 
 
 @cache
 def cursor_store() -> DynamoDbCursorStore:
     return DynamoDbCursorStore(resource=boto3.session.Session().resource("dynamodb"))
+
+
+@cache
+def run_lease() -> DynamoDbRunLease:
+    return DynamoDbRunLease(resource=boto3.session.Session().resource("dynamodb"))
 
 
 def record_report(report: ReconcileReport) -> None:
@@ -55,7 +66,27 @@ def record_report(report: ReconcileReport) -> None:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Schedule -> one bounded reconcile run; returns the report (also logged)."""
+    """Schedule -> one bounded reconcile run; returns the report (also logged), or why it did not run."""
+    try:
+        lease = run_lease()
+        holder = context.aws_request_id
+        busy = lease.try_acquire(holder, context.get_remaining_time_in_millis() / 1000 + LEASE_MARGIN_SECONDS)
+        if busy:
+            logger.info("reconcile run skipped: another run is in progress", reason=busy)
+            metrics.add_metric(name=SKIPPED_METRIC, unit=MetricUnit.Count, value=1)
+            return {"skipped": busy}
+        try:
+            return _run(context)
+        finally:
+            if not lease.release(holder):
+                logger.warning("reconcile lease had expired and was taken by another run", holder=holder)
+    except Exception:
+        logger.exception("unexpected error: the reconcile run failed")
+        record_unexpected_error(metrics)
+        raise
+
+
+def _run(context: Any) -> dict[str, Any]:
     state = runtime()
     registry = EcrRegistry(state.ecr)
     report = reconcile(

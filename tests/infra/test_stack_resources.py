@@ -45,7 +45,7 @@ def test_stack_has_exactly_the_expected_resources(synthesized):
         "AWS::IAM::Policy": 2,
         "AWS::Lambda::Permission": 1,  # the schedule may invoke the reconciliation
         "AWS::Logs::LogGroup": 2,
-        "AWS::CloudWatch::Alarm": 4,
+        "AWS::CloudWatch::Alarm": 5,
         "AWS::CloudWatch::Dashboard": 1,
     }
     for cfn_type, count in counts.items():
@@ -223,7 +223,7 @@ def test_tables_are_encrypted_on_demand_with_point_in_time_recovery_and_retained
         assert "TableName" not in props  # CloudFormation names them: two stacks never collide
 
 
-def test_alarms_watch_both_dead_letter_queues_errors_and_throttles(synthesized):
+def test_alarms_watch_both_dead_letter_queues_errors_throttles_and_unexpected_errors(synthesized):
     watched = sorted(
         (alarm["Properties"]["Namespace"], alarm["Properties"]["MetricName"])
         for alarm in synthesized.resources("AWS::CloudWatch::Alarm").values()
@@ -233,12 +233,28 @@ def test_alarms_watch_both_dead_letter_queues_errors_and_throttles(synthesized):
         ("AWS/Lambda", "Throttles"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        (settings.METRICS_NAMESPACE, "UnexpectedErrors"),
     ]
     for alarm in synthesized.resources("AWS::CloudWatch::Alarm").values():
         props = alarm["Properties"]
         assert props["Threshold"] == 0
         assert props["ComparisonOperator"] == "GreaterThanThreshold"
         assert props["TreatMissingData"] == "notBreaching"
+
+
+def test_unexpected_errors_alarm_watches_the_metric_both_handlers_emit(synthesized):
+    (alarm,) = [
+        a["Properties"]
+        for a in synthesized.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["MetricName"] == "UnexpectedErrors"
+    ]
+    # Powertools' EMF: the functions' namespace, dimension `service` (tests/integration checks the
+    # handlers emit exactly this); one error in five minutes is enough.
+    assert alarm["Namespace"] == settings.METRICS_NAMESPACE
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": settings.SERVICE_NAME}]
+    assert alarm["Statistic"] == "Sum" and alarm["Period"] == 300 and alarm["Threshold"] == 0
+    body = str(synthesized.only("AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
+    assert "UnexpectedErrors" in body
 
 
 def test_dead_letter_queue_alarms_watch_the_dead_letter_queues(synthesized):
