@@ -268,6 +268,64 @@ def test_keyless_with_the_log_entry_of_another_signature_is_refused(fixture):
         )
 
 
+def test_keyless_trust_comes_from_a_sigstore_trusted_root(fixture, signature_fixtures):
+    fx = fixture("keyless-fulcio-rekor")
+    public_good = signature_fixtures / "sigstore-bundle" / "cosign-oci-attestation" / "trusted_root_pgi.json"
+    verified = verify_keyless_simple_signing(
+        fx.payload,
+        fx.signature,
+        fx.digest,
+        fx.text("certificate.pem"),
+        fx.text("chain.pem"),
+        fx.text("rekor-bundle.json"),
+        [Identity(KEYLESS_ISSUER, KEYLESS_SUBJECT)],
+        trusted_root=public_good.read_bytes(),
+    )
+    assert verified.signed_at == "2023-01-20T20:51:33Z"
+
+
+def test_keyless_trust_defaults_to_the_public_good_root_sigstore_ships(fixture):
+    fx = fixture("keyless-fulcio-rekor")
+    verified = verify_keyless_simple_signing(
+        fx.payload,
+        fx.signature,
+        fx.digest,
+        fx.text("certificate.pem"),
+        fx.text("chain.pem"),
+        fx.text("rekor-bundle.json"),
+        [Identity(KEYLESS_ISSUER, KEYLESS_SUBJECT)],
+    )
+    assert verified.identity == f"{KEYLESS_SUBJECT} ({KEYLESS_ISSUER})"
+
+
+def test_keyless_signature_is_refused_under_the_staging_root(fixture, signature_fixtures):
+    fx = fixture("keyless-fulcio-rekor")
+    staging = signature_fixtures / "sigstore-bundle" / "blob-staging" / "trusted_root_staging.json"
+    with pytest.raises(SignatureRejected, match="not among the"):
+        verify_keyless_simple_signing(
+            fx.payload,
+            fx.signature,
+            fx.digest,
+            fx.text("certificate.pem"),
+            fx.text("chain.pem"),
+            fx.text("rekor-bundle.json"),
+            [Identity(KEYLESS_ISSUER, KEYLESS_SUBJECT)],
+            trusted_root=staging.read_bytes(),
+        )
+
+
+def test_rekor_bundle_of_a_key_pair_signature_verifies_with_the_default_log_keys(fixture):
+    fx = fixture("key-p256-rekor")
+    verified = verify_simple_signing(
+        fx.payload,
+        fx.signature,
+        fx.digest,
+        [fx.text("cosign2.pub")],
+        rekor_bundle=fx.text("rekor-bundle.json"),
+    )
+    assert verified.signed_at == "2023-01-20T21:57:39Z"
+
+
 # --- key types and KMS, with keys made here ---------------------------------------------------
 
 DIGEST = "sha256:" + "ab" * 32

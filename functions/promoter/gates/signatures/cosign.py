@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from promoter.gates.signatures import COSIGN, Identity, SignatureRejected, VerifiedSignature
+from promoter.gates.signatures._trusted_root import keyless_trust
 from promoter.gates.signatures._x509 import (
     from_unix,
     iso,
@@ -73,14 +74,16 @@ def verify_simple_signing(
     kms_verify: KmsVerify | None = None,
     rekor_bundle: str | bytes | None = None,
     rekor_public_keys: Sequence[str] = (),
+    trusted_root: bytes | None = None,
 ) -> VerifiedSignature:
     """Verify a cosign key-pair signature of `image_digest`; return who signed it.
 
     `keys` are PEM public keys or "awskms:///<key ARN>" references; a reference is checked by
     `kms_verify(reference, payload, signature) -> bool` (KMS Verify, implemented by the caller).
     With `rekor_bundle` (the `dev.sigstore.cosign/bundle` annotation), its SignedEntryTimestamp must
-    verify with one of `rekor_public_keys` and its entry must be this very signature; `signed_at`
-    is then the entry's integratedTime.
+    verify with one of `rekor_public_keys` (none given: the Rekor keys of `trusted_root`, itself by
+    default Sigstore's public-good root) and its entry must be this very signature; `signed_at` is
+    then the entry's integratedTime.
 
     Raises SignatureRejected (no listed key verifies the signature, the payload names another
     digest or is not a cosign payload, the Rekor bundle does not verify); ValueError if an
@@ -92,7 +95,8 @@ def verify_simple_signing(
     _check_payload(payload, image_digest)
     signed_at = None
     if rekor_bundle is not None:
-        signed_at = iso(_verify_rekor_bundle(rekor_bundle, rekor_public_keys, payload, signature, key))
+        log_keys = rekor_public_keys or keyless_trust(trusted_root).rekor_keys
+        signed_at = iso(_verify_rekor_bundle(rekor_bundle, log_keys, payload, signature, key))
     return VerifiedSignature(COSIGN, identity, image_digest, signed_at)
 
 
@@ -105,18 +109,25 @@ def verify_keyless_simple_signing(
     rekor_bundle: str | bytes,
     identities: Sequence[Identity],
     *,
-    fulcio_roots: Sequence[str],
-    rekor_public_keys: Sequence[str],
+    fulcio_roots: Sequence[str] | None = None,
+    rekor_public_keys: Sequence[str] | None = None,
+    trusted_root: bytes | None = None,
 ) -> VerifiedSignature:
     """Verify a cosign keyless signature (Fulcio certificate, Rekor bundle) of `image_digest`.
 
     `certificate_pem` and `chain_pem` are the `dev.sigstore.cosign/certificate` and `/chain`
     annotations; `fulcio_roots` the trusted Fulcio CA certificates (PEM, roots and intermediates as
-    a trusted root lists them); `rekor_public_keys` the Rekor log keys (PEM). The chain must be
-    valid at the Rekor entry's integratedTime, and the certificate must hold one of `identities`.
+    a trusted root lists them); `rekor_public_keys` the Rekor log keys (PEM). Either left out comes
+    from `trusted_root` (a Sigstore TrustedRoot JSON; default: the public-good root, see
+    `_trusted_root`). The chain must be valid at the Rekor entry's integratedTime, and the
+    certificate must hold one of `identities`.
 
     Raises SignatureRejected for any failed check, saying which.
     """
+    if fulcio_roots is None or rekor_public_keys is None:
+        trust = keyless_trust(trusted_root)
+        fulcio_roots = trust.fulcio_certificates if fulcio_roots is None else fulcio_roots
+        rekor_public_keys = trust.rekor_keys if rekor_public_keys is None else rekor_public_keys
     signature = _decode_signature(signature_b64)
     leaf, *_ = load_pem_certificates(certificate_pem, "signing certificate")
     intermediates = load_pem_certificates(chain_pem, "certificate chain") if chain_pem else []

@@ -25,10 +25,10 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from promoter.gates.signatures import SIGSTORE, Identity, SignatureRejected, VerifiedSignature
+from promoter.gates.signatures._trusted_root import default_trusted_root
 from promoter.gates.signatures._x509 import from_unix, iso, match_identity
 
 if TYPE_CHECKING:
@@ -39,16 +39,7 @@ __all__ = ["IN_TOTO_PAYLOAD_TYPE", "Identity", "default_trusted_root", "verify_b
 # The DSSE payload type of an in-toto attestation, and the Statement types read.
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 IN_TOTO_STATEMENT_TYPES = ("https://in-toto.io/Statement/v0.1", "https://in-toto.io/Statement/v1")
-# Where sigstore-python keeps the production trusted root it was released with (its TUF cache seed).
-_EMBEDDED_ROOT_PACKAGE = "sigstore._store"
-_EMBEDDED_PRODUCTION_ROOT = ("https%3A%2F%2Ftuf-repo-cdn.sigstore.dev", "trusted_root.json")
 _DIGEST_PREFIX = "sha256:"
-
-
-def default_trusted_root() -> bytes:
-    """The Sigstore public-good trusted root JSON embedded in the installed `sigstore` package."""
-    location = resources.files(_EMBEDDED_ROOT_PACKAGE).joinpath(*_EMBEDDED_PRODUCTION_ROOT)
-    return location.read_bytes()
 
 
 def verify_bundle(
