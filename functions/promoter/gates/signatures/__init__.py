@@ -29,6 +29,25 @@ __all__ = ["Identity", "SignatureRejected", "SignerRevocationQuery", "VerifiedSi
 
 COSIGN, SIGSTORE, NOTATION = "cosign", "sigstore", "notation"
 
+# What the gate looks for in a registry, per verifier (no crypto needed to name them).
+# cosign: the `.sig` manifest's layers hold the simple-signing payload; the layer's annotations
+# hold the signature and, for keyless, the certificate, its chain and the Rekor bundle.
+SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
+COSIGN_SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+COSIGN_CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
+COSIGN_CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
+COSIGN_BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
+# Sigstore bundles (OCI 1.1 referrers, e.g. cosign --new-bundle-format): artifact/layer media types.
+SIGSTORE_BUNDLE_MEDIA_TYPES = (
+    "application/vnd.dev.sigstore.bundle.v0.3+json",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+    "application/vnd.dev.sigstore.bundle+json;version=0.1",
+)
+# Notation: the signature manifest's artifact type (config media type), and its envelope layer's.
+NOTATION_ARTIFACT_TYPE = "application/vnd.cncf.notary.signature"
+JWS_MEDIA_TYPE = "application/jose+json"
+COSE_MEDIA_TYPE = "application/cose"
+
 
 @dataclass(frozen=True)
 class VerifiedSignature:

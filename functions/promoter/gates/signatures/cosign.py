@@ -48,8 +48,6 @@ from promoter.gates.signatures._x509 import (
 
 # The `critical.type` of every cosign image signature payload (SIGNATURE_SPEC.md).
 SIMPLE_SIGNING_TYPE = "cosign container image signature"
-# Media type of the `.sig` manifest's layer holding the payload.
-SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 # A key reference verified by KMS Verify rather than by key material in the configuration.
 AWS_KMS_PREFIX = "awskms://"
 # The only Rekor entry kind cosign writes for a simple-signing signature.

@@ -48,13 +48,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from promoter.gates.signatures import NOTATION, SignatureRejected, SignerRevocationQuery, VerifiedSignature
+from promoter.gates.signatures import (
+    COSE_MEDIA_TYPE,
+    JWS_MEDIA_TYPE,
+    NOTATION,
+    SignatureRejected,
+    SignerRevocationQuery,
+    VerifiedSignature,
+)
 from promoter.gates.signatures._x509 import iso
 
-JWS_MEDIA_TYPE = "application/jose+json"
-COSE_MEDIA_TYPE = "application/cose"
 PAYLOAD_CONTENT_TYPE = "application/vnd.cncf.notary.payload.v1+json"
-SIGNATURE_ARTIFACT_TYPE = "application/vnd.cncf.notary.signature"
 
 SCHEME_X509 = "notary.x509"
 SCHEME_SIGNING_AUTHORITY = "notary.x509.signingAuthority"
