@@ -1,7 +1,8 @@
 """`promoter request | history | promote`: the release workflow from the command line (issue 5).
 
 `request` posts an `Image Promotion Requested` event to the promoter's bus (what CI does after its
-tests pass); `history` reads the history table; `promote` is the break-glass one-off, through the
+tests pass): the bus from `--bus`, `--stack` or $PROMOTION_EVENT_BUS, never `default` unless named;
+`history` reads the history table; `promote` is the break-glass one-off, through the
 same engine, idempotency, history and result events as the Lambda (trigger `manual`).
 Exit codes as `handle`: 0 done, 1 not all promoted (or the bus refused the request), 2 bad input.
 """
@@ -45,7 +46,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     request.add_argument(
         "--metadata", action="append", default=[], metavar="KEY=VALUE", help="free-form, repeatable"
     )
-    request.add_argument("--event-bus", default=None, metavar="BUS", help="default: $PROMOTION_EVENT_BUS")
+    request.add_argument(
+        "--bus",
+        "--event-bus",
+        dest="bus",
+        default=None,
+        metavar="BUS",
+        help=f"the promoter's bus (default: the --stack output, else ${settings.EVENT_BUS_ENV}); "
+        f"'{settings.DEFAULT_EVENT_BUS}' only when named",
+    )
     request.set_defaults(func=cmd_request)
 
     history = sub.add_parser("history", help="show the promotion history (newest first)")
@@ -106,7 +115,15 @@ def cmd_request(args: argparse.Namespace) -> int:
     detail["image-digest" if args.digest else "image-tag"] = args.digest or args.tag
     if args.rule:
         detail["rule"] = args.rule
-    bus = args.event_bus or settings.event_bus_name()
+    # Never the default bus by accident: the stack's request rule listens on its own bus, and a
+    # request posted elsewhere is accepted by EventBridge and then heard by nobody.
+    bus = args.bus or os.environ.get(settings.EVENT_BUS_ENV)
+    if not bus:
+        return _bad_input(
+            f"which bus? pass --stack NAME (its {settings.OUTPUT_EVENT_BUS} output), --bus NAME, or set "
+            f"{settings.EVENT_BUS_ENV}; a request is posted to the '{settings.DEFAULT_EVENT_BUS}' bus "
+            f"only with --bus {settings.DEFAULT_EVENT_BUS}"
+        )
     entry = {
         "EventBusName": bus,
         "Source": settings.request_event_source(),

@@ -14,10 +14,12 @@ from promoter_cli import (
     cmd_event,
     cmd_local,
     cmd_reconcile,
+    cmd_redrive,
     cmd_release,
     cmd_rollback,
     cmd_status,
 )
+from promoter_cli.resources import StackOutputsError, use_stack
 
 # Each module adds its sub-commands to the parser and sets `func` (args -> exit code).
 COMMAND_MODULES = (
@@ -29,7 +31,11 @@ COMMAND_MODULES = (
     cmd_reconcile,
     cmd_rollback,
     cmd_release,
+    cmd_redrive,
 )
+# The commands that use deployed resources (tables, bus, queues): they take `--stack NAME`.
+STACK_COMMANDS = ("handle", "promote", "request", "history", "reconcile", "rollback", "redrive", "status")
+EXIT_BAD_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(sub)
+    for name in STACK_COMMANDS:
+        sub.choices[name].add_argument(
+            "--stack",
+            metavar="NAME",
+            help="use the deployed stack's resources (its CloudFormation outputs); "
+            "a flag naming a resource still wins, and the stack's outputs win over the environment",
+        )
     return parser
 
 
@@ -55,6 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The local AWS's endpoint alone is enough: its region and keys are filled in when unset.
     os.environ.update(cmd_local.local_aws_defaults(os.environ))
     args = build_parser().parse_args(argv)
+    if getattr(args, "stack", None):
+        try:
+            use_stack(args.stack)
+        except StackOutputsError as exc:
+            print(f"promoter: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     return int(args.func(args) or 0)
 
 

@@ -215,8 +215,9 @@ def test_the_request_cli_posts_the_contract_event_that_handle_then_promotes(
     config.write_text(json.dumps({"rules": [request_rule(source, target)]}))
 
     posted = promoter_cli(
-        "request", "--repository", source, "--tag", "v9", "--reason", "green", "--requested-by", "ci-bot"
-    )
+        "request", "--repository", source, "--tag", "v9", "--reason", "green", "--requested-by", "ci-bot",
+        "--bus", "default",
+    )  # fmt: skip
     assert posted.returncode == 0, posted.stderr
     (event,) = inbox.drain(1)
     assert event["detail"]["requested-by"] == "ci-bot" and event["detail"]["image-tag"] == "v9"
