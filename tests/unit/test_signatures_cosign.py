@@ -314,6 +314,40 @@ def test_keyless_signature_is_refused_under_the_staging_root(fixture, signature_
         )
 
 
+def test_keyless_certificate_without_an_sct_from_a_trusted_ct_log_is_refused(fixture):
+    fx = fixture("keyless-fulcio-rekor")
+    with pytest.raises(
+        SignatureRejected, match="no SCT in the signing certificate verifies with the 1 trusted"
+    ):
+        verify_keyless_simple_signing(
+            fx.payload,
+            fx.signature,
+            fx.digest,
+            fx.text("certificate.pem"),
+            fx.text("chain.pem"),
+            fx.text("rekor-bundle.json"),
+            [Identity(KEYLESS_ISSUER, KEYLESS_SUBJECT)],
+            ct_log_keys=[fx.text("rekor.pub")],  # a real Sigstore key, but not the CT log's
+        )
+
+
+def test_sct_check_can_be_skipped_for_a_fulcio_without_ct(fixture):
+    fx = fixture("keyless-fulcio-rekor")
+    verified = verify_keyless_simple_signing(
+        fx.payload,
+        fx.signature,
+        fx.digest,
+        fx.text("certificate.pem"),
+        fx.text("chain.pem"),
+        fx.text("rekor-bundle.json"),
+        [Identity(KEYLESS_ISSUER, KEYLESS_SUBJECT)],
+        fulcio_roots=[fx.text("fulcio_v1.crt.pem")],
+        rekor_public_keys=[fx.text("rekor.pub")],
+        ct_log_keys=[],
+    )
+    assert verified.signed_at == "2023-01-20T20:51:33Z"
+
+
 def test_rekor_bundle_of_a_key_pair_signature_verifies_with_the_default_log_keys(fixture):
     fx = fixture("key-p256-rekor")
     verified = verify_simple_signing(

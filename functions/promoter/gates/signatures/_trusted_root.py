@@ -2,10 +2,12 @@
 
 The format is Sigstore's `dev.sigstore.trustroot.v1.TrustedRoot` (sigstore/protobuf-specs
 `protos/sigstore_trustroot.proto`): `certificateAuthorities[].certChain.certificates[].rawBytes`
-(base64 DER, the Fulcio CAs) and `tlogs[].publicKey.rawBytes` (base64 DER SubjectPublicKeyInfo,
-the Rekor logs). The default is the public-good root sigstore-python ships inside its package (the
-seed of its TUF cache): read from disk, never refreshed over the network. Reading it imports only
-the `sigstore` package's `__init__`, not its verifier.
+(base64 DER, the Fulcio CAs), `tlogs[].publicKey.rawBytes` and `ctlogs[].publicKey.rawBytes`
+(base64 DER SubjectPublicKeyInfo, the Rekor and certificate-transparency logs). The keys' validity
+windows (`validFor`) are not applied: a certificate's own validity at the log's time is.
+The default is the public-good root sigstore-python ships inside its package (the seed of its TUF
+cache): read from disk, never refreshed over the network. Reading it imports only the `sigstore`
+package's `__init__`, not its verifier.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ def default_trusted_root() -> bytes:
 
 @dataclass(frozen=True)
 class KeylessTrust:
-    """The Fulcio CA certificates and the Rekor log keys of one trusted root, as PEM."""
+    """The Fulcio CA certificates, the Rekor log keys and the CT log keys of one trusted root, as PEM."""
 
     fulcio_certificates: tuple[str, ...]
     rekor_keys: tuple[str, ...]
+    ct_log_keys: tuple[str, ...] = ()
 
 
 def keyless_trust(trusted_root: bytes | None = None) -> KeylessTrust:
@@ -49,11 +52,14 @@ def keyless_trust(trusted_root: bytes | None = None) -> KeylessTrust:
             for entry in authority["certChain"]["certificates"]
         )
         keys = tuple(_pem("PUBLIC KEY", log["publicKey"]["rawBytes"]) for log in document["tlogs"])
+        ct_keys = tuple(
+            _pem("PUBLIC KEY", log["publicKey"]["rawBytes"]) for log in document.get("ctlogs", [])
+        )
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise ValueError(f"not a Sigstore trusted root: {exc!r}") from exc
     if not certificates or not keys:
         raise ValueError("trusted root lists no Fulcio certificate authority or no transparency log")
-    return KeylessTrust(certificates, keys)
+    return KeylessTrust(certificates, keys, ct_keys)
 
 
 def _pem(label: str, raw_b64: str) -> str:

@@ -10,12 +10,17 @@ validated at the time a transparency log or timestamp proves, never at the wall-
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat import asn1
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.certificate_transparency import LogEntryType
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 from cryptography.x509.verification import (
     Criticality,
@@ -155,6 +160,59 @@ def verify_code_signing_chain(
     if ExtendedKeyUsageOID.CODE_SIGNING not in usages:
         raise SignatureRejected("signing certificate lacks the codeSigning extended key usage")
     return chain[1:]
+
+
+def verify_embedded_sct(leaf: x509.Certificate, issuer: x509.Certificate, ct_log_keys: Sequence[str]) -> None:
+    """At least one SCT embedded in `leaf` is signed by one of `ct_log_keys` (PEM, ECDSA P-256).
+
+    RFC 6962 §3.2: a precertificate SCT signs version, signature type, timestamp, entry type
+    (precert_entry), sha256 of the issuer's SubjectPublicKeyInfo, the TBSCertificate without its
+    SCT list, and the SCT's extensions. The log is the key whose sha256(DER SPKI) is the SCT's log
+    id. Raises SignatureRejected when no SCT verifies.
+    """
+    try:
+        scts = leaf.extensions.get_extension_for_class(x509.PrecertificateSignedCertificateTimestamps).value
+    except x509.ExtensionNotFound as exc:
+        raise SignatureRejected(
+            "signing certificate carries no SCT (certificate transparency proof)"
+        ) from exc
+    logs = {}
+    for pem in ct_log_keys:
+        key = serialization.load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
+        spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        logs[hashlib.sha256(spki).digest()] = key
+    issuer_key_hash = hashlib.sha256(
+        issuer.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    ).digest()
+    tbs = leaf.tbs_precertificate_bytes
+    for sct in scts:
+        key = logs.get(sct.log_id)
+        if not isinstance(key, ec.EllipticCurvePublicKey) or sct.entry_type != LogEntryType.PRE_CERTIFICATE:
+            continue
+        milliseconds = (sct.timestamp.replace(tzinfo=UTC) - _EPOCH) // timedelta(milliseconds=1)
+        signed = (
+            b"\x00\x00"  # version v1, signature_type certificate_timestamp
+            + milliseconds.to_bytes(8, "big")
+            + b"\x00\x01"  # entry_type precert_entry
+            + issuer_key_hash
+            + len(tbs).to_bytes(3, "big")
+            + tbs
+            + len(sct.extension_bytes).to_bytes(2, "big")
+            + sct.extension_bytes
+        )
+        try:
+            key.verify(sct.signature, signed, ec.ECDSA(hashes.SHA256()))
+            return
+        except InvalidSignature:
+            continue
+    raise SignatureRejected(
+        f"no SCT in the signing certificate verifies with the {len(logs)} trusted CT log key(s)"
+    )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def iso(moment: datetime) -> str:

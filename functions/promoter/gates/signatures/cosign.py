@@ -16,8 +16,9 @@ What is verified, and where it is specified:
   (the check against CVE-2022-36056's entry swap);
 - keyless: the Fulcio leaf (`dev.sigstore.cosign/certificate`) must chain to a trusted Fulcio root
   **at the Rekor integratedTime** and hold an accepted identity (see `_x509`); the Rekor bundle is
-  then mandatory, since it is the only proof of when the ten-minute certificate was used.
-  The certificate's embedded SCT is not checked here (no CT log key is part of this input).
+  then mandatory, since it is the only proof of when the ten-minute certificate was used; and an
+  SCT embedded in the certificate must verify with a trusted CT log key (RFC 6962 §3.2), as the
+  Sigstore client specification requires.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from promoter.gates.signatures._x509 import (
     load_pem_certificates,
     match_identity,
     verify_code_signing_chain,
+    verify_embedded_sct,
 )
 
 # The `critical.type` of every cosign image signature payload (SIGNATURE_SPEC.md).
@@ -109,23 +111,27 @@ def verify_keyless_simple_signing(
     *,
     fulcio_roots: Sequence[str] | None = None,
     rekor_public_keys: Sequence[str] | None = None,
+    ct_log_keys: Sequence[str] | None = None,
     trusted_root: bytes | None = None,
 ) -> VerifiedSignature:
     """Verify a cosign keyless signature (Fulcio certificate, Rekor bundle) of `image_digest`.
 
     `certificate_pem` and `chain_pem` are the `dev.sigstore.cosign/certificate` and `/chain`
     annotations; `fulcio_roots` the trusted Fulcio CA certificates (PEM, roots and intermediates as
-    a trusted root lists them); `rekor_public_keys` the Rekor log keys (PEM). Either left out comes
-    from `trusted_root` (a Sigstore TrustedRoot JSON; default: the public-good root, see
-    `_trusted_root`). The chain must be valid at the Rekor entry's integratedTime, and the
-    certificate must hold one of `identities`.
+    a trusted root lists them); `rekor_public_keys` the Rekor log keys (PEM); `ct_log_keys` the
+    certificate-transparency log keys (PEM), one of which must have signed an SCT embedded in the
+    certificate (an explicit empty list skips that check, for a private Fulcio without CT). Any of
+    the three left out comes from `trusted_root` (a Sigstore TrustedRoot JSON; default: the
+    public-good root, see `_trusted_root`). The chain must be valid at the Rekor entry's
+    integratedTime, and the certificate must hold one of `identities`.
 
     Raises SignatureRejected for any failed check, saying which.
     """
-    if fulcio_roots is None or rekor_public_keys is None:
+    if fulcio_roots is None or rekor_public_keys is None or ct_log_keys is None:
         trust = keyless_trust(trusted_root)
         fulcio_roots = trust.fulcio_certificates if fulcio_roots is None else fulcio_roots
         rekor_public_keys = trust.rekor_keys if rekor_public_keys is None else rekor_public_keys
+        ct_log_keys = trust.ct_log_keys if ct_log_keys is None else ct_log_keys
     signature = _decode_signature(signature_b64)
     leaf, *_ = load_pem_certificates(certificate_pem, "signing certificate")
     intermediates = load_pem_certificates(chain_pem, "certificate chain") if chain_pem else []
@@ -135,7 +141,9 @@ def verify_keyless_simple_signing(
         raise SignatureRejected("signature does not verify with the signing certificate's key")
     _check_payload(payload, image_digest)
     integrated = _verify_rekor_bundle(rekor_bundle, rekor_public_keys, payload, signature, leaf)
-    verify_code_signing_chain(leaf, intermediates, trusted, integrated)
+    issuers = verify_code_signing_chain(leaf, intermediates, trusted, integrated)
+    if ct_log_keys:
+        verify_embedded_sct(leaf, issuers[0], ct_log_keys)
     identity = match_identity(leaf, identities)
     return VerifiedSignature(COSIGN, identity, image_digest, iso(integrated))
 
