@@ -328,6 +328,38 @@ def test_a_failed_send_leaves_the_message_in_the_dead_letter_queue_and_a_later_r
     assert bodies(deployed.sqs, deployed.queue_url) == [body]
 
 
+def test_a_failed_delete_after_the_send_duplicates_at_worst_and_idempotency_absorbs_it(
+    aws_env, deployed, pusher, ecr, handler_env, monkeypatch
+):
+    digest, body = deployed.event_from_a_push(pusher, "v1")
+    deployed.dead_letter_after_processing_failed(body)
+    aws_env.control.fail_next("SQS.DeleteMessage", "AccessDenied", count=10, message="no delete for you")
+
+    first = promoter_cli(
+        "redrive", "--stack", deployed.stack, "--queue", settings.REDRIVE_PROCESSING, "--json"
+    )
+    aws_env.control.clear_faults()
+
+    assert first.returncode == 1
+    (report,) = json.loads(first.stdout)["queues"]
+    (message,) = report["messages"]
+    assert (message["moved"], message["deleted"]) == (True, False)
+    assert "was sent, but deleting it" in report["error"]
+    # the event is now in both queues: a copy, never a loss
+    assert depth(deployed.sqs, deployed.queue_url) == depth(deployed.sqs, deployed.processing_dlq_url) == 1
+    aws_env.control.reset_calls()
+    promote_what_is_queued(deployed, monkeypatch)
+    second = promoter_cli("redrive", "--stack", deployed.stack, "--queue", settings.REDRIVE_PROCESSING)
+    assert second.returncode == 0, second.stderr
+    invocations = promote_what_is_queued(deployed, monkeypatch)
+
+    assert all(not i.failed_ids and i.error is None for i in invocations)
+    assert target_digest(ecr, deployed.target, "v1") == digest
+    # the copy was answered from the idempotency record: the target was written once
+    assert aws_env.control.calls_by_repository()["PutImage"] == {deployed.target: 1}
+    assert depth(deployed.sqs, deployed.processing_dlq_url) == depth(deployed.sqs, deployed.queue_url) == 0
+
+
 def test_a_send_to_a_missing_queue_moves_nothing_and_loses_nothing(deployed, pusher):
     _, body = deployed.event_from_a_push(pusher, "v1")
     deployed.dead_letter_as_eventbridge_does(body)
