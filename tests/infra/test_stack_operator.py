@@ -10,6 +10,7 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from cfnlint.api import lint
 
 from infra.app import (
     ALARM_EMAIL_CONTEXT_KEY,
@@ -206,6 +207,12 @@ def test_alarm_email_creates_an_encrypted_tls_only_topic_every_alarm_notifies(wi
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_id}]
         assert alarm["Properties"]["OKActions"] == [{"Ref": topic_id}]
     assert template["Outputs"][settings.OUTPUT_ALARM_TOPIC_ARN]["Value"] == {"Ref": topic_id}
+
+
+def test_the_stack_with_every_context_key_is_cfn_lint_clean(with_context):
+    template, _ = with_context
+    matches = lint(json.dumps(template))
+    assert matches == [], "\n".join(f"{m.rule.id} {m.message} at {m.path}" for m in matches)
 
 
 def test_alarm_topic_arn_makes_every_alarm_notify_that_topic(test_config, tmp_path):
