@@ -1,8 +1,11 @@
 """The CDK app: read the promotion configuration, build the stack, check it with cdk-nag, synth.
 
 `cdk synth -c config=PATH` picks another configuration file; the other `-c` keys (below, and in
-infra/README.md) set the stack's options. A bad configuration ends synth with
-one line that names the rule, the field and the reason, and exit status 1 (no jsii traceback).
+infra/README.md) set the stack's options. A bad configuration ends synth with one line that names
+the file and line, the rule, the field and the reason, and exit status 2 (as `promoter validate`;
+no jsii traceback).
+A stack that cannot be built from a valid configuration (e.g. an EventBridge pattern over its
+quota) ends it with exit status 1.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ ALARM_EMAIL_CONTEXT_KEY = "alarm_email"
 ALARM_TOPIC_ARN_CONTEXT_KEY = "alarm_topic_arn"
 _EMAIL = re.compile(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+")
 _TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}")
+EXIT_BAD_CONFIGURATION = 2
+EXIT_CANNOT_BUILD = 1
 
 
 def build_app(app: cdk.App, config: PromotionConfig) -> PromoterStack:
@@ -123,12 +128,12 @@ def main() -> int:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        print(f"error: promotion configuration {config_path}: {exc}", file=sys.stderr)
-        return 1
+        print(f"error: invalid promotion configuration: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIGURATION
     try:
         build_app(app, config)
     except ValueError as exc:
         print(f"error: cannot build the stack from {config_path}: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_CANNOT_BUILD
     app.synth()
     return 0

@@ -370,7 +370,9 @@ class ImagePromoter(Construct):
                 self,
                 "PushRule",
                 description="Tagged ECR pushes into the source repositories of the push rules",
-                event_pattern=_to_events_pattern(push_event_pattern(r.source.repository for r in push_rules)),
+                event_pattern=_to_events_pattern(
+                    push_event_pattern(r.source.repository_glob for r in push_rules)
+                ),
                 targets=[target],
             )
         request_rule = events.Rule(

@@ -15,18 +15,40 @@ class PromoterError(Exception):
 
 
 class ConfigError(PromoterError):
-    """The promotion configuration is invalid; says which rule, which field and why."""
+    """The promotion configuration is invalid; says which file and line (when known), which rule,
+    which field and why."""
 
-    def __init__(self, reason: str, *, rule: str | None = None, field: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        rule: str | None = None,
+        field: str | None = None,
+        path: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+    ) -> None:
         self.rule = rule
         self.field = field
         self.reason = reason
+        self.path = path
+        self.line = line
+        self.column = column
+        super().__init__(reason)
+
+    @property
+    def location(self) -> str:
+        """`file:line:column`, as much of it as is known ("" when nothing is)."""
+        return ":".join(str(part) for part in (self.path, self.line, self.column) if part is not None)
+
+    def __str__(self) -> str:
         where = []
-        if rule is not None:
-            where.append(f"rule {rule!r}")
-        if field is not None:
-            where.append(f"field {field!r}")
-        super().__init__(f"{', '.join(where)}: {reason}" if where else reason)
+        if self.rule is not None:
+            where.append(f"rule {self.rule!r}")
+        if self.field is not None:
+            where.append(f"field {self.field!r}")
+        text = f"{', '.join(where)}: {self.reason}" if where else self.reason
+        return f"{self.location}: {text}" if self.location else text
 
 
 class EventError(PromoterError):

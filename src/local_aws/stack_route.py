@@ -41,7 +41,7 @@ def route_pushes(
             Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": str(visibility_timeout_seconds)},
         )["QueueUrl"]
     )
-    pattern = push_event_pattern(r.source.repository for r in config.rules_for("push"))
+    pattern = push_event_pattern(r.source.repository_glob for r in config.rules_for("push"))
     events.put_rule(Name=queue_name, EventPattern=json.dumps(pattern), State="ENABLED")
     events.put_targets(Rule=queue_name, Targets=[{"Id": "queue", "Arn": queue_arn(sqs, queue_url)}])
     return PushRoute(queue_url, dlq_url, queue_name)

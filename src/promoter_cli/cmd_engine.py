@@ -14,7 +14,7 @@ from typing import Any
 
 from promoter import settings
 from promoter.exceptions import ConfigError, EventError, PromoterError
-from promoter.model.config import PromotionConfig, load_config
+from promoter.model.config import PromotionConfig, TargetRegistry, load_config
 from promoter.model.events import Event, parse_json_event
 from promoter_cli.output import add_json_flag, print_event_result, print_json
 
@@ -52,16 +52,31 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Checks the configuration; on success lists each rule and every target with its registry."""
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        return _bad_input(f"invalid configuration {args.config}: {exc}")
+        return _bad_input(f"invalid configuration: {exc}")
     print(f"{args.config}: {len(config.rules)} rule(s) valid")
     for rule in config.rules:
-        targets = ", ".join(f"{t.repository}:{'|'.join(t.tags)}" for t in rule.targets)
         source = f"{rule.source.repository}:{'|'.join(rule.source.tags)}"
-        print(f"  {rule.name} [{rule.trigger}] {source} -> {targets}")
+        print(f"  {rule.name} [{rule.trigger}] {source}")
+        for target in rule.targets:
+            print(f"    -> {target.repository}:{'|'.join(target.tags)} ({_registry_text(target.registry)})")
     return EXIT_OK
+
+
+def _registry_text(registry: TargetRegistry | None) -> str:
+    """Where a target lives, as an operator reads it: account, region, and the role assumed."""
+    if registry is None:
+        return "this account, this region"
+    parts = [
+        f"account {registry.account}" if registry.account else "this account",
+        f"region {registry.region}" if registry.region else "this region",
+    ]
+    if registry.role:
+        parts.append(f"as {registry.role}")
+    return ", ".join(parts)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -108,7 +123,7 @@ def _load(args: argparse.Namespace) -> tuple[PromotionConfig, Event] | int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        return _bad_input(f"invalid configuration {args.config}: {exc}")
+        return _bad_input(f"invalid configuration: {exc}")
     try:
         text = (
             sys.stdin.read() if args.event_file == "-" else Path(args.event_file).read_text(encoding="utf-8")

@@ -137,7 +137,7 @@ class Pipeline:
         self.bus = name
         self.events.create_event_bus(Name=self.bus)
         self.rules: list[tuple[str, str]] = []
-        push_sources = [r.source.repository for r in parsed.rules_for("push")]
+        push_sources = [r.source.repository_glob for r in parsed.rules_for("push")]
         if push_sources:
             self._rule(f"{name}-push", "default", push_event_pattern(push_sources))
         self._rule(f"{name}-request", self.bus, request_event_pattern())

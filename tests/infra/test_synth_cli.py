@@ -57,7 +57,7 @@ def bad_config(tmp_path: Path, test_config_data) -> Path:
 
 def test_bad_configuration_fails_synth_naming_the_rule_and_the_reason(tmp_path, bad_config):
     result = _run_app(tmp_path, {"config": str(bad_config)})
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "broken-rule" in result.stderr
     assert "trigger" in result.stderr and "sometimes" in result.stderr
     assert "Traceback" not in result.stderr and "jsii" not in result.stderr
@@ -66,14 +66,18 @@ def test_bad_configuration_fails_synth_naming_the_rule_and_the_reason(tmp_path, 
 
 def test_missing_configuration_file_fails_synth_with_a_clear_message(tmp_path):
     result = _run_app(tmp_path, {"config": str(tmp_path / "nowhere.yaml")})
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "nowhere.yaml" in result.stderr and "cannot read" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_oversized_push_pattern_fails_synth_with_a_clear_message(tmp_path):
     rules = [
-        {"name": f"r{i}", "source": {"repository": f"svc-{i:04d}"}, "targets": [{"repository": "prod"}]}
+        {
+            "name": f"r{i}",
+            "source": {"repository": f"svc-{i:04d}"},
+            "targets": [{"repository": f"prod-{i:04d}"}],
+        }
         for i in range(200)
     ]
     config = tmp_path / "many.yaml"
@@ -125,3 +129,88 @@ def test_cdk_cli_synth_uses_the_config_given_with_dash_c(tmp_path, test_config_d
         {"prefix": "team/"},
         {"wildcard": "svc-*-api"},
     ]
+
+
+# Configurations refused for what they would let a pusher do, or for fighting over a tag: each
+# named by file and line in one line of output, exit 2, as `promoter validate` refuses them.
+ABUSABLE_CONFIGS = {
+    "tag-names-repository": (
+        "rules:\n  - name: open\n    source: {repository: app-dev}\n    targets:\n"
+        '      - repository: "{tag}"\n',
+        5,
+        "comes from the pushed tag",
+    ),
+    "duplicate-key": (
+        "rules:\n  - name: dup\n    source: {repository: app-dev}\n    targets: [{repository: app-qa}]\n"
+        "    targets: [{repository: app-prod}]\n",
+        5,
+        "duplicate key 'targets'",
+    ),
+    "two-rules-one-tag": (
+        "rules:\n  - name: a\n    source: {repository: app-a}\n"
+        "    targets: [{repository: prod, tags: [latest]}]\n"
+        "  - name: b\n    source: {repository: app-b}\n    targets: [{repository: prod, tags: [latest]}]\n",
+        7,
+        "can write the same tag",
+    ),
+    "backreference": (
+        "rules:\n  - name: slow\n    source:\n      repository: app-dev\n      tags: ['re:(a)\\1']\n"
+        "    targets: [{repository: app-qa}]\n",
+        5,
+        "backreference",
+    ),
+    "over-deep": ("rules: " + "[" * 100 + "]" * 100 + "\n", 1, "nested deeper"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ABUSABLE_CONFIGS))
+def test_abusable_configurations_fail_synth_and_validate_with_file_and_line(tmp_path, case):
+    text, line, reason = ABUSABLE_CONFIGS[case]
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    synth = _run_app(tmp_path, {"config": str(config)})
+    validate = subprocess.run(
+        [sys.executable, "-m", "promoter_cli.main", "validate", "--config", str(config)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    for result in (synth, validate):
+        assert result.returncode == 2, result.stderr
+        assert f"{config}:{line}" in result.stderr and reason in result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1  # one line: never the file echoed
+    assert not (tmp_path / "out" / f"{STACK_NAME}.template.json").exists()
+
+
+def test_cdk_cli_synth_refuses_an_abusable_configuration_with_file_and_line(tmp_path):
+    text, line, reason = ABUSABLE_CONFIGS["tag-names-repository"]
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    out = tmp_path / "cdk.out"
+    env = _env(out)
+    del env["CDK_OUTDIR"]
+    result = subprocess.run(
+        [
+            "npx",
+            "--no-install",
+            "cdk",
+            "synth",
+            "-q",
+            "--no-notices",
+            "-o",
+            str(out),
+            "-c",
+            f"config={config}",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert f"{config}:{line}" in result.stderr and reason in result.stderr
+    assert "exited with error 2" in result.stderr
+    assert "Traceback" not in result.stderr

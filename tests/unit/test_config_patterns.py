@@ -45,7 +45,10 @@ def test_regex_overlap_is_exact_against_literals_and_conservative_otherwise():
     regex = NamePattern("re:v[0-9]+")
     assert patterns_overlap(regex, NamePattern("v12"))
     assert not patterns_overlap(regex, NamePattern("latest"))
-    assert patterns_overlap(regex, NamePattern("x*"))  # undecided: assume it could
+    # Otherwise the regex's literal skeleton (`v?*`) is compared: it starts with 'v', 'x*' does not.
+    assert not patterns_overlap(regex, NamePattern("x*"))
+    assert patterns_overlap(regex, NamePattern("v1*"))
+    assert patterns_overlap(regex, NamePattern("re:[a-z]+"))  # undecided: assume it could
 
 
 def test_semver_possibility():

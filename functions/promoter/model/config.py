@@ -2,12 +2,18 @@
 
 The Lambda reads the staged JSON (`parse_config` on a dict, no PyYAML); the CLI and the CDK app
 read `promotion.yaml` through `load_config`, which imports PyYAML only when it needs it. Every
-refusal is a `ConfigError` naming the rule, the field and the reason, so a bad configuration is
-stopped at `promoter validate` / synth time, never by a failing promotion at run time.
+refusal is a `ConfigError` naming the file and line (when read from a file), the rule, the field
+and the reason, so a bad configuration is stopped at `promoter validate` / synth time, never by a
+failing promotion at run time.
+
+Besides well-formedness, the rules are checked for what could be abused or could fight: regexes
+must match in linear time (`promoter.model.linear_regex`), a target repository may not be named by
+anything the pusher chooses (the tag, the digest), and no two targets may write the same tag.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -17,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from promoter.exceptions import ConfigError, TemplateError
+from promoter.model.config_file import line_of, read_config_data
+from promoter.model.linear_regex import LinearRegex
 from promoter.model.patterns import (
     REGEX_PREFIX,
     REPOSITORY_GLOB_CHARS,
@@ -30,6 +38,8 @@ from promoter.model.patterns import (
 from promoter.model.templates import (
     SEMVER_FIELDS,
     SHORT_DIGEST_HEX_CHARS,
+    TAG_DERIVED_FIELDS,
+    TEMPLATE_FIELDS,
     is_floating_template,
     is_valid_repository,
     is_valid_tag,
@@ -101,6 +111,7 @@ TAG_MUTABILITIES = (MUTABLE, IMMUTABLE)
 # for these is refused for every image. A wildcard in a source pattern stands for one character.
 _SAMPLE_DIGEST = "sha256:" + "0123456789abcdef" * 4
 _SAMPLE_VERSION = "1"
+_SAMPLE_CAPTURE = "a1"
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,17 @@ class SourceSpec:
     @cached_property
     def repository_pattern(self) -> NamePattern:
         return NamePattern(self.repository)
+
+    @property
+    def repository_glob(self) -> str:
+        """The repository pattern as a glob (a regex widened to its literal skeleton, each capture
+        a `*`): what IAM resources and EventBridge patterns are scoped to."""
+        return self.repository_pattern.as_glob()
+
+    @property
+    def captures(self) -> tuple[str, ...]:
+        """The named groups of a `re:` repository pattern: template fields for the targets."""
+        return self.repository_pattern.capture_names
 
     @cached_property
     def tag_patterns(self) -> tuple[NamePattern, ...]:
@@ -221,7 +243,7 @@ class Rule:
     @property
     def uses_semver(self) -> bool:
         return any(
-            SEMVER_FIELDS.intersection(template_fields(t))
+            SEMVER_FIELDS.intersection(template_fields(t, self.source.captures))
             for target in self.targets
             for t in (target.repository, *target.tags)
         )
@@ -269,18 +291,18 @@ class PromotionConfig:
 
     def gated_source_repository_globs(self) -> tuple[str, ...]:
         """Source repository patterns of the rules with a scan gate (IAM and the scan rules)."""
-        return tuple(sorted({rule.source.repository for rule in self.rules if rule.scan_gate}))
+        return tuple(sorted({rule.source.repository_glob for rule in self.rules if rule.scan_gate}))
 
     def source_repository_globs(self) -> tuple[str, ...]:
         """Every source repository pattern, sorted, for IAM scoping (globs are IAM-compatible)."""
-        return tuple(sorted({rule.source.repository for rule in self.rules}))
+        return tuple(sorted({rule.source.repository_glob for rule in self.rules}))
 
     def target_repository_globs(self) -> tuple[str, ...]:
-        """Every target repository as a glob (`{repository}` = the source glob, other fields `*`)."""
+        """Every target repository as a glob (`{repository}` = the source glob, a capture `*`)."""
         return tuple(
             sorted(
                 {
-                    template_to_glob(target.repository, rule.source.repository, "*")
+                    template_to_glob(target.repository, rule.source.repository_glob, "*")
                     for rule in self.rules
                     for target in rule.targets
                     if target.registry is None
@@ -291,7 +313,7 @@ class PromotionConfig:
     def remote_targets(self) -> tuple[tuple[TargetRegistry, str], ...]:
         """Each other registry with a target repository glob in it, sorted (IAM, the target stack)."""
         found = {
-            (target.registry, template_to_glob(target.repository, rule.source.repository, "*"))
+            (target.registry, template_to_glob(target.repository, rule.source.repository_glob, "*"))
             for rule in self.rules
             for target in rule.targets
             if target.registry is not None
@@ -307,43 +329,52 @@ class PromotionConfig:
 
 
 def load_config(path: str | Path) -> PromotionConfig:
-    """Reads a YAML or JSON file; raises ConfigError when it cannot be read or is invalid."""
+    """Reads a YAML or JSON file; raises ConfigError, with the file and the line, when it cannot
+    be read or is invalid."""
     path = Path(path)
+    data = read_config_data(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
-    else:
-        import yaml  # only the CLI and synth read YAML; the Lambda package never imports it
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    return parse_config(data)
+        return parse_config(data)
+    except ConfigError as exc:
+        exc.path = str(path)
+        raise
 
 
 def parse_config(data: object) -> PromotionConfig:
-    """Validates a configuration given as plain data (parsed JSON or YAML)."""
+    """Validates a configuration given as plain data (parsed JSON or YAML); a refusal carries the
+    line of the offending rule or field when the data came from `config_file` (YAML)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"the configuration must be a mapping with 'rules', got {type(data).__name__}")
-    _refuse_unknown_keys(data, _TOP_KEYS, rule=None, field=None)
+    try:
+        _refuse_unknown_keys(data, _TOP_KEYS, rule=None, field=None)
+    except ConfigError as exc:
+        exc.line = line_of(data, exc.field)
+        raise
     raw_rules = data.get("rules")
     if not isinstance(raw_rules, list) or not raw_rules:
-        raise ConfigError("must be a non-empty list of rules", field="rules")
-    rules = tuple(_parse_rule(raw, index) for index, raw in enumerate(raw_rules))
-    seen: set[str] = set()
-    for rule in rules:
-        if rule.name in seen:
-            raise ConfigError("duplicate rule name", rule=rule.name, field="name")
-        seen.add(rule.name)
-    config = PromotionConfig(rules)
-    _refuse_cycles(config)
+        raise ConfigError("must be a non-empty list of rules", field="rules", line=line_of(data, "rules"))
+    rules = []
+    for index, raw in enumerate(raw_rules):
+        try:
+            rules.append(_parse_rule(raw, index))
+        except ConfigError as exc:
+            exc.line = exc.line or line_of(raw, exc.field) or line_of(data, f"rules[{index}]")
+            raise
+    raw_by_name = {rule.name: raw for rule, raw in zip(rules, raw_rules, strict=True)}
+    try:
+        seen: set[str] = set()
+        for rule in rules:
+            if rule.name in seen:
+                raise ConfigError("duplicate rule name", rule=rule.name, field="name")
+            seen.add(rule.name)
+        config = PromotionConfig(tuple(rules))
+        _refuse_cycles(config)
+        _refuse_shared_target_tags(config)
+    except ConfigError as exc:
+        if exc.rule in raw_by_name:
+            # The last rule of that name: a duplicate is reported where it is written again.
+            exc.line = exc.line or line_of(raw_by_name[exc.rule], exc.field)
+        raise
     return config
 
 
@@ -395,9 +426,7 @@ def _parse_source(raw: object, rule: str) -> SourceSpec:
     except ValueError as exc:
         raise ConfigError(str(exc), rule=rule, field="source.repository") from exc
     if pattern.is_regex:
-        raise ConfigError(
-            "a repository is an exact name or a glob, not a regex", rule=rule, field="source.repository"
-        )
+        _check_captures(pattern, rule)
     if pattern.is_exact and not is_valid_repository(pattern.text):
         raise ConfigError(
             f"{pattern.text!r} is not a valid ECR repository name", rule=rule, field="source.repository"
@@ -644,12 +673,23 @@ def _parse_registry(raw: Mapping[Any, Any], rule: str, where: str) -> TargetRegi
 
 
 def _check_template(template: str, source: SourceSpec, rule: str, field: str, *, is_tag: bool) -> None:
-    """Refuses a template that cannot be filled, or that renders a name ECR would refuse."""
+    """Refuses a template that cannot be filled, that lets the pusher choose the repository, or
+    that renders a name ECR would refuse."""
     try:
-        fields = template_fields(template)
+        fields = template_fields(template, source.captures)
     except TemplateError as exc:
         raise ConfigError(str(exc), rule=rule, field=field) from exc
     what = "tag" if is_tag else "repository name"
+    chosen_by_pusher = sorted(TAG_DERIVED_FIELDS.intersection(fields))
+    if not is_tag and chosen_by_pusher:
+        named = ", ".join("{" + name + "}" for name in chosen_by_pusher)
+        raise ConfigError(
+            f"{named} comes from the pushed tag or digest, so whoever may push a tag would choose the "
+            "repository written to (and its IAM grant would cover every repository); a target "
+            "repository may use {repository} and the named groups of a 're:' source repository",
+            rule=rule,
+            field=field,
+        )
     if "digest" in fields:
         raise ConfigError(
             f"{{digest}} renders 'sha256:...' and ':' is not allowed in an ECR {what}; use {{short_digest}}",
@@ -671,6 +711,7 @@ def _check_template(template: str, source: SourceSpec, rule: str, field: str, *,
         source.tag_patterns[0],
     )
     rendered = template.format(
+        **dict.fromkeys(source.captures, _SAMPLE_CAPTURE),
         tag=_sample(tag_pattern),
         repository=_sample(source.repository_pattern, wildcard="a1"),
         digest=_SAMPLE_DIGEST,
@@ -690,10 +731,12 @@ def _check_template(template: str, source: SourceSpec, rule: str, field: str, *,
 
 def _sample(pattern: NamePattern, wildcard: str = "1") -> str:
     """A plausible name matching the pattern: each `*` stands for `wildcard` (a repository name
-    needs two characters), each `?` for '1', a regex for 'x'."""
-    if pattern.is_regex:
+    needs two characters), each `?` for '1'; a regex by its literal skeleton (`as_glob`), or 'x'
+    when that is all wildcards."""
+    glob = pattern.as_glob()
+    if pattern.is_regex and not glob.strip("*?"):
         return "x"
-    return pattern.text.replace("*", wildcard).replace("?", "1")
+    return glob.replace("*", wildcard).replace("?", "1")
 
 
 def _string_list(raw: object, rule: str, field: str) -> tuple[str, ...]:
@@ -710,17 +753,33 @@ def _refuse_unknown_keys(
 ) -> None:
     unknown = sorted(str(key) for key in raw if key not in allowed)
     if unknown:
+        closest = difflib.get_close_matches(unknown[0], sorted(allowed), n=1)
+        hint = f"did you mean {closest[0]!r}? " if closest else ""
         raise ConfigError(
-            f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})",
+            f"unknown key(s) {', '.join(unknown)} ({hint}allowed: {', '.join(sorted(allowed))})",
             rule=rule,
             field=f"{field}.{unknown[0]}" if field else unknown[0],
         )
 
 
+def _check_captures(pattern: NamePattern, rule: str) -> None:
+    """A named group of a source repository regex becomes a template field: it must not shadow
+    a built-in one."""
+    for name in pattern.capture_names:
+        if name in TEMPLATE_FIELDS:
+            raise ConfigError(
+                f"named group {name!r} would shadow the template field {{{name}}}; rename the group",
+                rule=rule,
+                field="source.repository",
+            )
+
+
 def template_to_glob(template: str, repository_glob: str, tag_glob: str) -> str:
     """The glob of every name a template can render: {repository} and {tag} become the source's
-    patterns, every other field `*`."""
+    patterns, every other field (a named capture too) `*`."""
+    captures = {name for _literal, name, _spec, _conversion in _formatter_parse(template) if name}
     return template.format(
+        **dict.fromkeys(captures - TEMPLATE_FIELDS, "*"),
         repository=repository_glob,
         tag=tag_glob,
         digest="*",
@@ -738,13 +797,13 @@ def _feeds(producer: Rule, consumer: Rule) -> bool:
     for target in producer.targets:
         if target.registry is not None:
             continue  # another registry: its pushes are events of another account or region
-        repo_glob = template_to_glob(target.repository, producer.source.repository, "*")
-        if not globs_overlap(repo_glob, consumer.source.repository):
+        repo_glob = template_to_glob(target.repository, producer.source.repository_glob, "*")
+        if not patterns_overlap(NamePattern(repo_glob), consumer.source.repository_pattern):
             continue
         for source_tag in producer.source.tag_patterns:
             for template in target.tags:
                 produced = NamePattern(
-                    template_to_glob(template, producer.source.repository, source_tag.as_glob())
+                    template_to_glob(template, producer.source.repository_glob, source_tag.as_glob())
                 )
                 if any(patterns_overlap(produced, taken) for taken in consumer.source.tag_patterns):
                     return True
@@ -780,3 +839,102 @@ def _refuse_cycles(config: PromotionConfig) -> None:
     for rule in config.rules:
         if rule.name not in state:
             visit(rule.name)
+
+
+def _formatter_parse(template: str) -> list[tuple[str, str | None, str | None, str | None]]:
+    import string
+
+    return list(string.Formatter().parse(template))
+
+
+@dataclass(frozen=True)
+class _TagWrite:
+    """One tag template of one target, with the globs of what it can write."""
+
+    rule: str
+    field: str
+    registry: tuple[str | None, str | None]  # (account, region); None = the promoter's own
+    repository_glob: str
+    template: str
+    tag_globs: tuple[str, ...]
+
+
+def _tag_writes(config: PromotionConfig) -> list[_TagWrite]:
+    writes = []
+    for rule in config.rules:
+        source_glob = rule.source.repository_glob
+        for index, target in enumerate(rule.targets):
+            registry = (target.registry.account, target.registry.region) if target.registry else (None, None)
+            repository_glob = template_to_glob(target.repository, source_glob, "*")
+            for tag_index, template in enumerate(target.tags):
+                globs = tuple(
+                    sorted(
+                        {
+                            template_to_glob(template, source_glob, p.as_glob())
+                            for p in rule.source.tag_patterns
+                        }
+                    )
+                )
+                writes.append(
+                    _TagWrite(
+                        rule.name,
+                        f"targets[{index}].tags[{tag_index}]",
+                        registry,
+                        repository_glob,
+                        template,
+                        globs,
+                    )
+                )
+    return writes
+
+
+def _template_regex(template: str) -> str:
+    """A regex of what a template can render: semver fields are numbers, {short_digest} hex, any
+    other field anything. Used only to rule out a literal tag that no rendering can spell."""
+    parts = []
+    for literal, name, _spec, _conversion in _formatter_parse(template):
+        parts.append(re.escape(literal))
+        if name in SEMVER_FIELDS:
+            parts.append("(0|[1-9][0-9]*)")
+        elif name == "short_digest":
+            parts.append(f"[0-9a-f]{{{SHORT_DIGEST_HEX_CHARS}}}")
+        elif name:
+            parts.append(".+")
+    return "".join(parts)
+
+
+def _can_write_same_tag(a: _TagWrite, b: _TagWrite) -> bool:
+    if a.registry != b.registry or not globs_overlap(a.repository_glob, b.repository_glob):
+        return False
+    if not any(globs_overlap(x, y) for x in a.tag_globs for y in b.tag_globs):
+        return False
+    # `latest` against `{major}.{minor}`: the globs (`*.*`) say maybe, the numbers say never.
+    for literal, other in ((a, b), (b, a)):
+        if "{" not in literal.template and not LinearRegex(_template_regex(other.template)).matches(
+            literal.template
+        ):
+            return False
+    return True
+
+
+def _refuse_shared_target_tags(config: PromotionConfig) -> None:
+    """Refuses two targets (of one rule or of two) that can write the same tag of the same
+    repository in the same registry: the last event would win and reconcile would flap. The tags
+    of one target may coincide (`{tag}` and `latest` for a push of `latest`): one plan writes
+    them once."""
+    writes = _tag_writes(config)
+    for later_index, later in enumerate(writes):
+        for earlier in writes[:later_index]:
+            same_target = (
+                earlier.rule == later.rule and earlier.field.split(".")[0] == later.field.split(".")[0]
+            )
+            if same_target or not _can_write_same_tag(earlier, later):
+                continue
+            registry = "/".join(part for part in later.registry if part) or "this registry"
+            raise ConfigError(
+                f"{later.template!r} in {later.repository_glob} ({registry}) can write the same tag as rule "
+                f"{earlier.rule!r} {earlier.field} {earlier.template!r}: two targets writing one tag "
+                "fight (the last event wins, reconcile flaps); give each its own tags or repository",
+                rule=later.rule,
+                field=later.field,
+            )

@@ -2,7 +2,9 @@
 
 A glob knows two wildcards, `*` (any run of characters, '/' included, as in IAM resource ARNs so
 that a source glob can scope a policy as written) and `?` (one character). Brackets and braces are
-refused rather than guessed at. Besides matching, patterns answer two questions the configuration
+refused rather than guessed at. A `re:` regex is Python's syntax restricted to what matches in
+linear time (`promoter.model.linear_regex`): no pattern can make a pushed tag hang the Lambda.
+Besides matching, patterns answer two questions the configuration
 check needs: can two patterns name a common string (cycle detection), and can a pattern match a
 semantic version at all. When that cannot be decided (regexes), the answer leans to "yes": a
 refusal must be provable.
@@ -14,12 +16,17 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 
+from promoter.model.linear_regex import LinearRegex, UnsupportedRegexError, literal_glob
 from promoter.model.templates import parse_semver
 
 REGEX_PREFIX = "re:"
 WILDCARDS = frozenset("*?")
 REPOSITORY_GLOB_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-/") | WILDCARDS
 TAG_GLOB_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") | WILDCARDS
+# The longest name ECR accepts: an image tag (1-300 characters in the API) or a repository name
+# (2-256). A longer name cannot be in any registry, so it matches no pattern and is not even read:
+# with the linear-time matcher this bounds the cost of one match whatever the input.
+MAX_NAME_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -37,18 +44,34 @@ class NamePattern:
         return not self.is_regex and not WILDCARDS.intersection(self.text)
 
     @cached_property
-    def _compiled(self) -> re.Pattern[str]:
-        if self.is_regex:
-            return re.compile(self.text[len(REGEX_PREFIX) :])
-        return re.compile(glob_to_regex(self.text))
+    def _compiled(self) -> LinearRegex:
+        return LinearRegex(self.text[len(REGEX_PREFIX) :] if self.is_regex else glob_to_regex(self.text))
 
     def matches(self, name: str) -> bool:
-        """Whether the whole name matches (a regex must match the whole name too)."""
-        return self._compiled.fullmatch(name) is not None
+        """Whether the whole name matches (a regex must match the whole name too); linear time,
+        and a name longer than any ECR name (`MAX_NAME_CHARS`) matches nothing."""
+        return len(name) <= MAX_NAME_CHARS and self._compiled.matches(name)
+
+    @property
+    def capture_names(self) -> tuple[str, ...]:
+        """The named groups of a regex (`(?P<service>...)`), in the order written; () for a glob."""
+        if not self.is_regex:
+            return ()
+        names = self._compiled.group_names
+        return tuple(sorted(names, key=names.__getitem__))
+
+    def captures(self, name: str) -> dict[str, str]:
+        """The named groups' values for a matching name (a group that took no part is left out);
+        {} for a glob or a name that does not match."""
+        if not self.capture_names or len(name) > MAX_NAME_CHARS:
+            return {}
+        found = self._compiled.captures(name) or {}
+        return {group: value for group, value in found.items() if value is not None}
 
     def as_glob(self) -> str:
-        """The glob this pattern matches within (a regex widens to `*`)."""
-        return "*" if self.is_regex else self.text
+        """The glob this pattern matches within: a regex widens to its literal skeleton, where
+        each varying part is `*` (`re:svc/(?P<s>[a-z]+)-dev` -> `svc/*-dev`)."""
+        return literal_glob(self._compiled) if self.is_regex else self.text
 
 
 def glob_to_regex(glob: str) -> str:
@@ -63,9 +86,12 @@ def check_pattern(text: object, allowed: frozenset[str], what: str) -> NamePatte
     pattern = NamePattern(text)
     if pattern.is_regex:
         try:
-            re.compile(text[len(REGEX_PREFIX) :])
-        except re.error as exc:
-            raise ValueError(f"bad regex {text!r}: {exc}") from exc
+            LinearRegex(text[len(REGEX_PREFIX) :])
+        except UnsupportedRegexError as exc:
+            raise ValueError(
+                f"bad regex {text!r}: {exc} (regexes are matched in linear time: no backreferences, "
+                "lookarounds, atomic groups, possessive quantifiers, word boundaries or inline flags)"
+            ) from exc
         return pattern
     bad = sorted(set(text) - allowed)
     if bad:
@@ -80,7 +106,7 @@ def patterns_overlap(a: NamePattern, b: NamePattern) -> bool:
     """Whether some name could match both patterns (True when undecidable here)."""
     if a.is_regex or b.is_regex:
         exact, other = (a, b) if a.is_exact else (b, a)
-        return other.matches(exact.text) if exact.is_exact else True
+        return other.matches(exact.text) if exact.is_exact else globs_overlap(a.as_glob(), b.as_glob())
     return globs_overlap(a.text, b.text)
 
 

@@ -158,10 +158,16 @@ def _request_matches(rule: Rule, event: PromotionRequested) -> bool:
 
 def plan_actions(source: SourceImage, rules: list[Rule] | tuple[Rule, ...]) -> tuple[Action, ...]:
     """One action per rule target and tag, de-duplicated on the target (first rule wins)."""
-    facts = ImageFacts(repository=source.repository, tag=source.tag, digest=source.digest)
     actions: list[Action] = []
     seen: set[tuple[str | None, str | None, str, str]] = set()
     for rule in rules:
+        # A `re:` source repository's named groups fill the targets' `{name}` fields.
+        facts = ImageFacts(
+            repository=source.repository,
+            tag=source.tag,
+            digest=source.digest,
+            captures=rule.source.repository_pattern.captures(source.repository),
+        )
         for target in rule.targets:
             for tag_template in target.tags:
                 action = _in_registry(

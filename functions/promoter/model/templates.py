@@ -1,5 +1,6 @@
-"""Tag and repository templates: `{tag}`, `{repository}`, `{digest}`, `{short_digest}`, and for
-semantic-version tags `{major}`, `{minor}`, `{patch}`; plus the names ECR accepts.
+"""Tag and repository templates: `{tag}`, `{repository}`, `{digest}`, `{short_digest}`, for
+semantic-version tags `{major}`, `{minor}`, `{patch}`, and the named groups of a `re:` source
+repository (`(?P<service>...)` -> `{service}`); plus the names ECR accepts.
 
 Pure functions, shared by validation (config) and execution (plan), so both agree on what a
 template means.
@@ -9,12 +10,17 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from promoter.exceptions import TemplateError
 
 SEMVER_FIELDS = frozenset({"major", "minor", "patch"})
 TEMPLATE_FIELDS = frozenset({"tag", "repository", "digest", "short_digest"}) | SEMVER_FIELDS
+# Fields filled from the pushed tag or the image's digest: whoever may push a tag chooses them, so
+# they may shape a target tag but never name a target repository (the IAM grant would become
+# `repository/*`). `{repository}` and the source repository's named captures may.
+TAG_DERIVED_FIELDS = frozenset({"tag", "digest", "short_digest"}) | SEMVER_FIELDS
 SHORT_DIGEST_HEX_CHARS = 12
 
 # ECR's own patterns: ImageTag as documented for PutImage/tag immutability (the service model says
@@ -51,6 +57,8 @@ class ImageFacts:
     repository: str
     tag: str
     digest: str
+    # The named groups of the rule's `re:` source repository pattern, matched on `repository`.
+    captures: Mapping[str, str] = field(default_factory=dict)
 
 
 def parse_semver(tag: str) -> SemVer | None:
@@ -61,8 +69,11 @@ def parse_semver(tag: str) -> SemVer | None:
     return SemVer(int(match["major"]), int(match["minor"]), int(match["patch"]), match["prerelease"])
 
 
-def template_fields(template: str) -> tuple[str, ...]:
-    """The field names a template uses, in order; raises TemplateError on bad syntax or fields."""
+def template_fields(template: str, captures: Iterable[str] = ()) -> tuple[str, ...]:
+    """The field names a template uses, in order; `captures` are the named groups of the source
+    repository pattern, allowed besides TEMPLATE_FIELDS. Raises TemplateError on bad syntax or
+    an unknown field."""
+    known_fields = TEMPLATE_FIELDS.union(captures)
     fields = []
     try:
         parsed = list(string.Formatter().parse(template))
@@ -71,8 +82,8 @@ def template_fields(template: str) -> tuple[str, ...]:
     for _literal, name, spec, conversion in parsed:
         if name is None:
             continue
-        if name not in TEMPLATE_FIELDS:
-            known = ", ".join("{" + f + "}" for f in sorted(TEMPLATE_FIELDS))
+        if name not in known_fields:
+            known = ", ".join("{" + f + "}" for f in sorted(known_fields))
             raise TemplateError(f"template {template!r} uses unknown field {{{name}}} (known: {known})")
         if spec or conversion:
             raise TemplateError(f"template {template!r}: field {{{name}}} takes no format spec or conversion")
@@ -87,8 +98,9 @@ def literal_text(template: str) -> str:
 
 def render(template: str, facts: ImageFacts) -> str:
     """Fills a template from the image; raises TemplateError when a field cannot be filled."""
-    fields = template_fields(template)
+    fields = template_fields(template, facts.captures)
     values: dict[str, str] = {
+        **facts.captures,
         "tag": facts.tag,
         "repository": facts.repository,
         "digest": facts.digest,
@@ -110,8 +122,10 @@ EXACT_TAG_FIELDS = frozenset({"tag", "digest", "short_digest", "patch"})
 
 
 def is_floating_template(template: str) -> bool:
-    """Whether a tag template can render the same tag for different versions (no exact field)."""
-    return EXACT_TAG_FIELDS.isdisjoint(template_fields(template))
+    """Whether a tag template can render the same tag for different versions (no exact field).
+    A named capture of the source repository is constant across versions: it does not count."""
+    names = {name for _literal, name, _spec, _conversion in string.Formatter().parse(template) if name}
+    return EXACT_TAG_FIELDS.isdisjoint(names)
 
 
 def is_valid_tag(tag: str) -> bool:
