@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -41,14 +41,43 @@ FULCIO_OTHERNAME_OID = ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
 REGEX_PREFIX = "re:"
 
 
+# What cryptography raises for a certificate it cannot read, at load or when a part is first read.
+UNREADABLE_CERTIFICATE_ERRORS = (
+    ValueError,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+
+
+def readable(certificates: list[x509.Certificate], what: str) -> list[x509.Certificate]:
+    """Read every part the verifiers use now, so a damaged certificate is refused here, not later."""
+    try:
+        for certificate in certificates:
+            certificate.public_key()
+            _ = certificate.extensions, certificate.subject, certificate.issuer, certificate.signature
+    except (*UNREADABLE_CERTIFICATE_ERRORS, UnsupportedAlgorithm) as exc:
+        raise SignatureRejected(f"{what} holds an unreadable certificate: {exc}") from exc
+    return certificates
+
+
 def load_pem_certificates(pem: str | bytes, what: str) -> list[x509.Certificate]:
-    """All certificates in a PEM text; raises SignatureRejected naming `what` if there are none."""
+    """All certificates in a PEM text; raises SignatureRejected naming `what` if one is unreadable."""
     data = pem.encode() if isinstance(pem, str) else pem
     try:
         certificates = x509.load_pem_x509_certificates(data)
-    except ValueError as exc:
+    except UNREADABLE_CERTIFICATE_ERRORS as exc:
         raise SignatureRejected(f"{what} is not a PEM certificate: {exc}") from exc
-    return certificates
+    return readable(certificates, what)
+
+
+def load_der_certificates(ders: Sequence[bytes], what: str) -> list[x509.Certificate]:
+    """DER certificates; raises SignatureRejected naming `what` if one is unreadable."""
+    try:
+        certificates = [x509.load_der_x509_certificate(der) for der in ders]
+    except UNREADABLE_CERTIFICATE_ERRORS as exc:
+        raise SignatureRejected(f"{what} holds an unreadable certificate: {exc}") from exc
+    return readable(certificates, what)
 
 
 def fulcio_issuer(certificate: x509.Certificate) -> str | None:

@@ -319,10 +319,7 @@ def _check_hashedrekord(
     if signer is None:  # a KMS key: KMS verified the signature, the entry records that same signature
         return
     if isinstance(signer, x509.Certificate):
-        try:
-            recorded = x509.load_pem_x509_certificate(recorded_signer)
-        except ValueError as exc:
-            raise SignatureRejected("Rekor entry does not record a certificate") from exc
+        recorded, *_ = load_pem_certificates(recorded_signer, "Rekor entry") or [None]
         if recorded != signer:
             raise SignatureRejected("Rekor entry records another signing certificate")
         return

@@ -56,7 +56,7 @@ from promoter.gates.signatures import (
     SignerRevocationQuery,
     VerifiedSignature,
 )
-from promoter.gates.signatures._x509 import iso
+from promoter.gates.signatures._x509 import UNREADABLE_CERTIFICATE_ERRORS, iso, load_der_certificates
 
 PAYLOAD_CONTENT_TYPE = "application/vnd.cncf.notary.payload.v1+json"
 
@@ -182,7 +182,7 @@ def verify_envelope(
         raise SignatureRejected(f"unsupported Notation envelope media type {envelope_media_type!r}")
 
     scheme = _check_signed_attributes(parsed)
-    chain = _load_chain(parsed.chain)
+    chain = load_der_certificates(parsed.chain, "certificate chain")
     _verify_signature(parsed, chain[0])
     _check_payload(parsed.payload, image_digest, image_size, image_media_type)
 
@@ -292,11 +292,12 @@ def _parse_jws(envelope: bytes) -> _Envelope:
     except (binascii.Error, ValueError, TypeError) as exc:
         raise SignatureRejected(f"JWS unprotected header holds bad base64: {exc}") from exc
     attributes = {k: v for k, v in protected.items() if k not in ("alg", "crit", "cty")}
+    payload = _b64url(payload_b64, "payload")  # base64url is ASCII: the signing input below encodes
     return _Envelope(
         algorithm=protected.get("alg"),
         signed_bytes=f"{protected_b64}.{payload_b64}".encode("ascii"),
         signature=_b64url(signature_b64, "signature"),
-        payload=_b64url(payload_b64, "payload"),
+        payload=payload,
         content_type=protected.get("cty"),
         critical=protected.get("crit", []),
         attributes=attributes,
@@ -341,7 +342,8 @@ def _parse_cose(envelope: bytes) -> _Envelope:
     if token is not None and not isinstance(token, bytes):
         raise SignatureRejected("COSE timestamp signature is not a byte string")
     attributes = {k: v for k, v in protected.items() if k not in (_COSE_ALG, _COSE_CRIT, _COSE_CONTENT_TYPE)}
-    algorithm = _COSE_ALGORITHMS.get(protected.get(_COSE_ALG), protected.get(_COSE_ALG))
+    label = protected.get(_COSE_ALG)
+    algorithm = _COSE_ALGORITHMS.get(label) if isinstance(label, int) else None
     return _Envelope(
         algorithm=algorithm,
         signed_bytes=cbor2.dumps(["Signature1", protected_bytes, b"", payload]),
@@ -373,7 +375,7 @@ def _check_signed_attributes(parsed: _Envelope) -> str:
         raise SignatureRejected(
             f"payload content type is {parsed.content_type!r}, not {PAYLOAD_CONTENT_TYPE!r}"
         )
-    if parsed.algorithm not in _ALGORITHMS:
+    if not isinstance(parsed.algorithm, str) or parsed.algorithm not in _ALGORITHMS:
         raise SignatureRejected(f"unsupported signature algorithm {parsed.algorithm!r}")
     scheme = parsed.attributes.get(SIGNING_SCHEME)
     if scheme not in (SCHEME_X509, SCHEME_SIGNING_AUTHORITY):
@@ -384,7 +386,7 @@ def _check_signed_attributes(parsed: _Envelope) -> str:
     plugin = parsed.attributes.get(VERIFICATION_PLUGIN)
     understood = _UNDERSTOOD_CRITICAL | (_AWS_ATTRIBUTES if plugin == AWS_SIGNER_PLUGIN else set())
     for name in critical:
-        if name not in understood:
+        if not isinstance(name, str | int) or name not in understood:
             raise SignatureRejected(f"critical attribute {name!r} is not understood")
         if name not in parsed.attributes:
             raise SignatureRejected(f"critical attribute {name!r} is missing")
@@ -398,13 +400,6 @@ def _check_signed_attributes(parsed: _Envelope) -> str:
     if scheme == SCHEME_SIGNING_AUTHORITY and AUTHENTIC_SIGNING_TIME not in parsed.times:
         raise SignatureRejected(f"{SCHEME_SIGNING_AUTHORITY} signature has no {AUTHENTIC_SIGNING_TIME}")
     return scheme
-
-
-def _load_chain(chain: list[bytes]) -> list[x509.Certificate]:
-    try:
-        return [x509.load_der_x509_certificate(der) for der in chain]
-    except ValueError as exc:
-        raise SignatureRejected(f"certificate chain holds an unreadable certificate: {exc}") from exc
 
 
 def _load_roots(pems: Sequence[str], what: str) -> list[x509.Certificate]:
@@ -561,14 +556,14 @@ def _verify_timestamp(
 
     try:
         response = decode_timestamp_response(_granted_response(token))
-    except ValueError as exc:
+    except UNREADABLE_CERTIFICATE_ERRORS as exc:
         raise SignatureRejected(f"timestamp countersignature is not a TimeStampToken: {exc}") from exc
     builder = VerifierBuilder()
     for root in _load_roots(tsa_roots, "TSA root"):
         builder = builder.add_root_certificate(root)
     try:
         builder.build().verify_message(response, signature)
-    except (VerificationError, ValueError) as exc:
+    except (VerificationError, *UNREADABLE_CERTIFICATE_ERRORS) as exc:
         raise SignatureRejected(f"timestamp countersignature does not verify: {exc}") from exc
     info = response.tst_info
     generated = info.gen_time if info.gen_time.tzinfo else info.gen_time.replace(tzinfo=UTC)
