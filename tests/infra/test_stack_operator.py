@@ -99,6 +99,14 @@ def test_every_table_both_dead_letter_queues_the_queue_and_the_bus_are_stack_out
     assert template["Outputs"][output]["Value"] == {"Ref": _logical_id(template, cfn_type, construct_id)}
 
 
+@pytest.mark.parametrize("cfn_type", ["AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::Events::EventBus"])
+def test_no_table_queue_or_bus_of_the_stack_is_left_without_an_output(synthesized, cfn_type):
+    template = synthesized.template_dict
+    named = {json.dumps(o["Value"]) for o in template["Outputs"].values()}
+    for logical_id in synthesized.resources(cfn_type):
+        assert json.dumps({"Ref": logical_id}) in named, f"{logical_id} has no stack output"
+
+
 def test_the_dead_letter_queue_outputs_say_which_redrive_empties_them(synthesized):
     outputs = synthesized.template_dict["Outputs"]
     assert outputs[settings.OUTPUT_DEAD_LETTER_QUEUE_URL]["Description"].endswith(
