@@ -43,7 +43,7 @@ ECR_ACCOUNT_ACTIONS = ("ecr:GetAccountSetting", "ecr:GetAuthorizationToken")
 # Scan gates (promoter.gates.scan.check_scan): read an image's findings, on the source repositories of
 # gated rules only.
 ECR_SCAN_READ_ACTIONS = ("ecr:DescribeImageScanFindings",)
-# promoter.gates.scan.DynamoDbGates: hold (conditional PutItem, GetItem), waiting_for (Query),
+# promoter.aws.gate_store.DynamoDbGates: hold (conditional PutItem, GetItem), waiting_for (Query),
 # expired (Scan, the sweep), release (DeleteItem).
 GATES_TABLE_ACTIONS = (
     "dynamodb:DeleteItem",

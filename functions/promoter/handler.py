@@ -34,12 +34,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from promoter import settings
+from promoter.aws.gate_store import DynamoDbGates
 from promoter.aws.history import DynamoDbHistory
 from promoter.aws.idempotency import idempotent_runner, make_persistence
 from promoter.aws.registry import EcrRegistry, make_ecr_client
 from promoter.aws.results import EventBridgeResults
 from promoter.exceptions import EventError, MalformedMessageError, PromoterError
-from promoter.gates.scan import DynamoDbGates
 from promoter.metrics import record_event_result, record_invalid_event, record_unexpected_error
 from promoter.model.config import PromotionConfig, load_config
 from promoter.model.events import parse_json_event

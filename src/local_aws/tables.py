@@ -20,7 +20,7 @@ def create_default_tables(endpoint: str, region: str) -> None:
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
     )
     _create(ddb, DEFAULT_HISTORY_TABLE, [("pk", "HASH"), ("sk", "RANGE")])
-    # Promotions waiting on a scan gate (promoter.gates.scan): pk image, sk rule#event, TTL `expiration`.
+    # Promotions waiting on a scan gate (promoter.aws.gate_store): pk image, sk rule#event, TTL `expiration`.
     _create(ddb, DEFAULT_GATES_TABLE, [("pk", "HASH"), ("sk", "RANGE")])
     ddb.update_time_to_live(
         TableName=DEFAULT_GATES_TABLE,

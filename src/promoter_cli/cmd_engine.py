@@ -93,11 +93,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_handle(args: argparse.Namespace) -> int:
+    from promoter.aws.gate_store import DynamoDbGates
     from promoter.aws.history import DynamoDbHistory
     from promoter.aws.idempotency import idempotent_runner, make_persistence
     from promoter.aws.registry import EcrRegistry, make_ecr_client
     from promoter.aws.results import EventBridgeResults
-    from promoter.gates.scan import DynamoDbGates
     from promoter.workflows.promote import Promoter
     from promoter.workflows.service import handle_event
 

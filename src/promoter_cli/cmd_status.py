@@ -58,9 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from promoter.aws.gate_store import DynamoDbGates
     from promoter.aws.history import DynamoDbHistory
     from promoter.aws.registry import EcrRegistry, make_ecr_client
-    from promoter.gates.scan import DynamoDbGates
 
     try:
         config = load_config(args.config)

@@ -18,11 +18,11 @@ import pytest
 
 from local_aws import images as im
 from promoter import settings
+from promoter.aws.gate_store import DynamoDbGates
 from promoter.aws.history import DynamoDbHistory
 from promoter.aws.idempotency import idempotent_runner, make_persistence
 from promoter.aws.registry import EcrRegistry, make_ecr_client
 from promoter.aws.results import EventBridgeResults
-from promoter.gates.scan import DynamoDbGates
 from promoter.model.config import parse_config
 from promoter.model.events import ImagePushed, ImageScanned, PromotionRequested
 from promoter.model.outcomes import BLOCKED, GATE_PENDING, GATE_TIMEOUT, PROMOTED, SKIPPED
