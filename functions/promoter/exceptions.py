@@ -102,6 +102,11 @@ class LayerCopyError(RegistryError):
     retryable = True
 
 
+class BlobUnreadableError(RegistryError):
+    """A blob read for inspection (a signature's payload) is over its size limit or does not
+    hash to its digest: the same bytes would come back on a retry."""
+
+
 class RegistryUnavailableError(RegistryError):
     """Throttling that outlasted botocore's retries, a service fault or a network error."""
 
@@ -135,6 +140,13 @@ class PageTokenExpiredError(RegistryError):
 class RollbackRefusedError(PromoterError):
     """A rollback cannot be done as asked: no earlier digest in the history, a digest the history
     does not know for the repository, or an immutable tag."""
+
+
+class GateUnavailableError(PromoterError):
+    """A service a gate asks (KMS Verify, AWS Signer revocation) is throttled or failing: the gate
+    cannot decide now; retry the event later."""
+
+    retryable = True
 
 
 class GateStoreError(PromoterError):

@@ -14,6 +14,7 @@ from promoter.model.outcomes import (
     GATE_TIMEOUT,
     PROMOTED,
     SKIPPED,
+    UNVERIFIED,
 )
 from promoter.workflows.service import EventResult
 
@@ -25,6 +26,7 @@ SKIPPED_METRIC = "PromotionsSkipped"
 BLOCKED_METRIC = "PromotionsBlocked"
 GATE_PENDING_METRIC = "PromotionsAwaitingScan"
 GATE_TIMEOUT_METRIC = "ScanGateTimeouts"
+UNVERIFIED_METRIC = "PromotionsUnverified"
 INVALID_EVENT_METRIC = "InvalidEvents"
 # A duplicate delivery answered from the idempotency record: counted apart, so that a redelivered
 # event neither counts as a second promotion nor adds its blobs and bytes again.
@@ -46,6 +48,7 @@ _OUTCOME_METRICS = {
     BLOCKED: BLOCKED_METRIC,
     GATE_PENDING: GATE_PENDING_METRIC,
     GATE_TIMEOUT: GATE_TIMEOUT_METRIC,
+    UNVERIFIED: UNVERIFIED_METRIC,
 }
 
 

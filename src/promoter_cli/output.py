@@ -16,6 +16,8 @@ from typing import Any, TextIO
 # `sha256:` and the first 12 hex digits: enough to tell images apart, as `docker images` does.
 SHORT_DIGEST_CHARS = len("sha256:") + 12
 ACTION_COLUMNS = ("outcome", "target", "digest", "reason")
+# Outcomes of `plan` after every gate passed; a stopped action's reason is its gate's already.
+PASSED_GATE_OUTCOMES = frozenset({"would-promote", "already-present"})
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +63,11 @@ def action_row(result: Mapping[str, Any]) -> list[str]:
     held = result.get("target_digest")
     if not reason and held and held != result.get("source_digest"):
         reason = f"target holds {short_digest(held)}"
+    signature = result.get("signature")
+    if signature and not reason:  # passed a signature gate: who vouched for the digest
+        reason = f"signed: {signature.get('verifier')} {signature.get('identity')}"
+    if result.get("gates") and result["outcome"] in PASSED_GATE_OUTCOMES:  # `plan`: each gate's say
+        reason = "; ".join([*([reason] if reason else []), *(f"{g} {s}" for g, s in result["gates"].items())])
     if result.get("replayed"):
         reason = f"{reason} (answered from the idempotency record)".strip()
     digest = short_digest(result["source_digest"])

@@ -68,6 +68,8 @@ class DynamoDbHistory:
             "target_repository": result.target_repository,
             "target_tag": result.target_tag,
             "blocking_findings": dict(result.blocking_findings or {}),
+            # The signature that passed the rule's signature gate (verifier, identity, ...).
+            "signature": dict(result.signature or {}),
             "target_account": result.target_account or "",
             "target_region": result.target_region or "",
         }

@@ -31,6 +31,7 @@ from promoter import settings
 from promoter.exceptions import (
     AccessDeniedError,
     BlobNotFoundError,
+    BlobUnreadableError,
     DigestMismatchError,
     ImageNotFoundError,
     InvalidManifestError,
@@ -137,6 +138,11 @@ class Registry(Protocol):
 
     def layer_download_url(self, repository: str, digest: str) -> str:
         """A URL to download a blob that an image in `repository` references."""
+        ...
+
+    def read_blob(self, repository: str, digest: str, max_bytes: int) -> bytes:
+        """The bytes of a small blob an image in `repository` references (a signature payload, a
+        Sigstore bundle, a Notation envelope), checked against `digest`; refused past `max_bytes`."""
         ...
 
     def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> bool:
@@ -503,6 +509,34 @@ class EcrRegistry:
             return self._ecr.get_download_url_for_layer(repositoryName=repository, layerDigest=digest)[
                 "downloadUrl"
             ]
+
+    def read_blob(self, repository: str, digest: str, max_bytes: int) -> bytes:
+        """GetDownloadUrlForLayer, then a GET of that pre-signed URL with no credentials of ours
+        (the URL carries its own signature; S3 refuses a request that also has an Authorization
+        header), redirects followed. Raises BlobNotFoundError (not in the repository),
+        BlobUnreadableError (more than `max_bytes`, another digest), RegistryUnavailableError
+        (throttled, a service fault, the download failed: worth another try)."""
+        url = self.layer_download_url(repository, digest)
+        try:
+            with self._open(url, timeout=HTTP_TIMEOUT_SECONDS) as response:
+                length = _content_length(response)
+                if length is not None and length > max_bytes:
+                    raise BlobUnreadableError(
+                        f"blob {repository}@{digest} is {length} bytes (limit {max_bytes})"
+                    )
+                data = response.read(max_bytes + 1)
+        except urllib.error.HTTPError as exc:
+            detail = f"download of {repository}@{digest}: HTTP {exc.code}"
+            if exc.code in V2_RETRYABLE_STATUSES:
+                raise RegistryUnavailableError(detail) from exc
+            raise BlobNotFoundError(detail) from exc
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            raise RegistryUnavailableError(f"download of {repository}@{digest}: {exc!r}") from exc
+        if len(data) > max_bytes:
+            raise BlobUnreadableError(f"blob {repository}@{digest} is over {max_bytes} bytes")
+        if f"sha256:{hashlib.sha256(data).hexdigest()}" != digest:
+            raise BlobUnreadableError(f"blob {repository}@{digest} downloaded with another digest")
+        return data
 
     def copy_blob(
         self, from_repository: str, repository: str, digest: str, from_registry: Registry | None = None

@@ -70,6 +70,7 @@ def result_detail(result: ActionResult, provenance: Provenance) -> dict[str, Any
         "outcome": result.outcome,
         "outcome-reason": result.reason or "",
         "finding-severity-counts": dict(result.blocking_findings or {}),
+        "signature": dict(result.signature or {}),
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 

@@ -20,7 +20,19 @@ SKIPPED = "skipped"
 BLOCKED = "blocked"
 GATE_PENDING = "gate-pending"
 GATE_TIMEOUT = "gate-timeout"
-OUTCOMES = (PROMOTED, ALREADY_PRESENT, CONFLICT, FAILED, SKIPPED, BLOCKED, GATE_PENDING, GATE_TIMEOUT)
+# Signature gates (issue 11): no signature that a listed verifier accepts. Final: never retried.
+UNVERIFIED = "unverified"
+OUTCOMES = (
+    PROMOTED,
+    ALREADY_PRESENT,
+    CONFLICT,
+    FAILED,
+    SKIPPED,
+    BLOCKED,
+    GATE_PENDING,
+    GATE_TIMEOUT,
+    UNVERIFIED,
+)
 SUCCESSFUL_OUTCOMES = frozenset({PROMOTED, ALREADY_PRESENT})
 
 
@@ -55,6 +67,11 @@ class ActionResult:
     # A target in another account or region (issue 6); None: the promoter's own.
     target_account: str | None = None
     target_region: str | None = None
+    # Passed a signature gate: the signature that verified (verifier, identity, signed_digest,
+    # signed_at), so history and result events say who vouched for the promoted digest.
+    signature: dict[str, str] | None = None
+    # `promoter plan` only: what each of the rule's gates would decide, by gate name.
+    gates: dict[str, str] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -84,6 +101,7 @@ class ActionResult:
         reason: str | None = None,
         stats: CopyStats | None = None,
         blocking_findings: dict[str, int] | None = None,
+        signature: dict[str, str] | None = None,
     ) -> ActionResult:
         return cls(
             rule=action.rule,
@@ -97,6 +115,7 @@ class ActionResult:
             reason=reason,
             stats=stats or CopyStats(),
             blocking_findings=blocking_findings,
+            signature=signature,
             target_account=action.target_account,
             target_region=action.target_region,
         )

@@ -19,7 +19,9 @@ from promoter.aws.remote import target_registry_of
 from promoter.aws.results import ResultSink
 from promoter.exceptions import ImageNotFoundError, PromoterError
 from promoter.gates import scan as gating
-from promoter.model.config import TRIGGER_REQUEST, PromotionConfig, ScanGate
+from promoter.gates.base import PASSED, PENDING, Gate, GateImage, Verdict, gates_of
+from promoter.gates.base import UNVERIFIED as UNVERIFIED_VERDICT
+from promoter.model.config import TRIGGER_REQUEST, PromotionConfig
 from promoter.model.events import Event, ImageScanned, PromotionRequested, SweepDue
 from promoter.model.outcomes import (
     ALREADY_PRESENT,
@@ -28,6 +30,7 @@ from promoter.model.outcomes import (
     GATE_PENDING,
     GATE_TIMEOUT,
     SKIPPED,
+    UNVERIFIED,
     ActionResult,
 )
 from promoter.model.plan import Action, Plan, Provenance, plan_event, requested_digest_needed
@@ -144,8 +147,9 @@ def run_plan(
             done.append(ActionResult.for_action(action, SKIPPED, reason=action.skip_reason))
         else:
             try:
-                gated = gate_check.verdict(action) if gate_check else None
-                done.append(gated or run(action))
+                gated, signature = gate_check.check(action) if gate_check else (None, None)
+                result = gated or run(action)
+                done.append(replace(result, signature=signature) if signature and not gated else result)
             except PromoterError as exc:
                 if not exc.retryable:
                     raise  # a runner only lets retryable errors through; anything else is a bug
@@ -167,7 +171,8 @@ def run_plan(
 
 
 class _GateCheck:
-    """The scan gates of one event's rules, each image checked once (one read per image)."""
+    """The gates of one event's rules (`promoter.gates.base`), in GATE_ORDER before any write; each
+    gate decides once per image (one set of reads per image, however many targets)."""
 
     def __init__(
         self,
@@ -177,45 +182,46 @@ class _GateCheck:
         gates: gating.GateStore | None,
     ) -> None:
         self._event, self._config, self._registry, self._gates = event, config, registry, gates
-        self._verdicts: dict[tuple[str, str], tuple[gating.Verdict, gating.Waiting | None]] = {}
+        self._rule_gates: dict[str, tuple[Gate, ...]] = {}
+        self._verdicts: dict[tuple[str, str, str], tuple[Verdict, gating.Waiting | None]] = {}
         self._decided: list[gating.Waiting] = []
 
-    def verdict(self, action: Action) -> ActionResult | None:
-        """None when the action may run; else its blocked, pending or timed-out result."""
-        rule = self._config.rule(action.rule)
-        gate = rule.scan_gate if rule else None
-        if gate is None:
-            return None
-        key = (action.rule, action.source.digest)
-        if key not in self._verdicts:
-            self._verdicts[key] = self._decide(action, gate)
-        verdict, waiting = self._verdicts[key]
-        where = f"{action.source.repository}@{action.source.digest}"
-        if verdict.state == gating.BLOCKED:
-            counts = ", ".join(f"{n} {s}" for s, n in verdict.blocking.items())
-            return ActionResult.for_action(
-                action,
-                BLOCKED,
-                reason=f"scan of {where} found {counts} (rule allows up to {gate.max_severity})",
-                blocking_findings=dict(verdict.blocking),
-            )
-        if verdict.state == gating.PENDING:
-            if waiting is not None and waiting.deadline <= clock():
-                return ActionResult.for_action(
-                    action,
-                    GATE_TIMEOUT,
-                    reason=f"the scan of {where} was not complete within {gate.timeout_minutes} min",
-                )
-            return ActionResult.for_action(
-                action,
-                GATE_PENDING,
-                reason=f"waiting for the scan of {where} (status {verdict.status}), until its scan event",
-            )
-        return None
+    def gates(self, rule_name: str) -> tuple[Gate, ...]:
+        if rule_name not in self._rule_gates:
+            rule = self._config.rule(rule_name)
+            self._rule_gates[rule_name] = gates_of(rule) if rule else ()
+        return self._rule_gates[rule_name]
 
-    def _decide(self, action: Action, gate: ScanGate) -> tuple[gating.Verdict, gating.Waiting | None]:
-        verdict = gating.check_scan(self._registry, action.source.repository, action.source.digest, gate)
-        if self._gates is None:
+    def check(self, action: Action) -> tuple[ActionResult | None, dict[str, str] | None]:
+        """(None, the signature that verified or None) when the action may run; else (its
+        blocked, pending, timed-out or unverified result, None)."""
+        signature: dict[str, str] | None = None
+        for gate in self.gates(action.rule):
+            key = (action.rule, gate.name, action.source.digest)
+            if key not in self._verdicts:
+                self._verdicts[key] = self._decide(action, gate)
+            verdict, waiting = self._verdicts[key]
+            stopped = _stopped_by(action, gate, verdict, waiting)
+            if stopped is not None:
+                return stopped, None
+            signature = dict(verdict.signature) if verdict.signature else signature
+        return None, signature
+
+    def decided(self, action: Action, gate: Gate) -> Verdict:
+        """What `gate` decides for the action's image, without holding anything (`promoter plan`)."""
+        key = (action.rule, gate.name, action.source.digest)
+        if key not in self._verdicts:
+            image = GateImage(action.source.repository, action.source.digest)
+            self._verdicts[key] = (gate.decide(image, self._registry), None)
+        return self._verdicts[key][0]
+
+    def verdict(self, action: Action) -> ActionResult | None:
+        """None when the action may run; else its blocked, pending, timed-out or unverified result."""
+        return self.check(action)[0]
+
+    def _decide(self, action: Action, gate: Gate) -> tuple[Verdict, gating.Waiting | None]:
+        verdict = gate.decide(GateImage(action.source.repository, action.source.digest), self._registry)
+        if self._gates is None or gate.timeout_minutes is None:
             return verdict, None
         # A request by tag waits with the digest it resolved to now: that is what was tested.
         event = self._event
@@ -223,7 +229,7 @@ class _GateCheck:
             event = replace(event, digest=action.source.digest)
         deadline = clock() + gate.timeout_minutes * 60
         waiting = gating.Waiting(action.source.repository, action.source.digest, action.rule, event, deadline)
-        if verdict.state == gating.PENDING:
+        if verdict.state == PENDING:
             waiting = self._gates.hold(waiting)
             if waiting.deadline <= clock():
                 self._decided.append(waiting)
@@ -237,6 +243,33 @@ class _GateCheck:
             return
         for waiting in self._decided:
             self._gates.release(waiting)
+
+
+def _said(verdict: Verdict) -> str:
+    """A verdict in a few words: `passed`, `unverified: <why>`, `pending: <why>`."""
+    return f"{verdict.state}: {verdict.reason}" if verdict.reason else verdict.state
+
+
+def _stopped_by(
+    action: Action, gate: Gate, verdict: Verdict, waiting: gating.Waiting | None
+) -> ActionResult | None:
+    """The outcome of an action whose gate did not pass (None: it passed)."""
+    if verdict.state == PASSED:
+        return None
+    if verdict.state == UNVERIFIED_VERDICT:
+        return ActionResult.for_action(action, UNVERIFIED, reason=verdict.reason)
+    if verdict.state == PENDING:
+        if waiting is not None and waiting.deadline <= clock():
+            where = f"{action.source.repository}@{action.source.digest}"
+            return ActionResult.for_action(
+                action,
+                GATE_TIMEOUT,
+                reason=f"the {gate.name} gate of {where} did not decide within {gate.timeout_minutes} min",
+            )
+        return ActionResult.for_action(action, GATE_PENDING, reason=verdict.reason)
+    return ActionResult.for_action(
+        action, BLOCKED, reason=verdict.reason, blocking_findings=dict(verdict.blocking) or None
+    )
 
 
 def _resume_gated(
@@ -295,15 +328,29 @@ def sweep_gates(
 
 def preview_event(event: Event, config: PromotionConfig, registry: Registry) -> EventResult:
     """What `handle_event` would do, with reads only: outcome `would-promote`, `already-present`
-    or `skipped` per action."""
+    or `skipped` per action, or the outcome of the first gate that would stop it; `gates` says
+    what each of the rule's gates would decide (all of them, in order), and `signature` which
+    signature would pass the signature gate. Nothing is held: a pending scan only says so."""
     try:
         plan = resolve_plan(event, config, registry)
     except PromoterError as exc:
         return EventResult(event.event_id, error=str(exc), retry=exc.retryable)
     results = []
+    gate_check = _GateCheck(event, config, registry, None)
     for action in plan.actions:
         if action.skip_reason:
             results.append(ActionResult.for_action(action, SKIPPED, reason=action.skip_reason))
+            continue
+        try:
+            decided = [(gate, gate_check.decided(action, gate)) for gate in gate_check.gates(action.rule)]
+        except PromoterError as exc:
+            results.append(ActionResult.for_action(action, FAILED, reason=str(exc)))
+            continue
+        said = {gate.name: _said(verdict) for gate, verdict in decided} or None
+        signature = next((dict(v.signature) for _, v in decided if v.signature), None)
+        stopped = next((r for g, v in decided if (r := _stopped_by(action, g, v, None))), None)
+        if stopped is not None:
+            results.append(replace(stopped, gates=said))
             continue
         try:
             target = target_registry_of(action, registry)  # another account's or region's, maybe
@@ -314,14 +361,13 @@ def preview_event(event: Event, config: PromotionConfig, registry: Registry) -> 
             results.append(ActionResult.for_action(action, FAILED, reason=str(exc)))
             continue
         if current is not None and current.digest == action.source.digest:
-            results.append(ActionResult.for_action(action, ALREADY_PRESENT, target_digest=current.digest))
+            result = ActionResult.for_action(action, ALREADY_PRESENT, target_digest=current.digest)
         else:
-            results.append(
-                ActionResult.for_action(
-                    action,
-                    WOULD_PROMOTE,
-                    target_digest=current.digest if current else None,
-                    reason="the target tag holds another digest" if current else None,
-                )
+            result = ActionResult.for_action(
+                action,
+                WOULD_PROMOTE,
+                target_digest=current.digest if current else None,
+                reason="the target tag holds another digest" if current else None,
             )
+        results.append(replace(result, gates=said, signature=signature))
     return EventResult(event.event_id, tuple(results), ignored_reason=plan.ignored_reason)

@@ -1,0 +1,279 @@
+"""The signature gate (`require.signature`): promote only a digest that a listed verifier accepts.
+
+Where the signatures of a digest are (all in the source repository, for the exact digest promoted;
+for an index, the index's own):
+- cosign's tag `sha256-<hex>.sig`: a manifest whose layers are simple-signing payloads
+  (`application/vnd.dev.cosign.simplesigning.v1+json`), each signed in its
+  `dev.cosignproject.cosign/signature` annotation;
+- OCI 1.1 referrers (ListImageReferrers, every page), by artifact type: cosign's
+  (`application/vnd.dev.cosign.artifact.sig.v1+json`, the same layers), Sigstore bundles
+  (`application/vnd.dev.sigstore.bundle.v0.3+json`, `...bundle+json;version=0.x`: the layer is the
+  bundle) and Notary Project signatures (`application/vnd.cncf.notary.signature`: the layer is a JWS
+  or COSE envelope; ECR managed signing makes these with AWS Signer).
+
+Each candidate's blob is read (bounded, `SIGNATURE_BLOB_MAX_BYTES`) and handed to the verifier for
+its kind (`promoter.gates.signatures`, imported here, so only for a rule with this gate). The first
+that verifies passes the gate and is named in the history and the result; none → `unverified`, with
+what was found and why each was refused. At most `MAX_SIGNATURES_CHECKED` candidates are tried.
+
+Calls to AWS a verifier needs go through the adapters: KMS `Verify` for `awskms:///` keys
+(`promoter.aws.kms`), AWS Signer `GetRevocationStatus` for Notation signatures by AWS Signer
+(`promoter.aws.signer`). Throttling or a fault there, or in ECR, is retryable: the event comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from promoter.aws.kms import KmsVerifier
+from promoter.aws.registry import Registry, cosign_tags
+from promoter.aws.signer import SignerRevocation
+from promoter.exceptions import PromoterError, RegistryError
+from promoter.gates.base import PASSED, SIGNATURE_GATE, UNVERIFIED, GateImage, Verdict
+from promoter.model.config import SignatureGate
+from promoter.model.manifests import Manifest
+
+logger = logging.getLogger(__name__)
+
+COSIGN_SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
+COSIGN_ARTIFACT_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
+SIGSTORE_BUNDLE_TYPE_PREFIXES = ("application/vnd.dev.sigstore.bundle",)
+NOTATION_ARTIFACT_TYPE = "application/vnd.cncf.notary.signature"
+NOTATION_ENVELOPE_MEDIA_TYPES = frozenset({"application/jose+json", "application/cose"})
+# A payload is ~300 bytes, a bundle or an envelope with its chain ~10 KB: 1 MiB is generous and
+# keeps a hostile blob from filling the function's memory.
+SIGNATURE_BLOB_MAX_BYTES = 1024 * 1024
+# Candidates tried per image (a signature tag's layers and signature referrers together).
+MAX_SIGNATURES_CHECKED = 32
+# Reasons quoted in an `unverified` verdict (the rest are counted).
+MAX_REASONS_QUOTED = 5
+# AWS Signer's Notation roots, shipped as package data with the verifiers: Notation's trust store
+# when a rule names no trust_roots.
+AWS_SIGNER_ROOTS_PACKAGE = "promoter.gates.signatures"
+AWS_SIGNER_ROOTS_DIR = "roots"
+
+KmsVerify = Callable[[str, bytes, bytes], bool]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One signature found for the digest: its kind, where it is, the blob to verify and, for a
+    simple-signing payload, the signature from the layer's annotation."""
+
+    kind: str  # "cosign", "sigstore" or "notation"
+    where: str  # "tag sha256-<hex>.sig" or "referrer sha256:..."
+    blob_digest: str
+    media_type: str
+    signature_b64: str = ""
+
+
+class SignatureCheck:
+    """The signature gate of one rule. `kms_verify` and `revocation` default to the AWS adapters
+    (their clients made on first use, from the environment)."""
+
+    name = SIGNATURE_GATE
+    timeout_minutes: int | None = None  # a signature is there or not: never pending
+
+    def __init__(
+        self,
+        gate: SignatureGate,
+        *,
+        kms_verify: KmsVerify | None = None,
+        revocation: SignerRevocation | None = None,
+    ) -> None:
+        self.gate = gate
+        self._kms_verify = kms_verify or shared_kms_verifier()
+        self._revocation = revocation or shared_signer_revocation()
+
+    def decide(self, image: GateImage, registry: Registry) -> Verdict:
+        """Finds and verifies the digest's signatures. Raises only retryable errors."""
+        repository, digest = image.repository, image.digest
+        tag = _signature_tag(digest)
+        try:
+            referrers = registry.list_referrers(repository, digest)
+            found = registry.get_manifests(repository, [digest, tag, *referrers])
+        except RegistryError as exc:
+            if exc.retryable:
+                raise
+            return Verdict(UNVERIFIED, f"signatures of {image} could not be read: {exc}")
+        subject = found.get(digest)
+        if subject is None:
+            return Verdict(UNVERIFIED, f"{image} is not in the source repository")
+        candidates = _candidates(found.get(tag), tag, [found[d] for d in referrers if d in found])
+        if not candidates:
+            return Verdict(
+                UNVERIFIED,
+                f"no signature of {image}: no cosign tag {tag} and no signature among its "
+                f"{len(referrers)} referrer(s)",
+            )
+        refusals: list[str] = []
+        for candidate in candidates[:MAX_SIGNATURES_CHECKED]:
+            try:
+                verified = self._verify(candidate, registry, repository, subject)
+            except _Refused as exc:
+                refusals.append(f"{candidate.kind} {candidate.where}: {exc}")
+                continue
+            signature = {k: v for k, v in asdict(verified).items() if v is not None}
+            said = f"{verified.verifier} signature by {verified.identity} ({candidate.where})"
+            return Verdict(PASSED, said, signature=signature)
+        skipped = len(candidates) - MAX_SIGNATURES_CHECKED
+        quoted = "; ".join(refusals[:MAX_REASONS_QUOTED])
+        more = len(refusals) - MAX_REASONS_QUOTED
+        return Verdict(
+            UNVERIFIED,
+            f"no acceptable signature of {image}: {quoted}"
+            + (f"; and {more} more refused" if more > 0 else "")
+            + (f"; {skipped} more not tried" if skipped > 0 else ""),
+        )
+
+    def _verify(self, candidate: Candidate, registry: Registry, repository: str, subject: Manifest) -> Any:
+        """The VerifiedSignature of one candidate. Raises _Refused (with the reason) or a
+        retryable PromoterError."""
+        from promoter.gates.signatures import SignatureRejected
+
+        gate = self.gate
+        if candidate.kind == "cosign" and not gate.cosign_keys:
+            raise _Refused("the rule lists no cosign key")
+        if candidate.kind == "sigstore" and not gate.sigstore_identities:
+            raise _Refused("the rule lists no Sigstore identity")
+        if candidate.kind == "notation" and not gate.notation:
+            raise _Refused("the rule accepts no Notation signature")
+        try:
+            blob = registry.read_blob(repository, candidate.blob_digest, SIGNATURE_BLOB_MAX_BYTES)
+            if candidate.kind == "cosign":
+                return self._verify_cosign(blob, candidate.signature_b64, subject.digest)
+            if candidate.kind == "sigstore":
+                from promoter.gates.signatures import Identity
+                from promoter.gates.signatures.sigstore_bundle import verify_bundle
+
+                identities = [Identity(i.issuer, i.subject) for i in gate.sigstore_identities]
+                return verify_bundle(blob, subject.digest, identities)
+            return self._verify_notation(blob, candidate.media_type, subject)
+        except SignatureRejected as exc:
+            raise _Refused(str(exc)) from exc
+        except ValueError as exc:  # a listed key or root the verifier cannot use
+            raise _Refused(f"cannot be checked: {exc}") from exc
+        except PromoterError as exc:
+            if exc.retryable:
+                raise
+            raise _Refused(str(exc)) from exc
+
+    def _verify_cosign(self, payload: bytes, signature_b64: str, digest: str) -> Any:
+        """Each listed key on its own, so that one unusable key (a disabled KMS key) does not
+        hide another that verifies."""
+        from promoter.gates.signatures import SignatureRejected
+        from promoter.gates.signatures.cosign import verify_simple_signing
+
+        refused: list[str] = []
+        for key in self.gate.cosign_keys:
+            try:
+                return verify_simple_signing(
+                    payload, signature_b64, digest, [key], kms_verify=self._kms_verify
+                )
+            except (SignatureRejected, ValueError) as exc:
+                refused.append(str(exc))
+        distinct = list(dict.fromkeys(refused))
+        raise SignatureRejected("; ".join(distinct))
+
+    def _verify_notation(self, envelope: bytes, media_type: str, subject: Manifest) -> Any:
+        from promoter.gates.signatures.notation import verify_envelope
+
+        roots = self.gate.notation_trust_roots or aws_signer_roots()
+        return verify_envelope(
+            envelope,
+            media_type,
+            subject.digest,
+            len(subject.body.encode("utf-8")),
+            subject.media_type,
+            roots,
+            self.gate.notation_signing_profiles,
+            revocation_check=self._revocation.check,
+        )
+
+
+class _Refused(Exception):
+    """One candidate signature did not pass; str() says why."""
+
+
+def _signature_tag(digest: str) -> str:
+    return next(t for t in cosign_tags(digest) if t.endswith(".sig"))
+
+
+def _candidates(tagged: Manifest | None, tag: str, referrers: Sequence[Manifest]) -> list[Candidate]:
+    """The signatures to try, cosign's tag first, then referrers in the registry's order."""
+    found: list[Candidate] = []
+    if tagged is not None:
+        found += _simple_signing_layers(tagged, f"tag {tag}")
+    for manifest in referrers:
+        try:
+            document = manifest.document
+        except RegistryError:
+            continue  # not JSON: nothing to verify in it
+        artifact_type = str(
+            document.get("artifactType") or (document.get("config") or {}).get("mediaType", "")
+        )
+        where = f"referrer {manifest.digest}"
+        if artifact_type == COSIGN_ARTIFACT_TYPE:
+            found += _simple_signing_layers(manifest, where)
+        elif artifact_type.startswith(SIGSTORE_BUNDLE_TYPE_PREFIXES):
+            found += [
+                Candidate("sigstore", where, layer["digest"], str(layer.get("mediaType", "")))
+                for layer in _layers(document)
+            ][:1]
+        elif artifact_type == NOTATION_ARTIFACT_TYPE:
+            found += [
+                Candidate("notation", where, layer["digest"], str(layer["mediaType"]))
+                for layer in _layers(document)
+                if layer.get("mediaType") in NOTATION_ENVELOPE_MEDIA_TYPES
+            ][:1]
+    return found
+
+
+def _simple_signing_layers(manifest: Manifest, where: str) -> list[Candidate]:
+    try:
+        layers = _layers(manifest.document)
+    except RegistryError:
+        return []
+    return [
+        Candidate("cosign", where, layer["digest"], SIMPLE_SIGNING_MEDIA_TYPE, str(annotation))
+        for layer in layers
+        if layer.get("mediaType") == SIMPLE_SIGNING_MEDIA_TYPE
+        and (annotation := (layer.get("annotations") or {}).get(COSIGN_SIGNATURE_ANNOTATION))
+    ]
+
+
+def _layers(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        layer
+        for layer in document.get("layers") or ()
+        if isinstance(layer, dict) and isinstance(layer.get("digest"), str)
+    ]
+
+
+@cache
+def aws_signer_roots() -> tuple[str, ...]:
+    """AWS Signer's Notation root certificates (PEM), shipped with the verifiers."""
+    folder = resources.files(AWS_SIGNER_ROOTS_PACKAGE).joinpath(AWS_SIGNER_ROOTS_DIR)
+    return tuple(
+        entry.read_text(encoding="ascii")
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".crt")
+    )
+
+
+@cache
+def shared_kms_verifier() -> KmsVerifier:
+    """One KMS client per process (a warm Lambda keeps it)."""
+    return KmsVerifier()
+
+
+@cache
+def shared_signer_revocation() -> SignerRevocation:
+    """One AWS Signer client per process."""
+    return SignerRevocation()

@@ -1,0 +1,367 @@
+"""The signature gate end to end on the local AWS (issue 11): images signed in cosign's format with
+keys made here (and a key held in the local KMS), signatures pushed as cosign pushes them (tag
+`sha256-<hex>.sig`, or an OCI 1.1 referrer), promoted through the Lambda handler and the CLI."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from local_aws import images as im
+from promoter import handler, settings
+from promoter.aws.history import DynamoDbHistory
+from promoter.aws.results import detail_type_for
+from promoter.model.outcomes import UNVERIFIED
+
+pytestmark = pytest.mark.integration
+
+SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+COSIGN_ARTIFACT_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
+
+
+@dataclass
+class FakeLambdaContext:
+    """The attributes Powertools reads from a Lambda context (a value, not a mock of the handler)."""
+
+    function_name: str = "image-promoter"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:image-promoter"
+    aws_request_id: str = "req-sig"
+    log_group_name: str = "/aws/lambda/image-promoter"
+    log_stream_name: str = "stream"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 120_000
+
+
+# --- signing as cosign does ---------------------------------------------------------------------
+
+
+class KeyPair:
+    """An ECDSA P-256 key pair, as `cosign generate-key-pair` makes."""
+
+    def __init__(self) -> None:
+        self._private = ec.generate_private_key(ec.SECP256R1())
+
+    @property
+    def public_pem(self) -> str:
+        return (
+            self._private.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
+
+    def sign(self, payload: bytes) -> bytes:
+        return self._private.sign(payload, ec.ECDSA(hashes.SHA256()))
+
+
+def simple_signing_payload(digest: str) -> bytes:
+    """cosign's simple-signing payload for `digest` (the exact bytes that get signed)."""
+    document = {
+        "critical": {
+            "identity": {"docker-reference": "registry.example/app"},
+            "image": {"docker-manifest-digest": digest},
+            "type": "cosign container image signature",
+        },
+        "optional": None,
+    }
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def _signature_manifest(payload: bytes, signature: bytes, subject: im.Manifest | None) -> im.Manifest:
+    blob = im.Blob(payload, im.COSIGN_SIGNATURE)
+    layer = dict(blob.descriptor(), annotations={SIGNATURE_ANNOTATION: base64.b64encode(signature).decode()})
+    if subject is None:  # the `.sig` tag: an image manifest with a config
+        config = im.Blob(
+            json.dumps(
+                {"architecture": "", "os": "", "rootfs": {"type": "layers", "diff_ids": [blob.digest]}}
+            ).encode(),
+            im.OCI_CONFIG,
+        )
+        document: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": im.OCI_MANIFEST,
+            "config": config.descriptor(),
+            "layers": [layer],
+        }
+        return im.Manifest(json.dumps(document).encode(), im.OCI_MANIFEST, blobs=(config, blob))
+    empty = im.Blob(b"{}", im.OCI_EMPTY)  # an OCI 1.1 referrer (cosign --registry-referrers-mode oci-1-1)
+    document = {
+        "schemaVersion": 2,
+        "mediaType": im.OCI_MANIFEST,
+        "artifactType": COSIGN_ARTIFACT_TYPE,
+        "config": empty.descriptor(),
+        "layers": [layer],
+        "subject": subject.descriptor(),
+    }
+    return im.Manifest(json.dumps(document).encode(), im.OCI_MANIFEST, blobs=(empty, blob))
+
+
+def signature_tag(digest: str) -> str:
+    return "sha256-" + digest.split(":", 1)[1] + ".sig"
+
+
+def push_tag_signature(
+    pusher, repository: str, subject: im.Manifest, sign: Callable[[bytes], bytes], *, names: str | None = None
+) -> im.Manifest:
+    """`cosign sign --key`: the signature at tag sha256-<hex>.sig; `names` signs another digest."""
+    payload = simple_signing_payload(names or subject.digest)
+    manifest = _signature_manifest(payload, sign(payload), None)
+    pusher.push(repository, manifest, signature_tag(subject.digest))
+    return manifest
+
+
+def push_referrer_signature(pusher, repository: str, subject: im.Manifest, sign: Callable[[bytes], bytes]):
+    payload = simple_signing_payload(subject.digest)
+    manifest = _signature_manifest(payload, sign(payload), subject)
+    pusher.push(repository, manifest)
+    return manifest
+
+
+# --- the stack's paths: the Lambda handler and the CLI -----------------------------------------
+
+
+@pytest.fixture
+def repos(ecr, unique_name) -> tuple[str, str]:
+    source, target = unique_name("signed"), unique_name("prod")
+    ecr.create_repository(repositoryName=source)
+    ecr.create_repository(repositoryName=target)
+    return source, target
+
+
+def rule_config(source: str, target: str, keys: list[str]) -> dict[str, Any]:
+    return {
+        "rules": [
+            {
+                "name": "release",
+                "source": {"repository": source, "tags": ["v*"]},
+                "targets": [{"repository": target}],
+                "require": {"signature": {"cosign": {"keys": keys}}},
+            }
+        ]
+    }
+
+
+@pytest.fixture
+def lambda_with(
+    aws_env, tmp_path, monkeypatch
+) -> Callable[[dict[str, Any]], Callable[[str, str, str], dict]]:
+    """`lambda_with(config)(repository, digest, tag)`: one push event through the Lambda handler."""
+
+    def configure(config: dict[str, Any]) -> Callable[[str, str, str], dict]:
+        path = tmp_path / settings.STAGED_CONFIG_FILE
+        path.write_text(json.dumps(config))
+        monkeypatch.setenv(settings.CONFIG_PATH_ENV, str(path))
+        monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+        handler.runtime.cache_clear()
+
+        def push(repository: str, digest: str, tag: str) -> dict:
+            body = json.dumps(push_event(repository, digest, tag))
+            record = {
+                "messageId": "msg-0",
+                "receiptHandle": "h",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:promotions",
+                "awsRegion": "us-east-1",
+            }
+            return handler.handle_queue({"Records": [record]}, FakeLambdaContext())
+
+        return push
+
+    yield configure
+    handler.runtime.cache_clear()
+
+
+def push_event(repository: str, digest: str, tag: str) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "ECR Image Action",
+        "source": "aws.ecr",
+        "account": "123456789012",
+        "time": "2026-12-01T10:15:30Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "result": "SUCCESS",
+            "repository-name": repository,
+            "image-digest": digest,
+            "action-type": "PUSH",
+            "image-tag": tag,
+            "manifest-media-type": im.OCI_MANIFEST,
+        },
+    }
+
+
+def promoter_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "promoter_cli.main", *args],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def images_in(ecr, repository: str) -> list[dict[str, Any]]:
+    return ecr.describe_images(repositoryName=repository)["imageDetails"]
+
+
+def digest_at(ecr, repository: str, tag: str) -> str | None:
+    found = ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageTag": tag}])["images"]
+    return found[0]["imageId"]["imageDigest"] if found else None
+
+
+def history_of(target: str, tag: str) -> list[dict[str, Any]]:
+    return DynamoDbHistory().for_target(target, tag)
+
+
+def key_id_of(pem: str) -> str:
+    import hashlib
+
+    der = serialization.load_pem_public_key(pem.encode()).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+# --- tests ----------------------------------------------------------------------------------------
+
+
+def test_an_image_signed_at_its_cosign_tag_is_promoted_with_its_signature_and_the_signer_is_recorded(
+    ecr, pusher, repos, lambda_with
+):
+    source, target = repos
+    key = KeyPair()
+    image = im.image((512,))
+    pusher.push(source, image, "v1")
+    signature = push_tag_signature(pusher, source, image, key.sign)
+
+    response = lambda_with(rule_config(source, target, [key.public_pem]))(source, image.digest, "v1")
+
+    assert response == {"batchItemFailures": []}
+    assert digest_at(ecr, target, "v1") == image.digest
+    assert digest_at(ecr, target, signature_tag(image.digest)) == signature.digest  # verifies there too
+    (recorded,) = history_of(target, "v1")
+    assert recorded["outcome"] == "promoted"
+    assert recorded["signature"]["verifier"] == "cosign"
+    assert recorded["signature"]["identity"] == key_id_of(key.public_pem)
+    assert recorded["signature"]["signed_digest"] == image.digest
+
+
+def test_a_signature_stored_as_an_oci_referrer_passes_and_arrives_in_the_target(
+    ecr, pusher, repos, lambda_with
+):
+    source, target = repos
+    key = KeyPair()
+    image = im.image((512,))
+    pusher.push(source, image, "v2")
+    referrer = push_referrer_signature(pusher, source, image, key.sign)
+
+    response = lambda_with(rule_config(source, target, [key.public_pem]))(source, image.digest, "v2")
+
+    assert response == {"batchItemFailures": []}
+    assert digest_at(ecr, target, "v2") == image.digest
+    stored = ecr.batch_get_image(repositoryName=target, imageIds=[{"imageDigest": referrer.digest}])
+    assert stored["images"] and stored["images"][0]["imageManifest"].encode() == referrer.raw
+
+
+@pytest.mark.parametrize("case", ["unsigned", "wrong-key", "names-another-digest"])
+def test_an_image_without_an_acceptable_signature_is_unverified_and_nothing_is_written(
+    ecr, pusher, repos, lambda_with, case
+):
+    source, target = repos
+    key, stranger = KeyPair(), KeyPair()
+    image, other = im.image((512,)), im.image((512,))
+    pusher.push(source, image, "v3")
+    if case == "wrong-key":
+        push_tag_signature(pusher, source, image, stranger.sign)
+    elif case == "names-another-digest":
+        push_tag_signature(pusher, source, image, key.sign, names=other.digest)
+
+    response = lambda_with(rule_config(source, target, [key.public_pem]))(source, image.digest, "v3")
+
+    assert response == {"batchItemFailures": []}  # final: never handed back for a retry
+    assert images_in(ecr, target) == []
+    (recorded,) = history_of(target, "v3")
+    assert recorded["outcome"] == UNVERIFIED
+    expected = {
+        "unsigned": "no signature of",
+        "wrong-key": "does not verify",
+        "names-another-digest": other.digest,
+    }[case]
+    assert expected in recorded["reason"]
+    assert detail_type_for(UNVERIFIED) == settings.BLOCKED_DETAIL_TYPE
+
+
+def test_a_signature_made_by_a_kms_key_is_verified_with_kms_verify(ecr, pusher, repos, lambda_with, aws_env):
+    source, target = repos
+    kms = boto3.client("kms", endpoint_url=aws_env.endpoint, region_name="us-east-1")
+    arn = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+
+    def kms_sign(payload: bytes) -> bytes:
+        return kms.sign(KeyId=arn, Message=payload, MessageType="RAW", SigningAlgorithm="ECDSA_SHA_256")[
+            "Signature"
+        ]
+
+    signed, unsigned = im.image((512,)), im.image((512,))
+    pusher.push(source, signed, "v4")
+    pusher.push(source, unsigned, "v5")
+    push_tag_signature(pusher, source, signed, kms_sign)
+    push_tag_signature(pusher, source, unsigned, KeyPair().sign)  # a key KMS does not hold
+    promote = lambda_with(rule_config(source, target, [f"awskms:///{arn}"]))
+
+    assert promote(source, signed.digest, "v4") == {"batchItemFailures": []}
+    assert promote(source, unsigned.digest, "v5") == {"batchItemFailures": []}
+
+    assert digest_at(ecr, target, "v4") == signed.digest
+    assert history_of(target, "v4")[0]["signature"]["identity"] == f"awskms:///{arn}"
+    assert digest_at(ecr, target, "v5") is None
+    assert history_of(target, "v5")[0]["outcome"] == UNVERIFIED
+
+
+def test_the_cli_plans_and_handles_through_the_signature_gate(ecr, pusher, repos, aws_env, tmp_path):
+    source, target = repos
+    key = KeyPair()
+    signed, unsigned = im.image((256,)), im.image((256,))
+    pusher.push(source, signed, "v6")
+    pusher.push(source, unsigned, "v7")
+    push_tag_signature(pusher, source, signed, key.sign)
+    config = tmp_path / "promotion.yaml"
+    config.write_text(json.dumps(rule_config(source, target, [key.public_pem])))
+    events = {}
+    for name, image, tag in (("signed", signed, "v6"), ("unsigned", unsigned, "v7")):
+        events[name] = tmp_path / f"{name}.json"
+        events[name].write_text(json.dumps(push_event(source, image.digest, tag)))
+
+    planned = promoter_cli("plan", str(events["unsigned"]), "--config", str(config), "--json")
+    table = promoter_cli("plan", str(events["signed"]), "--config", str(config)).stdout
+    refused = promoter_cli("handle", str(events["unsigned"]), "--config", str(config), "--json")
+    handled = promoter_cli("handle", str(events["signed"]), "--config", str(config), "--json")
+
+    (plan,) = json.loads(planned.stdout)["actions"]
+    assert plan["outcome"] == UNVERIFIED and plan["gates"]["signature"].startswith("unverified: no signature")
+    assert f"signature passed: cosign signature by {key_id_of(key.public_pem)}" in table
+    assert refused.returncode != 0 and json.loads(refused.stdout)["actions"][0]["outcome"] == UNVERIFIED
+    assert handled.returncode == 0, handled.stdout + handled.stderr
+    (promoted,) = json.loads(handled.stdout)["actions"]
+    assert promoted["outcome"] == "promoted" and promoted["signature"]["verifier"] == "cosign"
+    assert digest_at(ecr, target, "v6") == signed.digest
+    assert digest_at(ecr, target, "v7") is None
