@@ -13,10 +13,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from local_aws.faults import Faults
+from local_aws.signer import SignerRevocations
+from local_aws.store import Scope, Store
 
 if TYPE_CHECKING:
     from local_aws.ecr_api import EcrService
-from local_aws.store import Scope, Store
 
 StartResponse = Any
 
@@ -28,11 +29,19 @@ class ControlError(RuntimeError):
 class ControlApi:
     """WSGI handler for `/_local/<what>`; JSON in and out."""
 
-    def __init__(self, faults: Faults, store: Store, scope: Scope, ecr: EcrService | None = None) -> None:
+    def __init__(
+        self,
+        faults: Faults,
+        store: Store,
+        scope: Scope,
+        ecr: EcrService | None = None,
+        revocations: SignerRevocations | None = None,
+    ) -> None:
         self.faults = faults
         self.store = store
         self.scope = scope
         self.ecr = ecr
+        self.revocations = revocations or SignerRevocations()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")[len("/_local/") :].rstrip("/")
@@ -101,6 +110,15 @@ class ControlApi:
                 raise ValueError("findings must be a list")
             self.store.set_findings(scope, str(body["repositoryName"]), str(body["imageDigest"]), findings)
             return {"ok": True}
+        if path == "signer/revocations" and method == "POST":
+            entities = body["entities"]
+            if not isinstance(entities, list) or not all(isinstance(e, str) and e for e in entities):
+                raise ValueError("entities must be a list of ARNs or certificate hashes")
+            self.revocations.revoke(entities, float(body.get("effective", 0.0)))
+            return {"revoked": self.revocations.revoked()}
+        if path == "signer/revocations" and method == "DELETE":
+            self.revocations.clear()
+            return {"revoked": {}}
         return None
 
 
@@ -191,6 +209,14 @@ class ControlClient:
 
     def reset_blob_host_requests(self) -> None:
         self._call("DELETE", "blob-host/requests")
+
+    def revoke_signatures(self, entities: list[str], effective: float = 0.0) -> None:
+        """AWS Signer revokes these (signing profile or profile version ARNs, signing job ARNs,
+        certificate hashes) for signatures made at or after `effective` (epoch seconds)."""
+        self._call("POST", "signer/revocations", {"entities": entities, "effective": effective})
+
+    def clear_revocations(self) -> None:
+        self._call("DELETE", "signer/revocations")
 
     def set_scan_findings(
         self,

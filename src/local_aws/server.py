@@ -32,6 +32,7 @@ from local_aws.events import EventSink
 from local_aws.faults import Faults
 from local_aws.proxy import RegistryProxy
 from local_aws.registry import RegistryPool
+from local_aws.signer import REVOCATIONS_PATH, SignerRevocations
 from local_aws.store import Scope, Store
 
 LOG = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class FrontApp:
         faults: Faults,
         account: str,
         region: str,
+        revocations: SignerRevocations | None = None,
     ) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
@@ -67,6 +69,7 @@ class FrontApp:
         self.faults = faults
         self.account = account
         self.region = region
+        self.revocations = revocations or SignerRevocations()
         self.moto = DomainDispatcherApplication(create_backend_app)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -83,6 +86,8 @@ class FrontApp:
             )
         if path == "/v2" or path.startswith("/v2/"):
             return self.proxy(environ, start_response)
+        if scope_match and scope_match["service"] == "signer" and path == REVOCATIONS_PATH:
+            return self.revocations(environ, start_response)  # moto lacks GetRevocationStatus
         if path.startswith("/_local/"):
             return self.control(environ, start_response)
         failure = self.faults.injected(_service_operation(target)) if target else None
@@ -313,13 +318,15 @@ class LocalAws:
             self.ecr = EcrService(
                 self._store, self._registries, EventSink(), self.endpoint_for, password, self._blob_host
             )
+            revocations = SignerRevocations()
             app = FrontApp(
                 self.ecr,
                 RegistryProxy(self.ecr, home, scope, self.faults),
-                ControlApi(self.faults, self._store, scope, self.ecr),
+                ControlApi(self.faults, self._store, scope, self.ecr, revocations),
                 self.faults,
                 self.account,
                 self.region,
+                revocations,
             )
             self._server = make_server(
                 "127.0.0.1", self.requested_port, app, threaded=True, request_handler=_QuietHandler
