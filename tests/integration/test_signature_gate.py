@@ -365,3 +365,187 @@ def test_the_cli_plans_and_handles_through_the_signature_gate(ecr, pusher, repos
     assert promoted["outcome"] == "promoted" and promoted["signature"]["verifier"] == "cosign"
     assert digest_at(ecr, target, "v6") == signed.digest
     assert digest_at(ecr, target, "v7") is None
+
+
+# --- Notation (AWS Signer-shaped JWS envelopes, signed here by a test CA) -------------------------
+
+NOTATION_ARTIFACT_TYPE = "application/vnd.cncf.notary.signature"
+JWS_MEDIA_TYPE = "application/jose+json"
+PROFILE = "arn:aws:signer:us-east-1:123456789012:/signing-profiles/release"
+PROFILE_VERSION = f"{PROFILE}/a1b2c3d4e5"
+SIGNING_JOB = "arn:aws:signer:us-east-1:123456789012:/signing-jobs/0c8f3d4c-0000-1111-2222-333344445555"
+NOTATION_CRITICAL = [
+    "io.cncf.notary.signingScheme",
+    "io.cncf.notary.authenticSigningTime",
+    "io.cncf.notary.verificationPlugin",
+    "com.amazonaws.signer.signingProfileVersion",
+    "com.amazonaws.signer.signingJob",
+]
+
+
+class TestSignerCA:
+    """Root -> intermediate -> leaf, ECDSA P-384 as AWS Signer's (keys made here, not AWS's)."""
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        from datetime import UTC, datetime, timedelta
+
+        now = datetime.now(UTC)
+        self.signed_at = now - timedelta(hours=1)
+        keys = [ec.generate_private_key(ec.SECP384R1()) for _ in range(3)]
+        names = ["Test Signer Root", "Test Signer Int", "Test Signer Leaf"]
+        certificates = []
+        for i, (name, key) in enumerate(zip(names, keys, strict=True)):
+            issuer = max(i - 1, 0)
+            certificates.append(
+                _certificate(name, key, names[issuer], keys[issuer], ca=i < 2, start=now - timedelta(days=1))
+            )
+        self.root, self.intermediate, self.leaf = certificates
+        self.leaf_key = keys[2]
+
+    @property
+    def root_pem(self) -> str:
+        return self.root.public_bytes(serialization.Encoding.PEM).decode()
+
+    def envelope(self, image: im.Manifest, *, expiry: Any = None) -> bytes:
+        """A Notation JWS envelope over `image`'s descriptor, with AWS Signer's attributes."""
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        header: dict[str, Any] = {
+            "alg": "ES384",
+            "crit": NOTATION_CRITICAL + (["io.cncf.notary.expiry"] if expiry else []),
+            "cty": "application/vnd.cncf.notary.payload.v1+json",
+            "io.cncf.notary.signingScheme": "notary.x509.signingAuthority",
+            "io.cncf.notary.authenticSigningTime": self.signed_at.isoformat(),
+            "io.cncf.notary.verificationPlugin": "com.amazonaws.signer.notation.plugin",
+            "com.amazonaws.signer.signingProfileVersion": PROFILE_VERSION,
+            "com.amazonaws.signer.signingJob": SIGNING_JOB,
+        }
+        if expiry:
+            header["io.cncf.notary.expiry"] = expiry.isoformat()
+        target = {
+            "targetArtifact": {"digest": image.digest, "mediaType": image.media_type, "size": image.size}
+        }
+        protected, body = _b64url(json.dumps(header).encode()), _b64url(json.dumps(target).encode())
+        r, s = decode_dss_signature(
+            self.leaf_key.sign(f"{protected}.{body}".encode(), ec.ECDSA(hashes.SHA384()))
+        )
+        chain = [
+            c.public_bytes(serialization.Encoding.DER) for c in (self.leaf, self.intermediate, self.root)
+        ]
+        unprotected = {
+            "x5c": [base64.b64encode(d).decode() for d in chain],
+            "io.cncf.notary.signingAgent": "t",
+        }
+        signature = _b64url(r.to_bytes(48, "big") + s.to_bytes(48, "big"))
+        return json.dumps(
+            {"payload": body, "protected": protected, "header": unprotected, "signature": signature}
+        ).encode()
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _certificate(name: str, key, issuer: str, issuer_key, *, ca: bool, start) -> Any:
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    def named(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(named(name))
+        .issuer_name(named(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False
+        )
+    return builder.sign(issuer_key, hashes.SHA384())
+
+
+def push_notation_signature(pusher, repository: str, subject: im.Manifest, envelope: bytes) -> im.Manifest:
+    """As ECR managed signing stores it: an OCI 1.1 referrer of artifact type notary.signature."""
+    blob, empty = im.Blob(envelope, JWS_MEDIA_TYPE), im.Blob(b"{}", im.OCI_EMPTY)
+    document = {
+        "schemaVersion": 2,
+        "mediaType": im.OCI_MANIFEST,
+        "artifactType": NOTATION_ARTIFACT_TYPE,
+        "config": empty.descriptor(),
+        "layers": [blob.descriptor()],
+        "subject": subject.descriptor(),
+    }
+    manifest = im.Manifest(json.dumps(document).encode(), im.OCI_MANIFEST, blobs=(empty, blob))
+    pusher.push(repository, manifest)
+    return manifest
+
+
+def notation_config(source: str, target: str, root_pem: str) -> dict[str, Any]:
+    config = rule_config(source, target, [])
+    config["rules"][0]["require"] = {
+        "signature": {"notation": {"signing_profiles": [PROFILE], "trust_roots": [root_pem]}}
+    }
+    return config
+
+
+@pytest.fixture
+def signer_revocations(aws_env):
+    yield aws_env.control
+    aws_env.control.clear_revocations()
+
+
+def test_notation_signatures_pass_unless_expired_or_revoked_in_aws_signer(
+    ecr, pusher, repos, lambda_with, signer_revocations
+):
+    from datetime import UTC, datetime, timedelta
+
+    source, target = repos
+    ca = TestSignerCA()
+    good, expired, revoked = im.image((256,)), im.image((256,)), im.image((256,))
+    for image, tag in ((good, "v10"), (expired, "v11"), (revoked, "v12")):
+        pusher.push(source, image, tag)
+    push_notation_signature(pusher, source, good, ca.envelope(good))
+    push_notation_signature(
+        pusher, source, expired, ca.envelope(expired, expiry=datetime.now(UTC) - timedelta(minutes=5))
+    )
+    push_notation_signature(pusher, source, revoked, ca.envelope(revoked))
+    promote = lambda_with(notation_config(source, target, ca.root_pem))
+
+    assert promote(source, good.digest, "v10") == {"batchItemFailures": []}
+    assert promote(source, expired.digest, "v11") == {"batchItemFailures": []}
+    signer_revocations.revoke_signatures([PROFILE_VERSION])  # the profile version, in AWS Signer
+    assert promote(source, revoked.digest, "v12") == {"batchItemFailures": []}
+
+    assert digest_at(ecr, target, "v10") == good.digest
+    assert history_of(target, "v10")[0]["signature"]["identity"] == f"CN=Test Signer Leaf ({PROFILE_VERSION})"
+    assert digest_at(ecr, target, "v11") is None
+    assert "expired" in history_of(target, "v11")[0]["reason"]
+    assert digest_at(ecr, target, "v12") is None
+    (refused,) = history_of(target, "v12")
+    assert (
+        refused["outcome"] == UNVERIFIED and f"revoked by AWS Signer: {PROFILE_VERSION}" in refused["reason"]
+    )

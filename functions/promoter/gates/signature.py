@@ -27,7 +27,6 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from promoter.aws.kms import KmsVerifier
@@ -53,10 +52,6 @@ SIGNATURE_BLOB_MAX_BYTES = 1024 * 1024
 MAX_SIGNATURES_CHECKED = 32
 # Reasons quoted in an `unverified` verdict (the rest are counted).
 MAX_REASONS_QUOTED = 5
-# AWS Signer's Notation roots, shipped as package data with the verifiers: Notation's trust store
-# when a rule names no trust_roots.
-AWS_SIGNER_ROOTS_PACKAGE = "promoter.gates.signatures"
-AWS_SIGNER_ROOTS_DIR = "roots"
 
 KmsVerify = Callable[[str, bytes, bytes], bool]
 
@@ -184,16 +179,15 @@ class SignatureCheck:
     def _verify_notation(self, envelope: bytes, media_type: str, subject: Manifest) -> Any:
         from promoter.gates.signatures.notation import verify_envelope
 
-        roots = self.gate.notation_trust_roots or aws_signer_roots()
-        return verify_envelope(
+        return verify_envelope(  # no trust_roots: the verifier's default, AWS Signer's roots
             envelope,
             media_type,
             subject.digest,
             len(subject.body.encode("utf-8")),
             subject.media_type,
-            roots,
+            self.gate.notation_trust_roots,
             self.gate.notation_signing_profiles,
-            revocation_check=self._revocation.check,
+            signer_revocation_check=self._revocation,
         )
 
 
@@ -254,17 +248,6 @@ def _layers(document: dict[str, Any]) -> list[dict[str, Any]]:
         for layer in document.get("layers") or ()
         if isinstance(layer, dict) and isinstance(layer.get("digest"), str)
     ]
-
-
-@cache
-def aws_signer_roots() -> tuple[str, ...]:
-    """AWS Signer's Notation root certificates (PEM), shipped with the verifiers."""
-    folder = resources.files(AWS_SIGNER_ROOTS_PACKAGE).joinpath(AWS_SIGNER_ROOTS_DIR)
-    return tuple(
-        entry.read_text(encoding="ascii")
-        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
-        if entry.name.endswith(".crt")
-    )
 
 
 @cache
