@@ -1,5 +1,5 @@
-"""The Lambda runtime the promoter is built for, written once (no CDK imports: `./dev setup` and the
-runtime harness in tests/runtime read it too).
+"""The Lambda runtime the promoter is built for, written once (no CDK imports: the runtime harness
+in tests/runtime, which `./dev setup` installs, reads it too).
 
 - Python: the stack's `python3.13` on arm64.
 - SDK: boto3 and botocore are the runtime's own, chosen by AWS per region and lagging PyPI. The
@@ -14,12 +14,10 @@ runtime harness in tests/runtime read it too).
 
 from __future__ import annotations
 
-import sys
-
 PYTHON_VERSION = "3.13"
 SDK_FLOOR = "1.40.0"
 POWERTOOLS_VERSION = "3.37.0"
-# The runtime interface client the harness runs the asset with (Lambda's own, on PyPI).
+# The runtime interface client the harness (tests/runtime) runs the asset with: Lambda's own, on PyPI.
 AWSLAMBDARIC_VERSION = "4.2.2"
 # Powertools' public SSM parameter that names its layer's ARN in each region and partition where it
 # is published (Powertools docs, "Lambda Layer": /aws/service/powertools/python/<arch>/<runtime>/<version>).
@@ -27,17 +25,3 @@ POWERTOOLS_LAYER_PARAMETER = (
     f"/aws/service/powertools/python/arm64/python{PYTHON_VERSION}/{POWERTOOLS_VERSION}"
 )
 
-
-def harness_requirements() -> list[str]:
-    """What the runtime harness installs for Python 3.13: the floor SDK, the layer's Powertools
-    (the layer is built from `[all]` minus the SDK; the promoter needs no extra) and the RIC."""
-    return [
-        f"botocore=={SDK_FLOOR}",
-        f"boto3=={SDK_FLOOR}",
-        f"aws-lambda-powertools=={POWERTOOLS_VERSION}",
-        f"awslambdaric=={AWSLAMBDARIC_VERSION}",
-    ]
-
-
-if __name__ == "__main__":  # `python -m infra.lambda_runtime`: the harness requirements, one a line
-    sys.stdout.write("\n".join(harness_requirements()) + "\n")
