@@ -16,7 +16,12 @@ from promoter.gates.signatures.cosign import verify_keyless_simple_signing, veri
 from promoter.gates.signatures.notation import COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, verify_envelope
 from promoter.gates.signatures.sigstore_bundle import verify_bundle
 
-DAMAGE = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+DAMAGE = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 
 

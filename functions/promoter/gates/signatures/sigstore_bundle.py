@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from promoter.gates.signatures import SIGSTORE, Identity, SignatureRejected, VerifiedSignature
 from promoter.gates.signatures._trusted_root import default_trusted_root
-from promoter.gates.signatures._x509 import from_unix, iso, match_identity
+from promoter.gates.signatures._x509 import UNREADABLE_CERTIFICATE_ERRORS, from_unix, iso, match_identity
 
 if TYPE_CHECKING:
     from cryptography.x509 import Certificate
@@ -69,7 +69,7 @@ def verify_bundle(
     verifier = _verifier(default_trusted_root() if trusted_root is None else trusted_root)
     try:
         parsed = Bundle.from_json(bundle)
-    except (SigstoreError, ValueError) as exc:
+    except (SigstoreError, KeyError, IndexError, TypeError, *UNREADABLE_CERTIFICATE_ERRORS) as exc:
         raise SignatureRejected(f"not a Sigstore bundle sigstore-python can read: {exc}") from exc
     policy = _IdentityPolicy(identities)
     try:
@@ -79,8 +79,10 @@ def verify_bundle(
         else:
             digest = Hashed(algorithm=HashAlgorithm.SHA2_256, digest=bytes.fromhex(image_hex))
             verifier.verify_artifact(digest, parsed, policy)
-    except SigstoreError as exc:
-        raise SignatureRejected(f"Sigstore bundle does not verify: {exc}") from exc
+    except (SigstoreError, KeyError, IndexError, TypeError, *UNREADABLE_CERTIFICATE_ERRORS) as exc:
+        # sigstore-python parses some of the bundle only while verifying (a checkpoint's base64,
+        # a certificate's extensions): damage found there is a rejection like any other.
+        raise SignatureRejected(f"Sigstore bundle does not verify: {exc!r}") from exc
     return VerifiedSignature(SIGSTORE, policy.matched or "", image_digest, _integrated_time(bundle))
 
 
