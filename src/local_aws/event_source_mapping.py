@@ -6,6 +6,12 @@ and deletes the messages the function did not name in `batchItemFailures` (with
 `ReportBatchItemFailures` on). A function error or timeout fails the whole batch: nothing is deleted
 and the messages come back after the visibility timeout, until the queue's redrive policy moves them
 to the dead-letter queue. `maximumConcurrency` caps the invocations in flight.
+
+A timeout is enforced as Lambda enforces it: the handler runs in a thread of its own, and when
+`timeout_seconds` pass first the invocation is over ("Task timed out"): its answer, should one come
+later, is discarded, nothing is deleted, and its slot is free again. A thread cannot be killed, so
+an abandoned handler may still finish calls it had started (Lambda stops the runtime instead); only
+this module deletes messages, and it never does for an abandoned invocation.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from typing import Any
 LOG = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], Any], Any]
+# Told each invocation's verdict (its event and what the mapping did with it), in the polling thread.
+Observer = Callable[[dict[str, Any], "Invocation"], None]
 
 DEFAULT_BATCH_SIZE = 10
 DEFAULT_MAX_CONCURRENCY = 2
@@ -58,6 +66,7 @@ class Invocation:
     records: int
     failed_ids: tuple[str, ...]
     error: str | None = None
+    timed_out: bool = False
 
 
 def sqs_event(messages: list[Mapping[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
@@ -93,6 +102,7 @@ class EventSourceMapping:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
         function_name: str = "image-promoter",
+        observer: Observer | None = None,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
@@ -100,6 +110,7 @@ class EventSourceMapping:
         self._batch_size = batch_size
         self._timeout_seconds = timeout_seconds
         self._function_name = function_name
+        self._observer = observer
         self._max_concurrency = max_concurrency
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="esm")
@@ -153,14 +164,37 @@ class EventSourceMapping:
     def _invoke(self, messages: list[dict[str, Any]]) -> None:
         event = sqs_event(messages, self._queue_arn, self._region)
         context = LocalLambdaContext(function_name=self._function_name, timeout_seconds=self._timeout_seconds)
-        try:
-            response = self._handler(event, context) or {}
-        # A function error fails the whole batch, as in Lambda; so does a crash (a BaseException
-        # standing for the runtime dying mid-invocation: no cleanup code of the function runs).
-        except BaseException as exc:
-            LOG.warning("handler raised %s: the batch of %d returns to the queue", exc, len(messages))
-            self._record(Invocation(len(messages), tuple(m["MessageId"] for m in messages), repr(exc)))
+        everything = tuple(m["MessageId"] for m in messages)
+        outcome: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome["response"] = self._handler(event, context) or {}
+            # A function error fails the whole batch, as in Lambda; so does a crash (a BaseException
+            # standing for the runtime dying mid-invocation: no cleanup code of the function runs).
+            except BaseException as exc:
+                outcome["error"] = exc
+            finally:
+                finished.set()
+
+        threading.Thread(target=run, name=f"invocation-{context.aws_request_id}", daemon=True).start()
+        if not finished.wait(self._timeout_seconds):
+            LOG.warning(
+                "invocation %s timed out after %s s: the batch of %d returns to the queue",
+                context.aws_request_id,
+                self._timeout_seconds,
+                len(messages),
+            )
+            error = f"Task timed out after {self._timeout_seconds} seconds"
+            self._record(event, Invocation(len(messages), everything, error, timed_out=True))
             return
+        if "error" in outcome:
+            exc = outcome["error"]
+            LOG.warning("handler raised %s: the batch of %d returns to the queue", exc, len(messages))
+            self._record(event, Invocation(len(messages), everything, repr(exc)))
+            return
+        response = outcome["response"]
         failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
         done = [m for m in messages if m["MessageId"] not in failed]
         for start in range(0, len(done), 10):
@@ -169,8 +203,10 @@ class EventSourceMapping:
                 QueueUrl=self._queue_url,
                 Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
             )
-        self._record(Invocation(len(messages), tuple(sorted(failed))))
+        self._record(event, Invocation(len(messages), tuple(sorted(failed))))
 
-    def _record(self, invocation: Invocation) -> None:
+    def _record(self, event: dict[str, Any], invocation: Invocation) -> None:
         with self._lock:
             self.invocations.append(invocation)
+        if self._observer is not None:
+            self._observer(event, invocation)

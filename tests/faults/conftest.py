@@ -25,21 +25,27 @@ import pytest
 
 from infra.event_patterns import push_event_pattern, request_event_pattern
 from local_aws import LocalAws
-from local_aws.event_source_mapping import EventSourceMapping
+from local_aws.event_source_mapping import EventSourceMapping, Invocation
 from local_aws.images import EcrPusher
 from promoter import handler, settings
 from promoter.model.config import parse_config
 
 pytestmark = pytest.mark.integration
 
-# Short enough that redelivery and the DLQ are reached in seconds; the function "times out" after
-# FUNCTION_TIMEOUT_SECONDS, which bounds how long a crashed invocation's INPROGRESS record blocks.
-# With a visibility timeout of 1 s, deliveries slowed by a loaded machine were received again in
-# flight and burned their receives into the DLQ: the stack sets it well above the function timeout.
-VISIBILITY_TIMEOUT_SECONDS = 2
+# The local event source mapping ends an invocation at FUNCTION_TIMEOUT_SECONDS, as Lambda does
+# (its answer discarded, its batch back after the visibility timeout), which also bounds how long a
+# crashed invocation's INPROGRESS record blocks its key. So a delivery is in flight for at most the
+# function timeout plus the time to receive and to delete; the visibility timeout adds
+# DELETE_MARGIN_SECONDS on top, so a message is never received again while its delivery is still
+# running, unless a test asks for that (a smaller `visibility_timeout`). The function timeout is
+# generous for the suite's small images on a loaded 2-core machine (a batch took ~3 s there, and
+# an overrun now only costs a redelivery); the stack's factor of six (VISIBILITY_TIMEOUT_FACTOR)
+# would make every deliberate retry wait a minute.
+FUNCTION_TIMEOUT_SECONDS = 10
+DELETE_MARGIN_SECONDS = 5
+VISIBILITY_TIMEOUT_SECONDS = FUNCTION_TIMEOUT_SECONDS + DELETE_MARGIN_SECONDS
 MAX_RECEIVE_COUNT = 8
-FUNCTION_TIMEOUT_SECONDS = 2
-RUN_DEADLINE_SECONDS = 40.0
+RUN_DEADLINE_SECONDS = 180.0
 
 
 @dataclass
@@ -148,6 +154,7 @@ class Pipeline:
             self.sqs,
             self.queue_url,
             self._recording,
+            observer=self._note,
             **{"max_concurrency": 2, "batch_size": 10, "timeout_seconds": FUNCTION_TIMEOUT_SECONDS, **esm},
         )
         self.before_invoke: Callable[[dict[str, Any]], None] | None = None
@@ -165,26 +172,25 @@ class Pipeline:
         self.rules.append((name, bus))
 
     def _recording(self, event: dict[str, Any], context: Any) -> Any:
-        records = event["Records"]
+        if self.before_invoke is not None:
+            self.before_invoke(event)
+        return handler.handle_queue(event, context)
 
-        def note(status_of: Callable[[str], str], error: str | None = None) -> None:
-            with self.ledger.lock:
-                for r in records:
-                    count = int(r["attributes"].get("ApproximateReceiveCount", "0"))
-                    self.ledger.deliveries.append(
-                        Delivery(r["messageId"], r["body"], count, status_of(r["messageId"]), error)
-                    )
-
-        try:
-            if self.before_invoke is not None:
-                self.before_invoke(event)
-            response = handler.handle_queue(event, context)
-        except BaseException as exc:  # the ESM returns the batch to the queue; note why first
-            note(lambda _id: "crash", repr(exc))
-            raise
-        failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
-        note(lambda mid: "retry" if mid in failed else "handled")
-        return response
+    def _note(self, event: dict[str, Any], invocation: Invocation) -> None:
+        """The event source mapping's verdict on each delivery (what SQS then sees): handled
+        (deleted), retry (reported failed), or crash (a function error or a timeout: the whole
+        batch returns). An abandoned invocation's late answer never reaches the ledger."""
+        failed = set(invocation.failed_ids)
+        with self.ledger.lock:
+            for r in event["Records"]:
+                count = int(r["attributes"].get("ApproximateReceiveCount", "0"))
+                if invocation.error is not None:
+                    status = "crash"
+                else:
+                    status = "retry" if r["messageId"] in failed else "handled"
+                self.ledger.deliveries.append(
+                    Delivery(r["messageId"], r["body"], count, status, invocation.error)
+                )
 
     # --- input -------------------------------------------------------------------------------
     def send(self, body: str) -> str:

@@ -78,7 +78,7 @@ def hostile_bodies(source_repository: str) -> st.SearchStrategy[str]:
 
 
 def test_hostile_events_never_crash_the_handler_or_write_to_ecr(pipeline, repos, aws_env):
-    source, target = repos("dev"), repos("staging")
+    source, target, requested = repos("dev"), repos("staging"), repos("requested")
     config = {
         "rules": [
             {
@@ -90,7 +90,8 @@ def test_hostile_events_never_crash_the_handler_or_write_to_ecr(pipeline, repos,
                 "name": "fuzzed-request",
                 "trigger": "request",
                 "source": {"repository": f"{source}*", "tags": ["*"]},
-                "targets": [{"repository": target, "tags": ["{tag}"]}],
+                # Its own repository: two rules that can write one tag are refused by the configuration.
+                "targets": [{"repository": requested, "tags": ["{tag}"]}],
             },
         ]
     }
@@ -121,3 +122,4 @@ def test_hostile_events_never_crash_the_handler_or_write_to_ecr(pipeline, repos,
 
     assert "PutImage" not in aws_env.control.calls_by_repository()
     assert flow.ecr.list_images(repositoryName=target)["imageIds"] == []
+    assert flow.ecr.list_images(repositoryName=requested)["imageIds"] == []

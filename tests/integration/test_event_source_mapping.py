@@ -73,3 +73,39 @@ def test_a_handler_error_fails_the_whole_batch_and_nothing_is_deleted(queues):
     assert esm.invocations[0].error is not None
     time.sleep(1.2)
     assert _bodies(sqs, queue) == ["a", "b"]
+
+
+def test_an_invocation_past_its_timeout_is_abandoned_its_late_answer_deletes_nothing(queues):
+    """Lambda ends an invocation at its timeout: the batch comes back after the visibility timeout
+    whatever the handler answers later. Here the handler answers "all done" after the timeout."""
+    import threading
+
+    sqs, queue, _ = queues
+    sqs.send_message(QueueUrl=queue, MessageBody="slow")
+    release, answered = threading.Event(), threading.Event()
+
+    def handler(event, context):
+        assert release.wait(60)  # held until the test has seen the timeout
+        answered.set()
+        return {"batchItemFailures": []}  # would delete the message, were it still listened to
+
+    verdicts = []
+    esm = EventSourceMapping(
+        sqs, queue, handler, batch_size=10, max_concurrency=1, timeout_seconds=1,
+        observer=lambda event, invocation: verdicts.append(invocation),
+    )
+    while esm.poll_once() == 0:
+        pass
+    esm.wait_idle()  # returns once the invocation timed out, with the handler still running
+    assert not answered.is_set()
+    [invocation] = esm.invocations
+    assert invocation.timed_out and invocation.error == "Task timed out after 1 seconds"
+    assert verdicts == [invocation] and len(invocation.failed_ids) == 1
+    release.set()
+    assert answered.wait(60)
+    esm.close()
+    deadline = time.monotonic() + 30
+    bodies: list[str] = []
+    while not bodies and time.monotonic() < deadline:  # visible again after its visibility timeout
+        bodies = _bodies(sqs, queue)
+    assert bodies == ["slow"]
