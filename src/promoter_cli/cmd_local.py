@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ipaddress
+import os
 import shlex
 import signal
 import sys
@@ -21,6 +22,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_PORT = 4566
+SAMPLE_IMAGE_TAG = "latest"
+SAMPLE_IMAGE_PLATFORMS = ("linux/amd64", "linux/arm64")
+SAMPLE_LAYER_BYTES = 64 * 1024
 READY_LINE = "local AWS ready at {endpoint}"
 # Credentials the local AWS accepts (any key id is its default account; a 12-digit key id is that
 # account, see local_aws.accounts): what the CLI uses when the user chose none.
@@ -62,6 +66,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         "in the home registry), so you can push right away",
     )
     parser.set_defaults(func=run_local)
+
+    sample = sub.add_parser(
+        "sample-image",
+        help="write a small multi-platform image as an OCI layout directory, to push with skopeo",
+        description="Builds a small image (one layer per platform, an index over them) and writes it "
+        "as an OCI image layout: `skopeo copy --all oci:DIR:TAG docker://...` pushes it. No Docker needed.",
+    )
+    sample.add_argument("directory", type=Path, metavar="DIR", help="where to write the layout (created)")
+    sample.add_argument(
+        "--tag", default=SAMPLE_IMAGE_TAG, help=f"the tag inside the layout (default {SAMPLE_IMAGE_TAG})"
+    )
+    sample.add_argument(
+        "--platforms",
+        default=",".join(SAMPLE_IMAGE_PLATFORMS),
+        metavar="OS/ARCH,...",
+        help=f"default {','.join(SAMPLE_IMAGE_PLATFORMS)}",
+    )
+    sample.set_defaults(func=cmd_sample_image)
 
 
 def is_loopback_endpoint(url: str) -> bool:
@@ -204,3 +226,29 @@ def _create_repositories(config_path: str | None, local: Any) -> list[str] | Non
     except ConfigError as exc:
         print(f"promoter local: invalid configuration {config_path}: {exc}", file=sys.stderr)
         return None
+
+
+def cmd_sample_image(args: argparse.Namespace) -> int:
+    """Writes the sample image's OCI layout; prints its digest and how to push it."""
+    from local_aws import images
+
+    platforms = tuple(p.strip() for p in args.platforms.split(",") if p.strip())
+    if not platforms or any(p.count("/") != 1 for p in platforms):
+        print(
+            f"promoter sample-image: --platforms takes OS/ARCH,..., got {args.platforms!r}", file=sys.stderr
+        )
+        return 2
+    if args.directory.exists() and any(args.directory.iterdir()):
+        print(f"promoter sample-image: {args.directory} exists and is not empty", file=sys.stderr)
+        return 2
+    image = images.multi_arch(platforms, layer_size=SAMPLE_LAYER_BYTES, attestations=False)
+    images.write_oci_layout(args.directory, image, tag=args.tag)
+    print(f"wrote {args.directory} ({len(platforms)} platform(s)), digest {image.digest}")
+    # The local AWS's registry is its endpoint's host:port (`promoter local` prints both).
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    host = urlsplit(endpoint).netloc if endpoint and is_loopback_endpoint(endpoint) else "HOST"
+    print(
+        f"push it: skopeo copy --all --dest-tls-verify=false oci:{args.directory}:{args.tag} "
+        f"docker://{host}/REPOSITORY:TAG"
+    )
+    return 0
