@@ -106,10 +106,15 @@ def local_aws_defaults(environ: Mapping[str, str]) -> dict[str, str]:
     if not endpoint or not is_loopback_endpoint(endpoint):
         return {}
     added: dict[str, str] = {}
-    if not (environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or _configured_region()):
-        from local_aws import DEFAULT_REGION
+    if not environ.get("AWS_DEFAULT_REGION"):
+        # botocore reads AWS_DEFAULT_REGION, never AWS_REGION (which the AWS CLI v2 and other SDKs
+        # read): a region given either way counts, then the profile's, then the local AWS's own.
+        if environ.get("AWS_REGION"):
+            added["AWS_DEFAULT_REGION"] = environ["AWS_REGION"]
+        elif not _configured_region():
+            from local_aws import DEFAULT_REGION
 
-        added["AWS_DEFAULT_REGION"] = DEFAULT_REGION
+            added["AWS_DEFAULT_REGION"] = DEFAULT_REGION
     if not any(environ.get(name) for name in CREDENTIAL_ENV_VARS):
         added["AWS_ACCESS_KEY_ID"] = LOCAL_ACCESS_KEY_ID
         added["AWS_SECRET_ACCESS_KEY"] = LOCAL_SECRET_ACCESS_KEY
@@ -127,7 +132,8 @@ def usage_lines(endpoint: str, registry_host: str, region: str, password: str) -
     """What to paste to use the local AWS: the environment, the registry login and a push."""
     env = {
         "AWS_ENDPOINT_URL": endpoint,
-        "AWS_REGION": region,
+        "AWS_REGION": region,  # the AWS CLI v2 and most SDKs
+        "AWS_DEFAULT_REGION": region,  # boto3 (botocore reads only this one)
         "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY_ID,
         "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_ACCESS_KEY,
     }

@@ -68,12 +68,29 @@ def test_the_loopback_endpoint_alone_is_enough_no_region_or_credentials_error(pu
     assert "Traceback" not in result.stderr
 
 
+def test_aws_region_alone_is_honoured_though_botocore_reads_only_aws_default_region(
+    pushed, aws_env, tmp_path
+):
+    source, *_ = pushed
+    env = endpoint_only_env(aws_env.endpoint, tmp_path)
+    env["AWS_REGION"] = "us-east-1"  # what `promoter local` prints for the AWS CLI v2
+
+    result = run("event", "push", f"{source}:sha-1", env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["region"] == "us-east-1"
+
+
 def test_another_endpoint_gets_no_invented_region_or_credentials(tmp_path):
     from promoter_cli.cmd_local import local_aws_defaults
 
     assert local_aws_defaults({"AWS_ENDPOINT_URL": "https://ecr.example.com"}) == {}
     assert local_aws_defaults({}) == {}
-    chosen = {"AWS_ENDPOINT_URL": "http://localhost:4566", "AWS_REGION": "eu-west-1", "AWS_PROFILE": "p"}
+    chosen = {
+        "AWS_ENDPOINT_URL": "http://localhost:4566",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "AWS_PROFILE": "p",
+    }
     assert local_aws_defaults(chosen) == {}
 
 

@@ -151,7 +151,13 @@ def test_promoter_local_prints_lines_to_paste_that_log_in_and_push(tmp_path: Pat
             printed.append(proc.stdout.readline().rstrip("\n") if proc.stdout else "")
         (export,) = [p for p in printed if p.startswith("export ")]
         env = dict(word.split("=", 1) for word in shlex.split(export)[1:])
-        assert set(env) == {"AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+        assert set(env) == {
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        }
         assert "# Created from" in printed[-2] and "app-dev, app-staging" in printed[-2]
         (login,) = [p for p in printed if p.startswith("skopeo login ")]
         (copy,) = [p for p in printed if p.startswith("skopeo copy ")]

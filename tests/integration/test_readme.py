@@ -157,10 +157,11 @@ def test_the_first_promotion_and_every_command_example_run_as_the_readme_says(tm
     shutil.copy(SAMPLE_CONFIG, first / "promotion.yaml")
     proc, printed = cli.serve(serve_line, first)
     try:
-        # "paste both into a second terminal (the endpoint alone is enough for the promoter)"
+        # "paste both into a second terminal"
         (export,) = [p for p in printed if p.startswith("export ")]
-        endpoint = dict(w.split("=", 1) for w in shlex.split(export)[1:])["AWS_ENDPOINT_URL"]
-        cli.env["AWS_ENDPOINT_URL"] = endpoint
+        pasted = dict(w.split("=", 1) for w in shlex.split(export)[1:])
+        cli.env.update(pasted)
+        endpoint = pasted["AWS_ENDPOINT_URL"]
         cli.host = endpoint.split("//", 1)[1]
         (login,) = [p for p in printed if p.startswith("skopeo login ")]
         logged_in = cli.run(login, first)
