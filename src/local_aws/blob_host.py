@@ -61,11 +61,17 @@ class BlobHost:
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ lifecycle
-    def start(self, handler: type[WSGIRequestHandler] | None = None) -> BlobHost:
+    def start(
+        self,
+        handler: type[WSGIRequestHandler] | None = None,
+        wrap: Callable[[Any], Any] | None = None,
+    ) -> BlobHost:
+        """Listen and serve; `wrap` puts a WSGI middleware in front (the latency model)."""
         last_error: OSError | None = None
+        app = wrap(self) if wrap is not None else self
         for address in BLOB_HOST_ADDRESSES:
             try:
-                self._server = make_server(address, 0, self, threaded=True, request_handler=handler)
+                self._server = make_server(address, 0, app, threaded=True, request_handler=handler)
                 break
             except OSError as exc:  # no such loopback address here
                 last_error = exc

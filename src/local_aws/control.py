@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from local_aws.faults import Faults
+from local_aws.latency import LatencyLayer, LatencyModel
 from local_aws.signer import SignerRevocations
 from local_aws.store import Scope, Store
 
@@ -36,8 +37,10 @@ class ControlApi:
         scope: Scope,
         ecr: EcrService | None = None,
         revocations: SignerRevocations | None = None,
+        latency: LatencyLayer | None = None,
     ) -> None:
         self.faults = faults
+        self.latency = latency or LatencyLayer()
         self.store = store
         self.scope = scope
         self.ecr = ecr
@@ -94,6 +97,19 @@ class ControlApi:
             return {"rates": self.faults.rates()}
         if path == "rates" and method == "GET":
             return {"rates": self.faults.rates()}
+        if path == "latency":
+            if method == "POST":
+                self.latency.set_model(LatencyModel.from_json(body))
+            elif method == "DELETE":
+                self.latency.set_model(None)
+            elif method != "GET":
+                return None
+            return {"model": self.latency.model.to_json(), "applied_ms": self.latency.applied()}
+        if path == "requests" and method == "GET":
+            return {"requests": self.latency.requests()}
+        if path == "requests" and method == "DELETE":
+            self.latency.reset_requests()
+            return {"requests": {}}
         if path == "faults" and method == "DELETE":
             self.faults.clear()
             return {"ok": True}
@@ -197,6 +213,25 @@ class ControlClient:
 
     def rates(self) -> dict[str, float]:
         return self._call("GET", "rates")["rates"]
+
+    def set_latency(self, spec: str | None) -> dict[str, Any]:
+        """Switch the latency model: `aws`, `OP=MS[,...]` (see `local_aws.latency`), None for none.
+        Returns the model now in force."""
+        if spec is None:
+            return self._call("DELETE", "latency")["model"]
+        return self._call("POST", "latency", {"spec": spec})["model"]
+
+    def latency(self) -> dict[str, Any]:
+        """The model in force (`model`) and the milliseconds applied per operation (`applied_ms`)."""
+        return self._call("GET", "latency")
+
+    def requests(self) -> dict[str, int]:
+        """Every request served since the last reset, per name: ECR operations (`PutImage`),
+        `Registry.<METHOD>` (/v2), `BlobHost.GET` (downloads), `DynamoDB.PutItem`, ..."""
+        return self._call("GET", "requests")["requests"]
+
+    def reset_requests(self) -> None:
+        self._call("DELETE", "requests")
 
     def clear_faults(self) -> None:
         """Drop all injected failures and rate limits."""

@@ -30,6 +30,7 @@ from local_aws.control import ControlApi, ControlClient
 from local_aws.ecr_api import EcrService
 from local_aws.events import EventSink
 from local_aws.faults import Faults
+from local_aws.latency import LatencyLayer, LatencyModel
 from local_aws.proxy import RegistryProxy
 from local_aws.registry import RegistryPool
 from local_aws.signer import REVOCATIONS_PATH, SignerRevocations
@@ -228,7 +229,9 @@ class LocalAws:
     """The whole local AWS; `start()` returns once every part answers.
 
     `data_dir=None` uses a temporary directory removed by `stop()`; `rates` maps ECR operations to
-    calls per second. Tables the engine expects (see `tables.py`) are created on start.
+    calls per second; `latency` is an AWS-like latency model (`latency.parse_latency("aws")`), also
+    switched at run time through the control API. Tables the engine expects (see `tables.py`) are
+    created on start.
     """
 
     def __init__(
@@ -238,12 +241,14 @@ class LocalAws:
         rates: dict[str, float] | None = None,
         account: str = DEFAULT_ACCOUNT,
         region: str = DEFAULT_REGION,
+        latency: LatencyModel | None = None,
     ) -> None:
         self.requested_port = port
         self.data_dir = Path(data_dir) if data_dir else None
         self.account = account
         self.region = region
         self.faults = Faults(rates)
+        self.latency = LatencyLayer(latency)
         self.port = 0
         self._temp_dir: Path | None = None
         self._server: BaseWSGIServer | None = None
@@ -287,7 +292,11 @@ class LocalAws:
                     self.ecr, self._registries.get(scope.account, scope.region), scope, self.faults
                 )
                 server = make_server(
-                    "127.0.0.1", 0, RegistryApp(proxy), threaded=True, request_handler=_QuietHandler
+                    "127.0.0.1",
+                    0,
+                    self.latency.wrap(RegistryApp(proxy)),
+                    threaded=True,
+                    request_handler=_QuietHandler,
                 )
                 threading.Thread(
                     target=server.serve_forever, name=f"registry-{scope.account}-{scope.region}", daemon=True
@@ -314,7 +323,7 @@ class LocalAws:
             self._blob_host = BlobHost(
                 lambda s: registries.get(s.account, s.region),
                 self._store.secret("blob-host", secrets.token_hex(32)),
-            ).start(_QuietHandler)
+            ).start(_QuietHandler, wrap=lambda app: self.latency.wrap(app, ("BlobHost", "GET"), paced=True))
             self.ecr = EcrService(
                 self._store, self._registries, EventSink(), self.endpoint_for, password, self._blob_host
             )
@@ -322,14 +331,18 @@ class LocalAws:
             app = FrontApp(
                 self.ecr,
                 RegistryProxy(self.ecr, home, scope, self.faults),
-                ControlApi(self.faults, self._store, scope, self.ecr, revocations),
+                ControlApi(self.faults, self._store, scope, self.ecr, revocations, self.latency),
                 self.faults,
                 self.account,
                 self.region,
                 revocations,
             )
             self._server = make_server(
-                "127.0.0.1", self.requested_port, app, threaded=True, request_handler=_QuietHandler
+                "127.0.0.1",
+                self.requested_port,
+                self.latency.wrap(app),
+                threaded=True,
+                request_handler=_QuietHandler,
             )
             self.port = self._server.server_port
             self._thread = threading.Thread(target=self._server.serve_forever, name="local-aws", daemon=True)

@@ -56,6 +56,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="OP=N",
         help="limit an ECR operation to N calls/s, e.g. PutImage=10 (repeatable)",
     )
+    parser.add_argument(
+        "--latency",
+        default=None,
+        metavar="aws|OP=MS[,...]",
+        help="add AWS-like latency in the server: 'aws' (published figures, see BENCHMARKS.md), "
+        "OP=MS items (PutImage=200, ECR=50, Registry.PATCH=80, DynamoDB=10, blob_mbps=85), or "
+        "'aws,OP=MS' to override the preset",
+    )
     parser.add_argument("--account", default=None, help="account id (default 123456789012)")
     parser.add_argument("--region", default=None, help="default region (default us-east-1)")
     parser.add_argument(
@@ -179,10 +187,12 @@ def create_configured_repositories(config_path: str, endpoint: str, region: str)
 def run_local(args: argparse.Namespace) -> int:
     from local_aws import DEFAULT_ACCOUNT, DEFAULT_REGION, LocalAws, RegistryNotInstalledError
     from local_aws.faults import parse_rate
+    from local_aws.latency import parse_latency
     from local_aws.registry import RegistryStartError
 
     try:
         rates = dict(parse_rate(spec) for spec in args.rate)
+        latency = parse_latency(args.latency) if args.latency is not None else None
     except ValueError as exc:
         print(f"promoter local: {exc}", file=sys.stderr)
         return 2
@@ -194,7 +204,12 @@ def run_local(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     local = LocalAws(
-        port=args.port, data_dir=args.data, rates=rates, account=account, region=args.region or DEFAULT_REGION
+        port=args.port,
+        data_dir=args.data,
+        rates=rates,
+        account=account,
+        region=args.region or DEFAULT_REGION,
+        latency=latency,
     )
     try:
         local.start()
