@@ -28,6 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from promoter import settings
+from promoter.aws.rate_limit import THROTTLING_CODES, shared_rate
 from promoter.exceptions import (
     AccessDeniedError,
     BlobNotFoundError,
@@ -256,6 +257,37 @@ def make_ecr_client(
     return client
 
 
+def pace_put_image(client: Any) -> None:
+    """Every PutImage attempt of `client` (botocore's retries included) waits for a send slot of
+    its registry's shared `AdaptiveRate`, and every answer adapts that rate: admitted calls raise
+    it, ThrottlingException cuts it (`rate_limit.py`). Idempotent per client (unique handler ids),
+    so every `EcrRegistry` may call it on the container's one client."""
+    region = client.meta.region_name or ""
+
+    def registry_of(body: Any) -> str:
+        try:
+            return str(json.loads(body or b"{}").get("registryId", ""))
+        except (ValueError, AttributeError):
+            return ""
+
+    def before_send(request: Any, **_: Any) -> None:
+        shared_rate(region, registry_of(request.body)).acquire()
+
+    def after_attempt(response: Any = None, request_dict: Any = None, **_: Any) -> None:
+        if response is None:  # no answer (connection error): says nothing about the quota
+            return
+        http, parsed = response
+        rate = shared_rate(region, registry_of((request_dict or {}).get("body")))
+        if parsed.get("Error", {}).get("Code") in THROTTLING_CODES:
+            rate.on_throttled()
+        elif http.status_code < 300:
+            rate.on_admitted()
+
+    events = client.meta.events
+    events.register("before-send.ecr.PutImage", before_send, unique_id="promoter-put-image-pace")
+    events.register("needs-retry.ecr.PutImage", after_attempt, unique_id="promoter-put-image-adapt")
+
+
 def cosign_tags(digest: str) -> tuple[str, ...]:
     """The tags where cosign keeps signatures, attestations and SBOMs of an image."""
     algorithm, _, hex_digest = digest.partition(":")
@@ -284,6 +316,7 @@ class EcrRegistry:
 
     def __init__(self, client: Any, opener: Callable[..., Any] = urllib.request.urlopen) -> None:
         self._ecr = client
+        pace_put_image(client)
         self._open = opener
         self._mounting: bool | None = None
         self._auth: tuple[str, str] | None = None
