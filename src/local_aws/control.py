@@ -7,6 +7,7 @@ work against a `promoter local` running in another process.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -112,6 +113,10 @@ class ControlApi:
             return {"requests": {}}
         if path == "faults" and method == "DELETE":
             self.faults.clear()
+            if self.ecr is not None:  # the restore period is a test knob too: back to the default
+                from local_aws.ecr_api import DEFAULT_RESTORE_SECONDS
+
+                self.ecr.restore_seconds = DEFAULT_RESTORE_SECONDS
             return {"ok": True}
         if path == "blob-host/requests" and self.ecr is not None:
             if method == "GET":
@@ -119,6 +124,16 @@ class ControlApi:
             if method == "DELETE":
                 self.ecr.blob_host.reset_requests()
                 return {"requests": []}
+        if path == "archive" and method == "POST" and self.ecr is not None:
+            seconds = float(body["restoreSeconds"])
+            if seconds < 0:
+                raise ValueError("restoreSeconds must be >= 0")
+            self.ecr.restore_seconds = seconds
+            return {"restoreSeconds": seconds}
+        if path == "archive" and method == "GET" and self.ecr is not None:
+            return {"restoreSeconds": self.ecr.restore_seconds}
+        if path == "archive/finish-restores" and method == "POST":
+            return {"finished": self.store.finish_restores(time.time())}
         if path == "scan-findings" and method == "POST":
             scope = Scope(body.get("account", self.scope.account), body.get("region", self.scope.region))
             findings = body.get("findings", [])
@@ -234,7 +249,7 @@ class ControlClient:
         self._call("DELETE", "requests")
 
     def clear_faults(self) -> None:
-        """Drop all injected failures and rate limits."""
+        """Drop all injected failures and rate limits, and put the restore period back."""
         self._call("DELETE", "faults")
 
     def blob_host_requests(self) -> list[dict[str, Any]]:
@@ -252,6 +267,18 @@ class ControlClient:
 
     def clear_revocations(self) -> None:
         self._call("DELETE", "signer/revocations")
+
+    def set_restore_seconds(self, seconds: float) -> None:
+        """How long a restore from the archive (UpdateImageStorageClass STANDARD) stays ACTIVATING;
+        0 restores at once. ECR takes up to 20 minutes; the local default is a minute."""
+        self._call("POST", "archive", {"restoreSeconds": seconds})
+
+    def restore_seconds(self) -> float:
+        return float(self._call("GET", "archive")["restoreSeconds"])
+
+    def finish_restores(self) -> int:
+        """Every restore in progress completes now; returns how many did."""
+        return int(self._call("POST", "archive/finish-restores", {})["finished"])
 
     def set_scan_findings(
         self,

@@ -31,11 +31,13 @@ from local_aws.manifests import (
     TAG_RE,
     ManifestError,
     ParsedManifest,
+    convert_manifest,
     parse_manifest,
+    sha256_digest,
     wildcard_match,
 )
 from local_aws.registry import RegistryPool, RegistryProcess
-from local_aws.store import ImageRecord, RepositoryRecord, Scope, Store, now
+from local_aws.store import ACTIVATING, ACTIVE, ARCHIVED, ImageRecord, RepositoryRecord, Scope, Store, now
 
 MIB = 1024 * 1024
 # ECR quotas page: parts 5-10 MiB except the last; the service model caps a part at 20 MiB.
@@ -46,8 +48,30 @@ MAX_LAYER_DIGESTS_PER_CHECK = 100
 MAX_IMAGE_IDS = 100
 TOKEN_TTL_SECONDS = 12 * 3600
 MUTABILITIES = ("MUTABLE", "IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION", "MUTABLE_WITH_EXCLUSION")
-ACCOUNT_SETTINGS = {"BLOB_MOUNTING": ("ENABLED", "DISABLED")}
-ACCOUNT_SETTING_DEFAULTS = {"BLOB_MOUNTING": "DISABLED"}
+# The account settings ECR names, with the values the current service model accepts (older
+# documents also list CLAIR and V1, which ECR has retired) and what an account starts with.
+ACCOUNT_SETTINGS = {
+    "BASIC_SCAN_TYPE_VERSION": ("AWS_NATIVE",),
+    "REGISTRY_POLICY_SCOPE": ("V2",),
+    "BLOB_MOUNTING": ("ENABLED", "DISABLED"),
+}
+ACCOUNT_SETTING_DEFAULTS = {
+    "BASIC_SCAN_TYPE_VERSION": "AWS_NATIVE",
+    "REGISTRY_POLICY_SCOPE": "V2",
+    "BLOB_MOUNTING": "DISABLED",
+}
+# Pages (service model): DescribeImages, ListImages, DescribeRepositories and
+# DescribeImageScanFindings answer 100 items without maxResults and take 1-1000 with it;
+# ListImageReferrers answers 20 and takes 1-50.
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+REFERRERS_DEFAULT_PAGE_SIZE = 20
+REFERRERS_MAX_PAGE_SIZE = 50
+STORAGE_CLASSES = ("STANDARD", "ARCHIVE")
+STATUS_FILTERS = (ACTIVE, ARCHIVED, ACTIVATING, "ANY")
+# How long a restore from the archive stays ACTIVATING. ECR says "within 20 minutes"; the local
+# one takes a minute unless the control API sets another period (tests set 0 or finish restores).
+DEFAULT_RESTORE_SECONDS = 60.0
 
 
 @dataclass
@@ -88,6 +112,7 @@ class EcrService:
         self.password = password
         # Where blob downloads go (a pre-signed URL on another host, as ECR's go to S3).
         self.blob_host = blob_host
+        self.restore_seconds = DEFAULT_RESTORE_SECONDS
         self._uploads: dict[str, _Upload] = {}
         self._uploads_lock = threading.Lock()
         self._repo_locks: dict[tuple[Scope, str], threading.Lock] = {}
@@ -194,6 +219,7 @@ class EcrService:
         _check_registry_id(scope, p)
         names = p.get("repositoryNames")
         if names is not None:
+            _no_paging_with(p, "repositoryNames")
             if not isinstance(names, list) or not names:
                 raise e.InvalidParameterException("repositoryNames must be a non-empty list")
             recs = []
@@ -290,7 +316,9 @@ class EcrService:
             rec = self.store.repository(scope, rec.name) or rec
             existing = self.store.image(scope, rec.name, parsed.digest)
             current = self.store.tag_digest(scope, rec.name, tag) if tag else None
-            if existing is not None and (tag is None or current == parsed.digest):
+            # Re-pushing an archived image restores it at once (ECR user guide, "Restoring").
+            archived = existing is not None and existing.status != ACTIVE
+            if not archived and existing is not None and (tag is None or current == parsed.digest):
                 if from_registry_api:
                     return PutResult(existing, tag, created=False)
                 what = f"tag '{tag}'" if tag else f"digest '{parsed.digest}'"
@@ -309,6 +337,8 @@ class EcrService:
                     raise e.ReferencedImagesNotFoundException(
                         f"Some of the referenced images were not found: {', '.join(missing)}"
                     )
+            if archived:
+                self.store.activate(scope, rec.name, parsed.digest, now())
             if existing is None:
                 self._store_in_registry(scope, rec.name, parsed, raw)
             image = ImageRecord(
@@ -319,7 +349,7 @@ class EcrService:
                 config_media_type=parsed.config_media_type,
                 artifact_type=parsed.artifact_type,
                 subject=parsed.subject,
-                size=parsed.layer_sizes or parsed.size,
+                size=self._image_size(scope, rec.name, parsed),
                 pushed_at=now(),
                 tags=(),
             )
@@ -336,6 +366,14 @@ class EcrService:
             ),
         )
         return PutResult(stored, tag, created=True)
+
+    def _image_size(self, scope: Scope, repo: str, parsed: ParsedManifest) -> int:
+        """imageSizeInBytes: an image's config and layers; a list's or index's largest child
+        (service model, ImageDetail), the children being in the repository already."""
+        if not parsed.children:
+            return parsed.layer_sizes or parsed.size
+        sizes = [child.size for c in parsed.children if (child := self.store.image(scope, repo, c))]
+        return max(sizes, default=0)
 
     @staticmethod
     def _parse(raw: bytes, given_digest: str | None, media_type: str | None) -> ParsedManifest:
@@ -434,18 +472,15 @@ class EcrService:
                 failures.append(failure)
                 continue
             assert image is not None
-            if accepted and image.media_type not in accepted:
-                # Never hand back a type the client did not accept (and the local ECR never converts).
-                failures.append(
-                    _failure(
-                        image_id,
-                        "ImageNotFound",
-                        f"Requested image not found in the accepted media types; it is stored "
-                        f"as {image.media_type}",
-                    )
-                )
+            if image.status != ACTIVE:
+                failures.append(_failure(image_id, "ImageNotFound", archived_reason(image)))
                 continue
-            echo = {"imageDigest": image.digest}
+            served = self.negotiate(image, accepted, by_tag=not image_id.get("imageDigest"))
+            if served is None:
+                failures.append(_failure(image_id, "ImageNotFound", unaccepted_reason(image, accepted or [])))
+                continue
+            raw, media_type = served
+            echo = {"imageDigest": sha256_digest(raw)}
             if image_id.get("imageTag"):
                 echo["imageTag"] = image_id["imageTag"]
             images.append(
@@ -453,18 +488,28 @@ class EcrService:
                     "registryId": scope.account,
                     "repositoryName": rec.name,
                     "imageId": echo,
-                    "imageManifest": image.manifest.decode("utf-8"),
-                    "imageManifestMediaType": image.media_type,
+                    "imageManifest": raw.decode("utf-8"),
+                    "imageManifestMediaType": media_type,
                 }
             )
         return {"images": images, "failures": failures}
 
+    @staticmethod
+    def negotiate(
+        image: ImageRecord, accepted: list[str] | None, *, by_tag: bool
+    ) -> tuple[bytes, str] | None:
+        """The manifest as a client accepting `accepted` gets it: as stored when accepted (or when
+        the client names no type), converted between Docker v2 and OCI when asked for by tag and
+        ECR can convert it (new bytes, new digest), else None: by digest ECR never converts."""
+        if not accepted or image.media_type in accepted:
+            return image.manifest, image.media_type
+        return convert_manifest(image.manifest, accepted) if by_tag else None
+
     def op_DescribeImages(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
         rec = self.require_repo(scope, p)
-        status = (p.get("filter") or {}).get("tagStatus") or "ANY"
-        if status not in ("TAGGED", "UNTAGGED", "ANY"):
-            raise e.InvalidParameterException(f"Invalid tagStatus {status!r}")
+        status, image_status = _image_filter(p)
         if p.get("imageIds") is not None:
+            _no_paging_with(p, "imageIds")
             images = []
             for image_id in _image_ids(p):
                 image, failure = self.resolve(scope, rec.name, image_id)
@@ -476,8 +521,12 @@ class EcrService:
                 if image not in images:
                     images.append(image)
         else:
-            images = self.store.images(scope, rec.name)
-            images = [i for i in images if status == "ANY" or (status == "TAGGED") == bool(i.tags)]
+            images = [
+                i
+                for i in self.store.images(scope, rec.name)
+                if (status == "ANY" or (status == "TAGGED") == bool(i.tags))
+                and image_status in ("ANY", i.status)
+            ]
         page, token = _paginate(images, p)
         out: dict[str, Any] = {"imageDetails": [self._detail(scope, i) for i in page]}
         if token:
@@ -492,8 +541,12 @@ class EcrService:
             "imageSizeInBytes": image.size,
             "imagePushedAt": image.pushed_at,
             "imageManifestMediaType": image.media_type,
-            "imageStatus": "ACTIVE",
+            "imageStatus": image.status,
         }
+        if image.last_archived_at is not None:
+            detail["lastArchivedAt"] = image.last_archived_at
+        if image.last_activated_at is not None:
+            detail["lastActivatedAt"] = image.last_activated_at
         if image.tags:
             detail["imageTags"] = list(image.tags)
         if image.config_media_type:
@@ -506,11 +559,11 @@ class EcrService:
 
     def op_ListImages(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
         rec = self.require_repo(scope, p)
-        status = (p.get("filter") or {}).get("tagStatus") or "ANY"
-        if status not in ("TAGGED", "UNTAGGED", "ANY"):
-            raise e.InvalidParameterException(f"Invalid tagStatus {status!r}")
+        status, image_status = _image_filter(p)
         ids: list[dict[str, str]] = []
         for image in self.store.images(scope, rec.name):
+            if image_status not in ("ANY", image.status):
+                continue
             if image.tags and status in ("TAGGED", "ANY"):
                 ids.extend({"imageDigest": image.digest, "imageTag": t} for t in image.tags)
             elif not image.tags and status in ("UNTAGGED", "ANY"):
@@ -597,11 +650,17 @@ class EcrService:
         if not isinstance(subject, str) or not DIGEST_RE.match(subject):
             raise e.InvalidParameterException("subjectId.imageDigest must be a sha256 digest")
         wanted = (p.get("filter") or {}).get("artifactTypes")
-        refs = [
-            {**ref, "artifactStatus": "ACTIVE"}
-            for ref in self.referrer_descriptors(scope, rec.name, subject, wanted or ())
-        ]
-        page, token = _paginate(refs, p)
+        # Without an artifactStatus filter only ACTIVE referrers are listed (service model).
+        status_filter = (p.get("filter") or {}).get("artifactStatus") or ACTIVE
+        if status_filter not in STATUS_FILTERS:
+            raise e.InvalidParameterException(f"Invalid artifactStatus {status_filter!r}")
+        refs = []
+        for ref in self.referrer_descriptors(scope, rec.name, subject, wanted or ()):
+            image = self.store.image(scope, rec.name, ref["digest"])
+            status = image.status if image else ACTIVE
+            if status_filter in ("ANY", status):
+                refs.append({**ref, "artifactStatus": status})
+        page, token = _paginate(refs, p, REFERRERS_DEFAULT_PAGE_SIZE, REFERRERS_MAX_PAGE_SIZE)
         out: dict[str, Any] = {"referrers": page}
         if token:
             out["nextToken"] = token
@@ -655,7 +714,12 @@ class EcrService:
                 continue
             resp = self.registry_for(scope).request("HEAD", f"/v2/{rec.name}/blobs/{digest}")
             layer: dict[str, Any] = {"layerDigest": digest}
-            if resp.status == 200:
+            statuses = self.store.blob_statuses(scope, rec.name, digest)
+            if resp.status == 200 and statuses and ACTIVE not in statuses:
+                # Only archived images reference it: present, but not to be pulled or mounted.
+                layer["layerAvailability"] = ARCHIVED
+                layer["layerSize"] = int(resp.headers.get("content-length", 0))
+            elif resp.status == 200:
                 layer["layerAvailability"] = "AVAILABLE"
                 layer["layerSize"] = int(resp.headers.get("content-length", 0))
                 layer["mediaType"] = "application/vnd.docker.container.image.rootfs.diff+x-gzip"
@@ -675,6 +739,10 @@ class EcrService:
             raise e.LayerInaccessibleException(
                 "The specified layer is not available because it is not associated with an image. "
                 "Unassociated image layers may be cleaned up at any time."
+            )
+        if ACTIVE not in self.store.blob_statuses(scope, rec.name, digest):
+            raise e.LayerInaccessibleException(
+                f"The specified layer {digest} belongs to archived images only; restore one to download it"
             )
         return {"downloadUrl": self.blob_host.presigned_url(scope, rec.name, digest), "layerDigest": digest}
 
@@ -809,15 +877,11 @@ class EcrService:
         }
 
     def op_GetAccountSetting(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
-        name = _required_str(p, "name")
-        if name not in ACCOUNT_SETTINGS:
-            raise e.InvalidParameterException(f"Unsupported account setting name {name!r}")
+        name = _setting_name(p)
         return {"name": name, "value": self.store.setting(scope, name, ACCOUNT_SETTING_DEFAULTS[name])}
 
     def op_PutAccountSetting(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
-        name, value = _required_str(p, "name"), _required_str(p, "value")
-        if name not in ACCOUNT_SETTINGS:
-            raise e.InvalidParameterException(f"Unsupported account setting name {name!r}")
+        name, value = _setting_name(p), _required_str(p, "value")
         if value not in ACCOUNT_SETTINGS[name]:
             raise e.InvalidParameterException(
                 f"Invalid value {value!r} for {name}; expected one of {ACCOUNT_SETTINGS[name]}"
@@ -826,7 +890,58 @@ class EcrService:
         return {"name": name, "value": value}
 
     def blob_mounting_enabled(self, scope: Scope) -> bool:
-        return self.store.setting(scope, "BLOB_MOUNTING", "DISABLED") == "ENABLED"
+        return (
+            self.store.setting(scope, "BLOB_MOUNTING", ACCOUNT_SETTING_DEFAULTS["BLOB_MOUNTING"]) == "ENABLED"
+        )
+
+    # ---------------------------------------------------------------------------- storage class
+    def op_UpdateImageStorageClass(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        """ARCHIVE moves an ACTIVE image to the archive at once; STANDARD restores an archived one,
+        ACTIVATING for `restore_seconds` (ECR: up to 20 minutes) before it can be pulled again.
+        Asking for the class an image is already in (or heading to) is
+        `ImageStorageClassUpdateNotSupportedException` (inferred: the model says only "not
+        supported"). Emits `ECR Image Action` UPDATE_STORAGE_CLASS (events/ecr-archive.json)."""
+        rec = self.require_repo(scope, p)
+        target = p.get("targetStorageClass")
+        if target not in STORAGE_CLASSES:
+            raise e.InvalidParameterException(
+                f"Invalid parameter at 'targetStorageClass': {target!r} is not one of {STORAGE_CLASSES}"
+            )
+        with self.repo_lock(scope, rec.name):
+            image, failure = self.resolve(scope, rec.name, p.get("imageId"))
+            if failure or image is None:
+                raise e.ImageNotFoundException(
+                    f"The image with imageId {p.get('imageId')} does not exist within the repository "
+                    f"with name '{rec.name}' in the registry with id '{scope.account}'"
+                )
+            if (target == "ARCHIVE") == (image.status == ARCHIVED) or (
+                target == "STANDARD" and image.status == ACTIVATING
+            ):
+                raise e.ImageStorageClassUpdateNotSupportedException(
+                    f"The image {image.digest} is {image.status}; it cannot move to {target}"
+                )
+            if target == "ARCHIVE":
+                self.store.archive(scope, rec.name, image.digest, now())
+            elif self.restore_seconds <= 0:
+                self.store.activate(scope, rec.name, image.digest, now())
+            else:
+                self.store.restore(scope, rec.name, image.digest, now() + self.restore_seconds)
+            stored = self.store.image(scope, rec.name, image.digest)
+        assert stored is not None
+        self.events.emit(
+            scope,
+            DETAIL_TYPE_IMAGE_ACTION,
+            storage_class_detail(rec.name, stored, target),
+        )
+        image_id: dict[str, str] = {"imageDigest": stored.digest}
+        if isinstance(p.get("imageId"), dict) and p["imageId"].get("imageTag"):
+            image_id["imageTag"] = p["imageId"]["imageTag"]
+        return {
+            "registryId": scope.account,
+            "repositoryName": rec.name,
+            "imageId": image_id,
+            "imageStatus": stored.status,
+        }
 
     # ---------------------------------------------------------------------------- scanning
     def op_StartImageScan(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
@@ -857,7 +972,8 @@ class EcrService:
         for f in findings:
             sev = str(f.get("severity", "UNDEFINED"))
             counts[sev] = counts.get(sev, 0) + 1
-        return {
+        page, token = _paginate(findings, p)
+        out: dict[str, Any] = {
             "registryId": scope.account,
             "repositoryName": rec.name,
             "imageId": {"imageDigest": image.digest},
@@ -865,10 +981,13 @@ class EcrService:
             "imageScanFindings": {
                 "imageScanCompletedAt": time.time(),
                 "vulnerabilitySourceUpdatedAt": time.time(),
-                "findings": findings,
+                "findings": page,
                 "findingSeverityCounts": counts,
             },
         }
+        if token:
+            out["nextToken"] = token
+        return out
 
 
 # -------------------------------------------------------------------------------- parameter helpers
@@ -941,10 +1060,18 @@ def _failure(image_id: dict[str, Any], code: str, reason: str) -> dict[str, Any]
     return {"imageId": image_id, "failureCode": code, "failureReason": reason}
 
 
-def _paginate(items: list[Any], p: dict[str, Any]) -> tuple[list[Any], str | None]:
-    max_results = p.get("maxResults", 1000)
-    if not isinstance(max_results, int) or max_results < 1:
-        raise e.InvalidParameterException("maxResults must be a positive integer")
+def _paginate(
+    items: list[Any], p: dict[str, Any], default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE
+) -> tuple[list[Any], str | None]:
+    """One page: `maxResults` (1 to `maximum`) items, `default` without it, from `nextToken` on."""
+    max_results = p.get("maxResults")
+    if max_results is None:
+        max_results = default
+    elif isinstance(max_results, bool) or not isinstance(max_results, int) or not 1 <= max_results <= maximum:
+        raise e.InvalidParameterException(
+            f"Invalid parameter at 'maxResults' failed to satisfy constraint: 'Member must have value "
+            f"between 1 and {maximum}' (got {max_results!r})"
+        )
     token = p.get("nextToken")
     start = 0
     if token:
@@ -970,3 +1097,70 @@ def _annotations(raw: bytes) -> dict[str, str]:
     except (ValueError, AttributeError):
         return {}
     return {str(k): str(v) for k, v in ann.items()} if isinstance(ann, dict) else {}
+
+
+def _image_filter(p: dict[str, Any]) -> tuple[str, str]:
+    """(tagStatus, imageStatus) of a DescribeImages/ListImages filter; without an imageStatus only
+    ACTIVE images are listed (service model), so archived ones need `imageStatus` ARCHIVED or ANY."""
+    given = p.get("filter") or {}
+    status = given.get("tagStatus") or "ANY"
+    if status not in ("TAGGED", "UNTAGGED", "ANY"):
+        raise e.InvalidParameterException(f"Invalid tagStatus {status!r}")
+    image_status = given.get("imageStatus") or ACTIVE
+    if image_status not in STATUS_FILTERS:
+        raise e.InvalidParameterException(
+            f"Invalid imageStatus {image_status!r}; expected one of {STATUS_FILTERS}"
+        )
+    return status, image_status
+
+
+def _no_paging_with(p: dict[str, Any], listed: str) -> None:
+    """maxResults and nextToken page a listing; ECR refuses them beside an explicit list."""
+    for key in ("maxResults", "nextToken"):
+        if p.get(key) is not None:
+            raise e.InvalidParameterException(f"Invalid parameter: '{key}' cannot be used with '{listed}'")
+
+
+def archived_reason(image: ImageRecord) -> str:
+    """Why an archived (or still restoring) image cannot be pulled: the answer names the archive."""
+    if image.status == ACTIVATING:
+        return "Requested image is being restored from the archive and cannot be pulled until it is ACTIVE"
+    return "Requested image is archived; restore it with UpdateImageStorageClass (STANDARD) to pull it"
+
+
+def unaccepted_reason(image: ImageRecord, accepted: list[str]) -> str:
+    """ECR's words when the stored type is not accepted and no conversion applies."""
+    return (
+        f"Manifest with digest '{image.digest}' has media type '{image.media_type}', but client accepts "
+        f"'{','.join(accepted)}'."
+    )
+
+
+def _setting_name(p: dict[str, Any]) -> str:
+    name = _required_str(p, "name")
+    if len(name) > 64:
+        raise e.ValidationException(
+            "1 validation error detected: Value at 'name' failed to satisfy constraint: "
+            "Member must have length less than or equal to 64"
+        )
+    if name not in ACCOUNT_SETTINGS:
+        raise e.InvalidParameterException(
+            f"Invalid parameter at 'name': {name!r} is not an account setting; "
+            f"expected one of {tuple(ACCOUNT_SETTINGS)}"
+        )
+    return name
+
+
+def storage_class_detail(repo: str, image: ImageRecord, target: str) -> dict[str, str]:
+    """The `detail` of an UPDATE_STORAGE_CLASS `ECR Image Action`, shaped like events/ecr-archive.json."""
+    detail = {
+        "action-type": "UPDATE_STORAGE_CLASS",
+        "target-storage-class": target,
+        "image-digest": image.digest,
+        "repository-name": repo,
+        "result": "SUCCESS",
+        "manifest-media-type": image.media_type,
+    }
+    if image.config_media_type:
+        detail["artifact-media-type"] = image.config_media_type
+    return detail

@@ -94,6 +94,10 @@ class UploadNotFoundException(EcrError):
     """The uploadId is unknown (never created, completed, or for another repository)."""
 
 
+class ImageStorageClassUpdateNotSupportedException(EcrError):
+    """UpdateImageStorageClass to a class the image cannot move to from where it is."""
+
+
 class ScanNotFoundException(EcrError):
     """No scan findings exist for the image."""
 

@@ -236,6 +236,17 @@ def referrer(subject: Manifest, artifact_type: str = "application/vnd.example.sb
     return Manifest(_dump(doc), OCI_MANIFEST, blobs=(empty, body))
 
 
+def variants(base: Manifest, count: int) -> list[Manifest]:
+    """`count` manifests that share `base`'s blobs (and `subject`, for a referrer) and differ by one
+    annotation: many distinct images for the price of one set of blobs."""
+    doc = json.loads(base.raw)
+    out = []
+    for i in range(count):
+        annotations = {**doc.get("annotations", {}), "org.example.variant": str(i)}
+        out.append(Manifest(_dump({**doc, "annotations": annotations}), base.media_type, blobs=base.blobs))
+    return out
+
+
 @dataclass(frozen=True)
 class Pushed:
     """What a push stored: the digest of the top manifest and of every child, in push order."""
@@ -333,5 +344,6 @@ __all__ = [
     "multi_arch",
     "random_layer",
     "referrer",
+    "variants",
     "write_oci_layout",
 ]

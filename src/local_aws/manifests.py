@@ -136,3 +136,50 @@ def wildcard_match(pattern: str, value: str) -> bool:
     """ECR exclusion filters: `*` matches any run of characters; everything else is literal."""
     regex = ".*".join(re.escape(part) for part in pattern.split("*"))
     return re.fullmatch(regex, value) is not None
+
+
+# ECR's manifest conversion ("Container image manifest format support", user guide): an image
+# pulled BY TAG in a format the client does not accept is converted between Docker v2 schema 2
+# and OCI; pulled by digest, never. Lists and indexes are not converted (the guide's table names
+# image manifests only), nor is an OCI artifact (an `artifactType`, a `subject` or a config that
+# is not an image config), which Docker's format cannot say.
+DOCKER_CONFIG_MEDIA_TYPE = "application/vnd.docker.container.image.v1+json"
+OCI_CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
+DOCKER_TO_OCI_TYPES = {
+    DOCKER_MANIFEST: OCI_MANIFEST,
+    DOCKER_CONFIG_MEDIA_TYPE: OCI_CONFIG_MEDIA_TYPE,
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": (
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+    ),
+}
+OCI_TO_DOCKER_TYPES = {oci: docker for docker, oci in DOCKER_TO_OCI_TYPES.items()}
+
+
+def convert_manifest(raw: bytes, accepted: tuple[str, ...] | list[str]) -> tuple[bytes, str] | None:
+    """The manifest rewritten in a format of `accepted` (new bytes, so a new digest), or None when
+    ECR has no conversion for it. Only the media types change; every descriptor keeps its digest
+    and size, so the converted manifest names the same blobs."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+        return None
+    source = doc.get("mediaType")
+    if source == DOCKER_MANIFEST and OCI_MANIFEST in accepted:
+        table = DOCKER_TO_OCI_TYPES
+    elif source == OCI_MANIFEST and DOCKER_MANIFEST in accepted:
+        if "artifactType" in doc or "subject" in doc:
+            return None
+        table = OCI_TO_DOCKER_TYPES
+    else:
+        return None
+    layers = doc.get("layers") or []
+    described = [doc["config"], *layers]
+    if not all(isinstance(d, dict) and d.get("mediaType") in table for d in described):
+        return None
+    converted = dict(doc, mediaType=table[source])
+    converted["config"] = dict(doc["config"], mediaType=table[doc["config"]["mediaType"]])
+    converted["layers"] = [dict(layer, mediaType=table[layer["mediaType"]]) for layer in layers]
+    return json.dumps(converted, indent=3).encode(), table[source]

@@ -20,11 +20,11 @@ from urllib.parse import parse_qs, urlencode
 from werkzeug.wsgi import get_input_stream
 
 from local_aws import errors as e
-from local_aws.ecr_api import EcrService
+from local_aws.ecr_api import EcrService, archived_reason, unaccepted_reason
 from local_aws.faults import Faults
-from local_aws.manifests import DIGEST_RE, TAG_RE
+from local_aws.manifests import DIGEST_RE, TAG_RE, sha256_digest
 from local_aws.registry import RegistryProcess
-from local_aws.store import Scope
+from local_aws.store import ACTIVE, Scope
 
 CHUNK_BYTES = 64 * 1024
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
@@ -147,8 +147,44 @@ class RegistryProxy:
             return _error(start_response, 404, "MANIFEST_UNKNOWN", f"manifest {ref} unknown")
         if method == "DELETE":
             return self._delete_manifest(start_response, name, digest, None if is_digest else ref)
-        environ = dict(environ, PATH_INFO=f"/v2/{name}/manifests/{digest}")
-        return self.forward(environ, start_response)
+        return self._serve_manifest(environ, start_response, method, name, digest, by_tag=not is_digest)
+
+    def _serve_manifest(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        method: str,
+        name: str,
+        digest: str,
+        *,
+        by_tag: bool,
+    ) -> Iterable[bytes]:
+        """GET/HEAD of a manifest from the exact stored bytes. An archived image is a 404 (ECR:
+        "Requests to pull the archived image will fail with a 404 error"); a stored type the
+        `Accept` header does not name is converted when asked for by tag and ECR converts it,
+        else a 404 MANIFEST_UNKNOWN in ECR's words."""
+        image = self.ecr.store.image(self.scope, name, digest)
+        if image is None:
+            return _error(start_response, 404, "MANIFEST_UNKNOWN", f"manifest {digest} unknown")
+        if image.status != ACTIVE:
+            return _error(start_response, 404, "MANIFEST_UNKNOWN", archived_reason(image))
+        accepted = _accepted_types(environ.get("HTTP_ACCEPT", ""))
+        served = self.ecr.negotiate(image, accepted, by_tag=by_tag)
+        if served is None:
+            return _error(start_response, 404, "MANIFEST_UNKNOWN", unaccepted_reason(image, accepted or []))
+        raw, media_type = served
+        served_digest = sha256_digest(raw)
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", media_type),
+                ("Content-Length", str(len(raw))),
+                ("Docker-Content-Digest", served_digest),
+                ("Docker-Distribution-API-Version", "registry/2.0"),
+                ("Etag", f'"{served_digest}"'),
+            ],
+        )
+        return [b""] if method == "HEAD" else [raw]
 
     def _delete_manifest(
         self, start_response: StartResponse, name: str, digest: str, tag: str | None
@@ -482,3 +518,11 @@ def _range_start(content_range: str) -> int:
     if not match or int(match[2]) < int(match[1]):
         return -1
     return int(match[1])
+
+
+def _accepted_types(accept: str) -> list[str] | None:
+    """The media types of an `Accept` header, None when it names none or accepts anything."""
+    types = [part.split(";")[0].strip() for part in accept.split(",") if part.strip()]
+    if not types or "*/*" in types:
+        return None
+    return types

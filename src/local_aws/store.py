@@ -34,7 +34,12 @@ CREATE TABLE IF NOT EXISTS findings (
   account TEXT, region TEXT, repo TEXT, digest TEXT, findings TEXT,
   PRIMARY KEY (account, region, repo, digest));
 CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS storage (
+  account TEXT, region TEXT, repo TEXT, digest TEXT, status TEXT, archived_at REAL,
+  activated_at REAL, ready_at REAL, PRIMARY KEY (account, region, repo, digest));
 """
+# Image statuses (ECR's ImageStatus). No `storage` row means ACTIVE in the standard class.
+ACTIVE, ARCHIVED, ACTIVATING = "ACTIVE", "ARCHIVED", "ACTIVATING"
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,9 @@ class ImageRecord:
     size: int
     pushed_at: float
     tags: tuple[str, ...]
+    status: str = ACTIVE  # ACTIVE, ARCHIVED (archive storage class) or ACTIVATING (being restored)
+    last_archived_at: float | None = None
+    last_activated_at: float | None = None
 
 
 class Store:
@@ -146,6 +154,7 @@ class Store:
                 ("tags", "repo"),
                 ("blob_refs", "repo"),
                 ("findings", "repo"),
+                ("storage", "repo"),
             ):
                 self._db.execute(
                     f"DELETE FROM {table} WHERE account=? AND region=? AND {col}=?",
@@ -251,6 +260,7 @@ class Store:
                 ("tags", "digest"),
                 ("blob_refs", "manifest"),
                 ("findings", "digest"),
+                ("storage", "digest"),
             ):
                 self._db.execute(
                     f"DELETE FROM {table} WHERE account=? AND region=? AND repo=? AND {col}=?",
@@ -270,7 +280,11 @@ class Store:
             "SELECT tag FROM tags WHERE account=? AND region=? AND repo=? AND digest=? ORDER BY tag",
             (scope.account, scope.region, row[0], row[1]),
         ).fetchall()
+        status, archived_at, activated_at = self._storage(scope, row[0], row[1])
         return ImageRecord(
+            status=status,
+            last_archived_at=archived_at,
+            last_activated_at=activated_at,
             repo=row[0],
             digest=row[1],
             manifest=bytes(row[2]),
@@ -282,6 +296,73 @@ class Store:
             pushed_at=row[8],
             tags=tuple(t[0] for t in tags),
         )
+
+    # --- storage class (archive) ---------------------------------------------------------
+    def _storage(self, scope: Scope, repo: str, digest: str) -> tuple[str, float | None, float | None]:
+        """(status, last archived, last activated); a restore whose time has come is ACTIVE now."""
+        row = self._db.execute(
+            "SELECT status, archived_at, activated_at, ready_at FROM storage "
+            "WHERE account=? AND region=? AND repo=? AND digest=?",
+            (scope.account, scope.region, repo, digest),
+        ).fetchone()
+        if row is None:
+            return ACTIVE, None, None
+        status, archived_at, activated_at, ready_at = row
+        if status == ACTIVATING and ready_at is not None and ready_at <= time.time():
+            status, activated_at = ACTIVE, ready_at
+            self._set_storage(scope, repo, digest, ACTIVE, archived_at, activated_at, None)
+        return status, archived_at, activated_at
+
+    def _set_storage(
+        self,
+        scope: Scope,
+        repo: str,
+        digest: str,
+        status: str,
+        archived_at: float | None,
+        activated_at: float | None,
+        ready_at: float | None,
+    ) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO storage VALUES (?,?,?,?,?,?,?,?)",
+            (scope.account, scope.region, repo, digest, status, archived_at, activated_at, ready_at),
+        )
+
+    def archive(self, scope: Scope, repo: str, digest: str, at: float) -> None:
+        """Moves an image to the archive storage class (ARCHIVED from `at`)."""
+        with self._lock:
+            _, _, activated_at = self._storage(scope, repo, digest)
+            self._set_storage(scope, repo, digest, ARCHIVED, at, activated_at, None)
+
+    def restore(self, scope: Scope, repo: str, digest: str, ready_at: float) -> None:
+        """Starts a restore: ACTIVATING until `ready_at`, ACTIVE from then on."""
+        with self._lock:
+            _, archived_at, activated_at = self._storage(scope, repo, digest)
+            self._set_storage(scope, repo, digest, ACTIVATING, archived_at, activated_at, ready_at)
+
+    def activate(self, scope: Scope, repo: str, digest: str, at: float) -> None:
+        """ACTIVE now (a re-push of an archived image restores it at once)."""
+        with self._lock:
+            _, archived_at, _ = self._storage(scope, repo, digest)
+            self._set_storage(scope, repo, digest, ACTIVE, archived_at, at, None)
+
+    def finish_restores(self, at: float) -> int:
+        """Every restore in progress completes now (the control API's way past ECR's wait)."""
+        with self._lock:
+            cursor = self._db.execute(
+                "UPDATE storage SET status=?, activated_at=?, ready_at=NULL WHERE status=?",
+                (ACTIVE, at, ACTIVATING),
+            )
+            return cursor.rowcount
+
+    def blob_statuses(self, scope: Scope, repo: str, blob: str) -> set[str]:
+        """The statuses of the images in `repo` whose manifests reference `blob`."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT manifest FROM blob_refs WHERE account=? AND region=? AND repo=? AND blob=?",
+                (scope.account, scope.region, repo, blob),
+            ).fetchall()
+            return {self._storage(scope, repo, r[0])[0] for r in rows}
 
     # --- settings and findings -----------------------------------------------------------
     def setting(self, scope: Scope, name: str, default: str) -> str:

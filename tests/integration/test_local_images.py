@@ -14,11 +14,14 @@ ALL_TYPES = [im.OCI_MANIFEST, im.DOCKER_MANIFEST, im.OCI_INDEX, im.DOCKER_MANIFE
 def test_batch_get_image_never_returns_a_media_type_that_was_not_accepted(ecr, repo, pusher):
     manifest = im.image()  # OCI
     pusher.push(repo, manifest, "v1")
+    # By digest ECR never converts (by tag it would: test_local_json_api.py).
     resp = ecr.batch_get_image(
-        repositoryName=repo, imageIds=[{"imageTag": "v1"}], acceptedMediaTypes=[im.DOCKER_MANIFEST]
+        repositoryName=repo,
+        imageIds=[{"imageDigest": manifest.digest}],
+        acceptedMediaTypes=[im.DOCKER_MANIFEST],
     )
     assert resp["images"] == []
-    assert resp["failures"][0]["imageId"] == {"imageTag": "v1"}
+    assert resp["failures"][0]["imageId"] == {"imageDigest": manifest.digest}
     assert resp["failures"][0]["failureCode"] == "ImageNotFound"
     ok = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1"}], acceptedMediaTypes=ALL_TYPES)
     assert ok["images"][0]["imageManifestMediaType"] == im.OCI_MANIFEST

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from local_aws import images as im
-from local_aws.manifests import ManifestError, parse_manifest, wildcard_match
+from local_aws.manifests import ManifestError, convert_manifest, parse_manifest, wildcard_match
 
 
 @pytest.mark.parametrize(
@@ -85,3 +85,27 @@ def test_given_media_type_must_agree_with_the_manifest():
 def test_given_media_type_is_used_when_the_manifest_has_none():
     manifest = im.image(include_media_type=False)
     assert parse_manifest(manifest.raw, im.OCI_MANIFEST).media_type == im.OCI_MANIFEST
+
+
+# ---------------------------------------------------------------------------- conversion (ECR's, by tag)
+def test_docker_v2_converts_to_oci_keeping_every_digest_and_size():
+    docker = im.image((64, 128), media_type=im.DOCKER_MANIFEST)
+    raw, media_type = convert_manifest(docker.raw, [im.OCI_MANIFEST])
+    doc, original = json.loads(raw), json.loads(docker.raw)
+    assert media_type == im.OCI_MANIFEST == doc["mediaType"]
+    assert doc["config"] == {**original["config"], "mediaType": im.OCI_CONFIG}
+    assert [(d["digest"], d["size"], d["mediaType"]) for d in doc["layers"]] == [
+        (d["digest"], d["size"], im.OCI_LAYER) for d in original["layers"]
+    ]
+    back, _ = convert_manifest(raw, [im.DOCKER_MANIFEST])
+    assert json.loads(back) == original
+
+
+def test_no_conversion_for_an_artifact_an_index_an_unknown_layer_type_or_an_unaccepted_target():
+    subject = im.image()
+    assert convert_manifest(im.referrer(subject).raw, [im.DOCKER_MANIFEST]) is None
+    assert convert_manifest(im.multi_arch().raw, [im.DOCKER_MANIFEST, im.DOCKER_MANIFEST_LIST]) is None
+    zstd = json.loads(subject.raw)
+    zstd["layers"][0]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+zstd"
+    assert convert_manifest(json.dumps(zstd).encode(), [im.DOCKER_MANIFEST]) is None
+    assert convert_manifest(subject.raw, [im.OCI_INDEX]) is None
