@@ -165,7 +165,13 @@ class ImagePromoter(Construct):
                 max_concurrency=props.max_concurrency,
             )
         )
-        grant_ecr(self, self.role, config.source_repository_globs(), config.target_repository_globs())
+        grant_ecr(
+            self,
+            self.role,
+            config.source_repository_globs(),
+            config.target_repository_globs(),
+            config.restore_archived_source_globs(),
+        )
         grant_remote_targets(self, self.role, config.remote_targets())
         grant_tables(self.role, self.idempotency_table, self.history_table)
         # cfn-lint's IAM action list predates ecr:ListImageReferrers (W3037); botocore's ECR model

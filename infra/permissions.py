@@ -18,14 +18,17 @@ from constructs import Construct
 # Pull an image out of a source repository, exactly the calls promoter.aws.registry makes there:
 # manifests and children (BatchGetImage), referrers (ListImageReferrers), blobs
 # (BatchCheckLayerAvailability, GetDownloadUrlForLayer; the same pair is the read side of a /v2
-# cross-repository mount). DescribeImages, ListImages and DescribeImageScanFindings are left out:
-# the engine calls none of them on a source.
+# cross-repository mount), and an unreadable source's status (DescribeImages: archived or gone).
+# ListImages and DescribeImageScanFindings are left out: the engine calls neither on a source.
 ECR_SOURCE_READ_ACTIONS = (
     "ecr:BatchCheckLayerAvailability",
     "ecr:BatchGetImage",
+    "ecr:DescribeImages",
     "ecr:GetDownloadUrlForLayer",
     "ecr:ListImageReferrers",
 )
+# Restore an archived source (rules with `source.restore_archived`), on those sources only.
+ECR_SOURCE_RESTORE_ACTIONS = ("ecr:UpdateImageStorageClass",)
 # Push blobs and manifests into a target repository. BatchGetImage and BatchCheckLayerAvailability
 # find what is already there (a target at the wanted digest is skipped without a PutImage);
 # DescribeImages is not called today and stays as the read-only lookup the issue lists for targets.
@@ -90,11 +93,21 @@ def repository_arns(scope: Construct, globs: Iterable[str]) -> list[str]:
 
 
 def grant_ecr(
-    scope: Construct, grantee: iam.IGrantable, source_globs: Iterable[str], target_globs: Iterable[str]
+    scope: Construct,
+    grantee: iam.IGrantable,
+    source_globs: Iterable[str],
+    target_globs: Iterable[str],
+    restore_globs: Iterable[str] = (),
 ) -> None:
-    """Give `grantee` read on the sources, write on the targets, and the two account-wide actions."""
+    """Give `grantee` read on the sources, write on the targets, restores on the sources whose
+    rules restore archived images, and the two account-wide actions."""
     sources = repository_arns(scope, source_globs)
     targets = repository_arns(scope, target_globs)
+    restores = repository_arns(scope, restore_globs)
+    if restores:
+        iam.Grant.add_to_principal(
+            grantee=grantee, actions=list(ECR_SOURCE_RESTORE_ACTIONS), resource_arns=restores
+        )
     if sources:
         iam.Grant.add_to_principal(
             grantee=grantee, actions=list(ECR_SOURCE_READ_ACTIONS), resource_arns=sources

@@ -106,7 +106,7 @@ class Reconciliation(Construct):
         )
 
         sources, destinations = config.source_repository_globs(), config.target_repository_globs()
-        grant_ecr(self, self.role, sources, destinations)
+        grant_ecr(self, self.role, sources, destinations, config.restore_archived_source_globs())
         grant_remote_targets(self, self.role, config.remote_targets())
         list_all = any(not _is_exact(glob) for glob in sources)
         iam.Grant.add_to_principal(

@@ -107,6 +107,13 @@ _ECR_ERRORS: dict[str, type[RegistryError]] = {
 _RETRYABLE_IMAGE_FAILURES = frozenset({"KmsError", "UpstreamUnavailable", "UpstreamTagNotFound"})
 
 
+# ECR's image statuses (ImageStatus): an ARCHIVED image cannot be pulled until a restore
+# (ACTIVATING, up to 20 minutes) makes it ACTIVE again.
+IMAGE_ACTIVE = "ACTIVE"
+IMAGE_ARCHIVED = "ARCHIVED"
+IMAGE_ACTIVATING = "ACTIVATING"
+
+
 class Registry(Protocol):
     """What the promotion engine needs from a registry."""
 
@@ -156,6 +163,15 @@ class Registry(Protocol):
 
     def scan_findings(self, repository: str, digest: str) -> ScanReport:
         """The state of an image's vulnerability scan and its finding counts by severity."""
+        ...
+
+    def image_status(self, repository: str, digest: str) -> str | None:
+        """ECR's status of an image: ACTIVE, ARCHIVED (archive storage class: not pullable) or
+        ACTIVATING (being restored); None when the repository does not hold it."""
+        ...
+
+    def restore_image(self, repository: str, digest: str) -> str:
+        """Asks ECR to restore an archived image to the standard storage class; its status after."""
         ...
 
 
@@ -439,6 +455,38 @@ class EcrRegistry:
         except ImageNotFoundError:
             return ()
         return tuple(t for d in response.get("imageDetails") or () for t in d.get("imageTags") or ())
+
+    def image_status(self, repository: str, digest: str) -> str | None:
+        try:
+            with _ecr_errors("DescribeImages", f"{repository}@{digest}"):
+                response = self._ecr.describe_images(
+                    repositoryName=repository, imageIds=[{"imageDigest": digest}]
+                )
+        except ImageNotFoundError:
+            return None
+        details = response.get("imageDetails") or ()
+        # A botocore older than the archive storage class drops `imageStatus`: ACTIVE is all it knew.
+        return (details[0].get("imageStatus") or IMAGE_ACTIVE) if details else None
+
+    def restore_image(self, repository: str, digest: str) -> str:
+        """Raises RegistryError (not retryable) when this runtime's botocore predates
+        UpdateImageStorageClass; a restore already under way answers ACTIVATING."""
+        update = getattr(self._ecr, "update_image_storage_class", None)
+        if update is None:
+            raise RegistryError(
+                f"cannot restore {repository}@{digest}: "
+                "this runtime's botocore has no UpdateImageStorageClass"
+            )
+        try:
+            with _ecr_errors("UpdateImageStorageClass", f"{repository}@{digest}"):
+                response = update(
+                    repositoryName=repository, imageId={"imageDigest": digest}, targetStorageClass="STANDARD"
+                )
+        except RegistryError as exc:
+            if _error_code(exc) == "ImageStorageClassUpdateNotSupportedException":
+                return self.image_status(repository, digest) or IMAGE_ACTIVATING
+            raise
+        return str(response.get("imageStatus") or IMAGE_ACTIVATING)
 
     def scan_findings(self, repository: str, digest: str) -> ScanReport:
         # Only the summary counts are needed: one page (maxResults=1) carries them in full.

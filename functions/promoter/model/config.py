@@ -75,7 +75,7 @@ ROLE_ARN_PATTERN = re.compile(r"arn:aws(-[a-z-]+)?:iam::(?P<account>\d{12}):role
 
 _TOP_KEYS = frozenset({"rules"})
 _RULE_KEYS = frozenset({"name", "source", "trigger", "targets", "require"})
-_SOURCE_KEYS = frozenset({"repository", "tags"})
+_SOURCE_KEYS = frozenset({"repository", "tags", "restore_archived"})
 _TARGET_KEYS = frozenset({"repository", "tags", "image_tag_mutability"})
 _REQUIRE_KEYS = frozenset({"scan", "signature"})
 _SCAN_KEYS = frozenset({"max_severity", "timeout_minutes"})
@@ -120,6 +120,8 @@ class SourceSpec:
 
     repository: str
     tags: tuple[str, ...] = DEFAULT_SOURCE_TAGS
+    # An archived source image (ECR's archive storage class) is restored rather than reported.
+    restore_archived: bool = False
 
     @cached_property
     def repository_pattern(self) -> NamePattern:
@@ -251,7 +253,8 @@ class Rule:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "name": self.name,
-            "source": {"repository": self.source.repository, "tags": list(self.source.tags)},
+            "source": {"repository": self.source.repository, "tags": list(self.source.tags)}
+            | ({"restore_archived": True} if self.source.restore_archived else {}),
             "trigger": self.trigger,
             "targets": [
                 _target_dict(t)
@@ -292,6 +295,10 @@ class PromotionConfig:
     def gated_source_repository_globs(self) -> tuple[str, ...]:
         """Source repository patterns of the rules with a scan gate (IAM and the scan rules)."""
         return tuple(sorted({rule.source.repository_glob for rule in self.rules if rule.scan_gate}))
+
+    def restore_archived_source_globs(self) -> tuple[str, ...]:
+        """Source repository patterns of the rules that restore archived sources (IAM)."""
+        return tuple(sorted({rule.source.repository for rule in self.rules if rule.source.restore_archived}))
 
     def source_repository_globs(self) -> tuple[str, ...]:
         """Every source repository pattern, sorted, for IAM scoping (globs are IAM-compatible)."""
@@ -437,7 +444,10 @@ def _parse_source(raw: object, rule: str) -> SourceSpec:
             check_pattern(tag, TAG_GLOB_CHARS, "tag")
         except ValueError as exc:
             raise ConfigError(str(exc), rule=rule, field=f"source.tags[{i}]") from exc
-    return SourceSpec(repository=pattern.text, tags=tags)
+    restore = raw.get("restore_archived", False)
+    if not isinstance(restore, bool):
+        raise ConfigError("must be true or false", rule=rule, field="source.restore_archived")
+    return SourceSpec(repository=pattern.text, tags=tags, restore_archived=restore)
 
 
 def _parse_target(raw: object, rule: str, index: int, source: SourceSpec) -> TargetSpec:

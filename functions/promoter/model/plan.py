@@ -68,6 +68,8 @@ class Action:
     # Set for a floating tag (templates.is_floating_template): the version being promoted, e.g. "1.4.3";
     # the promoter moves the tag only when this is newer than the version it holds now.
     floating_version: str | None = None
+    # The rule's `source.restore_archived`: an archived source is restored, then promoted once ACTIVE.
+    restore_archived: bool = False
 
     @property
     def remote_target(self) -> bool:
@@ -174,6 +176,8 @@ def plan_actions(source: SourceImage, rules: list[Rule] | tuple[Rule, ...]) -> t
                     _render_action(rule.name, source, facts, target.repository, tag_template),
                     target.registry,
                 )
+                if rule.source.restore_archived:
+                    action = replace(action, restore_archived=True)
                 key = (action.target_account, action.target_region, action.target_repository)
                 key += (action.target_tag,)
                 if key in seen:

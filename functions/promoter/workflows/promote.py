@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from promoter.aws.registry import Registry, cosign_tags
+from promoter.aws.registry import IMAGE_ACTIVATING, IMAGE_ARCHIVED, Registry, cosign_tags
 from promoter.aws.remote import TargetRegistries, default_target_registries
 from promoter.exceptions import (
     ImageNotFoundError,
@@ -117,7 +117,7 @@ class Promoter:
             return kept
         image = found.get(digest)
         if image is None:
-            return _source_gone(action)
+            return self._source_unreadable(action)
         return self._put_tag(action, image, current)
 
     def _copy(self, action: Action) -> ActionResult:
@@ -143,7 +143,7 @@ class Promoter:
         try:
             tree = self._read_tree(source, digest)
         except ImageNotFoundError:
-            return _source_gone(action)
+            return self._source_unreadable(action)
         # The first read answered the top digest and its cosign tags (a missing reference is an
         # answer too: absent). A signature is compared by its tag, so its own digest needs no read.
         asked = {tag, digest, *cosign_tags(digest)}
@@ -168,6 +168,55 @@ class Promoter:
         stats = CopyStats(mounted, copied, nbytes, puts + (result.outcome == PROMOTED))
         return ActionResult.for_action(
             action, result.outcome, target_digest=result.target_digest, reason=result.reason, stats=stats
+        )
+
+    def _source_unreadable(self, action: Action) -> ActionResult:
+        """The source image could not be read: gone, or in ECR's archive storage class (not pullable
+        until restored, which takes up to 20 minutes). An archived source is reported as such, or,
+        when its rule says `source: {restore_archived: true}`, restored and skipped for now: the
+        reconciliation sweep promotes it once it is ACTIVE again (a failure is not remembered by the
+        idempotency record, so nothing holds that back)."""
+        repository, digest = action.source.repository, action.source.digest
+        where = f"{repository}@{digest}"
+        try:
+            status = self._source.image_status(repository, digest)
+        except RegistryError as exc:
+            if exc.retryable:
+                raise
+            logger.warning("status of %s unknown (%s); taking it as gone", where, exc)
+            status = None
+        if status not in (IMAGE_ARCHIVED, IMAGE_ACTIVATING):
+            return _source_gone(action)
+        if not action.restore_archived:
+            state = "archived" if status == IMAGE_ARCHIVED else "being restored from the archive (ACTIVATING)"
+            return ActionResult.for_action(
+                action,
+                FAILED,
+                reason=(
+                    f"source image {where} is {state} (ECR archive storage class) and cannot be pulled "
+                    "until it is restored (UpdateImageStorageClass to STANDARD; a rule with "
+                    "source.restore_archived restores its sources itself)"
+                ),
+            )
+        if status == IMAGE_ARCHIVED:
+            try:
+                status = self._source.restore_image(repository, digest)
+            except RegistryError as exc:
+                if exc.retryable:
+                    raise
+                return ActionResult.for_action(
+                    action,
+                    FAILED,
+                    reason=f"source image {where} is archived and could not be restored: {exc}",
+                )
+            logger.info("restore of archived source %s requested: %s", where, status)
+        return ActionResult.for_action(
+            action,
+            SKIPPED,
+            reason=(
+                f"source image {where} is archived; restore requested ({status}): the reconciliation "
+                "sweep promotes it once it is ACTIVE"
+            ),
         )
 
     def _floating_kept_back(self, action: Action, current: Manifest | None) -> ActionResult | None:
