@@ -298,7 +298,8 @@ class PromotionConfig:
 
     def restore_archived_source_globs(self) -> tuple[str, ...]:
         """Source repository patterns of the rules that restore archived sources (IAM)."""
-        return tuple(sorted({rule.source.repository for rule in self.rules if rule.source.restore_archived}))
+        restoring = (rule for rule in self.rules if rule.source.restore_archived)
+        return tuple(sorted({rule.source.repository_glob for rule in restoring}))
 
     def source_repository_globs(self) -> tuple[str, ...]:
         """Every source repository pattern, sorted, for IAM scoping (globs are IAM-compatible)."""
