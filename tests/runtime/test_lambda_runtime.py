@@ -173,6 +173,8 @@ def test_the_reconcile_handler_runs_and_promotes_what_no_event_announced(
 GUARDED_NEWER_OPERATIONS = {
     # promoter.aws.registry.EcrRegistry.list_referrers: hasattr(), else the registry's referrers API.
     ("ecr", "list_image_referrers"),
+    # promoter.aws.registry.EcrRegistry.restore_image: getattr(), else the action fails saying so.
+    ("ecr", "update_image_storage_class"),
 }
 FLOOR_OPERATIONS = """
 import json, sys
