@@ -115,3 +115,49 @@ def test_graph_prints_the_rules_as_a_mermaid_flowchart(chain):
     assert push_edge.startswith(f"  {ids[dev]} -->|") and push_edge.endswith(f"| {ids[stage]}")
     assert request_edge.startswith(f"  {ids[stage]} -.->|") and "scan up to HIGH" in request_edge
     assert "#123;tag#125;" in request_edge  # template braces escaped for Mermaid
+
+
+def test_status_follows_a_chain_into_another_account_and_another_region(
+    aws_env, ecr, unique_name, pusher, tmp_path
+):
+    import boto3
+
+    prod_account, west = "210987654321", "eu-west-1"
+    name = unique_name("app")
+    ecr.create_repository(repositoryName=name)
+    kw = {"endpoint_url": aws_env.endpoint, "aws_secret_access_key": "test"}
+    boto3.client("ecr", region_name="us-east-1", aws_access_key_id=prod_account, **kw).create_repository(
+        repositoryName=name
+    )
+    boto3.client("ecr", region_name=west, aws_access_key_id=aws_env.account, **kw).create_repository(
+        repositoryName=name
+    )
+    config = tmp_path / "promotion.yaml"
+    config.write_text(
+        f"rules:\n  - name: out\n    source: {{repository: {name}, tags: ['v*']}}\n    targets:\n"
+        f"      - {{repository: {name}, account: '{prod_account}', "
+        f"role: 'arn:aws:iam::{prod_account}:role/image-promoter-target'}}\n"
+        f"      - {{repository: {name}, region: {west}}}\n"
+    )
+    first, second = im.image((64,)), im.image((64,))
+    pusher.push(name, first, "v1")
+    event = run("event", "push", f"{name}:v1")
+    handled = run("handle", "-", "--config", str(config), stdin=event.stdout)
+    assert handled.returncode == 0, handled.stdout + handled.stderr
+    pusher.push(name, second, "v2")  # not handled: behind in both registries
+
+    result = run("status", "--config", str(config), "--json")
+
+    assert result.returncode == 0, result.stderr
+    (rule,) = json.loads(result.stdout)["rules"]
+    states = {(t["account"], t["region"], t["tag"]): t["state"] for t in rule["targets"]}
+    assert states == {
+        (prod_account, None, "v1"): "in-sync",
+        (None, west, "v1"): "in-sync",
+        (prod_account, None, "v2"): "missing",
+        (None, west, "v2"): "missing",
+    }
+    synced = [t for t in rule["targets"] if t["tag"] == "v1"]
+    assert all(t["last_change"] and t["last_change"]["outcome"] == "promoted" for t in synced)
+    table = run("status", "--config", str(config)).stdout
+    assert f"{name}@{prod_account}" in table and f"{name}@{west}" in table
