@@ -549,3 +549,28 @@ def test_notation_signatures_pass_unless_expired_or_revoked_in_aws_signer(
     assert (
         refused["outcome"] == UNVERIFIED and f"revoked by AWS Signer: {PROFILE_VERSION}" in refused["reason"]
     )
+
+
+def test_the_reconciliation_sweep_never_promotes_what_the_signature_gate_refuses(ecr, pusher, repos, aws_env):
+    from promoter.aws.registry import EcrRegistry, make_ecr_client
+    from promoter.model.config import parse_config
+    from promoter.workflows.promote import Promoter
+    from promoter.workflows.reconcile import reconcile
+
+    source, target = repos
+    key = KeyPair()
+    signed, unsigned = im.image((256,)), im.image((256,))
+    pusher.push(source, signed, "v20")
+    pusher.push(source, unsigned, "v21")
+    push_tag_signature(pusher, source, signed, key.sign)
+    config = parse_config(rule_config(source, target, [key.public_pem]))
+    registry = EcrRegistry(make_ecr_client())
+
+    report = reconcile(config, registry, Promoter(registry).promote)
+
+    assert digest_at(ecr, target, "v20") == signed.digest
+    assert digest_at(ecr, target, "v21") is None
+    outcomes = {r.source_tag: r.outcome for r in report.results}
+    assert outcomes == {"v20": "promoted", "v21": UNVERIFIED}
+    promoted = next(r for r in report.results if r.source_tag == "v20")
+    assert promoted.signature["identity"] == key_id_of(key.public_pem)

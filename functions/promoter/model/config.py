@@ -301,6 +301,27 @@ class PromotionConfig:
         restoring = (rule for rule in self.rules if rule.source.restore_archived)
         return tuple(sorted({rule.source.repository_glob for rule in restoring}))
 
+    def signature_gated(self) -> bool:
+        """Whether any rule has a signature gate (the verifiers then ship with the function)."""
+        return any(rule.signature_gate for rule in self.rules)
+
+    def signature_kms_key_arns(self) -> tuple[str, ...]:
+        """The KMS keys of every signature gate (`awskms:///`), sorted: kms:Verify on these only."""
+        return tuple(
+            sorted(
+                {
+                    arn
+                    for rule in self.rules
+                    if rule.signature_gate
+                    for arn in rule.signature_gate.kms_key_arns
+                }
+            )
+        )
+
+    def notation_gated(self) -> bool:
+        """Whether any rule accepts Notation signatures (AWS Signer's revocation check is then asked)."""
+        return any(rule.signature_gate and rule.signature_gate.notation for rule in self.rules)
+
     def source_repository_globs(self) -> tuple[str, ...]:
         """Every source repository pattern, sorted, for IAM scoping (globs are IAM-compatible)."""
         return tuple(sorted({rule.source.repository_glob for rule in self.rules}))

@@ -19,7 +19,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from promoter.aws.history import History
@@ -37,7 +37,7 @@ from promoter.model.events import ImagePushed, PromotionRequested
 from promoter.model.manifests import Manifest
 from promoter.model.outcomes import FAILED, SKIPPED, ActionResult
 from promoter.model.plan import Action, Provenance, plan_event
-from promoter.workflows.service import WOULD_PROMOTE, ActionRunner
+from promoter.workflows.service import WOULD_PROMOTE, ActionRunner, sweep_gate_check
 
 # A target tag in its registry: (account, region, repository, tag); None = the promoter's own.
 TargetKey = tuple[str | None, str | None, str, str]
@@ -174,6 +174,7 @@ def reconcile(
     `history` and announced on `results` (trigger `reconcile`), as for an event."""
     dry_run = run is None
     tally = _Tally()
+    gate = sweep_gate_check(config, registry)  # type: ignore[arg-type]  # EcrRegistry serves both
     start = loaded = cursors.load() if cursors is not None else None
     rules = config.rules_for(TRIGGER_PUSH)
     if start is not None and start.rule not in {r.name for r in rules}:
@@ -209,7 +210,17 @@ def reconcile(
                     break
                 try:
                     _reconcile_page(
-                        rule, config, registry, repository, page, run, history, hold_back, results, tally
+                        rule,
+                        config,
+                        registry,
+                        repository,
+                        page,
+                        run,
+                        history,
+                        hold_back,
+                        results,
+                        tally,
+                        gate,
                     )
                 except PromoterError as exc:
                     if exc.retryable:
@@ -350,8 +361,11 @@ def _reconcile_page(
     hold_back: HoldBack | None,
     results: ResultSink | None,
     tally: _Tally,
+    gate: Callable[[Action], tuple[ActionResult | None, dict[str, str] | None]],
 ) -> None:
-    """Plans the page's images as their push events, reads the targets in batches, runs the rest."""
+    """Plans the page's images as their push events, reads the targets in batches, runs the rest
+    through the rule's gates first: an image its event was refused (unsigned, blocked) stays out.
+    A stopped action is counted in the report, not recorded or announced again every pass."""
     desired = desired_targets(rule, config, repository, page.images)
     tally.images += desired.images
     tally.superseded += desired.superseded
@@ -374,6 +388,10 @@ def _reconcile_page(
         if reason is not None:
             tally.results.append(ActionResult.for_action(action, SKIPPED, target_digest=held, reason=reason))
             continue
+        stopped, signature = gate(action)
+        if stopped is not None:
+            tally.results.append(stopped)
+            continue
         if run is None:
             tally.results.append(
                 ActionResult.for_action(
@@ -392,6 +410,8 @@ def _reconcile_page(
             action.source.digest,
         )
         result = run(action)  # retryable errors propagate: the caller keeps the place
+        if signature and not result.replayed:
+            result = replace(result, signature=signature)
         tally.results.append(result)
         if result.replayed:
             continue

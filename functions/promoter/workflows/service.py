@@ -176,7 +176,7 @@ class _GateCheck:
 
     def __init__(
         self,
-        event: Event,
+        event: Event | None,
         config: PromotionConfig,
         registry: Registry,
         gates: gating.GateStore | None,
@@ -221,7 +221,7 @@ class _GateCheck:
 
     def _decide(self, action: Action, gate: Gate) -> tuple[Verdict, gating.Waiting | None]:
         verdict = gate.decide(GateImage(action.source.repository, action.source.digest), self._registry)
-        if self._gates is None or gate.timeout_minutes is None:
+        if self._gates is None or gate.timeout_minutes is None or self._event is None:
             return verdict, None
         # A request by tag waits with the digest it resolved to now: that is what was tested.
         event = self._event
@@ -243,6 +243,16 @@ class _GateCheck:
             return
         for waiting in self._decided:
             self._gates.release(waiting)
+
+
+def sweep_gate_check(
+    config: PromotionConfig, registry: Registry
+) -> Callable[[Action], tuple[ActionResult | None, dict[str, str] | None]]:
+    """The rule's gates for the reconciliation sweep, which must never promote what an event was
+    refused: each image decided once per pass, nothing held (a pending scan stays pending until the
+    image's scan event or a later pass). Answers (the stopped result, None) or (None, the signature
+    that passed the signature gate, if any)."""
+    return _GateCheck(None, config, registry, None).check
 
 
 def _said(verdict: Verdict) -> str:
