@@ -23,7 +23,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from infra.asset import PACKAGE_NAME, stage_function_code
+from infra.asset import PACKAGE_NAME, fetch_verifier_wheels, stage_function_code
 from infra.event_patterns import (
     basic_scan_event_pattern,
     inspector_scan_event_pattern,
@@ -33,7 +33,13 @@ from infra.event_patterns import (
 from infra.lambda_runtime import POWERTOOLS_LAYER_PARAMETER
 from infra.monitoring import DASHBOARD_ID, add_monitoring
 from infra.nag import acknowledge_findings
-from infra.permissions import grant_ecr, grant_gates_table, grant_scan_findings, grant_tables
+from infra.permissions import (
+    grant_ecr,
+    grant_gates_table,
+    grant_scan_findings,
+    grant_signature_checks,
+    grant_tables,
+)
 from infra.props import ImagePromoterProps
 from infra.reconciliation import Reconciliation, ReconciliationParts
 from infra.remote_targets import grant_remote_targets
@@ -125,7 +131,9 @@ class ImagePromoter(Construct):
         self.log_group.grant_write(self.role)
 
         staging_dir = Path(Stage.of(self).outdir) / f"promoter-function-{self.node.addr[:16]}"
-        stage_function_code(config.to_json(), staging_dir)
+        # The verifiers' dependencies ship only with a signature gate (infra.asset; cold start).
+        wheels = fetch_verifier_wheels() if config.signature_gated() else None
+        stage_function_code(config.to_json(), staging_dir, verifier_wheels=wheels)
         powertools = lambda_.LayerVersion.from_layer_version_arn(
             self, "PowertoolsLayer", props.powertools_layer_arn or self._powertools_layer_arn()
         )
@@ -182,6 +190,7 @@ class ImagePromoter(Construct):
         self.event_bus.grant_put_events_to(self.role)
         grant_scan_findings(self, self.role, config.gated_source_repository_globs())
         grant_gates_table(self.role, self.gates_table)
+        grant_signature_checks(self.role, config.signature_kms_key_arns(), config.notation_gated())
 
         # The sweep that catches lost events (issue 6): same code, its own handler, role and schedule.
         self.reconciliation = (
@@ -231,6 +240,7 @@ class ImagePromoter(Construct):
             self.function,
             self.delivery_dead_letter_queue,
             (*config.source_repository_globs(), *config.target_repository_globs()),
+            signer_revocation=config.notation_gated(),
         )
 
     def _secure_queue(self, construct_id: str, **kwargs: object) -> sqs.Queue:

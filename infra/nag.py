@@ -43,10 +43,12 @@ def acknowledge_findings(
     function: Construct,
     delivery_dead_letter_queue: Construct,
     repository_globs: Iterable[str],
+    *,
+    signer_revocation: bool = False,
 ) -> None:
     """Acknowledge the by-design findings on the constructs that cause them (and only there)."""
     Validations.of(role).acknowledge(
-        _account_actions_on_star(),
+        _account_actions_on_star(signer_revocation=signer_revocation),
         *(
             Acknowledgment(
                 id=finding,
@@ -67,13 +69,18 @@ def acknowledge_findings(
 
 
 def acknowledge_reconcile_findings(
-    role: Construct, function: Construct, repository_globs: Iterable[str], *, list_all: bool
+    role: Construct,
+    function: Construct,
+    repository_globs: Iterable[str],
+    *,
+    list_all: bool,
+    signer_revocation: bool = False,
 ) -> None:
     """The reconciliation's by-design findings: the promoter's, plus listing every repository's
     metadata when a source is a glob (infra.reconciliation)."""
     wildcard_globs = [*repository_globs, *(["*"] if list_all else [])]
     Validations.of(role).acknowledge(
-        _account_actions_on_star(),
+        _account_actions_on_star(signer_revocation=signer_revocation),
         *(
             Acknowledgment(
                 id=finding,
@@ -87,8 +94,16 @@ def acknowledge_reconcile_findings(
     _acknowledge_pinned_runtime(function)
 
 
-def _account_actions_on_star() -> Acknowledgment:
-    """Both roles hold the two ECR actions that have no resource-level permissions."""
+def _account_actions_on_star(*, signer_revocation: bool = False) -> Acknowledgment:
+    """Both roles hold the two ECR actions that have no resource-level permissions; the promoter's
+    also AWS Signer's revocation check when a rule accepts Notation signatures."""
+    if signer_revocation:
+        return Acknowledgment(
+            id=_finding("IAM5", "Resource::*"),
+            reason="Only ecr:GetAuthorizationToken, ecr:GetAccountSetting and signer:GetRevocationStatus "
+            "are on '*': none supports resource-level permissions (Service Authorization Reference for "
+            "Amazon ECR and AWS Signer).",
+        )
     return Acknowledgment(
         id=_finding("IAM5", "Resource::*"),
         reason="Only ecr:GetAuthorizationToken and ecr:GetAccountSetting are on '*': neither supports "

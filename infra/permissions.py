@@ -55,6 +55,12 @@ GATES_TABLE_ACTIONS = (
     "dynamodb:Query",
     "dynamodb:Scan",
 )
+# Signature gates (promoter.gates.signature): cosign's awskms:/// keys are checked with KMS Verify,
+# granted on the keys the rules name and no other.
+KMS_VERIFY_ACTIONS = ("kms:Verify",)
+# Notation signatures by AWS Signer: their revocation (promoter.aws.signer). GetRevocationStatus has
+# no resource type in the Service Authorization Reference for AWS Signer: '*' is all it takes.
+SIGNER_REVOCATION_ACTIONS = ("signer:GetRevocationStatus",)
 # Exactly what Powertools' DynamoDBPersistenceLayer calls.
 IDEMPOTENCY_TABLE_ACTIONS = (
     "dynamodb:DeleteItem",
@@ -139,3 +145,15 @@ def grant_scan_findings(scope: Construct, grantee: iam.IGrantable, gated_source_
 def grant_gates_table(grantee: iam.IGrantable, gates_table: dynamodb.ITable) -> None:
     """What promoter.gates.scan calls, on the gates table only."""
     gates_table.grant(grantee, *GATES_TABLE_ACTIONS)
+
+
+def grant_signature_checks(grantee: iam.IGrantable, kms_key_arns: Iterable[str], notation: bool) -> None:
+    """kms:Verify on the named keys only; signer:GetRevocationStatus when a rule accepts Notation
+    signatures. Nothing for a configuration without signature gates."""
+    keys = sorted(set(kms_key_arns))
+    if keys:
+        iam.Grant.add_to_principal(grantee=grantee, actions=list(KMS_VERIFY_ACTIONS), resource_arns=keys)
+    if notation:
+        iam.Grant.add_to_principal(
+            grantee=grantee, actions=list(SIGNER_REVOCATION_ACTIONS), resource_arns=["*"]
+        )

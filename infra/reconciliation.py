@@ -24,7 +24,13 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.nag import acknowledge_reconcile_findings
-from infra.permissions import grant_ecr, grant_tables, repository_arns
+from infra.permissions import (
+    grant_ecr,
+    grant_scan_findings,
+    grant_signature_checks,
+    grant_tables,
+    repository_arns,
+)
 from infra.remote_targets import grant_remote_targets
 from promoter.aws.reconcile_state import RECONCILE_TABLE_ENV
 
@@ -126,9 +132,18 @@ class Reconciliation(Construct):
         parts.history_table.grant(self.role, *HISTORY_READ_ACTIONS)
         self.table.grant(self.role, *RECONCILE_TABLE_ACTIONS)
         parts.event_bus.grant_put_events_to(self.role)
+        # The sweep runs each rule's gates before it promotes (never what an event was refused).
+        grant_scan_findings(self, self.role, config.gated_source_repository_globs())
+        grant_signature_checks(self.role, config.signature_kms_key_arns(), config.notation_gated())
         policy = self.role.node.find_child("DefaultPolicy").node.default_child
         policy.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3037"]}})
-        acknowledge_reconcile_findings(self.role, self.function, (*sources, *destinations), list_all=list_all)
+        acknowledge_reconcile_findings(
+            self.role,
+            self.function,
+            (*sources, *destinations),
+            list_all=list_all,
+            signer_revocation=config.notation_gated(),
+        )
 
 
 def _is_exact(glob: str) -> bool:

@@ -125,6 +125,12 @@ def synthesized(
 
 
 @pytest.fixture(scope="session")
+def synth() -> Callable[[PromotionConfig, Path], Synthesized]:
+    """`synth(config, outdir)`: another configuration, synthesized as app.py does it."""
+    return synthesize
+
+
+@pytest.fixture(scope="session")
 def load_event() -> Callable[[str], dict[str, Any]]:
     """`load_event("ecr-push.json")`: one of the shared ECR event samples, parsed."""
 
