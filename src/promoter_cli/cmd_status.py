@@ -17,12 +17,19 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promoter.exceptions import ConfigError, PromoterError
 from promoter.model.config import TRIGGER_PUSH, PromotionConfig, Rule, TargetSpec, load_config
 from promoter_cli.cmd_engine import EXIT_BAD_INPUT, EXIT_NOT_ALL_PROMOTED, EXIT_OK, _add_config
 from promoter_cli.output import add_json_flag, print_json, print_table, qualified, short_digest
+
+if TYPE_CHECKING:
+    from promoter.aws.registry import ListedImage
+    from promoter.gates.scan import Waiting
+    from promoter.model.plan import Action
+    from promoter.workflows.reconcile import SourceRegistry
+    from promoter.workflows.rollback import HistoryReader
 
 DEFAULT_STATUS_IMAGES = 5
 STATUS_COLUMNS = ("stage", "tags", "digest", "state", "last change")
@@ -110,9 +117,9 @@ def _selected(rule: Rule, name: str | None, repository: str | None) -> bool:
 def rule_status(
     rule: Rule,
     config: PromotionConfig,
-    registry: Any,
-    history: Any,
-    waiting: Sequence[Any],
+    registry: SourceRegistry,
+    history: HistoryReader,
+    waiting: Sequence[Waiting],
     repository: str | None,
     shown_images: int,
 ) -> dict[str, Any]:
@@ -210,8 +217,10 @@ def rule_status(
     }
 
 
-def _all_tagged_images(registry: Any, repository: str, page_size: int) -> list[Any]:
-    images, token = [], None
+def _all_tagged_images(registry: SourceRegistry, repository: str, page_size: int) -> list[ListedImage]:
+    """Every tagged image of the repository (DescribeImages, all pages)."""
+    images: list[ListedImage] = []
+    token: str | None = None
     while True:
         page = registry.list_tagged_images(repository, page_size, token)
         images.extend(page.images)
@@ -220,7 +229,7 @@ def _all_tagged_images(registry: Any, repository: str, page_size: int) -> list[A
             return images
 
 
-def _last_change(history: Any, action: Any) -> dict[str, str] | None:
+def _last_change(history: HistoryReader, action: Action) -> dict[str, str] | None:
     """The newest history record of the target tag (its key as the history writes it)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -255,7 +264,7 @@ def _gates_text(rule: Rule) -> list[str]:
     gates = []
     if rule.scan_gate is not None:
         gates.append(f"scan up to {rule.scan_gate.max_severity}")
-    if getattr(rule, "signature_gate", None) is not None:
+    if rule.signature_gate is not None:
         gates.append("signature")
     return gates
 
