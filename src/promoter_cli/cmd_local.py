@@ -114,19 +114,22 @@ def local_aws_defaults(environ: Mapping[str, str]) -> dict[str, str]:
     if not endpoint or not is_loopback_endpoint(endpoint):
         return {}
     added: dict[str, str] = {}
-    if not environ.get("AWS_DEFAULT_REGION"):
-        # botocore reads AWS_DEFAULT_REGION, never AWS_REGION (which the AWS CLI v2 and other SDKs
-        # read): a region given either way counts, then the profile's, then the local AWS's own.
-        if environ.get("AWS_REGION"):
-            added["AWS_DEFAULT_REGION"] = environ["AWS_REGION"]
-        elif not _configured_region():
-            from local_aws import DEFAULT_REGION
+    if not (environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION") or _configured_region()):
+        from local_aws import DEFAULT_REGION
 
-            added["AWS_DEFAULT_REGION"] = DEFAULT_REGION
+        added["AWS_DEFAULT_REGION"] = DEFAULT_REGION
     if not any(environ.get(name) for name in CREDENTIAL_ENV_VARS):
         added["AWS_ACCESS_KEY_ID"] = LOCAL_ACCESS_KEY_ID
         added["AWS_SECRET_ACCESS_KEY"] = LOCAL_SECRET_ACCESS_KEY
     return added
+
+
+def aws_region_default(environ: Mapping[str, str]) -> dict[str, str]:
+    """botocore reads the region from AWS_DEFAULT_REGION only, never AWS_REGION, which the AWS CLI
+    v2, most SDKs and CI credential actions set: the CLI takes AWS_REGION alone as the region."""
+    if environ.get("AWS_REGION") and not environ.get("AWS_DEFAULT_REGION"):
+        return {"AWS_DEFAULT_REGION": environ["AWS_REGION"]}
+    return {}
 
 
 def _configured_region() -> str | None:

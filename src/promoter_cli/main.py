@@ -65,7 +65,9 @@ def quiet_library_warnings() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_library_warnings()
-    # The local AWS's endpoint alone is enough: its region and keys are filled in when unset.
+    # AWS_REGION counts as the region; the local AWS's endpoint alone is enough (its region and
+    # keys are filled in when unset).
+    os.environ.update(cmd_local.aws_region_default(os.environ))
     os.environ.update(cmd_local.local_aws_defaults(os.environ))
     args = build_parser().parse_args(argv)
     if getattr(args, "stack", None):
@@ -74,7 +76,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         except StackOutputsError as exc:
             print(f"promoter: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-    return int(args.func(args) or 0)
+    from botocore.exceptions import NoCredentialsError, NoRegionError
+
+    try:
+        return int(args.func(args) or 0)
+    except NoRegionError:
+        print(
+            "promoter: no AWS region: set AWS_REGION or AWS_DEFAULT_REGION (or a profile's region); "
+            "against the local AWS, AWS_ENDPOINT_URL=http://127.0.0.1:PORT alone is enough",
+            file=sys.stderr,
+        )
+    except NoCredentialsError:
+        print(
+            "promoter: no AWS credentials: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; "
+            "against the local AWS, AWS_ENDPOINT_URL=http://127.0.0.1:PORT alone is enough",
+            file=sys.stderr,
+        )
+    return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

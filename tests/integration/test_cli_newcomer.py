@@ -81,8 +81,30 @@ def test_aws_region_alone_is_honoured_though_botocore_reads_only_aws_default_reg
     assert json.loads(result.stdout)["region"] == "us-east-1"
 
 
+def test_without_a_region_or_credentials_the_cli_says_what_to_set_and_exits_2(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(HOME=str(tmp_path), AWS_EC2_METADATA_DISABLED="true")
+
+    sample = str(Path(__file__).parents[2] / "promotion.yaml")
+
+    no_region = run("promote", "app:v1", "--to", "app-prod", env=env)
+    no_credentials = run("status", "--config", sample, env={**env, "AWS_REGION": "eu-west-1"})
+
+    assert no_region.returncode == 2
+    assert no_region.stderr.startswith("promoter: no AWS region: set AWS_REGION")
+    assert "Traceback" not in no_region.stderr
+    # AWS_REGION alone is the region (botocore itself reads only AWS_DEFAULT_REGION): what is
+    # missing next is the credentials, which status reports as what it could not read (exit 1).
+    assert no_credentials.returncode == 1
+    assert "Unable to locate credentials" in no_credentials.stdout
+    assert "Traceback" not in no_credentials.stderr
+
+
 def test_another_endpoint_gets_no_invented_region_or_credentials(tmp_path):
-    from promoter_cli.cmd_local import local_aws_defaults
+    from promoter_cli.cmd_local import aws_region_default, local_aws_defaults
+
+    assert aws_region_default({"AWS_REGION": "eu-west-1"}) == {"AWS_DEFAULT_REGION": "eu-west-1"}
+    assert aws_region_default({"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "us-east-2"}) == {}
 
     assert local_aws_defaults({"AWS_ENDPOINT_URL": "https://ecr.example.com"}) == {}
     assert local_aws_defaults({}) == {}
