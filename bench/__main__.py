@@ -1,5 +1,5 @@
-"""`python -m bench [--quick] [--only 1,2,...] [--json FILE] [--keep DIR]`: every figure, ours
-beside its reference measured in the same run, and the ratio. See BENCHMARKS.md."""
+"""`python -m bench [--quick] [--only 1,2,...] [--latency aws] [--json FILE] [--keep DIR]`: every
+figure, ours beside its reference measured in the same run, and the ratio. See BENCHMARKS.md."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from bench.report import Row, render, to_json
@@ -32,7 +33,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(FIGURES), help="figures to run, e.g. 1,3 (default: all)")
     parser.add_argument("--json", metavar="FILE", help="also write every row as JSON")
     parser.add_argument("--keep", metavar="DIR", help="keep the work dir (images, logs) in DIR")
+    parser.add_argument(
+        "--latency",
+        default=None,
+        metavar="aws|OP=MS[,...]",
+        help="measure with the local AWS's latency model (as `promoter local --latency`); "
+        "rows are marked with it. Default: none (local calls of 1-17 ms)",
+    )
     args = parser.parse_args(argv)
+    if args.latency is not None:
+        from local_aws.latency import parse_latency
+
+        try:
+            parse_latency(args.latency)
+        except ValueError as exc:
+            parser.error(str(exc))
     wanted = [f.strip() for f in args.only.split(",") if f.strip()]
     unknown = [f for f in wanted if f not in FIGURES]
     if unknown:
@@ -41,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="promoter-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    world = World(work)
+    world = World(work, latency=args.latency)
     rows: list[Row] = []
     started = time.perf_counter()
     try:
@@ -52,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{key}] {title} ...", flush=True)
             t = time.perf_counter()
             figure_rows = _runner(module)(world, sizes)
+            if args.latency:
+                figure_rows = [replace(r, figure=f"{r.figure} @{args.latency}") for r in figure_rows]
             rows += figure_rows
             print(render(figure_rows), flush=True)
             print(f"[{key}] done in {time.perf_counter() - t:.1f} s\n", flush=True)
@@ -65,8 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "sizes": sizes.__dict__,
+        "latency": args.latency,
+        "load_average": os.getloadavg(),
     }
-    print(f"== all figures ({meta['mode']}, {meta['seconds']} s, {meta['cpus']} cpus)")
+    print(
+        f"== all figures ({meta['mode']}, {meta['seconds']} s, {meta['cpus']} cpus, "
+        f"latency {args.latency or 'none'}, load average {os.getloadavg()[0]:.1f})"
+    )
     print(render(rows))
     if args.json:
         Path(args.json).write_text(to_json(rows, meta))

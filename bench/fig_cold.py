@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 from bench import wiring
 from bench.report import Goal, Row, median
@@ -53,17 +54,27 @@ def run(world: World, sizes: Sizes) -> list[Row]:
     env = {**os.environ, **world.env(), **wiring.lambda_env(path.config_file)}
 
     samples: dict[str, list[float]] = {"pass": [], "boto3": [], "handler": [], "first_event": []}
+    with world.measuring():
+        _measure(messages, samples, env, sqs, path.queue_url)
+    tags = world.client("ecr").list_images(repositoryName=target, filter={"tagStatus": "TAGGED"})["imageIds"]
+    if len(tags) != sizes.cold_runs:
+        raise RuntimeError(f"{len(tags)} of {sizes.cold_runs} first events promoted their image")
+    return _rows(samples, env)
+
+
+def _measure(
+    messages: list[dict], samples: dict[str, list[float]], env: dict[str, str], sqs: Any, queue_url: str
+) -> None:
     for message in messages:
         samples["pass"].append(_time([sys.executable, "-c", "pass"], env))
         samples["boto3"].append(_time([sys.executable, "-c", IMPORT_BOTO3], env))
         samples["handler"].append(_time([sys.executable, "-c", IMPORT_HANDLER], env))
-        event = {"Records": [_record(message, queue_arn(sqs, path.queue_url))]}
+        event = {"Records": [_record(message, queue_arn(sqs, queue_url))]}
         command = [sys.executable, "-c", FIRST_EVENT, json.dumps(event)]
         samples["first_event"].append(_time(command, env, expect_result=True))
-    tags = world.client("ecr").list_images(repositoryName=target, filter={"tagStatus": "TAGGED"})["imageIds"]
-    if len(tags) != sizes.cold_runs:
-        raise RuntimeError(f"{len(tags)} of {sizes.cold_runs} first events promoted their image")
 
+
+def _rows(samples: dict[str, list[float]], env: dict[str, str]) -> list[Row]:
     boto3_s, pass_s = median(samples["boto3"]), median(samples["pass"])
     common = (
         f"runs {len(samples['boto3'])} each, interleaved; python -c pass {pass_s:.3f} s; "

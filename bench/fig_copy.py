@@ -11,6 +11,7 @@ registry read and write every byte, a mount nearly none).
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from bench.content import multi_platform_image
 from bench.report import Goal, Row, median
@@ -20,6 +21,10 @@ from bench.world import World
 FIGURE = "2 copy"
 PLATFORMS = ("linux/amd64", "linux/arm64", "linux/s390x")
 HALF_OF_SKOPEO = Goal(0.5)
+# ocync (a registry-to-registry copier) reports 2 requests per copied blob: one GET, one PUT.
+OCYNC_REQUESTS_PER_BLOB = 2.0
+# What moves a blob on the local ECR: its download URL, the download, and the /v2 upload.
+BLOB_REQUESTS = ("GetDownloadUrlForLayer", "BlobHost.GET", "Registry.POST", "Registry.PATCH", "Registry.PUT")
 
 
 def run(world: World, sizes: Sizes) -> list[Row]:
@@ -33,35 +38,82 @@ def run(world: World, sizes: Sizes) -> list[Row]:
         moved: dict[str, list[int]] = {"ours": [], "skopeo": [], "v2": []}
         peaks: list[int] = []
         v2_peaks: list[int] = []
+        requests: dict[str, list[dict[str, int]]] = {"ours": [], "skopeo": []}
         # The what-if for engine fix 3 matters only when bytes move.
         tools = ["ours", "skopeo"] + ([] if mounting else ["v2"])
         for rep in range(sizes.copy_repeats):
             for tool in tools[rep % len(tools) :] + tools[: rep % len(tools)]:
                 target = world.repository(f"copy-{tool}")
                 before = world.registry_io()
-                started = time.perf_counter()
-                if tool == "ours":
-                    out = world.run_child("promote_child", [source, image.digest, target, "v1"])
-                    samples["ours_process"].append(time.perf_counter() - started)
-                    samples["ours"].append(out["seconds"])
-                    peaks.append(out["peak_rss"])
-                    _check_ours(out, image.blob_bytes, len(image.blobs), mounting)
-                elif tool == "v2":
-                    blobs = [f"{b.digest}:{b.size}" for b in image.blobs]
-                    out = world.run_child("v2_copy_child", [source, image.digest, target, "v1", *blobs])
-                    if out["outcome"] != "promoted" or out["bytes_sent"] != image.blob_bytes:
-                        raise RuntimeError(f"the /v2 what-if did not copy every byte: {out}")
-                    samples["v2"].append(out["seconds"])
-                    v2_peaks.append(out["peak_rss"])
-                else:
-                    world.skopeo(world.docker_ref(source, image.digest), world.docker_ref(target, "v1"))
-                    samples["skopeo"].append(time.perf_counter() - started)
+                world.local.control.reset_requests()
+                with world.measuring():
+                    _copy(world, tool, source, image, target, mounting, samples, peaks, v2_peaks)
+                if tool in requests:
+                    requests[tool].append(world.local.control.requests())
                 after = world.registry_io()
                 moved[tool].append(after["wchar"] - before["wchar"])
         rows.append(_row(mounting, image.blob_bytes, samples, moved, peaks))
         if samples["v2"]:
             rows.append(_what_if_row(samples, v2_peaks))
+        if not mounting:
+            rows.append(_requests_row(requests, len(image.blobs)))
     return rows
+
+
+def _copy(
+    world: World,
+    tool: str,
+    source: str,
+    image: Any,
+    target: str,
+    mounting: bool,
+    samples: dict[str, list[float]],
+    peaks: list[int],
+    v2_peaks: list[int],
+) -> None:
+    """One copy by `tool` into `target`; its times (and peaks) appended."""
+    started = time.perf_counter()
+    if tool == "ours":
+        out = world.run_child("promote_child", [source, image.digest, target, "v1"])
+        samples["ours_process"].append(time.perf_counter() - started)
+        samples["ours"].append(out["seconds"])
+        peaks.append(out["peak_rss"])
+        _check_ours(out, image.blob_bytes, len(image.blobs), mounting)
+    elif tool == "v2":
+        blobs = [f"{b.digest}:{b.size}" for b in image.blobs]
+        out = world.run_child("v2_copy_child", [source, image.digest, target, "v1", *blobs])
+        if out["outcome"] != "promoted" or out["bytes_sent"] != image.blob_bytes:
+            raise RuntimeError(f"the /v2 what-if did not copy every byte: {out}")
+        samples["v2"].append(out["seconds"])
+        v2_peaks.append(out["peak_rss"])
+    else:
+        world.skopeo(world.docker_ref(source, image.digest), world.docker_ref(target, "v1"))
+        samples["skopeo"].append(time.perf_counter() - started)
+
+
+def _requests_row(requests: dict[str, list[dict[str, int]]], blobs: int) -> Row:
+    """Requests per copied blob (mounting off): everything the copy sent to ECR, its API and its
+    registry and the blob host, over the blobs it copied; the blob transfer requests alone too."""
+    last = {tool: runs[-1] for tool, runs in requests.items() if runs}
+    total = {tool: sum(counts.values()) / blobs for tool, counts in last.items()}
+    moving = {tool: sum(counts.get(k, 0) for k in BLOB_REQUESTS) / blobs for tool, counts in last.items()}
+    notes = (
+        f"{blobs} blobs copied; all requests of one copy / blobs: ours {total.get('ours', 0):.1f}, "
+        f"skopeo {total.get('skopeo', 0):.1f}; blob transfer requests only ({', '.join(BLOB_REQUESTS)}) "
+        f"/ blobs: ours {moving.get('ours', 0):.1f}, skopeo {moving.get('skopeo', 0):.1f}",
+        "ours by request: " + ", ".join(f"{k} {v}" for k, v in sorted(last.get("ours", {}).items())),
+        "skopeo by request: " + ", ".join(f"{k} {v}" for k, v in sorted(last.get("skopeo", {}).items())),
+    )
+    return Row(
+        FIGURE,
+        "requests per copied blob, mounting off",
+        total.get("ours", 0.0),
+        OCYNC_REQUESTS_PER_BLOB,
+        "requests",
+        "ocync",
+        None,
+        notes,
+    )
 
 
 def _check_ours(out: dict, blob_bytes: int, blobs: int, mounting: bool) -> None:

@@ -23,7 +23,8 @@ def run(world: World, sizes: Sizes) -> list[Row]:
     world.push_layout(image.layout, source, image.tag)
     world.set_mounting(False)
     target = world.repository("memory-dst")
-    out = world.run_child("promote_child", [source, image.digest, target, "v1"], timeout=1800)
+    with world.measuring():
+        out = world.run_child("promote_child", [source, image.digest, target, "v1"], timeout=1800)
     if out["outcome"] != "promoted" or out["stats"]["bytes_copied"] != image.blob_bytes:
         raise RuntimeError(f"the big copy did not copy every byte: {out}")
     mib = 1024 * 1024

@@ -23,7 +23,7 @@ class Sizes:
 FULL = Sizes(
     small_layer_bytes=4096,
     copy_layer_bytes=100 * MIB,  # 3 x 100 MiB ~ 300 MB of layers
-    copy_repeats=3,
+    copy_repeats=5,  # issue 13: the median of 5 runs
     cold_runs=7,
     burst_events=1000,
     burst_put_rate=10.0,

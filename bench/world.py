@@ -13,7 +13,8 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,10 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "
 class World:
     """A started local AWS plus what the figures need around it."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, latency: str | None = None) -> None:
+        """`latency`: a latency model spec (`aws`, `OP=MS,...`) applied while figures measure."""
         self.work = work
+        self.latency = latency
         self.local = LocalAws(data_dir=work / "aws")
         self._names = itertools.count()
         self._run = uuid.uuid4().hex[:6]
@@ -47,6 +50,18 @@ class World:
 
     def stop(self) -> None:
         self.local.stop()
+
+    @contextmanager
+    def measuring(self) -> Iterator[None]:
+        """The latency model (if the run has one) on for what is measured, off for the set-up
+        (pushing 1,000 images at AWS's latency would only make the bench slower)."""
+        if self.latency:
+            self.local.control.set_latency(self.latency)
+        try:
+            yield
+        finally:
+            if self.latency:
+                self.local.control.set_latency(None)
 
     def env(self) -> dict[str, str]:
         """The environment a client of the local AWS needs (children inherit it)."""

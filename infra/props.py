@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -12,25 +13,31 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 
 from promoter import settings
+from promoter.aws import rate_limit
 from promoter.workflows.reconcile import DEFAULT_TIME_RESERVE_SECONDS
 
 if TYPE_CHECKING:
     from promoter.model.config import PromotionConfig
 
-# ECR's default PutImage quota is 10 per second per account and region (ECR.md, rate quotas), and
-# PutImage is the bottleneck (a multi-arch copy costs children + 1 PutImage). The engine issues
-# its PutImage calls strictly one after another within an invocation: records in a batch run in
-# sequence and no PutImage is ever sent in parallel. Assuming a PutImage round trip of >= 200 ms
-# (ECR checks every referenced blob or child before it answers; an assumption, not measured here:
-# no AWS account), one worker makes at most 1 / 0.2 s = 5 PutImage/s, even through the back-to-back
-# child puts of a multi-arch copy. 10/s quota / 5/s per worker = 2 workers, which is also the
-# smallest maximumConcurrency SQS allows. Faster round trips make bursts above 10/s possible;
-# ECR answers those with ThrottlingException, which botocore's standard retries (the engine's
-# ECR_MAX_ATTEMPTS) absorb, and the record is redelivered if they do not. Raise the cap only
-# together with the account's PutImage quota.
-ECR_PUT_IMAGE_QUOTA_PER_SECOND = 10
-PUT_IMAGE_PER_WORKER_PER_SECOND = 5
-DEFAULT_MAX_CONCURRENCY = ECR_PUT_IMAGE_QUOTA_PER_SECOND // PUT_IMAGE_PER_WORKER_PER_SECOND
+# maximumConcurrency, derived from a measurement (BENCHMARKS.md, figure 4 at `--latency aws`):
+# ECR's default PutImage quota is 10/s per account and region, and PutImage is the bottleneck (a
+# single-platform promotion costs 1, a multi-arch copy children + 1). A worker handles its batch's
+# records one after another, so it makes at most PUT_IMAGE_PER_EVENT / HANDLER_SECONDS_PER_EVENT
+# PutImage a second; the quota needs quota x seconds-per-event / PutImage-per-event workers, plus
+# HEADROOM for batch boundaries (receive, delete, invocation) and slow events. The handler took
+# 0.7 s per event with the local AWS's `aws` latency model (8 ECR calls, 2 /v2 mounts, 3 DynamoDB
+# calls), so 10 x 0.7 / 1 x 1.1 -> 8 workers. More workers than the quota needs are harmless:
+# every PutImage attempt waits for its registry's adaptive token bucket (promoter.aws.rate_limit),
+# which spreads them at the quota and backs off on ThrottlingException. Re-derive it when the
+# per-event latency changes (fewer calls per promotion: fewer workers), and raise it together
+# with the account's PutImage quota.
+ECR_PUT_IMAGE_QUOTA_PER_SECOND = int(rate_limit.ECR_PUT_IMAGE_QUOTA_PER_SECOND)
+HANDLER_SECONDS_PER_EVENT = 0.7
+PUT_IMAGE_PER_EVENT = 1
+CONCURRENCY_HEADROOM = 1.1
+DEFAULT_MAX_CONCURRENCY = math.ceil(
+    ECR_PUT_IMAGE_QUOTA_PER_SECOND * HANDLER_SECONDS_PER_EVENT / PUT_IMAGE_PER_EVENT * CONCURRENCY_HEADROOM
+)
 # Lambda's bounds for an SQS event source mapping's maximumConcurrency.
 MIN_MAX_CONCURRENCY = 2
 MAX_MAX_CONCURRENCY = 1000
