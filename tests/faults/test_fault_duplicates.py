@@ -13,6 +13,9 @@ from local_aws import images as im
 pytestmark = pytest.mark.integration
 
 COPIES = 8
+# How long the winner's tagged put may wait for a copy to meet its INPROGRESS record: a bound for
+# a hung test, well inside the suite's function timeout (it is not a measure of anything).
+HOLD_GUARD_SECONDS = 10
 
 
 def test_concurrent_duplicates_promote_once_and_every_copy_ends_as_a_result(pipeline, repos, aws_env):
@@ -34,10 +37,15 @@ def test_concurrent_duplicates_promote_once_and_every_copy_ends_as_a_result(pipe
     [pushed] = flow.sqs.receive_message(QueueUrl=flow.queue_url, MaxNumberOfMessages=10)["Messages"]
     flow.sqs.delete_message(QueueUrl=flow.queue_url, ReceiptHandle=pushed["ReceiptHandle"])
     assert json.loads(pushed["Body"])["detail"]["image-tag"] == "v1"  # the real ECR push event
-    # The winner holds its INPROGRESS record for a second before the tagged put, so the copies
-    # received alongside it certainly meet that record.
+    # The winner holds its INPROGRESS record before the tagged put until a copy has met that
+    # record and gone back to the queue (however slowly a loaded machine delivers the copies).
+    def hold_until_a_copy_waits() -> None:
+        end = time.monotonic() + HOLD_GUARD_SECONDS
+        while time.monotonic() < end and not any(d.status == "retry" for d in flow.ledger.deliveries):
+            time.sleep(0.05)
+
     aws_env.faults.before(
-        "PutImage", lambda: time.sleep(1.0), match={"repositoryName": target, "imageTag": "v1"}
+        "PutImage", hold_until_a_copy_waits, match={"repositoryName": target, "imageTag": "v1"}
     )
     aws_env.control.reset_calls()
     sent = {flow.send(pushed["Body"]) for _ in range(COPIES)}
