@@ -574,3 +574,47 @@ def test_the_reconciliation_sweep_never_promotes_what_the_signature_gate_refuses
     assert outcomes == {"v20": "promoted", "v21": UNVERIFIED}
     promoted = next(r for r in report.results if r.source_tag == "v20")
     assert promoted.signature["identity"] == key_id_of(key.public_pem)
+
+
+@pytest.mark.parametrize(
+    ("kms_answer", "outcome", "handed_back"),
+    [
+        # Real KMS answers a signature that does not verify with this error (moto: SignatureValid false).
+        ("KMSInvalidSignatureException", UNVERIFIED, False),
+        # Throttling that outlasted botocore's retries: the gate cannot decide now; the event comes back.
+        ("ThrottlingException", None, True),
+    ],
+)
+def test_kms_verify_refusals_as_real_kms_gives_them(
+    ecr, pusher, repos, lambda_with, aws_env, monkeypatch, kms_answer, outcome, handed_back
+):
+    from promoter.aws import kms as kms_adapter
+    from promoter.gates import signature as signature_gate
+
+    source, target = repos
+    kms = boto3.client("kms", endpoint_url=aws_env.endpoint, region_name="us-east-1")
+    arn = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    image = im.image((256,))
+    pusher.push(source, image, "v30")
+    push_tag_signature(
+        pusher,
+        source,
+        image,
+        lambda p: kms.sign(KeyId=arn, Message=p, MessageType="RAW", SigningAlgorithm="ECDSA_SHA_256")[
+            "Signature"
+        ],
+    )
+    monkeypatch.setattr(kms_adapter, "KMS_MAX_ATTEMPTS", 1)
+    signature_gate.shared_kms_verifier.cache_clear()  # a client with that retry policy
+    aws_env.control.fail_next("TrentService.Verify", kms_answer, count=8, message="injected")
+    promote = lambda_with(rule_config(source, target, [f"awskms:///{arn}"]))
+
+    response = promote(source, image.digest, "v30")
+    signature_gate.shared_kms_verifier.cache_clear()
+
+    assert (response["batchItemFailures"] != []) == handed_back
+    assert digest_at(ecr, target, "v30") is None
+    recorded = history_of(target, "v30")
+    assert [h["outcome"] for h in recorded] == ([outcome] if outcome else [])  # a retry is not final
+    if outcome:  # read as "this key did not sign it", not as a key that cannot be used
+        assert "does not verify" in recorded[0]["reason"] and kms_answer not in recorded[0]["reason"]
