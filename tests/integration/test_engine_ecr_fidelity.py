@@ -111,7 +111,11 @@ def test_promotion_carries_all_55_referrers_of_an_image(ecr, two_repos, pusher, 
     result = promoter.promote(Action("rule-1", SourceImage(source, "v1", image.digest), target, "v1"))
 
     assert result.outcome == PROMOTED, result.reason
-    assert local_aws.control.calls()["ListImageReferrers"] >= 3  # pages of 20: the engine followed them
+    local_aws.control.reset_calls()
+    listed = EcrRegistry(make_ecr_client()).list_referrers(source, image.digest)
+    assert sorted(listed) == sorted(m.digest for m in referrers)
+    # Asked 50 at a time (the most ECR gives; 20 without maxResults): one full page, then the rest.
+    assert local_aws.control.calls()["ListImageReferrers"] == 2
     held, kwargs = (
         set(),
         {"repositoryName": target, "subjectId": {"imageDigest": image.digest}, "maxResults": 50},

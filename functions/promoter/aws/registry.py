@@ -107,6 +107,8 @@ _ECR_ERRORS: dict[str, type[RegistryError]] = {
 _RETRYABLE_IMAGE_FAILURES = frozenset({"KmsError", "UpstreamUnavailable", "UpstreamTagNotFound"})
 
 
+# ListImageReferrers answers 20 referrers a page unless maxResults asks for up to 50 (service model).
+LIST_REFERRERS_PAGE_SIZE = 50
 # ECR's image statuses (ImageStatus): an ARCHIVED image cannot be pulled until a restore
 # (ACTIVATING, up to 20 minutes) makes it ACTIVE again.
 IMAGE_ACTIVE = "ACTIVE"
@@ -384,7 +386,11 @@ class EcrRegistry:
             # registry's OCI referrers API answers the same question with the same credentials.
             return self._referrers_from_registry(repository, digest)
         digests: list[str] = []
-        kwargs: dict[str, Any] = {"repositoryName": repository, "subjectId": {"imageDigest": digest}}
+        kwargs: dict[str, Any] = {
+            "repositoryName": repository,
+            "subjectId": {"imageDigest": digest},
+            "maxResults": LIST_REFERRERS_PAGE_SIZE,
+        }
         while True:
             with _ecr_errors("ListImageReferrers", repository):
                 response = self._ecr.list_image_referrers(**kwargs)
