@@ -618,3 +618,34 @@ def test_kms_verify_refusals_as_real_kms_gives_them(
     assert [h["outcome"] for h in recorded] == ([outcome] if outcome else [])  # a retry is not final
     if outcome:  # read as "this key did not sign it", not as a key that cannot be used
         assert "does not verify" in recorded[0]["reason"] and kms_answer not in recorded[0]["reason"]
+
+
+def test_a_signed_index_is_verified_on_its_own_digest_and_arrives_with_every_platforms_trust_material(
+    ecr, pusher, repos, lambda_with
+):
+    source, target = repos
+    key = KeyPair()
+    index = im.multi_arch(attestations=False)
+    pusher.push(source, index, "v40")
+    for child in index.children:  # signed on its own digest (the tag names the index), no more
+        push_tag_signature(pusher, source, child, key.sign)
+    promote = lambda_with(rule_config(source, target, [key.public_pem]))
+
+    assert promote(source, index.digest, "v40") == {"batchItemFailures": []}
+    assert digest_at(ecr, target, "v40") is None  # the children's signatures do not sign the index
+    assert history_of(target, "v40")[0]["outcome"] == UNVERIFIED
+
+    index_signature = push_tag_signature(pusher, source, index, key.sign)
+    child_sboms = [im.referrer(child) for child in index.children]
+    for sbom in child_sboms:
+        pusher.push(source, sbom)
+    sbom_signature = push_referrer_signature(pusher, source, child_sboms[0], key.sign)
+
+    assert promote(source, index.digest, "v40") == {"batchItemFailures": []}
+    assert digest_at(ecr, target, "v40") == index.digest
+    assert digest_at(ecr, target, signature_tag(index.digest)) == index_signature.digest
+    for child in index.children:
+        assert digest_at(ecr, target, signature_tag(child.digest)) is not None
+    for manifest in (*child_sboms, sbom_signature):
+        found = ecr.batch_get_image(repositoryName=target, imageIds=[{"imageDigest": manifest.digest}])
+        assert found["images"], f"{manifest.digest} did not arrive"
