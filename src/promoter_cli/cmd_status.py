@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -139,6 +140,7 @@ def rule_status(
     errors: list[str] = []
     sources: list[dict[str, Any]] = []
     targets: list[dict[str, Any]] = []
+    counts: Counter[str] = Counter()  # every target tag, listed or not
     try:
         repositories = source_repositories(rule, registry)
     except RegistryError as exc:
@@ -179,6 +181,7 @@ def rule_status(
                     state = NOT_REQUESTED
                 elif hold_back(action, holds if isinstance(holds, str) else None):
                     state = HELD_STATE
+            counts[state] += 1
             if target.image.digest not in shown and state in (IN_SYNC, NOT_REQUESTED):
                 continue  # an older image in its place: counted, not listed
             if isinstance(holds, RegistryError):
@@ -196,9 +199,6 @@ def rule_status(
                     "last_change": _last_change(history, action),
                 }
             )
-    counts: dict[str, int] = {}
-    for target in targets:
-        counts[target["state"]] = counts.get(target["state"], 0) + 1
     return {
         "rule": rule.name,
         "trigger": rule.trigger,
@@ -207,7 +207,7 @@ def rule_status(
         "gates": _gates_text(rule),
         "images": sources,
         "targets": targets,
-        "states": counts,
+        "states": dict(counts),
         "waiting": [
             {"repository": w.repository, "digest": w.digest, "until": _iso(w.deadline)}
             for w in waiting

@@ -76,6 +76,12 @@ def test_status_shows_what_each_stage_holds_what_is_behind_and_what_waits_on_a_g
         (prod, "current", "not-requested"),
     }
 
+    newest_only = run("status", "--config", config, "--rule", "to-stage", "--images", "1", "--json")
+    (narrow,) = json.loads(newest_only.stdout)["rules"]
+    assert [i["tags"] for i in narrow["images"]] == [["sha-2"]]
+    assert [(t["tag"], t["state"]) for t in narrow["targets"]] == [("sha-2", "missing")]
+    assert narrow["states"] == {"in-sync": 1, "missing": 1}  # the older image's target still counts
+
     table = run("status", "--config", config, "--rule", "to-stage").stdout
     assert f"{stage}  sha-2" in table and "missing: would get " + second.digest[:19] in table
     assert "to-prod" not in table
