@@ -29,6 +29,7 @@ CONFIG_CONTEXT_KEY = "config"
 SOURCE_ACCOUNT_CONTEXT_KEY = "source_account"
 SOURCE_REGION_CONTEXT_KEY = "source_region"
 PROMOTER_ROLE_CONTEXT_KEY = "promoter_role_arn"
+RECONCILE_ROLE_CONTEXT_KEY = "reconcile_role_arn"
 # The promoter stack's options (infra/README.md, "Context keys"). Lists are comma-separated with
 # `-c`, or JSON lists in cdk.json.
 TRUSTED_PRINCIPALS_CONTEXT_KEY = "trusted_principals"
@@ -114,6 +115,7 @@ def build_target_stacks(app: cdk.App, config: PromotionConfig) -> list[TargetAcc
             source_account=str(source_account),
             source_region=str(source_region),
             promoter_role_arn=app.node.try_get_context(PROMOTER_ROLE_CONTEXT_KEY),
+            reconcile_role_arn=app.node.try_get_context(RECONCILE_ROLE_CONTEXT_KEY),
             source_stack_name=STACK_NAME,
             env=cdk.Environment(account=account, region=str(source_region)),
         )

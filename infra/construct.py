@@ -42,7 +42,7 @@ from infra.permissions import (
 )
 from infra.props import ImagePromoterProps
 from infra.reconciliation import Reconciliation, ReconciliationParts
-from infra.remote_targets import grant_remote_targets
+from infra.remote_targets import grant_remote_targets, promoter_role_names
 from promoter import settings
 
 if TYPE_CHECKING:
@@ -67,7 +67,10 @@ TARGET_MAX_EVENT_AGE = Duration.hours(24)
 def _to_events_pattern(pattern: dict) -> events.EventPattern:
     """The plain EventBridge JSON pattern as CDK's EventPattern (same keys, snake_case)."""
     return events.EventPattern(
-        source=pattern.get("source"), detail_type=pattern.get("detail-type"), detail=pattern.get("detail")
+        source=pattern.get("source"),
+        detail_type=pattern.get("detail-type"),
+        detail=pattern.get("detail"),
+        account=pattern.get("account"),
     )
 
 
@@ -122,9 +125,14 @@ class ImagePromoter(Construct):
             self, "FunctionLogs", retention=props.log_retention, removal_policy=props.log_removal_policy
         )
         # An explicit role: the default one would carry the AWSLambdaBasicExecutionRole managed policy.
+        # Named, so that a target account can trust exactly this role before the stack exists.
+        promoter_role_name, reconcile_role_name = promoter_role_names(
+            Stack.of(self).stack_name, Stack.of(self).region
+        )
         self.role = iam.Role(
             self,
             "FunctionRole",
+            role_name=promoter_role_name,
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="ECR image promoter: reads source repositories, writes target repositories",
         )
@@ -217,6 +225,7 @@ class ImagePromoter(Construct):
                         removal_policy=props.table_removal_policy,
                     ),
                     event_bus=self.event_bus,
+                    role_name=reconcile_role_name,
                 ),
             )
             if props.reconcile_rate is not None
@@ -351,14 +360,14 @@ class ImagePromoter(Construct):
             self,
             "ScanRule",
             description="Finished basic scans of the source repositories of scan-gated rules",
-            event_pattern=_to_events_pattern(basic_scan_event_pattern(gated)),
+            event_pattern=_to_events_pattern(basic_scan_event_pattern(gated, Stack.of(self).account)),
             targets=[target],
         )
         inspector = events.Rule(
             self,
             "InspectorScanRule",
             description="Finished Inspector (enhanced) scans of the source repositories of scan-gated rules",
-            event_pattern=_to_events_pattern(inspector_scan_event_pattern(gated)),
+            event_pattern=_to_events_pattern(inspector_scan_event_pattern(gated, Stack.of(self).account)),
             targets=[target],
         )
         sweep = events.Rule(
@@ -387,7 +396,7 @@ class ImagePromoter(Construct):
                 "PushRule",
                 description="Tagged ECR pushes into the source repositories of the push rules",
                 event_pattern=_to_events_pattern(
-                    push_event_pattern(r.source.repository_glob for r in push_rules)
+                    push_event_pattern((r.source.repository_glob for r in push_rules), Stack.of(self).account)
                 ),
                 targets=[target],
             )

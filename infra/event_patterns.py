@@ -57,8 +57,16 @@ def repository_filters(globs: Iterable[str]) -> list[RepositoryFilter] | None:
     return [filters[key] for key in sorted(filters)]
 
 
-def push_event_pattern(push_source_globs: Iterable[str]) -> dict[str, Any]:
-    """The default-bus pattern: successful tagged ECR pushes into the push rules' source repositories.
+def _in_account(pattern: dict[str, Any], account: str | None) -> dict[str, Any]:
+    """The pattern limited to events of `account` (None: any). A default bus can receive another
+    account's ECR events (an organization's forwarding rule, a bus policy); their `account` is the
+    account the push happened in, which EventBridge sets and nobody can forge."""
+    return {**pattern, "account": [account]} if account is not None else pattern
+
+
+def push_event_pattern(push_source_globs: Iterable[str], account: str | None = None) -> dict[str, Any]:
+    """The default-bus pattern: successful tagged ECR pushes into the push rules' source repositories
+    of `account` (the stack's own; None matches any account's, for tests of the pattern alone).
 
     Untagged pushes (index children, referrers, attestations) carry `"image-tag": ""` or no tag at
     all; `anything-but [""]` rejects both, because a filter on a field never matches a missing field.
@@ -72,7 +80,9 @@ def push_event_pattern(push_source_globs: Iterable[str]) -> dict[str, Any]:
     filters = repository_filters(push_source_globs)
     if filters is not None:
         detail["repository-name"] = filters
-    pattern = {"source": [ECR_EVENT_SOURCE], "detail-type": [ECR_IMAGE_ACTION], "detail": detail}
+    pattern = _in_account(
+        {"source": [ECR_EVENT_SOURCE], "detail-type": [ECR_IMAGE_ACTION], "detail": detail}, account
+    )
     size = len(json.dumps(pattern, separators=(",", ":")))
     if size > EVENT_PATTERN_MAX_CHARS:
         raise ValueError(
@@ -94,22 +104,26 @@ INSPECTOR_EVENT_SOURCE = "aws.inspector2"
 INSPECTOR_SCAN = "Inspector2 Scan"
 
 
-def basic_scan_event_pattern(gated_source_globs: Iterable[str]) -> dict[str, Any]:
-    """Default bus: finished basic scans of the source repositories of gated rules."""
+def basic_scan_event_pattern(gated_source_globs: Iterable[str], account: str | None = None) -> dict[str, Any]:
+    """Default bus: finished basic scans of the source repositories of gated rules (of `account`)."""
     detail: dict[str, Any] = {}
     filters = repository_filters(gated_source_globs)
     if filters is not None:
         detail["repository-name"] = filters
-    pattern: dict[str, Any] = {"source": [ECR_EVENT_SOURCE], "detail-type": [ECR_IMAGE_SCAN]}
+    pattern: dict[str, Any] = _in_account(
+        {"source": [ECR_EVENT_SOURCE], "detail-type": [ECR_IMAGE_SCAN]}, account
+    )
     return {**pattern, "detail": detail} if detail else pattern
 
 
-def inspector_scan_event_pattern(gated_source_globs: Iterable[str]) -> dict[str, Any]:
-    """Default bus: Inspector (enhanced) scans of those repositories; its `repository-name` is the
-    repository ARN, so each glob is matched after `:repository/`."""
+def inspector_scan_event_pattern(
+    gated_source_globs: Iterable[str], account: str | None = None
+) -> dict[str, Any]:
+    """Default bus: Inspector (enhanced) scans of those repositories (of `account`); its
+    `repository-name` is the repository ARN, so each glob is matched after `:repository/`."""
     filters: list[RepositoryFilter] = []
     for glob in sorted(set(gated_source_globs)):
         widened = re.sub(r"\*+", "*", _GLOB_SINGLE.sub("*", glob))
         filters.append({"wildcard": f"arn:*:ecr:*:*:repository/{widened}"})
-    pattern: dict[str, Any] = {"source": [INSPECTOR_EVENT_SOURCE], "detail-type": [INSPECTOR_SCAN]}
+    pattern = _in_account({"source": [INSPECTOR_EVENT_SOURCE], "detail-type": [INSPECTOR_SCAN]}, account)
     return {**pattern, "detail": {"repository-name": filters}} if filters else pattern

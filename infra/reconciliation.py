@@ -68,6 +68,7 @@ class ReconciliationParts:
     log_removal_policy: object
     table: dynamodb.Table
     event_bus: events.IEventBus  # where the runs it promotes are announced, as the promoter's
+    role_name: str | None = None  # a fixed name a target account's trust can name; None: generated
 
 
 class Reconciliation(Construct):
@@ -83,6 +84,7 @@ class Reconciliation(Construct):
         self.role = iam.Role(
             self,
             "Role",
+            role_name=parts.role_name,
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="ECR image promoter, reconciliation: lists sources, promotes what events missed",
         )

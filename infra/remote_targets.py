@@ -4,15 +4,19 @@ Source side (the promoter's role): `sts:AssumeRole` on exactly the roles the rul
 remote target without a role the target-write actions on that registry's repository ARNs (its
 repository policy must allow them too). Never an ECR write grant in the source registry for them.
 Target side (`TargetAccountStack`, deployed with the target account's credentials): the role the
-promoter assumes, trusted by the promoter's role only, allowed the target-write actions on exactly
-the repositories the rules name in that account.
+promoter assumes, trusted by exactly the promoter's two roles (its function's and its
+reconciliation's, which promotes what events missed), allowed the target-write actions on exactly
+the repositories the rules name in that account. Both roles have fixed names
+(`promoter_role_names`), so the trust can name them before the promoter stack exists; once it
+does, `promoter_role_arn` pins the trust to the roles themselves (IAM then binds it to their unique
+ids: a role deleted and re-created under the same name is no longer trusted).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from aws_cdk import Acknowledgment, ArnFormat, CfnOutput, Stack, Validations
+from aws_cdk import Acknowledgment, ArnFormat, CfnOutput, Stack, Token, Validations
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
@@ -20,9 +24,23 @@ from infra.permissions import ECR_TARGET_WRITE_ACTIONS, iam_resource_pattern
 from promoter.model.config import ROLE_ARN_PATTERN, PromotionConfig, TargetRegistry
 
 ASSUME_ROLE_ACTIONS = ("sts:AssumeRole",)
-# The promoter's function role is named by CloudFormation `<stack name>-<logical id>...`.
 DEFAULT_SOURCE_STACK_NAME = "ImagePromoter"
 NAG_PACK = "AwsSolutions"
+# IAM's limit on a role name.
+MAX_ROLE_NAME_CHARS = 64
+
+
+def promoter_role_names(stack_name: str, region: str) -> tuple[str, str]:
+    """The names of the promoter's function role and of its reconciliation's role: fixed by the
+    stack's name and region (role names are per account, stacks per region), so that a target
+    account can trust exactly these two. Raises ValueError when they would exceed IAM's limit."""
+    names = (f"{stack_name}-{region}-promoter", f"{stack_name}-{region}-reconcile")
+    if not Token.is_unresolved(region) and any(len(name) > MAX_ROLE_NAME_CHARS for name in names):
+        raise ValueError(
+            f"stack name {stack_name!r} is too long for the promoter's role names "
+            f"({names[1]!r} is over {MAX_ROLE_NAME_CHARS} characters)"
+        )
+    return names
 
 
 def remote_repository_arns(scope: Construct, targets: Iterable[tuple[TargetRegistry, str]]) -> list[str]:
@@ -67,9 +85,11 @@ class TargetAccountStack(Stack):
     role-less targets there, the repository policy to set on them (output `RepositoryPolicy`:
     CloudFormation cannot attach a policy to a repository it does not own).
 
-    `promoter_role_arn` (the source stack's `FunctionRoleArn` output) is the only principal
-    trusted when given; before the source stack exists, the source account is trusted on the
-    condition that the caller is a role of the promoter stack (`aws:PrincipalArn`)."""
+    Trusted: the promoter's function role and its reconciliation's role, and nothing else. Before
+    the source stack exists, by name: the source account, on the condition that the caller is one
+    of those two roles (`aws:PrincipalArn`, exact ARNs). Once it exists, pinned: `promoter_role_arn`
+    (the source stack's `FunctionRoleArn` output) and `reconcile_role_arn` (`ReconcileRoleArn`;
+    by default the reconciliation role's fixed name beside `promoter_role_arn`) as principals."""
 
     def __init__(
         self,
@@ -81,6 +101,7 @@ class TargetAccountStack(Stack):
         source_account: str,
         source_region: str,
         promoter_role_arn: str | None = None,
+        reconcile_role_arn: str | None = None,
         source_stack_name: str = DEFAULT_SOURCE_STACK_NAME,
         **kwargs: object,
     ) -> None:
@@ -99,10 +120,12 @@ class TargetAccountStack(Stack):
                 direct.append(glob)
         if not by_role and not direct:
             raise ValueError(f"no target in account {target_account}")
+        trusted = self._trusted(
+            source_account, source_region, source_stack_name, promoter_role_arn, reconcile_role_arn
+        )
         if direct:
-            principal = self._trusted(source_account, source_stack_name, promoter_role_arn)
             statement = iam.PolicyStatement(
-                sid="ImagePromoterPush", actions=list(ECR_TARGET_WRITE_ACTIONS), principals=[principal]
+                sid="ImagePromoterPush", actions=list(ECR_TARGET_WRITE_ACTIONS), principals=trusted
             )
             CfnOutput(
                 self,
@@ -120,7 +143,7 @@ class TargetAccountStack(Stack):
                 f"PromoterTargetRole{index}",
                 role_name=role_arn.rsplit("/", 1)[1],
                 path=_role_path(role_arn),
-                assumed_by=self._trusted(source_account, source_stack_name, promoter_role_arn),
+                assumed_by=trusted[0] if len(trusted) == 1 else iam.CompositePrincipal(*trusted),
                 description="Assumed by the ECR image promoter to write promoted images here",
             )
             repositories = [
@@ -147,17 +170,32 @@ class TargetAccountStack(Stack):
             CfnOutput(self, f"PromoterTargetRoleArn{index}", value=role.role_arn)
             self.roles[role_arn] = role
 
-    def _trusted(self, source_account: str, stack_name: str, role_arn: str | None) -> iam.IPrincipal:
-        if role_arn:
-            return iam.ArnPrincipal(role_arn)
-        return iam.AccountPrincipal(source_account).with_conditions(
-            {
-                "ArnLike": {
-                    "aws:PrincipalArn": f"arn:{Stack.of(self).partition}:iam::{source_account}:role/"
-                    f"{stack_name}-*"
-                }
-            }
-        )
+    def _trusted(
+        self,
+        source_account: str,
+        source_region: str,
+        stack_name: str,
+        promoter_role_arn: str | None,
+        reconcile_role_arn: str | None,
+    ) -> list[iam.IPrincipal]:
+        """The promoter's two roles: pinned as principals, or by exact name in the source account."""
+        promoter_name, reconcile_name = promoter_role_names(stack_name, source_region)
+        if promoter_role_arn:
+            if not reconcile_role_arn:
+                if not promoter_role_arn.endswith(f":role/{promoter_name}"):
+                    raise ValueError(
+                        f"promoter_role_arn {promoter_role_arn} is not the role {promoter_name} the "
+                        "promoter stack creates: pass its reconciliation's role too "
+                        "(-c reconcile_role_arn=<ReconcileRoleArn output>)"
+                    )
+                reconcile_role_arn = promoter_role_arn.removesuffix(promoter_name) + reconcile_name
+            return [iam.ArnPrincipal(promoter_role_arn), iam.ArnPrincipal(reconcile_role_arn)]
+        prefix = f"arn:{Stack.of(self).partition}:iam::{source_account}:role/"
+        return [
+            iam.AccountPrincipal(source_account).with_conditions(
+                {"ArnEquals": {"aws:PrincipalArn": [prefix + promoter_name, prefix + reconcile_name]}}
+            )
+        ]
 
 
 def _role_path(role_arn: str) -> str:

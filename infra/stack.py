@@ -85,6 +85,13 @@ class PromoterStack(Stack):
             value=promoter.role.role_arn,
             description="Trust this role in TargetAccountStack (promoter_role_arn) for cross-account targets",
         )
+        if self.promoter.reconciliation is not None:
+            CfnOutput(
+                self,
+                "ReconcileRoleArn",
+                value=self.promoter.reconciliation.role.role_arn,
+                description="The reconciliation's role, trusted beside FunctionRoleArn (reconcile_role_arn)",
+            )
         CfnOutput(self, settings.OUTPUT_IDEMPOTENCY_TABLE, value=promoter.idempotency_table.table_name)
         CfnOutput(self, settings.OUTPUT_HISTORY_TABLE, value=promoter.history_table.table_name)
         CfnOutput(self, settings.OUTPUT_GATES_TABLE, value=promoter.gates_table.table_name)

@@ -18,7 +18,9 @@ from promoter.model.config import parse_config
 SOURCE_ACCOUNT = "111111111111"
 PROD_ACCOUNT = "210987654321"
 PROD_ROLE = f"arn:aws:iam::{PROD_ACCOUNT}:role/image-promoter-target"
-PROMOTER_ROLE = f"arn:aws:iam::{SOURCE_ACCOUNT}:role/ImagePromoter-PromoterFunctionRole-ABC"
+SOURCE_REGION = "us-east-1"
+PROMOTER_ROLE = f"arn:aws:iam::{SOURCE_ACCOUNT}:role/{STACK_NAME}-{SOURCE_REGION}-promoter"
+RECONCILE_ROLE = f"arn:aws:iam::{SOURCE_ACCOUNT}:role/{STACK_NAME}-{SOURCE_REGION}-reconcile"
 TARGET_STACK = f"{STACK_NAME}Target{PROD_ACCOUNT}"
 CONFIG = {
     "rules": [
@@ -66,7 +68,9 @@ def _synth(outdir: Path, **context: str) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def templates(tmp_path_factory) -> dict[str, dict[str, Any]]:
-    return _synth(tmp_path_factory.mktemp("cross"), source_account=SOURCE_ACCOUNT, source_region="us-east-1")
+    return _synth(
+        tmp_path_factory.mktemp("cross"), source_account=SOURCE_ACCOUNT, source_region=SOURCE_REGION
+    )
 
 
 def _statements(template: dict[str, Any]) -> list[dict[str, Any]]:
@@ -124,9 +128,10 @@ def test_the_target_account_stack_holds_the_role_the_rules_name(templates):
     (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Action"] == "sts:AssumeRole"
     assert _joined(trust["Principal"]["AWS"]).endswith(f":iam::{SOURCE_ACCOUNT}:root")
-    assert _joined(trust["Condition"]["ArnLike"]["aws:PrincipalArn"]).endswith(
-        f":iam::{SOURCE_ACCOUNT}:role/{STACK_NAME}-*"
-    )
+    assert [_joined(arn).replace("<AWS::Partition>", "aws") for arn in _trusted_arns(trust)] == [
+        PROMOTER_ROLE,
+        RECONCILE_ROLE,
+    ]
     (statement,) = _statements(target)
     assert sorted(_as_list(statement["Action"])) == sorted(ECR_TARGET_WRITE_ACTIONS)
     assert sorted(_joined(r) for r in _as_list(statement["Resource"])) == [
@@ -136,17 +141,60 @@ def test_the_target_account_stack_holds_the_role_the_rules_name(templates):
     assert "ecr:*" not in json.dumps(target)
 
 
-def test_a_known_promoter_role_is_the_only_principal_trusted(tmp_path):
+def _trusted_arns(trust: dict[str, Any]) -> list[Any]:
+    """The role ARNs an unpinned trust names in its condition (exact: no wildcard allowed)."""
+    assert set(trust["Condition"]) == {"ArnEquals"}, "the roles are named exactly, never by a prefix"
+    return _as_list(trust["Condition"]["ArnEquals"]["aws:PrincipalArn"])
+
+
+def _pinned_principals(role: dict[str, Any]) -> list[str]:
+    """Every principal a pinned trust names: role ARNs only, with no condition left to widen it."""
+    principals = []
+    for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+        assert statement["Action"] == "sts:AssumeRole" and "Condition" not in statement
+        principals += _as_list(statement["Principal"]["AWS"])
+    return principals
+
+
+def test_pinning_trusts_the_function_and_the_reconciliation_roles(tmp_path):
     templates = _synth(
         tmp_path,
         source_account=SOURCE_ACCOUNT,
-        source_region="us-east-1",
+        source_region=SOURCE_REGION,
         promoter_role_arn=PROMOTER_ROLE,
     )
     (role,) = [r for r in templates[TARGET_STACK]["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
-    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
-    assert trust["Principal"] == {"AWS": PROMOTER_ROLE}
-    assert "Condition" not in trust
+    assert _pinned_principals(role) == [PROMOTER_ROLE, RECONCILE_ROLE]
+
+
+def test_pinning_to_a_differently_named_role_needs_the_reconciliation_role_too(tmp_path):
+    other = f"arn:aws:iam::{SOURCE_ACCOUNT}:role/custom/promoter"
+    with pytest.raises(ValueError, match="reconcile_role_arn"):
+        _synth(tmp_path, source_account=SOURCE_ACCOUNT, source_region=SOURCE_REGION, promoter_role_arn=other)
+    reconcile = f"arn:aws:iam::{SOURCE_ACCOUNT}:role/custom/reconcile"
+    templates = _synth(
+        tmp_path / "pinned",
+        source_account=SOURCE_ACCOUNT,
+        source_region=SOURCE_REGION,
+        promoter_role_arn=other,
+        reconcile_role_arn=reconcile,
+    )
+    (role,) = [r for r in templates[TARGET_STACK]["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+    assert _pinned_principals(role) == [other, reconcile]
+
+
+def test_the_trusted_names_are_the_names_the_promoter_stack_gives_its_roles(templates):
+    roles = {
+        logical_id: _joined(resource["Properties"]["RoleName"]).replace("<AWS::Region>", SOURCE_REGION)
+        for logical_id, resource in templates[STACK_NAME]["Resources"].items()
+        if resource["Type"] == "AWS::IAM::Role" and "RoleName" in resource["Properties"]
+    }
+    (function_role,) = [name for logical_id, name in roles.items() if "FunctionRole" in logical_id]
+    (reconcile_role,) = [name for logical_id, name in roles.items() if "Reconciliation" in logical_id]
+    assert f"role/{function_role}" == PROMOTER_ROLE.split(":", 5)[-1]
+    assert f"role/{reconcile_role}" == RECONCILE_ROLE.split(":", 5)[-1]
+    outputs = templates[STACK_NAME]["Outputs"]
+    assert {"FunctionRoleArn", "ReconcileRoleArn"} <= set(outputs)
 
 
 def test_both_templates_are_cfn_lint_clean(templates):
@@ -166,5 +214,5 @@ def test_a_role_less_target_gets_the_repository_policy_to_set(templates):
     policy = json.loads(_joined(output["Value"]).replace("<AWS::Partition>", "aws"))
     (statement,) = policy["Statement"]
     assert statement["Principal"] == {"AWS": f"arn:aws:iam::{SOURCE_ACCOUNT}:root"}
-    assert statement["Condition"]["ArnLike"]["aws:PrincipalArn"].endswith(f"role/{STACK_NAME}-*")
+    assert _trusted_arns(statement) == [PROMOTER_ROLE, RECONCILE_ROLE]
     assert sorted(statement["Action"]) == sorted(ECR_TARGET_WRITE_ACTIONS)

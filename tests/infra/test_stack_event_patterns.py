@@ -19,6 +19,10 @@ from infra.event_patterns import push_event_pattern, repository_filter
 from promoter import settings
 
 Event = dict[str, Any]
+# The account of the shared samples: the stack is deployed there in these tests (the template's
+# `{"Ref": "AWS::AccountId"}` is resolved to it before the pattern is matched).
+STACK_ACCOUNT = "123456789012"
+FOREIGN_ACCOUNT = "999999999999"
 
 
 def _rule_pattern(synthesized, *, on_custom_bus: bool) -> dict[str, Any]:
@@ -28,7 +32,18 @@ def _rule_pattern(synthesized, *, on_custom_bus: bool) -> dict[str, Any]:
         if ("EventBusName" in r["Properties"]) == on_custom_bus
     ]
     assert len(rules) == 1
-    return rules[0]["EventPattern"]
+    return _deployed_in(rules[0]["EventPattern"], STACK_ACCOUNT)
+
+
+def _deployed_in(pattern: Any, account: str) -> Any:
+    """The pattern as CloudFormation resolves it in `account` (only `AWS::AccountId` occurs)."""
+    if pattern == {"Ref": "AWS::AccountId"}:
+        return account
+    if isinstance(pattern, dict):
+        return {key: _deployed_in(value, account) for key, value in pattern.items()}
+    if isinstance(pattern, list):
+        return [_deployed_in(value, account) for value in pattern]
+    return pattern
 
 
 def _matcher(pattern: dict[str, Any]) -> Callable[[Event], bool]:
@@ -67,6 +82,20 @@ def test_tagged_push_into_a_prefix_glob_repository_matches(push_matches, load_ev
 
 def test_push_into_an_inner_wildcard_glob_repository_matches(push_matches, load_event):
     assert push_matches(_with_detail(load_event("ecr-push.json"), repository_name="svc-a-api"))
+
+
+def test_a_push_in_another_account_is_rejected(push_matches, load_event):
+    # Another account's ECR events can reach this default bus (an organization forwarding rule);
+    # a repository of the same name there is not a source of this stack.
+    event = load_event("ecr-push.json")
+    assert event["account"] == STACK_ACCOUNT and push_matches(event)
+    event["account"] = FOREIGN_ACCOUNT
+    assert not push_matches(event)
+
+
+def test_the_push_rule_names_the_stack_account(synthesized):
+    (push_rule,) = [r for r in synthesized.event_rules() if "EventBusName" not in r["Properties"]]
+    assert push_rule["Properties"]["EventPattern"]["account"] == [{"Ref": "AWS::AccountId"}]
 
 
 def test_untagged_push_with_empty_tag_is_rejected(push_matches, load_event):
