@@ -44,6 +44,7 @@ from infra.props import ImagePromoterProps
 from infra.reconciliation import Reconciliation, ReconciliationParts
 from infra.remote_targets import grant_remote_targets, promoter_role_names
 from promoter import settings
+from promoter.model.config import requester_account
 
 if TYPE_CHECKING:
     from promoter.model.config import PromotionConfig
@@ -62,6 +63,11 @@ DLQ_RETENTION = Duration.days(14)
 # EventBridge's own delivery retries into the queue before its target dead-letter queue.
 TARGET_RETRY_ATTEMPTS = 8
 TARGET_MAX_EVENT_AGE = Duration.hours(24)
+
+
+def _principal_patterns(stack: Stack, principals: tuple[str, ...]) -> list[str]:
+    """`aws:PrincipalArn` patterns: an account id stands for every principal of that account."""
+    return [p if p.startswith("arn:") else f"arn:{stack.partition}:iam::{p}:*" for p in principals]
 
 
 def _to_events_pattern(pattern: dict) -> events.EventPattern:
@@ -284,20 +290,27 @@ class ImagePromoter(Construct):
         return [self.role.role_arn, *reconciliation]
 
     def _restrict_bus(self, props: ImagePromoterProps) -> None:
-        """The bus takes requests only from the trusted principals (default: this account), and
-        results only from the function. A bus passed in is the caller's to govern."""
+        """The bus takes requests only from the trusted principals (default: this account), the
+        requests of a rule with `requesters:` (on its own source) only from those, and results only
+        from the function. A bus passed in is the caller's to govern.
+
+        Why per-rule sources: IAM sees a PutEvents call's `events:source` and `events:detail-type`,
+        never the detail that names a rule; a source per rule is what lets the bus policy, and so
+        AWS before the function runs, decide who may request which rule."""
+        restricted = [rule for rule in props.config.rules_for("request") if rule.requesters]
         if props.event_bus is not None:
-            if props.trusted_principals:
-                raise ValueError("trusted_principals applies to the bus the construct creates, not event_bus")
+            if props.trusted_principals or restricted:
+                raise ValueError(
+                    "trusted_principals and rules with requesters apply to the bus the construct "
+                    "creates, not event_bus"
+                )
             return
         stack = Stack.of(self)
         bus = self.event_bus
         assert isinstance(bus, events.EventBus)
         trusted = props.trusted_principals or (stack.account,)
-        patterns = [
-            f"arn:{stack.partition}:iam::{p}:*" if p.isdigit() or not p.startswith("arn:") else p
-            for p in trusted
-        ]
+        rule_sources = [settings.rule_request_source(rule.name, props.request_source) for rule in restricted]
+        shared_source_only = {"StringNotEquals": {"events:source": rule_sources}} if rule_sources else {}
         bus.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="OnlyTrustedPrincipalsRequest",
@@ -307,10 +320,13 @@ class ImagePromoter(Construct):
                 resources=[bus.event_bus_arn],
                 conditions={
                     "StringEquals": {"events:detail-type": settings.REQUEST_DETAIL_TYPE},
-                    "ArnNotLike": {"aws:PrincipalArn": patterns},
+                    **shared_source_only,
+                    "ArnNotLike": {"aws:PrincipalArn": _principal_patterns(stack, trusted)},
                 },
             )
         )
+        for index, (rule, source) in enumerate(zip(restricted, rule_sources, strict=True)):
+            self._restrict_rule_source(bus, index, rule.requesters, source)
         bus.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="OnlyThePromoterPublishesResults",
@@ -343,6 +359,37 @@ class ImagePromoter(Construct):
                     },
                 )
             )
+
+    def _restrict_rule_source(
+        self, bus: events.EventBus, index: int, requesters: tuple[str, ...], source: str
+    ) -> None:
+        """Requests on a rule's own source: denied to anyone but its requesters, and allowed to
+        those in other accounts (a cross-account PutEvents needs the bus's consent)."""
+        stack = Stack.of(self)
+        on_this_source = {"events:detail-type": settings.REQUEST_DETAIL_TYPE, "events:source": source}
+        bus.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid=f"OnlyRequestersOfRequestRule{index}",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["events:PutEvents"],
+                resources=[bus.event_bus_arn],
+                conditions={
+                    "StringEquals": on_this_source,
+                    "ArnNotLike": {"aws:PrincipalArn": _principal_patterns(stack, requesters)},
+                },
+            )
+        )
+        accounts = sorted({requester_account(requester) for requester in requesters})
+        bus.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid=f"RequestersOfRequestRule{index}MayRequest",
+                principals=[iam.AccountPrincipal(account) for account in accounts],
+                actions=["events:PutEvents"],
+                resources=[bus.event_bus_arn],
+                conditions={"StringEquals": on_this_source},
+            )
+        )
 
     def _gate_rules(self, config: PromotionConfig, sweep_minutes: int) -> tuple[events.Rule, ...]:
         """With scan-gated rules: their sources' finished scans (basic and Inspector) and the
@@ -405,7 +452,11 @@ class ImagePromoter(Construct):
             "RequestRule",
             description="Promotion requests sent to the promotion bus",
             event_bus=self.event_bus,
-            event_pattern=_to_events_pattern(request_event_pattern(request_source)),
+            event_pattern=_to_events_pattern(
+                request_event_pattern(
+                    request_source, (r.name for r in config.rules_for("request") if r.requesters)
+                )
+            ),
             targets=[target],
         )
         return push_rule, request_rule

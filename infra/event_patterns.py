@@ -93,10 +93,15 @@ def push_event_pattern(push_source_globs: Iterable[str], account: str | None = N
     return pattern
 
 
-def request_event_pattern(source: str = settings.DEFAULT_REQUEST_EVENT_SOURCE) -> dict[str, Any]:
-    """Promotion requests on the promotion bus; results published there (same source, detail-types
-    `settings.RESULT_DETAIL_TYPES`) never match it."""
-    return {"source": [source], "detail-type": [settings.REQUEST_DETAIL_TYPE]}
+def request_event_pattern(
+    source: str = settings.DEFAULT_REQUEST_EVENT_SOURCE, rules_with_requesters: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Promotion requests on the promotion bus: the shared source, and the own source of each rule
+    that names its requesters (`settings.rule_request_source`); results published there (same
+    source, detail-types `settings.RESULT_DETAIL_TYPES`) never match it."""
+    own = sorted(settings.rule_request_source(rule, source) for rule in rules_with_requesters)
+    sources = [source, *own]
+    return {"source": sources, "detail-type": [settings.REQUEST_DETAIL_TYPE]}
 
 
 ECR_IMAGE_SCAN = "ECR Image Scan"

@@ -24,4 +24,3 @@ AWSLAMBDARIC_VERSION = "4.2.2"
 POWERTOOLS_LAYER_PARAMETER = (
     f"/aws/service/powertools/python/arm64/python{PYTHON_VERSION}/{POWERTOOLS_VERSION}"
 )
-

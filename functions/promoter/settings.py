@@ -66,6 +66,22 @@ def request_event_source() -> str:
     return os.environ.get(REQUEST_SOURCE_ENV) or DEFAULT_REQUEST_EVENT_SOURCE
 
 
+# A request rule with `requesters:` is requested with its own source, `<request source>.rule.<name>`:
+# the bus policy lets only its requesters post that source (IAM sees the source, never the detail).
+RULE_SOURCE_INFIX = ".rule."
+
+
+def rule_request_source(rule: str, base: str | None = None) -> str:
+    """The `source` a request for `rule` is posted with when the rule names its requesters."""
+    return f"{base or request_event_source()}{RULE_SOURCE_INFIX}{rule}"
+
+
+def rule_of_request_source(source: str, base: str | None = None) -> str | None:
+    """The rule a per-rule request source names, or None for any other source."""
+    prefix = f"{base or request_event_source()}{RULE_SOURCE_INFIX}"
+    return source[len(prefix) :] or None if source.startswith(prefix) else None
+
+
 def event_bus_name() -> str:
     """The promotion bus: requests arrive there and results are published there ("default" locally)."""
     return os.environ.get(EVENT_BUS_ENV) or DEFAULT_EVENT_BUS

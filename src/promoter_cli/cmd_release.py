@@ -13,6 +13,7 @@ import argparse
 import getpass
 import json
 import os
+import re
 import socket
 import sys
 import uuid
@@ -30,7 +31,21 @@ DEFAULT_HISTORY_LIMIT = 20
 MANUAL_RULE = "manual"
 # Who a CLI call is "by": CI systems name their actor; otherwise user@host.
 REQUESTER_ENV_VARS = ("PROMOTER_REQUESTED_BY", "GITHUB_ACTOR", "CODEBUILD_INITIATOR", "GITLAB_USER_LOGIN")
-HISTORY_COLUMNS = ("when", "outcome", "trigger", "rule", "source", "target", "digest", "by", "reason")
+HISTORY_COLUMNS = (
+    "when",
+    "outcome",
+    "trigger",
+    "rule",
+    "source",
+    "target",
+    "digest",
+    "by",
+    "authenticated",
+    "reason",
+)
+# C0 and C1 control characters (ESC, CR, BEL, CSI, ...): a requester's free text must not drive
+# the operator's terminal. `--json` is safe as it is (JSON escapes them).
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -179,6 +194,8 @@ def history_row(item: dict[str, Any]) -> dict[str, Any]:
         "target": item.get("pk", ""),
         "digest": digest,
         "by": item.get("requested_by", ""),
+        # What AWS authenticated, apart from the declared `by` (older records have none).
+        "authenticated": item.get("authenticated_as", ""),
         "reason": reason,
         "request_id": item.get("request_id", item.get("event_id", "")),
         "request_reason": item.get("request_reason", ""),
@@ -190,11 +207,19 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     if not rows:
         print("no history")
         return
-    shown = [{c: (_short(str(r[c])) if c == "digest" else str(r[c])) for c in HISTORY_COLUMNS} for r in rows]
+    shown = [
+        {c: _printable(_short(str(r[c])) if c == "digest" else str(r[c])) for c in HISTORY_COLUMNS}
+        for r in rows
+    ]
     widths = {c: max(len(c), *(len(r[c]) for r in shown)) for c in HISTORY_COLUMNS}
     print("  ".join(c.upper().ljust(widths[c]) for c in HISTORY_COLUMNS).rstrip())
     for row in shown:
         print("  ".join(row[c].ljust(widths[c]) for c in HISTORY_COLUMNS).rstrip())
+
+
+def _printable(text: str) -> str:
+    """The text with every control character escaped (`\\x1b`), as a table cell shows it."""
+    return _CONTROL_CHARACTERS.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _short(digest: str) -> str:

@@ -5,6 +5,7 @@ table, and IAM (PutEvents on the bus only; scan findings only on the sources of 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import aws_cdk as cdk
@@ -13,10 +14,11 @@ from aws_cdk import aws_events as events
 from aws_cdk.assertions import Template
 from moto.events.models import EventPattern
 
+from infra.app import build_app
 from infra.event_patterns import basic_scan_event_pattern, inspector_scan_event_pattern
 from infra.permissions import GATES_TABLE_ACTIONS
 from infra.props import ImagePromoterProps
-from infra.stack import PromoterStack
+from infra.stack import STACK_NAME, PromoterStack
 from promoter import settings
 from promoter.model.config import parse_config
 
@@ -171,7 +173,7 @@ def test_trusted_principals_cannot_govern_a_bus_passed_in(test_config):
     app = cdk.App()
     stack = cdk.Stack(app, "Other")
     bus = events.EventBus(stack, "Theirs")
-    with pytest.raises(ValueError, match="trusted_principals applies to the bus the construct creates"):
+    with pytest.raises(ValueError, match="trusted_principals and rules with requesters apply to the bus"):
         PromoterStack(app, "Release", config=test_config, event_bus=bus, trusted_principals=(OTHER_ACCOUNT,))
 
 
@@ -246,3 +248,87 @@ def test_the_gates_table_has_a_ttl_and_exactly_the_calls_promoter_gates_makes(sy
 
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+# --- requesters: who may request which rule, decided by the bus policy (issue 10, point 2) ---------
+
+CI_ROLE = f"arn:aws:iam::{OTHER_ACCOUNT}:role/release-*"
+RESTRICTED_RULE = {
+    "name": "to-prod",
+    "trigger": "request",
+    "source": {"repository": "app-staging", "tags": ["v*"]},
+    "targets": [{"repository": "app-prod-eu"}],
+    "requesters": [CI_ROLE, "123456789012"],
+}
+
+
+@dataclass(frozen=True)
+class _Synthesized:
+    template_dict: dict[str, Any]
+    error: str | None  # cdk-nag's validation failure, if any
+
+
+@pytest.fixture(scope="module")
+def restricted(test_config, tmp_path_factory) -> _Synthesized:
+    """Synthesized as app.py does it (the AwsSolutions checks included)."""
+    data = test_config.to_dict()
+    data["rules"].append(RESTRICTED_RULE)
+    outdir = tmp_path_factory.mktemp("restricted")
+    app = cdk.App(outdir=str(outdir))
+    build_app(app, parse_config(data))
+    error = None
+    try:
+        app.synth()
+    except RuntimeError as exc:  # jsii surfaces cdk-nag's ValidationFailed as RuntimeError
+        error = str(exc)
+    return _Synthesized(json.loads((outdir / f"{STACK_NAME}.template.json").read_text()), error)
+
+
+def test_a_rule_with_requesters_is_requested_on_its_own_source_which_only_they_may_post(restricted):
+    source = settings.rule_request_source("to-prod")
+    statements = _bus_statements(restricted.template_dict)
+    deny = statements["OnlyRequestersOfRequestRule0"]
+    assert (deny["Effect"], deny["Principal"], deny["Action"]) == ("Deny", {"AWS": "*"}, "events:PutEvents")
+    assert deny["Condition"]["StringEquals"] == {
+        "events:detail-type": settings.REQUEST_DETAIL_TYPE,
+        "events:source": source,
+    }
+    patterns = deny["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
+    assert patterns[0] == CI_ROLE
+    assert json.dumps(patterns[1]).endswith(':iam::123456789012:*"]]}')
+    allow = statements["RequestersOfRequestRule0MayRequest"]
+    assert allow["Effect"] == "Allow" and allow["Condition"]["StringEquals"]["events:source"] == source
+    assert OTHER_ACCOUNT in json.dumps(allow["Principal"]) and "123456789012" in json.dumps(
+        allow["Principal"]
+    )
+    # The trusted principals (here the stack's account) keep the shared source, not this one.
+    shared = statements["OnlyTrustedPrincipalsRequest"]
+    assert shared["Condition"]["StringNotEquals"] == {"events:source": [source]}
+
+
+def test_the_request_rule_routes_the_rules_own_source_and_no_other(restricted):
+    matcher = EventPattern.load(json.dumps(_request_rule_pattern(restricted.template_dict)))
+    for source, routed in (
+        (settings.rule_request_source("to-prod"), True),
+        (settings.DEFAULT_REQUEST_EVENT_SOURCE, True),
+        (settings.rule_request_source("staging-to-prod"), False),  # names no requesters: shared source
+        (settings.rule_request_source("unknown"), False),
+    ):
+        assert matcher.matches_event(_event(source, settings.REQUEST_DETAIL_TYPE, {})) == routed, source
+
+
+def test_requesters_keep_cdk_nag_and_cfn_lint_clean(restricted):
+    from cfnlint.api import lint
+
+    assert restricted.error is None
+    matches = lint(json.dumps(restricted.template_dict))
+    assert matches == [], "\n".join(f"{m.rule.id} {m.message}" for m in matches)
+
+
+def test_requesters_cannot_govern_a_bus_passed_in(test_config):
+    data = test_config.to_dict()
+    data["rules"].append(RESTRICTED_RULE)
+    app = cdk.App()
+    bus = events.EventBus(cdk.Stack(app, "Other"), "Theirs")
+    with pytest.raises(ValueError, match="rules with requesters apply to the bus the construct creates"):
+        PromoterStack(app, "Release", config=parse_config(data), event_bus=bus)

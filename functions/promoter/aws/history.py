@@ -62,6 +62,7 @@ class DynamoDbHistory:
             "trigger": why.trigger,
             "request_id": why.request_id,
             "requested_by": why.requested_by,
+            "authenticated_as": why.authenticated_as,
             "request_reason": why.reason,
             "source_repository": result.source_repository,
             "source_digest": result.source_digest,

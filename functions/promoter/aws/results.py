@@ -66,6 +66,7 @@ def result_detail(result: ActionResult, provenance: Provenance) -> dict[str, Any
         "trigger": provenance.trigger,
         "request-id": provenance.request_id,
         "requested-by": provenance.requested_by,
+        "authenticated-as": provenance.authenticated_as,
         "reason": provenance.reason,
         "outcome": result.outcome,
         "outcome-reason": result.reason or "",

@@ -72,9 +72,15 @@ _REGISTRY_KEYS = frozenset({"account", "region", "role"})
 ACCOUNT_ID_PATTERN = re.compile(r"\d{12}")
 REGION_PATTERN = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}")
 ROLE_ARN_PATTERN = re.compile(r"arn:aws(-[a-z-]+)?:iam::(?P<account>\d{12}):role/[\w+=,.@/-]{1,512}")
+# Who may request a rule (`requesters:`): an account id, or an IAM role or user ARN in a named
+# account whose name may hold the IAM wildcards `*` and `?` (`role/ci-*`). The account is never a
+# wildcard: it is what the bus policy grants, and "any account" is nobody's intent.
+REQUESTER_ARN_PATTERN = re.compile(
+    r"arn:aws(-[a-z-]+)?:iam::(?P<account>\d{12}):(root|(role|user)/[\w+=,.@/*?-]{1,512})"
+)
 
 _TOP_KEYS = frozenset({"rules"})
-_RULE_KEYS = frozenset({"name", "source", "trigger", "targets", "require"})
+_RULE_KEYS = frozenset({"name", "source", "trigger", "targets", "require", "requesters"})
 _SOURCE_KEYS = frozenset({"repository", "tags", "restore_archived"})
 _TARGET_KEYS = frozenset({"repository", "tags", "image_tag_mutability"})
 _REQUIRE_KEYS = frozenset({"scan", "signature"})
@@ -241,6 +247,9 @@ class Rule:
     targets: tuple[TargetSpec, ...]
     scan_gate: ScanGate | None = None
     signature_gate: SignatureGate | None = None
+    # Request rules: who may request this rule (account ids, IAM ARNs or ARN patterns), enforced by
+    # the promotion bus's policy on the rule's own event source; () = the stack's trusted principals.
+    requesters: tuple[str, ...] = ()
 
     @property
     def uses_semver(self) -> bool:
@@ -276,6 +285,8 @@ class Rule:
             require["signature"] = self.signature_gate.to_dict()
         if require:
             data["require"] = require
+        if self.requesters:
+            data["requesters"] = list(self.requesters)
         return data
 
 
@@ -428,6 +439,7 @@ def _parse_rule(raw: object, index: int) -> Rule:
         raise ConfigError("must be a non-empty list", rule=name, field="targets")
     targets = tuple(_parse_target(t, name, i, source) for i, t in enumerate(raw_targets))
     scan_gate, signature_gate = _parse_require(raw.get("require"), name)
+    requesters = _parse_requesters(raw.get("requesters"), name, trigger)
     rule = Rule(
         name=name,
         source=source,
@@ -435,6 +447,7 @@ def _parse_rule(raw: object, index: int) -> Rule:
         targets=targets,
         scan_gate=scan_gate,
         signature_gate=signature_gate,
+        requesters=requesters,
     )
     if rule.uses_semver and not any(can_match_semver(p) for p in source.tag_patterns):
         raise ConfigError(
@@ -669,6 +682,36 @@ def _check_pem(text: str, label: str, rule: str, field: str) -> None:
             load_pem_public_key(stripped.encode())
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"not a readable PEM {label.lower()}: {exc}", rule=rule, field=field) from exc
+
+
+def _parse_requesters(raw: object, rule: str, trigger: str) -> tuple[str, ...]:
+    """`requesters: ["210987654321", "arn:aws:iam::210987654321:role/release-*"]`; () when absent."""
+    if raw is None:
+        return ()
+    if trigger != TRIGGER_REQUEST:
+        raise ConfigError(
+            "only a request rule has requesters (a push rule fires on ECR's own events)",
+            rule=rule,
+            field="requesters",
+        )
+    requesters = _string_list(raw, rule, "requesters")
+    for index, requester in enumerate(requesters):
+        if not (ACCOUNT_ID_PATTERN.fullmatch(requester) or REQUESTER_ARN_PATTERN.fullmatch(requester)):
+            raise ConfigError(
+                "must be a 12-digit account id or an IAM role or user ARN of a named account "
+                f"(arn:aws:iam::<account>:role/<name>, '*' and '?' allowed in the name), got {requester!r}",
+                rule=rule,
+                field=f"requesters[{index}]",
+            )
+    if len(set(requesters)) != len(requesters):
+        raise ConfigError("names a requester twice", rule=rule, field="requesters")
+    return requesters
+
+
+def requester_account(requester: str) -> str:
+    """The account a requester (account id or IAM ARN) belongs to."""
+    match = REQUESTER_ARN_PATTERN.fullmatch(requester)
+    return match["account"] if match else requester
 
 
 def _target_dict(target: TargetSpec) -> dict[str, Any]:

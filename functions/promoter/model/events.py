@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from promoter import settings
@@ -64,6 +64,11 @@ class PromotionRequested:
     requested_by: str = ""
     reason: str = ""
     metadata: Mapping[str, Any] | None = None  # free-form, carried into results and history
+    # What AWS vouches for, apart from the declared `requested_by`: the envelope's `account` (the
+    # account whose principal called PutEvents) and, for a per-rule source, the rule whose
+    # requesters alone the bus policy lets post it.
+    sender_account: str = ""
+    source_rule: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,8 +131,19 @@ def parse_event(data: object) -> Event:
             digest=_required(detail, "image-digest", event_id),
             status=_text(detail, "scan-status") or "",
         )
-    if source == settings.request_event_source() and detail_type == settings.REQUEST_DETAIL_TYPE:
-        return _parse_request(event_id, detail)
+    if detail_type == settings.REQUEST_DETAIL_TYPE and (
+        source == settings.request_event_source() or settings.rule_of_request_source(source)
+    ):
+        request = _parse_request(event_id, detail, _text(data, "account") or "")
+        source_rule = settings.rule_of_request_source(source)
+        if source_rule is None:
+            return request
+        if request.rule not in (None, source_rule):
+            raise EventError(
+                f"promotion request {event_id!r} was posted for rule {source_rule!r} (source {source!r}) "
+                f"but names rule {request.rule!r}"
+            )
+        return replace(request, rule=source_rule, source_rule=source_rule)
     return IgnoredEvent(event_id, f"{source} / {detail_type!r} events do not trigger promotions")
 
 
@@ -150,7 +166,7 @@ def _parse_image_action(event_id: str, detail: Mapping[str, Any]) -> Event:
     )
 
 
-def _parse_request(event_id: str, detail: Mapping[str, Any]) -> PromotionRequested:
+def _parse_request(event_id: str, detail: Mapping[str, Any], sender_account: str = "") -> PromotionRequested:
     repository = _required(detail, "repository-name", event_id)
     tag = _text(detail, "image-tag") or ""
     digest = _text(detail, "image-digest") or None
@@ -170,6 +186,7 @@ def _parse_request(event_id: str, detail: Mapping[str, Any]) -> PromotionRequest
         requested_by=_text(detail, "requested-by") or "",
         reason=_text(detail, "reason") or "",
         metadata=dict(metadata) if metadata else None,
+        sender_account=sender_account,
     )
 
 

@@ -12,6 +12,7 @@ import re
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from promoter import settings
 from promoter.exceptions import InvalidRequestError, TemplateError
 from promoter.model.config import TRIGGER_PUSH, TRIGGER_REQUEST, PromotionConfig, Rule, TargetRegistry
 from promoter.model.events import Event, ImagePushed, ImageScanned, PromotionRequested, SweepDue
@@ -38,8 +39,10 @@ class Provenance:
 
     trigger: str = TRIGGER_PUSH
     request_id: str = ""
-    requested_by: str = ""
+    requested_by: str = ""  # as the requester declared it: free text, nobody checked it
     reason: str = ""
+    # What AWS authenticated, kept apart from `requested_by` (see `authenticated_requester`).
+    authenticated_as: str = ""
 
 
 @dataclass(frozen=True)
@@ -140,15 +143,45 @@ def _plan_request(event: PromotionRequested, config: PromotionConfig, resolved: 
             raise InvalidRequestError(f"the request names unknown rule {event.rule!r}")
         if named.trigger != TRIGGER_REQUEST:
             raise InvalidRequestError(f"rule {event.rule!r} is a {named.trigger} rule, not a request rule")
+        if named.requesters and event.source_rule != named.name:
+            # The bus policy checks the poster of the rule's own source only; on the shared source
+            # anyone the bus trusts could name this rule.
+            raise InvalidRequestError(
+                f"rule {named.name!r} takes requests only from its requesters, posted with the source "
+                f"{settings.rule_request_source(named.name)!r}"
+            )
         candidates: tuple[Rule, ...] = (named,)
     else:
-        candidates = config.rules_for(TRIGGER_REQUEST)
-    provenance = Provenance(TRIGGER_REQUEST, event.event_id, event.requested_by, event.reason)
+        # On the shared source, only rules open to every trusted principal can match.
+        candidates = tuple(r for r in config.rules_for(TRIGGER_REQUEST) if not r.requesters)
+    provenance = request_provenance(event)
     rules = [r for r in candidates if _request_matches(r, event)]
     if not rules:
         raise InvalidRequestError(f"no request rule matches {event.repository}:{event.tag or event.digest}")
     actions = plan_actions(SourceImage(event.repository, event.tag, digest), rules)
     return Plan(event.event_id, actions, provenance=provenance)
+
+
+def authenticated_requester(event: PromotionRequested) -> str:
+    """What AWS vouches for about who posted a request: the envelope's `account` (EventBridge sets
+    it to the poster's account), and for a rule's own source that the poster is one of the rule's
+    requesters (the bus policy denies that source to anyone else). "" when the event says nothing."""
+    if not event.sender_account:
+        return ""
+    if event.source_rule:
+        return f"account {event.sender_account}, a requester of rule {event.source_rule}"
+    return f"account {event.sender_account}, a principal the promotion bus trusts"
+
+
+def request_provenance(event: PromotionRequested) -> Provenance:
+    """The provenance of a request's actions: declared and authenticated requester side by side."""
+    return Provenance(
+        TRIGGER_REQUEST,
+        event.event_id,
+        event.requested_by,
+        event.reason,
+        authenticated_as=authenticated_requester(event),
+    )
 
 
 def _request_matches(rule: Rule, event: PromotionRequested) -> bool:

@@ -21,7 +21,7 @@ from promoter.exceptions import ImageNotFoundError, PromoterError
 from promoter.gates import scan as gating
 from promoter.gates.base import PASSED, PENDING, Gate, GateImage, Verdict, gates_of
 from promoter.gates.base import UNVERIFIED as UNVERIFIED_VERDICT
-from promoter.model.config import TRIGGER_REQUEST, PromotionConfig
+from promoter.model.config import PromotionConfig
 from promoter.model.events import Event, ImageScanned, PromotionRequested, SweepDue
 from promoter.model.outcomes import (
     ALREADY_PRESENT,
@@ -33,7 +33,13 @@ from promoter.model.outcomes import (
     UNVERIFIED,
     ActionResult,
 )
-from promoter.model.plan import Action, Plan, Provenance, plan_event, requested_digest_needed
+from promoter.model.plan import (
+    Action,
+    Plan,
+    plan_event,
+    request_provenance,
+    requested_digest_needed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +130,7 @@ def _announce_bad_request(event: PromotionRequested, reason: str, results: Resul
         outcome=FAILED,
         reason=reason,
     )
-    provenance = Provenance(TRIGGER_REQUEST, event.event_id, event.requested_by, event.reason)
+    provenance = request_provenance(event)
     results.publish([failed], provenance)
 
 
