@@ -163,14 +163,15 @@ def _plan_request(event: PromotionRequested, config: PromotionConfig, resolved: 
 
 
 def authenticated_requester(event: PromotionRequested) -> str:
-    """What AWS vouches for about who posted a request: the envelope's `account` (EventBridge sets
-    it to the poster's account), and for a rule's own source that the poster is one of the rule's
-    requesters (the bus policy denies that source to anyone else). "" when the event says nothing."""
-    if not event.sender_account:
-        return ""
+    """What AWS vouches for about who posted a request, as EventBridge delivers it: the envelope's
+    `account` (the poster's account), and on a rule's own source that the poster is one of the
+    rule's requesters (the bus policy denies that source to anyone else). "" when it says nothing."""
+    parts = [f"account {event.sender_account}"] if event.sender_account else []
     if event.source_rule:
-        return f"account {event.sender_account}, a requester of rule {event.source_rule}"
-    return f"account {event.sender_account}, a principal the promotion bus trusts"
+        parts.append(f"a requester of rule {event.source_rule}")
+    elif parts:
+        parts.append("a principal the promotion bus trusts")
+    return ", ".join(parts)
 
 
 def request_provenance(event: PromotionRequested) -> Provenance:
