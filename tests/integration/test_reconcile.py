@@ -281,7 +281,7 @@ def test_a_source_it_may_not_read_is_reported_and_the_other_rules_still_run(
                 {
                     "name": "denied",
                     "source": {"repository": denied},
-                    "targets": [{"repository": lost.target}],
+                    "targets": [{"repository": lost.target, "tags": ["secret-{tag}"]}],
                 },
                 {
                     "name": "ship",

@@ -162,13 +162,17 @@ def test_a_request_by_tag_promotes_the_digest_the_tag_held_when_handled(ecr, pus
     ],
 )
 def test_bad_requests_get_a_failure_result_not_a_crash(pusher, repos, engine, rule, tag, message):
-    source, target = repos("ci", "prod")
+    source, target, staging = repos("ci", "prod", "staging")
     pusher.push(source, im.image((256,)), "v1")
     config = parse_config(
         {
             "rules": [
                 request_rule(source, target),
-                {"name": "on-push", "source": {"repository": source}, "targets": [{"repository": target}]},
+                {
+                    "name": "on-push",
+                    "source": {"repository": source},
+                    "targets": [{"repository": staging}],
+                },
             ]
         }
     )
