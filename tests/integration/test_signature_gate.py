@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -649,3 +650,43 @@ def test_a_signed_index_is_verified_on_its_own_digest_and_arrives_with_every_pla
     for manifest in (*child_sboms, sbom_signature):
         found = ecr.batch_get_image(repositoryName=target, imageIds=[{"imageDigest": manifest.digest}])
         assert found["images"], f"{manifest.digest} did not arrive"
+
+
+SIGNATURES_DIR = Path(__file__).parents[2] / ".." / "shared" / "reference" / "signatures"
+SIGSTORE_BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+
+
+def test_a_real_sigstore_bundle_is_found_as_a_referrer_read_and_refused_for_signing_another_digest(
+    ecr, pusher, repos, lambda_with
+):
+    """A real GitHub Actions bundle (it signs a wheel's digest, not this image): the gate finds it
+    among the referrers, reads its blob and hands it to the Sigstore verifier, which refuses it."""
+    source, target = repos
+    bundle = (
+        SIGNATURES_DIR / "sigstore-bundle/github-actions-digest-only/bundle_v3_github.whl.sigstore"
+    ).read_bytes()
+    image = im.image((256,))
+    pusher.push(source, image, "v50")
+    blob, empty = im.Blob(bundle, SIGSTORE_BUNDLE_TYPE), im.Blob(b"{}", im.OCI_EMPTY)
+    document = {
+        "schemaVersion": 2,
+        "mediaType": im.OCI_MANIFEST,
+        "artifactType": SIGSTORE_BUNDLE_TYPE,
+        "config": empty.descriptor(),
+        "layers": [blob.descriptor()],
+        "subject": image.descriptor(),
+    }
+    pusher.push(source, im.Manifest(json.dumps(document).encode(), im.OCI_MANIFEST, blobs=(empty, blob)))
+    config = rule_config(source, target, [])
+    identity = {
+        "issuer": "https://token.actions.githubusercontent.com",
+        "subject": "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2",
+    }
+    config["rules"][0]["require"] = {"signature": {"sigstore": {"identities": [identity]}}}
+
+    assert lambda_with(config)(source, image.digest, "v50") == {"batchItemFailures": []}
+
+    assert digest_at(ecr, target, "v50") is None
+    (refused,) = history_of(target, "v50")
+    assert refused["outcome"] == UNVERIFIED
+    assert "sigstore referrer" in refused["reason"] and "message digest mismatch" in refused["reason"]
