@@ -284,9 +284,39 @@ def test_a_signature_stored_as_an_oci_referrer_passes_and_arrives_in_the_target(
     assert stored["images"] and stored["images"][0]["imageManifest"].encode() == referrer.raw
 
 
+def result_events(endpoint: str, target: str) -> Callable[[], list[dict[str, Any]]]:
+    """Result events about `target` on the default bus (where the handler publishes them here),
+    through a rule into a queue: `drain()` returns what arrived."""
+    import time
+
+    sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
+    events = boto3.client("events", endpoint_url=endpoint, region_name="us-east-1")
+    name = f"sig-{uuid.uuid4().hex[:12]}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {
+        "source": [settings.DEFAULT_REQUEST_EVENT_SOURCE],
+        "detail-type": list(settings.RESULT_DETAIL_TYPES),
+        "detail": {"target": {"repository-name": [target]}},
+    }
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": arn}])
+
+    def drain(count: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count and time.monotonic() < deadline:
+            for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+                got.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return got
+
+    return drain
+
+
 @pytest.mark.parametrize("case", ["unsigned", "wrong-key", "names-another-digest"])
 def test_an_image_without_an_acceptable_signature_is_unverified_and_nothing_is_written(
-    ecr, pusher, repos, lambda_with, case
+    ecr, pusher, repos, lambda_with, aws_env, case
 ):
     source, target = repos
     key, stranger = KeyPair(), KeyPair()
@@ -296,6 +326,7 @@ def test_an_image_without_an_acceptable_signature_is_unverified_and_nothing_is_w
         push_tag_signature(pusher, source, image, stranger.sign)
     elif case == "names-another-digest":
         push_tag_signature(pusher, source, image, key.sign, names=other.digest)
+    announced = result_events(aws_env.endpoint, target)
 
     response = lambda_with(rule_config(source, target, [key.public_pem]))(source, image.digest, "v3")
 
@@ -309,7 +340,9 @@ def test_an_image_without_an_acceptable_signature_is_unverified_and_nothing_is_w
         "names-another-digest": other.digest,
     }[case]
     assert expected in recorded["reason"]
-    assert detail_type_for(UNVERIFIED) == settings.BLOCKED_DETAIL_TYPE
+    (event,) = announced()
+    assert event["detail-type"] == settings.BLOCKED_DETAIL_TYPE == detail_type_for(UNVERIFIED)
+    assert event["detail"]["outcome"] == UNVERIFIED and expected in event["detail"]["outcome-reason"]
 
 
 def test_a_signature_made_by_a_kms_key_is_verified_with_kms_verify(ecr, pusher, repos, lambda_with, aws_env):
