@@ -61,6 +61,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for rule in config.rules:
         source = f"{rule.source.repository}:{'|'.join(rule.source.tags)}"
         print(f"  {rule.name} [{rule.trigger}] {source}")
+        if rule.requesters:
+            print(f"    requested by: {', '.join(rule.requesters)}")
         for target in rule.targets:
             print(f"    -> {target.repository}:{'|'.join(target.tags)} ({_registry_text(target.registry)})")
     return EXIT_OK

@@ -214,3 +214,39 @@ def test_cdk_cli_synth_refuses_an_abusable_configuration_with_file_and_line(tmp_
     assert f"{config}:{line}" in result.stderr and reason in result.stderr
     assert "exited with error 2" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_validate_lists_every_target_with_its_registry(tmp_path):
+    config = tmp_path / "promotion.yaml"
+    config.write_text(
+        "rules:\n"
+        "  - name: services\n"
+        "    source: {repository: 're:svc/(?P<service>[a-z0-9-]+)-dev', tags: ['sha-*']}\n"
+        "    targets:\n"
+        "      - repository: 'svc/{service}-staging'\n"
+        "      - repository: 'svc/{service}'\n"
+        "        account: '210987654321'\n"
+        "        region: eu-west-1\n"
+        "        role: arn:aws:iam::210987654321:role/image-promoter-target\n"
+        "  - name: release\n"
+        "    trigger: request\n"
+        "    requesters: ['arn:aws:iam::210987654321:role/release-*']\n"
+        "    source: {repository: app-staging, tags: ['v*']}\n"
+        "    targets: [{repository: app-prod, region: us-west-2}]\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "promoter_cli.main", "validate", "--config", str(config)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    assert "-> svc/{service}-staging:{tag} (this account, this region)" in lines
+    assert (
+        "-> svc/{service}:{tag} (account 210987654321, region eu-west-1, "
+        "as arn:aws:iam::210987654321:role/image-promoter-target)"
+    ) in lines
+    assert "-> app-prod:{tag} (this account, region us-west-2)" in lines
+    assert "requested by: arn:aws:iam::210987654321:role/release-*" in lines
