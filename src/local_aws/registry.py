@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import secrets
 import shutil
 import socket
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 REGISTRY_BINARY = "docker-registry"
+# docker-registry takes any variable with this prefix as configuration (distribution's env overrides).
+REGISTRY_ENV_PREFIX = "REGISTRY_"
 INSTALL_HINT = "apt-get install docker-registry skopeo"
 START_TIMEOUT_SECONDS = 15.0
 STOP_TIMEOUT_SECONDS = 5.0
@@ -72,6 +76,13 @@ class RegistryResponse:
             return []
 
 
+def registry_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The child's environment without `REGISTRY_*`: docker-registry reads every such variable as
+    a setting of its own (`REGISTRY_AUTH_FILE`, which podman and skopeo users often export, made it
+    exit at start), and its whole configuration is the file we write."""
+    return {key: value for key, value in environ.items() if not key.startswith(REGISTRY_ENV_PREFIX)}
+
+
 class RegistryProcess:
     """Starts and stops one docker-registry on a free loopback port, storing under `data_dir`."""
 
@@ -102,6 +113,7 @@ class RegistryProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=registry_environment(os.environ),
         )
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:

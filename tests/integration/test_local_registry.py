@@ -253,3 +253,18 @@ def test_manifest_put_over_v2_beyond_the_put_image_rate_answers_429(local_aws, r
         headers={"Content-Type": manifest.media_type},
     )
     assert status == 201 and headers["Docker-Content-Digest"] == manifest.digest
+
+
+def test_registry_starts_with_registry_variables_in_the_callers_environment(tmp_path, monkeypatch):
+    """podman/skopeo users export REGISTRY_AUTH_FILE; docker-registry took it as its own setting and
+    exited at start, so `promoter local` failed for them."""
+    from local_aws.registry import RegistryProcess
+
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
+    monkeypatch.setenv("REGISTRY_HTTP_ADDR", "not-an-address")
+    registry = RegistryProcess(tmp_path)
+    registry.start()
+    try:
+        assert registry.request("GET", "/v2/").status == 200
+    finally:
+        registry.stop()
