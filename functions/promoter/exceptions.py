@@ -84,6 +84,10 @@ class TagConflictError(RegistryError):
     """The target tag is immutable and points at another digest (ImageTagAlreadyExistsException)."""
 
 
+class TagDigestMismatchError(RegistryError):
+    """A tag does not point at the digest it was named with (BatchGetImage: ImageTagDoesNotMatchDigest)."""
+
+
 class InvalidManifestError(RegistryError):
     """ECR refused the manifest (bad JSON, media type, missing layers or children after copying)."""
 
@@ -137,6 +141,10 @@ class PageTokenExpiredError(RegistryError):
     """ECR refused a saved ListImages page token (it outlived its use): start that listing over."""
 
 
+class HistoryWriteError(PromoterError):
+    """A history record could not be written (the audit of an action that may already be done)."""
+
+
 class RollbackRefusedError(PromoterError):
     """A rollback cannot be done as asked: no earlier digest in the history, a digest the history
     does not know for the repository, or an immutable tag."""
@@ -147,6 +155,10 @@ class GateUnavailableError(PromoterError):
     cannot decide now; retry the event later."""
 
     retryable = True
+
+
+class RollbackSupersededError(RollbackRefusedError):
+    """The tag moved while a rollback ran (a promotion landed): the promotion wins, no rollback."""
 
 
 class GateStoreError(PromoterError):

@@ -12,6 +12,7 @@ from promoter.model.outcomes import (
     FAILED,
     GATE_PENDING,
     GATE_TIMEOUT,
+    KEPT,
     PROMOTED,
     SKIPPED,
     UNVERIFIED,
@@ -20,6 +21,9 @@ from promoter.workflows.service import EventResult
 
 PROMOTED_METRIC = "ImagesPromoted"
 ALREADY_PRESENT_METRIC = "ImagesAlreadyPresent"
+# A success: the target tag stayed on a newer image (a floating tag on a higher version, a tag on a
+# later push), by design.
+KEPT_METRIC = "TargetsKept"
 CONFLICT_METRIC = "TagConflicts"
 FAILED_METRIC = "PromotionFailures"
 SKIPPED_METRIC = "PromotionsSkipped"
@@ -32,6 +36,8 @@ INVALID_EVENT_METRIC = "InvalidEvents"
 # event neither counts as a second promotion nor adds its blobs and bytes again.
 REPLAYED_METRIC = "DuplicatesAbsorbed"
 IGNORED_EVENT_METRIC = "EventsIgnored"
+# Outcomes the history table did not take: the promotion stands (ECR is the truth), the audit has a gap.
+HISTORY_WRITE_FAILURES_METRIC = "HistoryWriteFailures"
 BLOBS_MOUNTED_METRIC = "BlobsMounted"
 BLOBS_COPIED_METRIC = "BlobsCopied"
 BYTES_COPIED_METRIC = "BytesCopied"
@@ -42,6 +48,7 @@ UNEXPECTED_ERROR_METRIC = "UnexpectedErrors"
 _OUTCOME_METRICS = {
     PROMOTED: PROMOTED_METRIC,
     ALREADY_PRESENT: ALREADY_PRESENT_METRIC,
+    KEPT: KEPT_METRIC,
     CONFLICT: CONFLICT_METRIC,
     FAILED: FAILED_METRIC,
     SKIPPED: SKIPPED_METRIC,
@@ -58,6 +65,10 @@ def record_event_result(metrics: Metrics, result: EventResult) -> None:
         metrics.add_metric(name=FAILED_METRIC, unit=MetricUnit.Count, value=1)
     elif not result.results:
         metrics.add_metric(name=IGNORED_EVENT_METRIC, unit=MetricUnit.Count, value=1)
+    if result.history_failures:
+        metrics.add_metric(
+            name=HISTORY_WRITE_FAILURES_METRIC, unit=MetricUnit.Count, value=result.history_failures
+        )
     for action in result.results:
         if action.replayed:
             metrics.add_metric(name=REPLAYED_METRIC, unit=MetricUnit.Count, value=1)

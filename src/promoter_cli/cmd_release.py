@@ -298,6 +298,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
             skip_reason="the target is the source itself"
             if (target_repo, target_tag) == (repository, tag)
             else None,
+            forward_only=False,  # break-glass: the operator's explicit move, older image or not
         )
         for target_repo, target_tag in targets
     )
@@ -305,12 +306,19 @@ def cmd_promote(args: argparse.Namespace) -> int:
     provenance = Provenance(TRIGGER_MANUAL, run_id, requester(args.requested_by), args.reason)
     try:
         run = idempotent_runner(Promoter(registry), make_persistence())
+        # The audit is part of a break-glass promotion: an outcome not recorded fails it (exit 1).
         result = run_plan(
-            Plan(run_id, actions, provenance=provenance), run, DynamoDbHistory(), EventBridgeResults()
+            Plan(run_id, actions, provenance=provenance),
+            run,
+            DynamoDbHistory(),
+            EventBridgeResults(),
+            audit_required=True,
         )
     except PromoterError as exc:
         print(f"promoter: {exc}", file=sys.stderr)
         return EXIT_NOT_ALL_PROMOTED
+    if result.error is not None:
+        print(f"promoter: {result.error}", file=sys.stderr)
     out = result.to_dict()
     out["actions"] = out.pop("results")
     if args.json:

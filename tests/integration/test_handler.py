@@ -125,7 +125,8 @@ def test_duplicate_delivery_puts_each_target_once(ecr, pusher, repos, lambda_env
     again = handler.handle_queue(sqs_batch(json.dumps(first)), FakeLambdaContext())
 
     assert again == {"batchItemFailures": []}
-    assert aws_env.control.calls() == {}  # answered from the idempotency records: no ECR call at all
+    # Answered from the idempotency records, each checked against its target tag first: one read.
+    assert aws_env.control.calls() == {"BatchGetImage": 2}
     history = DynamoDbHistory().for_target(target, "sha-abc")
     assert [(h["outcome"], h["target_digest"]) for h in history] == [("promoted", image.digest)]
     assert tag_digest(ecr, target, "sha-abc") == tag_digest(ecr, target, "latest") == image.digest

@@ -25,7 +25,7 @@ from promoter.aws.registry import EcrRegistry, make_ecr_client
 from promoter.aws.results import EventBridgeResults
 from promoter.model.config import parse_config
 from promoter.model.events import ImagePushed, ImageScanned, PromotionRequested
-from promoter.model.outcomes import BLOCKED, GATE_PENDING, GATE_TIMEOUT, PROMOTED, SKIPPED
+from promoter.model.outcomes import BLOCKED, GATE_PENDING, GATE_TIMEOUT, KEPT, PROMOTED
 from promoter.workflows import service
 from promoter.workflows.promote import Promoter
 
@@ -140,10 +140,8 @@ def test_a_request_by_tag_promotes_the_digest_the_tag_held_when_handled(ecr, pus
 
     assert [(r.target_tag, r.outcome) for r in result.results] == [("rc", PROMOTED)]
     assert target_digest(ecr, target, "rc") == tested.digest
-    # by digest alone, a {tag} target cannot be filled: said, not crashed
-    assert [(r.outcome, r.reason) for r in again.results] == [
-        (SKIPPED, "rendered tag '' is not a valid ECR tag")
-    ]
+    # by digest alone, the image passes the tag filter only through a tag it carries: now none
+    assert again.results == () and "no request rule matches" in (again.error or "")
     record = DynamoDbHistory().for_target(target, "rc")[-1]
     assert (record["trigger"], record["requested_by"], record["request_reason"]) == (
         "request",
@@ -410,14 +408,15 @@ def test_floating_tags_only_move_forward_and_pre_releases_never_move_them(ecr, p
         result = engine(ImagePushed(f"push-{version}", source, images[version].digest, version), config)
         outcomes[version] = {r.target_tag: r.outcome for r in result.results}
         if version == "1.4.2":
-            skipped = [r for r in result.results if r.outcome == SKIPPED]
-            assert all("stays on 1.4.3: 1.4.2 is not newer" in r.reason for r in skipped)
+            kept = [r for r in result.results if r.outcome == KEPT]
+            assert kept and all("stays on 1.4.3: 1.4.2 is not newer" in r.reason for r in kept)
             assert target_digest(ecr, target, "1.4") == images["1.4.3"].digest
         if version == "1.5.0-rc.1":
             assert target_digest(ecr, target, "1") == images["1.4.3"].digest
 
-    assert outcomes["1.4.2"] == {"1.4.2": PROMOTED, "1.4": SKIPPED, "1": SKIPPED, "latest": SKIPPED}
-    assert outcomes["1.5.0-rc.1"] == {"1.5.0-rc.1": PROMOTED, "1.5": SKIPPED, "1": SKIPPED, "latest": SKIPPED}
+    # Kept back by design is a success (issue 10): `kept`, never `skipped`.
+    assert outcomes["1.4.2"] == {"1.4.2": PROMOTED, "1.4": KEPT, "1": KEPT, "latest": KEPT}
+    assert outcomes["1.5.0-rc.1"] == {"1.5.0-rc.1": PROMOTED, "1.5": KEPT, "1": KEPT, "latest": KEPT}
     assert outcomes["1.5.0"] == {"1.5.0": PROMOTED, "1.5": PROMOTED, "1": PROMOTED, "latest": PROMOTED}
     assert target_digest(ecr, target, "1.4") == images["1.4.3"].digest
     assert target_digest(ecr, target, "latest") == images["1.5.0"].digest

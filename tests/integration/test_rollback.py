@@ -20,7 +20,7 @@ from promoter.aws.idempotency import idempotent_runner, make_persistence
 from promoter.aws.registry import EcrRegistry, make_ecr_client
 from promoter.model.config import parse_config
 from promoter.model.events import ImagePushed
-from promoter.model.outcomes import PROMOTED, SKIPPED
+from promoter.model.outcomes import KEPT, PROMOTED
 from promoter.workflows.promote import Promoter
 from promoter.workflows.reconcile import reconcile
 from promoter.workflows.rollback import ROLLBACK, rollback_hold
@@ -172,7 +172,7 @@ def test_reconcile_leaves_a_rolled_back_tag_where_it_was_put(released, ecr, aws_
     )
 
     assert tag_digest(ecr, released.target, "current") == released.digests["v2"]
-    assert {r.outcome for r in report.results} == {SKIPPED}
+    assert {r.outcome for r in report.results} == {KEPT}
     assert all("rolled back" in (r.reason or "") for r in report.results)
     assert PROMOTED not in report.outcomes
 

@@ -136,11 +136,20 @@ def test_a_request_carries_its_provenance_into_the_plan():
     assert (plan.provenance.requested_by, plan.provenance.reason) == ("ci", "green")
 
 
-def test_a_request_by_digest_alone_skips_tag_templates_it_cannot_fill():
-    plan = plan_event(PromotionRequested("r1", "app-staging", "", digest=DIGEST), CONFIG)
-    assert plan.actions[0].skip_reason == "rendered tag '' is not a valid ECR tag"
-    assert plan.actions[1].target_tag == "prod-abababababab"
-    assert plan.actions[1].skip_reason is None
+def test_a_request_by_digest_alone_is_planned_under_the_one_tag_the_image_carries():
+    plan = plan_event(PromotionRequested("r1", "app-staging", "", digest=DIGEST), CONFIG, source_tags=("v7",))
+    assert [(a.source.tag, a.target_tag) for a in plan.actions] == [("v7", "v7"), ("v7", "prod-abababababab")]
+
+
+def test_a_request_by_digest_alone_of_an_untagged_image_matches_no_rule():
+    with pytest.raises(InvalidRequestError, match="no request rule matches"):
+        plan_event(PromotionRequested("r1", "app-staging", "", digest=DIGEST), CONFIG, source_tags=())
+
+
+def test_a_request_by_digest_alone_with_several_matching_tags_is_ambiguous_for_tag_templates():
+    request = PromotionRequested("r1", "app-staging", "", digest=DIGEST)
+    with pytest.raises(InvalidRequestError, match=r"ambiguous for rule 'to-prod'.*rc, v7"):
+        plan_event(request, CONFIG, source_tags=("v7", "rc"))
 
 
 def test_a_rendered_tag_longer_than_ecr_allows_is_skipped():
@@ -184,4 +193,4 @@ def test_request_event_source_names_come_from_settings():
             "detail": {"repository-name": "app-staging", "image-digest": DIGEST},
         }
     )
-    assert plan_event(event, CONFIG).actions[1].target_tag == "prod-abababababab"
+    assert plan_event(event, CONFIG, source_tags=("v1",)).actions[1].target_tag == "prod-abababababab"

@@ -3,13 +3,18 @@ this target tag, when, from which digest, and why".
 
 Keys: `pk` = "<target repository>:<target tag>" (the repository qualified as `app@<account>,<region>`
 for a target in another registry), `sk` = "<UTC time>#<source digest>", so a Query on one target
-returns its history in time order. ECR stays the source of truth: a history write
-that fails is logged and skipped, never a reason to redo a promotion.
+returns its history in time order.
+
+A write that fails raises `HistoryWriteError`; the caller decides what it means. For the Lambda and
+the sweep, ECR stays the source of truth: the failure is logged at ERROR and counted, never a reason
+to redo a promotion. For a break-glass `promoter promote` and a rollback the audit is part of the
+action: they fail (exit 1). Free text (reasons, requested-by, a request's metadata) is cut with a
+marker (outcomes.clip) so an item always fits DynamoDB's 400 KB.
 """
 
 from __future__ import annotations
 
-import logging
+import json
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -17,29 +22,47 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from promoter import settings
-from promoter.model.outcomes import ActionResult
+from promoter.exceptions import HistoryWriteError
+from promoter.model.outcomes import (
+    MAX_METADATA_BYTES,
+    MAX_REASON_BYTES,
+    MAX_REQUESTED_BY_BYTES,
+    ActionResult,
+    clip,
+)
 from promoter.model.plan import Provenance
-
-logger = logging.getLogger(__name__)
 
 
 class History(Protocol):
     """Where outcomes are recorded."""
 
-    def record(self, event_id: str, result: ActionResult, provenance: Provenance | None = None) -> None: ...
+    def record(self, event_id: str, result: ActionResult, provenance: Provenance | None = None) -> None:
+        """Writes one record; raises HistoryWriteError when it could not be written."""
+        ...
 
 
 def history_key(repository: str, tag: str) -> str:
     return f"{repository}:{tag}"
 
 
-class DynamoDbHistory:
-    """`History` on the history table (name from settings unless given)."""
+def metadata_text(metadata: Any) -> str:
+    """A request's metadata as the JSON text history keeps ("" when none), cut to fit."""
+    if not metadata:
+        return ""
+    return clip(json.dumps(metadata, sort_keys=True, default=str), MAX_METADATA_BYTES)
 
-    def __init__(self, table_name: str | None = None, resource: Any = None) -> None:
+
+class DynamoDbHistory:
+    """`History` on the history table (name from settings unless given). `query_page_size` caps
+    the items of one Query page (default: DynamoDB's 1 MB pages); reads follow every page."""
+
+    def __init__(
+        self, table_name: str | None = None, resource: Any = None, query_page_size: int | None = None
+    ) -> None:
         self._table = (resource or boto3.resource("dynamodb")).Table(
             table_name or settings.history_table_name()
         )
+        self._page_size = query_page_size
 
     def record(self, event_id: str, result: ActionResult, provenance: Provenance | None = None) -> None:
         at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -53,7 +76,7 @@ class DynamoDbHistory:
             "outcome": result.outcome,
             "source": f"{result.source_repository}:{result.source_tag}@{result.source_digest}",
             "target_digest": result.target_digest or "",
-            "reason": result.reason or "",
+            "reason": clip(result.reason or "", MAX_REASON_BYTES),
             "blobs_mounted": result.stats.blobs_mounted,
             "blobs_copied": result.stats.blobs_copied,
             "bytes_copied": result.stats.bytes_copied,
@@ -61,9 +84,10 @@ class DynamoDbHistory:
             "at": at,
             "trigger": why.trigger,
             "request_id": why.request_id,
-            "requested_by": why.requested_by,
+            "requested_by": clip(why.requested_by, MAX_REQUESTED_BY_BYTES),
             "authenticated_as": why.authenticated_as,
-            "request_reason": why.reason,
+            "request_reason": clip(why.reason, MAX_REASON_BYTES),
+            "metadata": metadata_text(why.metadata),
             "source_repository": result.source_repository,
             "source_digest": result.source_digest,
             "target_repository": result.target_repository,
@@ -77,14 +101,37 @@ class DynamoDbHistory:
         try:
             self._table.put_item(Item=item)
         except (ClientError, BotoCoreError) as exc:
-            logger.warning("history not recorded for %s: %s", item["pk"], exc)
+            raise HistoryWriteError(f"history not recorded for {item['pk']}: {exc}") from exc
 
-    def for_target(self, repository: str, tag: str) -> list[dict[str, Any]]:
-        """The recorded outcomes for a target tag, oldest first."""
+    def for_target(self, repository: str, tag: str, newest_first: bool = False) -> list[dict[str, Any]]:
+        """Every recorded outcome for a target tag (all Query pages), oldest first unless
+        `newest_first`. `repository` is the target location (`app@210987654321,eu-west-1` for
+        another registry's)."""
         from boto3.dynamodb.conditions import Key
 
-        response = self._table.query(KeyConditionExpression=Key("pk").eq(history_key(repository, tag)))
-        return list(response.get("Items") or ())
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(history_key(repository, tag)),
+            "ScanIndexForward": not newest_first,
+        }
+        if self._page_size:
+            kwargs["Limit"] = self._page_size
+        items: list[dict[str, Any]] = []
+        while True:
+            response = self._table.query(**kwargs)
+            items.extend(response.get("Items") or ())
+            if "LastEvaluatedKey" not in response:
+                return items
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def last_for_target(self, repository: str, tag: str) -> dict[str, Any] | None:
+        """The newest record of a target tag (one Query of one item), None when there is none."""
+        from boto3.dynamodb.conditions import Key
+
+        response = self._table.query(
+            KeyConditionExpression=Key("pk").eq(history_key(repository, tag)), ScanIndexForward=False, Limit=1
+        )
+        items = response.get("Items") or ()
+        return items[0] if items else None
 
     def find(
         self,

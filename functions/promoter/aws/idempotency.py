@@ -2,13 +2,26 @@
 
 The key is the promotion itself (rule, source digest, target registry, repository and tag), never the
 envelope: EventBridge may deliver one push twice under two ids. Only successful outcomes are
-stored (promoted, already present); a conflict or failure deletes the record, so the same event
+stored (promoted, already present, kept); a conflict or failure deletes the record, so the same event
 delivered after someone fixed the target (deleted the tag, created the repository) is tried again.
 Each PutImage is safe to repeat on its own, which is what makes re-running after a timeout safe.
+
+A record is never evidence that the target is right: the tag may have moved since (by hand, by a
+rollback, by a late event). So before Powertools may answer from a record, the runner reads the
+target tag (one BatchGetImage: the whole cost of a replay) and compares it with the digest the
+record says the tag held afterwards. A record that no longer matches is deleted (only that record,
+and only while it is COMPLETED: a conditional delete) and the action runs again through Powertools,
+whose conditional INPROGRESS put still lets one of two concurrent runs work and turns the other away.
+
+An in-progress record outlives a run that was killed. The Lambda bounds it by its remaining time
+(`register_lambda_context`); the command line has no such clock, so it gets a fixed window
+(`CLI_IN_PROGRESS_SECONDS`), after which the key is free again.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -19,8 +32,11 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyInconsistentStateError,
+    IdempotencyItemNotFoundError,
     IdempotencyPersistenceLayerError,
 )
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+from botocore.exceptions import BotoCoreError, ClientError
 
 from promoter import settings
 from promoter.exceptions import IdempotencyStoreError, PromotionInProgressError
@@ -29,6 +45,8 @@ from promoter.model.plan import Action
 from promoter.workflows.promote import Promoter
 from promoter.workflows.service import ActionRunner
 
+logger = logging.getLogger(__name__)
+
 # Stable across refactors (the default prefix embeds module and function names).
 IDEMPOTENCY_KEY_PREFIX = "image-promoter.promote"
 # The target registry is part of the promotion: the same repository and tag in another account or
@@ -36,6 +54,23 @@ IDEMPOTENCY_KEY_PREFIX = "image-promoter.promote"
 IDEMPOTENCY_KEY_JMESPATH = (
     "[rule, source.digest, target_account, target_region, target_repository, target_tag]"
 )
+
+
+# How long an in-progress record written by the command line blocks its key when the run is killed:
+# the Lambda's longest timeout (15 minutes), so no action of a live run outlasts it.
+CLI_IN_PROGRESS_SECONDS = 900
+STATUS_COMPLETED = "COMPLETED"
+
+
+class CliRunWindow:
+    """Stands in for the Lambda context where Powertools asks for the remaining time: every action
+    the command line starts may stay in progress for `seconds`, then its key is free again."""
+
+    def __init__(self, seconds: int = CLI_IN_PROGRESS_SECONDS) -> None:
+        self._millis = seconds * 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._millis
 
 
 class _NotStored(Exception):
@@ -61,16 +96,19 @@ def make_persistence(table_name: str | None = None, boto3_client: Any = None) ->
 def idempotent_runner(
     promoter: Promoter, persistence: DynamoDBPersistenceLayer, lambda_context: Any = None
 ) -> ActionRunner:
-    """An ActionRunner that runs each promotion at most once per key (within the TTL)."""
+    """An ActionRunner that runs each promotion at most once per key (within the TTL), and again
+    whenever the target tag no longer holds what the stored outcome says. Without `lambda_context`
+    (the command line), an in-progress record expires after `CLI_IN_PROGRESS_SECONDS`."""
     config = IdempotencyConfig(
         event_key_jmespath=IDEMPOTENCY_KEY_JMESPATH,
         raise_on_no_idempotency_key=True,
         expires_after_seconds=settings.IDEMPOTENCY_TTL_SECONDS,
         response_hook=_mark_replayed,
     )
-    if lambda_context is not None:
-        # Without it, a timed-out invocation leaves an INPROGRESS record that blocks its key.
-        config.register_lambda_context(lambda_context)
+    # Without it, a timed-out or killed run leaves an INPROGRESS record that blocks its key until
+    # the TTL (7 days): the Lambda's clock, or the command line's fixed window.
+    config.register_lambda_context(lambda_context if lambda_context is not None else CliRunWindow())
+    persistence.configure(config, key_prefix=IDEMPOTENCY_KEY_PREFIX)
 
     @idempotent_function(
         data_keyword_argument="action",
@@ -85,8 +123,11 @@ def idempotent_runner(
         return result.to_dict()
 
     def run(action: Action) -> ActionResult:
+        data = action.to_dict()
         try:
-            return ActionResult.from_dict(promote(action=action.to_dict()))
+            if not action.skip_reason:
+                _forget_if_stale(persistence, data, promoter.target_digest(action))
+            return ActionResult.from_dict(promote(action=data))
         except _NotStored as outcome:
             return outcome.result
         except IdempotencyAlreadyInProgressError as exc:
@@ -97,3 +138,54 @@ def idempotent_runner(
             raise IdempotencyStoreError(f"{type(exc).__name__}: {exc}") from exc
 
     return run
+
+
+def _forget_if_stale(persistence: DynamoDBPersistenceLayer, data: dict[str, Any], held: str | None) -> None:
+    """Deletes the action's COMPLETED record when the target tag (`held`: what it holds now) is not
+    where that record says it was left, so the action runs again. Conditional on the record being
+    the very one read: a concurrent run that already replaced it keeps its own.
+
+    Raises IdempotencyPersistenceLayerError when DynamoDB cannot be read or written."""
+    try:
+        record = persistence.get_record(data)
+    except IdempotencyItemNotFoundError:
+        return
+    except (ClientError, BotoCoreError) as exc:
+        raise IdempotencyPersistenceLayerError("idempotency record not read", exc) from exc
+    if record is None or record.status != STATUS_COMPLETED:
+        return  # in progress: Powertools turns this run away; nothing to judge yet
+    stored = _stored_target_digest(record)
+    if stored is not None and stored == held:
+        return
+    logger.info(
+        "idempotency record of %s:%s says %s, the tag holds %s: running the action again",
+        data.get("target_repository"),
+        data.get("target_tag"),
+        stored,
+        held,
+    )
+    try:
+        persistence.client.delete_item(
+            TableName=persistence.table_name,
+            Key={persistence.key_attr: {"S": record.idempotency_key}},
+            ConditionExpression="#status = :completed AND #data = :data",
+            ExpressionAttributeNames={"#status": persistence.status_attr, "#data": persistence.data_attr},
+            ExpressionAttributeValues={
+                ":completed": {"S": STATUS_COMPLETED},
+                ":data": {"S": record.response_data},
+            },
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise IdempotencyPersistenceLayerError("stale idempotency record not deleted", exc) from exc
+    except BotoCoreError as exc:
+        raise IdempotencyPersistenceLayerError("stale idempotency record not deleted", exc) from exc
+
+
+def _stored_target_digest(record: DataRecord) -> str | None:
+    try:
+        stored = json.loads(record.response_data or "{}")
+    except ValueError:
+        return None
+    digest = stored.get("target_digest") if isinstance(stored, dict) else None
+    return digest if isinstance(digest, str) else None

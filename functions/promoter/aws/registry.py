@@ -42,6 +42,7 @@ from promoter.exceptions import (
     RegistryUnavailableError,
     RepositoryNotFoundError,
     TagConflictError,
+    TagDigestMismatchError,
 )
 from promoter.model.manifests import ACCEPTED_MEDIA_TYPES, OCI_INDEX, Manifest
 from promoter.model.patterns import glob_to_regex
@@ -161,6 +162,19 @@ class Registry(Protocol):
 
     def tags_of(self, repository: str, digest: str) -> tuple[str, ...]:
         """The tags an image carries in a repository (empty when the image is not there)."""
+        ...
+
+    def image_tags(self, repository: str, digest: str) -> tuple[str, ...] | None:
+        """The tags an image carries in a repository; None when the image is not there."""
+        ...
+
+    def get_tagged(self, repository: str, tag: str, digest: str) -> Manifest:
+        """The image `digest` if `tag` points at it now (one read binds the two); raises
+        TagDigestMismatchError when the tag points elsewhere, ImageNotFoundError when either is absent."""
+        ...
+
+    def pushed_times(self, repository: str, digests: Sequence[str]) -> dict[str, float]:
+        """When each image was pushed to `repository` (epoch seconds); absent ones are left out."""
         ...
 
     def scan_findings(self, repository: str, digest: str) -> ScanReport:
@@ -453,13 +467,16 @@ class EcrRegistry:
         return True
 
     def tags_of(self, repository: str, digest: str) -> tuple[str, ...]:
+        return self.image_tags(repository, digest) or ()
+
+    def image_tags(self, repository: str, digest: str) -> tuple[str, ...] | None:
         try:
             with _ecr_errors("DescribeImages", f"{repository}@{digest}"):
                 response = self._ecr.describe_images(
                     repositoryName=repository, imageIds=[{"imageDigest": digest}]
                 )
         except ImageNotFoundError:
-            return ()
+            return None
         return tuple(t for d in response.get("imageDetails") or () for t in d.get("imageTags") or ())
 
     def image_status(self, repository: str, digest: str) -> str | None:
@@ -493,6 +510,47 @@ class EcrRegistry:
                 return self.image_status(repository, digest) or IMAGE_ACTIVATING
             raise
         return str(response.get("imageStatus") or IMAGE_ACTIVATING)
+
+    def get_tagged(self, repository: str, tag: str, digest: str) -> Manifest:
+        # One imageId with both: ECR answers failure code ImageTagDoesNotMatchDigest when the tag
+        # points elsewhere (botocore model, ImageFailureCode; ECR.md "More facts").
+        with _ecr_errors("BatchGetImage", f"{repository}:{tag}@{digest}"):
+            response = self._ecr.batch_get_image(
+                repositoryName=repository,
+                imageIds=[{"imageTag": tag, "imageDigest": digest}],
+                acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES),
+            )
+        for failure in response.get("failures") or ():
+            code = failure.get("failureCode")
+            if code in _RETRYABLE_IMAGE_FAILURES:
+                raise RegistryUnavailableError(
+                    f"BatchGetImage on {repository}: {code}: {failure.get('failureReason')}"
+                )
+            if code == "ImageTagDoesNotMatchDigest":
+                raise TagDigestMismatchError(f"tag {repository}:{tag} does not point at {digest}")
+        for image in response.get("images") or ():
+            body = image["imageManifest"]
+            media_type = image.get("imageManifestMediaType") or _media_type_of(body)
+            return Manifest(digest=image["imageId"]["imageDigest"], media_type=media_type, body=body)
+        raise ImageNotFoundError(f"{repository}:{tag}@{digest} does not exist")
+
+    def pushed_times(self, repository: str, digests: Sequence[str]) -> dict[str, float]:
+        # DescribeImages with imageIds fails as a whole (ImageNotFoundException) when one image is
+        # missing: one call when all are there (the usual case), then one per image.
+        wanted = list(dict.fromkeys(digests))
+        try:
+            with _ecr_errors("DescribeImages", repository):
+                response = self._ecr.describe_images(
+                    repositoryName=repository, imageIds=[{"imageDigest": d} for d in wanted]
+                )
+        except ImageNotFoundError:
+            if len(wanted) == 1:
+                return {}
+            found: dict[str, float] = {}
+            for digest in wanted:
+                found.update(self.pushed_times(repository, [digest]))
+            return found
+        return {d["imageDigest"]: _epoch(d.get("imagePushedAt")) for d in response.get("imageDetails") or ()}
 
     def scan_findings(self, repository: str, digest: str) -> ScanReport:
         # Only the summary counts are needed: one page (maxResults=1) carries them in full.

@@ -19,16 +19,29 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from promoter import settings
-from promoter.model.outcomes import ALREADY_PRESENT, CONFLICT, FAILED, GATE_TIMEOUT, PROMOTED, ActionResult
+from promoter.model.outcomes import (
+    ALREADY_PRESENT,
+    FAILED_OUTCOMES,
+    KEPT,
+    MAX_METADATA_BYTES,
+    MAX_REASON_BYTES,
+    MAX_REQUESTED_BY_BYTES,
+    PROMOTED,
+    ActionResult,
+    clip,
+)
 from promoter.model.plan import Provenance
 
 logger = logging.getLogger(__name__)
 
-# PutEvents takes at most 10 entries per call (EventBridge quotas).
+# PutEvents takes at most 10 entries per call, and 256 KB of entries in all (EventBridge quotas;
+# an entry's size is its Time (14 bytes), Source, DetailType, Detail and Resources in UTF-8): calls
+# are split on both. An entry alone always fits: free text in it is cut (outcomes.clip).
 MAX_ENTRIES_PER_PUT = 10
-PROMOTED_OUTCOMES = frozenset({PROMOTED, ALREADY_PRESENT})
-# A gate that never opened is final: the promotion failed (a pending one is still "blocked").
-FAILED_OUTCOMES = frozenset({FAILED, CONFLICT, GATE_TIMEOUT})
+MAX_BYTES_PER_PUT = 256 * 1024
+ENTRY_TIME_BYTES = 14
+# A tag kept on a newer image by design is announced with the promotion it belongs to, never as blocked.
+PROMOTED_OUTCOMES = frozenset({PROMOTED, ALREADY_PRESENT, KEPT})
 
 
 class ResultSink(Protocol):
@@ -38,8 +51,9 @@ class ResultSink(Protocol):
 
 
 def detail_type_for(outcome: str) -> str:
-    """Promoted (or already there); failed (a conflict, a gate timeout); anything else did not
-    happen for a stated reason (a blocking finding, a pending scan, a floating tag kept back): blocked."""
+    """Promoted (or already there, or kept on a newer image by design); failed (a conflict, a gate
+    timeout); anything else did not happen for a stated reason (a blocking finding, a pending scan,
+    a skipped target): blocked."""
     if outcome in PROMOTED_OUTCOMES:
         return settings.PROMOTED_DETAIL_TYPE
     if outcome in FAILED_OUTCOMES:
@@ -65,15 +79,48 @@ def result_detail(result: ActionResult, provenance: Provenance) -> dict[str, Any
         "rule": result.rule,
         "trigger": provenance.trigger,
         "request-id": provenance.request_id,
-        "requested-by": provenance.requested_by,
+        "requested-by": clip(provenance.requested_by, MAX_REQUESTED_BY_BYTES),
         "authenticated-as": provenance.authenticated_as,
-        "reason": provenance.reason,
+        "reason": clip(provenance.reason, MAX_REASON_BYTES),
+        "metadata": carried_metadata(provenance.metadata),
         "outcome": result.outcome,
-        "outcome-reason": result.reason or "",
+        "outcome-reason": clip(result.reason or "", MAX_REASON_BYTES),
         "finding-severity-counts": dict(result.blocking_findings or {}),
         "signature": dict(result.signature or {}),
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+def carried_metadata(metadata: Any) -> dict[str, Any]:
+    """A request's metadata as results carry it: the object itself when it fits, else its JSON text
+    cut with the marker, under `truncated`."""
+    if not metadata:
+        return {}
+    text = json.dumps(metadata, sort_keys=True, default=str)
+    if len(text.encode("utf-8")) <= MAX_METADATA_BYTES:
+        return dict(metadata)
+    return {"truncated": clip(text, MAX_METADATA_BYTES)}
+
+
+def entry_size(entry: dict[str, Any]) -> int:
+    """An entry's size as EventBridge counts it against the 256 KB of a PutEvents call."""
+    text = entry.get("Source", "") + entry.get("DetailType", "") + entry.get("Detail", "")
+    text += "".join(entry.get("Resources") or ())
+    return ENTRY_TIME_BYTES + len(text.encode("utf-8"))
+
+
+def put_batches(entries: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The entries in order, split into PutEvents calls of at most 10 entries and 256 KB."""
+    batches: list[list[dict[str, Any]]] = []
+    size = 0
+    for entry in entries:
+        needed = entry_size(entry)
+        if not batches or len(batches[-1]) >= MAX_ENTRIES_PER_PUT or size + needed > MAX_BYTES_PER_PUT:
+            batches.append([])
+            size = 0
+        batches[-1].append(entry)
+        size += needed
+    return batches
 
 
 class EventBridgeResults:
@@ -94,12 +141,11 @@ class EventBridgeResults:
             }
             for r in results
         ]
-        for start in range(0, len(entries), MAX_ENTRIES_PER_PUT):
-            chunk = entries[start : start + MAX_ENTRIES_PER_PUT]
+        for chunk in put_batches(entries):
             try:
                 response = self._events.put_events(Entries=chunk)
             except (ClientError, BotoCoreError) as exc:
-                logger.warning("%d result event(s) not published: %s", len(chunk), exc)
+                logger.error("%d result event(s) not published: %s", len(chunk), exc)
                 continue
             if response.get("FailedEntryCount"):
-                logger.warning("%d result event(s) not published", response["FailedEntryCount"])
+                logger.error("%d result event(s) not published", response["FailedEntryCount"])

@@ -69,6 +69,10 @@ class PromotionRequested:
     # requesters alone the bus policy lets post it.
     sender_account: str = ""
     source_rule: str | None = None
+    # Set only by the engine, never parsed from a request: the digest is the one `tag` pointed at
+    # when the request was first handled (a promotion waiting on a scan keeps what was tested), so
+    # the tag is not bound to it again when the wait resumes.
+    tag_resolved: bool = False
 
 
 @dataclass(frozen=True)

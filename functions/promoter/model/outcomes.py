@@ -16,6 +16,9 @@ ALREADY_PRESENT = "already-present"
 CONFLICT = "conflict"
 FAILED = "failed"
 SKIPPED = "skipped"
+# Left where it is by design, a success: a floating tag that holds a higher version (a backport, a
+# pre-release), or a target that holds a newer push of the same rule (a late or redriven event).
+KEPT = "kept"
 # Scan gates (issue 5): a finding above the rule's max_severity; a scan not complete yet.
 BLOCKED = "blocked"
 GATE_PENDING = "gate-pending"
@@ -25,6 +28,7 @@ UNVERIFIED = "unverified"
 OUTCOMES = (
     PROMOTED,
     ALREADY_PRESENT,
+    KEPT,
     CONFLICT,
     FAILED,
     SKIPPED,
@@ -33,7 +37,34 @@ OUTCOMES = (
     GATE_TIMEOUT,
     UNVERIFIED,
 )
-SUCCESSFUL_OUTCOMES = frozenset({PROMOTED, ALREADY_PRESENT})
+SUCCESSFUL_OUTCOMES = frozenset({PROMOTED, ALREADY_PRESENT, KEPT})
+# Final failures: a gate that never opened is one too (a pending one is still "blocked").
+FAILED_OUTCOMES = frozenset({FAILED, CONFLICT, GATE_TIMEOUT})
+
+# Free text that reaches result events (PutEvents: 256 KB a call) and history items (DynamoDB: 400 KB
+# an item) is cut to these many UTF-8 bytes, with TRUNCATION_MARKER saying how much was cut, so an
+# entry and an item always fit whatever a requester sends.
+MAX_REASON_BYTES = 4096
+MAX_REQUESTED_BY_BYTES = 1024
+MAX_METADATA_BYTES = 16384
+TRUNCATION_MARKER = "...[truncated {} bytes]"
+
+
+def clip(text: str, max_bytes: int) -> str:
+    """`text` if it fits in `max_bytes` of UTF-8, else its head and the marker (within the limit)."""
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text
+    marker = TRUNCATION_MARKER.format(len(data))
+    head = data[: max(0, max_bytes - len(marker.encode("utf-8")))]
+    return head.decode("utf-8", errors="ignore") + marker
+
+
+def target_location(repository: str, account: str | None = None, region: str | None = None) -> str:
+    """A repository, qualified when it is in another registry: `app@210987654321`, `app@eu-west-1`,
+    `app@210987654321,eu-west-1` (history keys keep registries apart)."""
+    registry = ",".join(part for part in (account, region) if part)
+    return f"{repository}@{registry}" if registry else repository
 
 
 @dataclass(frozen=True)
@@ -79,10 +110,8 @@ class ActionResult:
 
     @property
     def target_location(self) -> str:
-        """The target repository, qualified when it is in another registry: `app@210987654321`,
-        `app@eu-west-1`, `app@210987654321,eu-west-1` (history keys keep registries apart)."""
-        registry = ",".join(part for part in (self.target_account, self.target_region) if part)
-        return f"{self.target_repository}@{registry}" if registry else self.target_repository
+        """The target repository, qualified when it is in another registry (`target_location`)."""
+        return target_location(self.target_repository, self.target_account, self.target_region)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +119,13 @@ class ActionResult:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ActionResult:
         return cls(**{**data, "stats": CopyStats(**data.get("stats") or {})})
+
+    @classmethod
+    def not_run(cls, action: Action) -> ActionResult:
+        """The result of an action planned not to run: `kept` when that is by design (a pre-release
+        never moves a floating tag), else `skipped` with the reason."""
+        outcome = KEPT if action.kept_by_design else SKIPPED
+        return cls.for_action(action, outcome, reason=action.skip_reason)
 
     @classmethod
     def for_action(

@@ -1,7 +1,8 @@
 """Planning: from an event and the rules to the list of promotion actions. Pure: no I/O.
 
-The one fact a plan may need from the registry, the digest a requested tag points at, is looked up
-by the caller and passed in, so `promoter plan` and the Lambda compute the very same actions.
+The facts a request's plan needs from the registry are looked up by the caller and passed in (the
+digest a requested tag points at; for a request by digest alone, the tags that image carries in the
+source repository), so `promoter plan` and the Lambda compute the very same actions.
 Only successful, tagged pushes fire `push` rules; promotion requests fire `request` rules (or the
 one rule they name). Everything else is planned as nothing, with the reason.
 """
@@ -9,6 +10,7 @@ one rule they name). Everything else is planned as nothing, with the reason.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -17,12 +19,14 @@ from promoter.exceptions import InvalidRequestError, TemplateError
 from promoter.model.config import TRIGGER_PUSH, TRIGGER_REQUEST, PromotionConfig, Rule, TargetRegistry
 from promoter.model.events import Event, ImagePushed, ImageScanned, PromotionRequested, SweepDue
 from promoter.model.templates import (
+    SEMVER_FIELDS,
     ImageFacts,
     is_floating_template,
     is_valid_repository,
     is_valid_tag,
     parse_semver,
     render,
+    template_fields,
 )
 
 # Cosign keeps signatures, attestations and SBOMs at tags derived from the subject's digest;
@@ -31,6 +35,8 @@ COSIGN_TAG_PATTERN = re.compile(r"sha256-[0-9a-f]{64}\.(sig|att|sbom)")
 TARGET_IS_SOURCE = "the target is the source itself"
 # A one-off `promoter promote`: not a config trigger, but recorded as one in results and history.
 TRIGGER_MANUAL = "manual"
+# Template fields that come from the source tag: a request by digest alone must name one tag for them.
+SOURCE_TAG_FIELDS = frozenset({"tag"}) | SEMVER_FIELDS
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,8 @@ class Provenance:
     reason: str = ""
     # What AWS authenticated, kept apart from `requested_by` (see `authenticated_requester`).
     authenticated_as: str = ""
+    # The request's free-form `metadata`, carried into result events and history.
+    metadata: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,12 @@ class Action:
     floating_version: str | None = None
     # The rule's `source.restore_archived`: an archived source is restored, then promoted once ACTIVE.
     restore_archived: bool = False
+    # The skip is the rule working as meant (a pre-release never moves a floating tag): outcome `kept`.
+    kept_by_design: bool = False
+    # The target tag never moves to an image pushed before the one it holds (model/ordering.py):
+    # every action planned from a rule (push, request, reconcile). A break-glass `promote` and a
+    # rollback are explicit moves, built with False.
+    forward_only: bool = True
 
     @property
     def remote_target(self) -> bool:
@@ -106,12 +120,23 @@ def requested_digest_needed(event: Event) -> bool:
     return isinstance(event, PromotionRequested) and event.digest is None
 
 
-def plan_event(event: Event, config: PromotionConfig, resolved_digest: str | None = None) -> Plan:
-    """The actions for one event. For a request by tag, pass the digest the tag points at now."""
+def requested_tags_needed(event: Event) -> bool:
+    """Whether the caller must look up the tags of the requested image (a request by digest alone)."""
+    return isinstance(event, PromotionRequested) and not event.tag
+
+
+def plan_event(
+    event: Event,
+    config: PromotionConfig,
+    resolved_digest: str | None = None,
+    source_tags: tuple[str, ...] = (),
+) -> Plan:
+    """The actions for one event. For a request by tag, pass the digest the tag points at now; for
+    a request by digest alone, the tags the image carries in the source repository now."""
     if isinstance(event, ImagePushed):
         return _plan_push(event, config)
     if isinstance(event, PromotionRequested):
-        return _plan_request(event, config, resolved_digest)
+        return _plan_request(event, config, resolved_digest, source_tags)
     if isinstance(event, ImageScanned):
         return Plan(event.event_id, ignored_reason="a scan only resumes promotions waiting on it")
     if isinstance(event, SweepDue):
@@ -131,7 +156,9 @@ def _plan_push(event: ImagePushed, config: PromotionConfig) -> Plan:
     return Plan(event.event_id, plan_actions(source, rules))
 
 
-def _plan_request(event: PromotionRequested, config: PromotionConfig, resolved: str | None) -> Plan:
+def _plan_request(
+    event: PromotionRequested, config: PromotionConfig, resolved: str | None, source_tags: tuple[str, ...]
+) -> Plan:
     digest = event.digest or resolved
     if digest is None:
         raise ValueError("a request by tag needs the digest the tag points at (resolved_digest)")
@@ -155,11 +182,53 @@ def _plan_request(event: PromotionRequested, config: PromotionConfig, resolved: 
         # On the shared source, only rules open to every trusted principal can match.
         candidates = tuple(r for r in config.rules_for(TRIGGER_REQUEST) if not r.requesters)
     provenance = request_provenance(event)
-    rules = [r for r in candidates if _request_matches(r, event)]
-    if not rules:
-        raise InvalidRequestError(f"no request rule matches {event.repository}:{event.tag or event.digest}")
-    actions = plan_actions(SourceImage(event.repository, event.tag, digest), rules)
-    return Plan(event.event_id, actions, provenance=provenance)
+    sources = [
+        (SourceImage(event.repository, tag, digest), rule)
+        for rule in candidates
+        if (tag := _request_tag(rule, event, source_tags)) is not None
+    ]
+    if not sources:
+        wanted = event.tag or f"{event.digest} (tags: {', '.join(source_tags) or 'none'})"
+        raise InvalidRequestError(f"no request rule matches {event.repository}:{wanted}")
+    return Plan(event.event_id, _actions_for(sources), provenance=provenance)
+
+
+def _request_tag(rule: Rule, event: PromotionRequested, source_tags: tuple[str, ...]) -> str | None:
+    """The source tag the rule sees for this request, None when the rule does not match. A request
+    by digest alone passes the tag filter only through a tag the image carries in the source
+    repository (else `latest` could be put on any image of it); when the rule's targets are filled
+    from the tag, exactly one carried tag may match. Raises InvalidRequestError when several do."""
+    if event.tag:
+        return event.tag if rule.source.matches(event.repository, event.tag) else None
+    matching = [
+        t
+        for t in source_tags
+        if not COSIGN_TAG_PATTERN.fullmatch(t) and rule.source.matches(event.repository, t)
+    ]
+    if not matching:
+        return None
+    if len(matching) == 1:
+        return matching[0]
+    if _needs_tag(rule):
+        raise InvalidRequestError(
+            f"request for {event.repository}@{event.digest} is ambiguous for rule {rule.name!r}: the image "
+            f"carries {len(matching)} matching tags ({', '.join(sorted(matching))}) and the rule's targets "
+            "are named from the tag; request it by tag and digest"
+        )
+    return ""
+
+
+def _needs_tag(rule: Rule) -> bool:
+    """Whether a target repository or tag of the rule is filled from the source tag."""
+    captures = rule.source.captures
+    for target in rule.targets:
+        for template in (target.repository, *target.tags):
+            try:
+                if SOURCE_TAG_FIELDS.intersection(template_fields(template, captures)):
+                    return True
+            except TemplateError:
+                return True  # validation refuses it; a plan never guesses
+    return False
 
 
 def authenticated_requester(event: PromotionRequested) -> str:
@@ -182,21 +251,20 @@ def request_provenance(event: PromotionRequested) -> Provenance:
         event.requested_by,
         event.reason,
         authenticated_as=authenticated_requester(event),
+        metadata=event.metadata,
     )
-
-
-def _request_matches(rule: Rule, event: PromotionRequested) -> bool:
-    # A request by digest alone is matched on the repository; a {tag} template then cannot be filled.
-    if not event.tag:
-        return rule.source.repository_pattern.matches(event.repository)
-    return rule.source.matches(event.repository, event.tag)
 
 
 def plan_actions(source: SourceImage, rules: list[Rule] | tuple[Rule, ...]) -> tuple[Action, ...]:
     """One action per rule target and tag, de-duplicated on the target (first rule wins)."""
+    return _actions_for([(source, rule) for rule in rules])
+
+
+def _actions_for(sources: list[tuple[SourceImage, Rule]]) -> tuple[Action, ...]:
+    """`plan_actions` where each rule may see the image under its own source tag."""
     actions: list[Action] = []
     seen: set[tuple[str | None, str | None, str, str]] = set()
-    for rule in rules:
+    for source, rule in sources:
         # A `re:` source repository's named groups fill the targets' `{name}` fields.
         facts = ImageFacts(
             repository=source.repository,
@@ -253,9 +321,19 @@ def _render_action(
     elif repository == source.repository and tag == source.tag:
         skip = TARGET_IS_SOURCE
     floating = None
+    kept = False
     version = parse_semver(source.tag)
     if version is not None and is_floating_template(tag_template):
         floating = source.tag
         if version.prerelease and skip is None:
             skip = f"pre-release {source.tag} never moves floating tag {tag!r}"
-    return Action(rule, source, repository, tag, skip_reason=skip, floating_version=floating)
+            kept = True
+    return Action(
+        rule,
+        source,
+        repository,
+        tag,
+        skip_reason=skip,
+        floating_version=floating,
+        kept_by_design=kept,
+    )

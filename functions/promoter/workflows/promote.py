@@ -6,7 +6,11 @@ a tag on an incomplete image and a retry only finishes what is missing:
     check the target tag  ->  read the source tree  ->  blobs (mount, else copy; in parallel)
     ->  child manifests by digest  ->  referrers and cosign tags  ->  the tagged manifest, LAST
 
-A target tag already at the wanted digest costs no PutImage (and so emits no PUSH event).
+A target tag already at the wanted digest costs no PutImage (and so emits no PUSH event). A target
+tag that holds another image moves only if the image being promoted is newer (model/ordering.py:
+version for a floating tag, push time in the source repository for any other tag of a rule's
+action); else the outcome is `kept` and nothing is written. That read costs one DescribeImages in
+the source repository (two when the held image is not there), only when the tag would move.
 Permanent problems (conflict, missing image or repository, a manifest ECR refuses) come back as
 outcomes; retryable ones (`PromoterError.retryable`) propagate so the caller can hand the work back.
 """
@@ -29,17 +33,18 @@ from promoter.exceptions import (
     TrustTreeTooLargeError,
 )
 from promoter.model.manifests import Blob, Manifest
+from promoter.model.ordering import highest_version, push_is_newer, spell, version_is_newer
 from promoter.model.outcomes import (
     ALREADY_PRESENT,
     CONFLICT,
     FAILED,
+    KEPT,
     PROMOTED,
     SKIPPED,
     ActionResult,
     CopyStats,
 )
 from promoter.model.plan import Action
-from promoter.model.templates import SemVer, parse_semver
 
 logger = logging.getLogger(__name__)
 
@@ -92,10 +97,24 @@ class Promoter:
         registry = targets.registry_for(action.target_account, action.target_region, action.target_role)
         return Promoter(registry, concurrency=self._concurrency, source=self._registry)
 
+    def target_digest(self, action: Action) -> str | None:
+        """The digest the action's target tag holds now (one BatchGetImage in the target's registry);
+        None when the tag or its repository is not there, or the read failed for good (the action
+        itself then reports why). Raises only retryable errors."""
+        promoter = self if action.same_repository else self._for_target(action)
+        try:
+            held = promoter._registry.get_manifests(action.target_repository, [action.target_tag])
+        except RegistryError as exc:
+            if exc.retryable:
+                raise
+            return None
+        current = held.get(action.target_tag)
+        return current.digest if current else None
+
     def promote(self, action: Action) -> ActionResult:
         """Executes the action; raises only retryable errors (see module docstring)."""
         if action.skip_reason:
-            return ActionResult.for_action(action, SKIPPED, reason=action.skip_reason)
+            return ActionResult.not_run(action)
         try:
             if action.same_repository:
                 return self._retag(action)
@@ -112,7 +131,7 @@ class Promoter:
         current = found.get(tag)
         if current is not None and current.digest == digest:
             return ActionResult.for_action(action, ALREADY_PRESENT, target_digest=digest)
-        kept = self._floating_kept_back(action, current)
+        kept = self._kept(action, current)
         if kept is not None:
             return kept
         image = found.get(digest)
@@ -137,7 +156,7 @@ class Promoter:
         current = present.get(tag)
         if current is not None and current.digest == digest:
             return ActionResult.for_action(action, ALREADY_PRESENT, target_digest=current.digest)
-        kept = self._floating_kept_back(action, current)
+        kept = self._kept(action, current)
         if kept is not None:
             return kept
         try:
@@ -219,27 +238,45 @@ class Promoter:
             ),
         )
 
-    def _floating_kept_back(self, action: Action, current: Manifest | None) -> ActionResult | None:
-        """A floating tag only moves forward: the version it holds now is the highest semantic
-        version among the tags of its image in the target repository (so rules that float a tag
-        should also put the exact `{tag}` there). Unknown there = nothing to compare: it moves."""
-        if action.floating_version is None or current is None:
+    def _kept(self, action: Action, current: Manifest | None) -> ActionResult | None:
+        """`kept` when the target tag holds an image newer than the one promoted (model/ordering.py),
+        else None: the tag moves."""
+        if current is None:
             return None
-        new = parse_semver(action.floating_version)
-        tags = self._registry.tags_of(action.target_repository, current.digest)
-        held = [v for t in tags if (v := parse_semver(t))]
-        if new is None or not held:
+        if action.floating_version is not None:
+            return self._floating_kept_back(action, current)
+        if not action.forward_only:
             return None
-        newest = max(held, key=_version_key)
-        if _version_key(new) > _version_key(newest):
+        source = action.source.repository
+        times = self._source.pushed_times(source, [current.digest, action.source.digest])
+        if push_is_newer(times.get(action.source.digest), times.get(current.digest)):
             return None
         return ActionResult.for_action(
             action,
-            SKIPPED,
+            KEPT,
             target_digest=current.digest,
             reason=(
-                f"floating tag {action.target_tag!r} stays on {_spell(newest)}: "
-                f"{action.floating_version} is not newer"
+                f"{action.target_repository}:{action.target_tag} stays on {current.digest}, "
+                f"pushed to {source} after {action.source.digest}"
+            ),
+        )
+
+    def _floating_kept_back(self, action: Action, current: Manifest) -> ActionResult | None:
+        """A floating tag only moves forward: the version it holds now is the highest semantic
+        version among the tags of its image in the target repository (so rules that float a tag
+        should also put the exact `{tag}` there). Unknown there = nothing to compare: it moves."""
+        version = action.floating_version or ""
+        tags = self._registry.tags_of(action.target_repository, current.digest)
+        if version_is_newer(version, tags):
+            return None
+        held = highest_version(tags)
+        return ActionResult.for_action(
+            action,
+            KEPT,
+            target_digest=current.digest,
+            reason=(
+                f"floating tag {action.target_tag!r} stays on {spell(held) if held else current.digest}: "
+                f"{version} is not newer"
             ),
         )
 
@@ -394,16 +431,6 @@ def _children_first(known: dict[str, Manifest], top: str) -> list[Manifest]:
         if manifest.digest != top:
             visit(manifest)
     return ordered
-
-
-def _version_key(version: SemVer) -> tuple[int, int, int, int]:
-    # A release outranks its own pre-releases (semver.org, rule 11); pre-releases never float.
-    return (version.major, version.minor, version.patch, 0 if version.prerelease else 1)
-
-
-def _spell(version: SemVer) -> str:
-    text = f"{version.major}.{version.minor}.{version.patch}"
-    return f"{text}-{version.prerelease}" if version.prerelease else text
 
 
 def _source_gone(action: Action) -> ActionResult:

@@ -35,9 +35,10 @@ from promoter.exceptions import (
 from promoter.model.config import TRIGGER_PUSH, PromotionConfig, Rule
 from promoter.model.events import ImagePushed, PromotionRequested
 from promoter.model.manifests import Manifest
-from promoter.model.outcomes import FAILED, SKIPPED, ActionResult
+from promoter.model.ordering import push_is_newer, version_is_newer
+from promoter.model.outcomes import FAILED, FAILED_OUTCOMES, KEPT, ActionResult
 from promoter.model.plan import Action, Provenance, plan_event
-from promoter.workflows.service import WOULD_PROMOTE, ActionRunner, sweep_gate_check
+from promoter.workflows.service import WOULD_PROMOTE, ActionRunner, record_history, sweep_gate_check
 
 # A target tag in its registry: (account, region, repository, tag); None = the promoter's own.
 TargetKey = tuple[str | None, str | None, str, str]
@@ -110,6 +111,7 @@ class ReconcileReport:
     errors: tuple[str, ...] = ()
     cursor: Cursor | None = None
     retry: bool = False
+    history_failures: int = 0  # outcomes the history table did not take (logged at ERROR)
 
     @property
     def outcomes(self) -> dict[str, int]:
@@ -117,8 +119,9 @@ class ReconcileReport:
 
     @property
     def succeeded(self) -> bool:
-        """Nothing failed or conflicted (would-promote in a dry run is not a failure)."""
-        return not self.errors and all(r.succeeded or r.outcome == WOULD_PROMOTE for r in self.results)
+        """Nothing failed: no error, no failed or conflicting target. Would-promote (a dry run),
+        kept and skipped targets are answers, not failures."""
+        return not self.errors and not any(r.outcome in FAILED_OUTCOMES for r in self.results)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -137,6 +140,7 @@ class _Tally:
     superseded: int = 0
     results: list[ActionResult] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    history_failures: int = 0
 
     def report(
         self, *, complete: bool, dry_run: bool, cursor: Cursor | None, retry: bool = False
@@ -153,6 +157,7 @@ class _Tally:
             errors=tuple(self.errors),
             cursor=cursor,
             retry=retry,
+            history_failures=self.history_failures,
         )
 
 
@@ -273,7 +278,7 @@ def source_repositories(rule: Rule, registry: SourceRegistry) -> list[str]:
 IN_SYNC = "in-sync"
 MISSING = "missing"
 BEHIND = "behind"
-AHEAD = "ahead"  # it holds a later push of the source: a newer image already went there
+AHEAD = "ahead"  # it holds a newer image of the rule (model/ordering.py): it stays
 UNREADABLE = "unreadable"
 
 
@@ -304,8 +309,9 @@ def desired_targets(
     """Plans each image the rule takes exactly as its event would be planned (a push rule: its push
     event; a request rule: a request naming the rule), limited to this rule: an image two rules
     take is planned once per rule, and each target belongs to the rule the event would give it to
-    (first rule wins). Several images can feed one target tag (`latest`, a floating tag): as with
-    events, where the last one wins, the newest image is the one the target should hold."""
+    (first rule wins). Several images can feed one target tag (`latest`, a floating tag): the
+    newest one, in the engine's sense of newer (model/ordering.py: the version for a floating tag,
+    else the push time), is the one the target should hold."""
     chosen: dict[TargetKey, DesiredTarget] = {}
     skipped: list[Action] = []
     taken = superseded = 0
@@ -327,7 +333,7 @@ def desired_targets(
                 continue
             key = _target_key(action)
             prior = chosen.get(key)
-            if prior is None or image.pushed_at > prior.image.pushed_at:
+            if prior is None or _supersedes(action, image, prior.image):
                 chosen[key] = DesiredTarget(image, event_id, action)
             if prior is not None:
                 superseded += 1
@@ -337,15 +343,15 @@ def desired_targets(
 def target_state(
     desired: DesiredTarget, held: str | RegistryError | None, registry: SourceRegistry, repository: str
 ) -> str:
-    """IN_SYNC, MISSING, BEHIND, AHEAD (the target holds a later push of the source `repository`)
-    or UNREADABLE, for a target tag holding `held` (from `current_digests`)."""
+    """IN_SYNC, MISSING, BEHIND, AHEAD (the target holds a newer image of the rule, as the engine
+    decides it: `_moves`) or UNREADABLE, for a target tag holding `held` (from `current_digests`)."""
     if isinstance(held, RegistryError):
         return UNREADABLE
     if held is None:
         return MISSING
     if held == desired.action.source.digest:
         return IN_SYNC
-    if (registry.pushed_at(repository, held) or 0.0) > desired.image.pushed_at:
+    if not _moves(desired.action, desired.image, held, registry):
         return AHEAD
     return BEHIND
 
@@ -370,7 +376,7 @@ def _reconcile_page(
     tally.images += desired.images
     tally.superseded += desired.superseded
     for action in desired.skipped:
-        tally.results.append(ActionResult.for_action(action, SKIPPED, reason=action.skip_reason))
+        tally.results.append(ActionResult.not_run(action))
     current = current_digests([d.action for d in desired.targets.values()], registry)
     for key, target in desired.targets.items():
         action, held = target.action, current.get(key)
@@ -382,11 +388,11 @@ def _reconcile_page(
             tally.results.append(ActionResult.for_action(action, FAILED, reason=str(held)))
             continue
         if state == AHEAD:
-            tally.superseded += 1  # the target holds a later push of this source: it is ahead
+            tally.superseded += 1  # the target holds a newer image of this rule: it is ahead
             continue
         reason = hold_back(action, held) if hold_back is not None else None
         if reason is not None:
-            tally.results.append(ActionResult.for_action(action, SKIPPED, target_digest=held, reason=reason))
+            tally.results.append(ActionResult.for_action(action, KEPT, target_digest=held, reason=reason))
             continue
         stopped, signature = gate(action)
         if stopped is not None:
@@ -415,10 +421,27 @@ def _reconcile_page(
         tally.results.append(result)
         if result.replayed:
             continue
-        if history is not None:
-            history.record(target.event_id, result, RECONCILE_PROVENANCE)
+        if history is not None and not record_history(history, target.event_id, result, RECONCILE_PROVENANCE):
+            tally.history_failures += 1
         if results is not None:
             results.publish([result], RECONCILE_PROVENANCE)
+
+
+def _supersedes(action: Action, image: ListedImage, prior: ListedImage) -> bool:
+    """Whether `image` is newer than `prior` for the action's target (model/ordering.py)."""
+    if action.floating_version is not None:
+        return version_is_newer(image.tag, [prior.tag])
+    return push_is_newer(image.pushed_at, prior.pushed_at)
+
+
+def _moves(action: Action, image: ListedImage, held: str, registry: SourceRegistry) -> bool:
+    """Whether the target tag, holding `held`, should move to `image`: as the engine decides it
+    (a floating tag by the versions `held` carries in the target repository, one DescribeImages
+    there; any other tag by push time in the source repository, one DescribeImages here)."""
+    if action.floating_version is not None:
+        tags = target_registry_of(action, registry).tags_of(action.target_repository, held)
+        return version_is_newer(action.floating_version, tags)
+    return push_is_newer(image.pushed_at, registry.pushed_at(action.source.repository, held))
 
 
 def _target_key(action: Action) -> TargetKey:

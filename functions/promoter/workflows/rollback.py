@@ -3,13 +3,26 @@
 ECR keeps no tag history; the promotion history does (one record per executed action). Read in
 time order it is a stack of digests per target tag: a promotion pushes its digest, a rollback pops
 back to the digest it restored. "Before" is the entry under the one the tag holds now, so rolling
-back twice goes two steps back, not back and forth.
+back twice goes two steps back, not back and forth. The whole history of the tag is read (every
+Query page), never one page of it.
 
-The move is a same-repository retag through `Promoter` (one read, at most one PutImage), not through
-the idempotent runner: an idempotency record of an earlier identical move would otherwise answer
-"done" and leave the tag where it is. An immutable tag is refused before any write (the repository's
-mutability and exclusion filters, as ECR applies them), and ImageTagAlreadyExistsException is
-refused the same way should ECR disagree. Every rollback is recorded with outcome `rollback`.
+A rollback cannot lose work. It reads the tag first, decides from the history, then reads the tag
+again right before its PutImage (the read that also fetches the manifest to put): if the tag moved
+in between, a promotion landed while the rollback ran, that promotion wins and the rollback is
+refused with what it found (`RollbackSupersededError`). ECR has no conditional PutImage, so the gap
+left is the one between that last read and the put (milliseconds, not the history read). An
+immutable tag is refused before any write (the repository's mutability and exclusion filters, as
+ECR applies them), and ImageTagAlreadyExistsException is refused the same way should ECR disagree.
+
+The move is a same-repository retag on the target's registry (another account's or region's when
+asked; its history key is `repo@account,region:tag`), never through the idempotent runner, and
+every rollback is recorded with outcome `rollback`, who asked and why. The record is part of the
+rollback (the next rollback reads it): a record that cannot be written fails the rollback after the
+move, with `HistoryWriteError`. A later promotion of the rolled-back digest moves the tag again:
+the idempotency record of its first promotion no longer matches the tag (aws/idempotency.py).
+
+Cost (ECR calls): DescribeRepositories 1, BatchGetImage 2 (the tag; the tag and the wanted image),
+PutImage 1.
 """
 
 from __future__ import annotations
@@ -22,11 +35,16 @@ from typing import Any, Protocol
 
 from promoter.aws.history import History
 from promoter.aws.registry import RepositoryInfo
-from promoter.exceptions import RepositoryNotFoundError, RollbackRefusedError
+from promoter.exceptions import (
+    HistoryWriteError,
+    RepositoryNotFoundError,
+    RollbackRefusedError,
+    RollbackSupersededError,
+    TagConflictError,
+)
 from promoter.model.manifests import Manifest
-from promoter.model.outcomes import ALREADY_PRESENT, CONFLICT, PROMOTED, ActionResult
+from promoter.model.outcomes import ALREADY_PRESENT, PROMOTED, ActionResult, target_location
 from promoter.model.plan import Action, Provenance, SourceImage
-from promoter.workflows.promote import Promoter
 from promoter.workflows.reconcile import HoldBack
 
 logger = logging.getLogger(__name__)
@@ -42,15 +60,32 @@ ALREADY_THERE = "already-there"
 class HistoryReader(History, Protocol):
     """The history as rollback reads it (`DynamoDbHistory`)."""
 
-    def for_target(self, repository: str, tag: str) -> list[dict[str, Any]]: ...
+    def for_target(self, repository: str, tag: str, newest_first: bool = False) -> list[dict[str, Any]]: ...
 
 
 class RollbackRegistry(Protocol):
-    """What rollback reads from the registry (`EcrRegistry`)."""
+    """What rollback needs from the target's registry (`EcrRegistry`)."""
 
     def describe_repository(self, repository: str) -> RepositoryInfo: ...
 
     def get_manifests(self, repository: str, references: Sequence[str]) -> dict[str, Manifest]: ...
+
+    def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> bool: ...
+
+
+@dataclass(frozen=True)
+class RollbackTarget:
+    """The tag to move back, in its registry (account and region None: the promoter's own)."""
+
+    repository: str
+    tag: str
+    account: str | None = None
+    region: str | None = None
+
+    @property
+    def location(self) -> str:
+        """The repository as history keys name it (`app@210987654321,eu-west-1` when remote)."""
+        return target_location(self.repository, self.account, self.region)
 
 
 @dataclass(frozen=True)
@@ -62,6 +97,8 @@ class RollbackResult:
     from_digest: str | None
     to_digest: str
     outcome: str
+    account: str | None = None
+    region: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,67 +132,107 @@ def previous_digest(records: Sequence[dict[str, Any]], current: str | None) -> s
 
 
 def rollback(
-    repository: str,
-    tag: str,
+    target: RollbackTarget,
     registry: RollbackRegistry,
-    promoter: Promoter,
     history: HistoryReader,
     to: str | None = None,
+    *,
+    requested_by: str = "",
+    reason: str = "",
 ) -> RollbackResult:
-    """Moves `repository:tag` back; raises RollbackRefusedError with the reason when it cannot."""
+    """Moves `target` back (on `registry`, the target's own). Raises RollbackRefusedError with the
+    reason when it cannot (RollbackSupersededError when a promotion moved the tag meanwhile), and
+    HistoryWriteError when the tag moved but the history did not take the record."""
+    repository, tag = target.repository, target.tag
     try:
         info = registry.describe_repository(repository)
     except RepositoryNotFoundError as exc:
-        raise RollbackRefusedError(f"repository {repository!r} does not exist") from exc
+        raise RollbackRefusedError(f"repository {target.location!r} does not exist") from exc
     if info.tag_is_immutable(tag):
         raise RollbackRefusedError(_immutable_message(info, tag))
-    records = history.for_target(repository, tag)
     held = registry.get_manifests(repository, [tag]).get(tag)
     current = held.digest if held else None
+    records = history.for_target(target.location, tag, newest_first=True)
     if to is None:
         to = previous_digest(records, current)
         if to is None:
             raise RollbackRefusedError(
-                f"the history holds no earlier digest for {repository}:{tag} (now at {current or 'nothing'})"
+                f"the history holds no earlier digest for {target.location}:{tag} "
+                f"(now at {current or 'nothing'})"
             )
     elif not any(r.get("target_digest") == to for r in records):
         # Only digests the promoter placed under this very tag: a rollback restores a state the
         # tag had, never one it did not (and never a digest the history cannot vouch for).
         raise RollbackRefusedError(
-            f"{to} is not a digest the history knows for {repository}:{tag}; "
+            f"{to} is not a digest the history knows for {target.location}:{tag}; "
             "rollback only goes back to images the promoter placed there"
         )
     if to == current:
-        return RollbackResult(repository, tag, current, to, ALREADY_THERE)
-    action = Action(ROLLBACK, SourceImage(repository, tag, to), repository, tag)
-    result = promoter.promote(action)
-    if result.outcome == CONFLICT:
-        raise RollbackRefusedError(
-            f"{repository}:{tag} is immutable, ECR refused to move it: {result.reason}"
+        return RollbackResult(repository, tag, current, to, ALREADY_THERE, target.account, target.region)
+    # Right before the put: the tag must still hold what the decision was made on.
+    found = registry.get_manifests(repository, [to, tag])
+    now = found.get(tag)
+    if (now.digest if now else None) != current:
+        raise RollbackSupersededError(
+            f"{target.location}:{tag} moved from {current or 'nothing'} to "
+            f"{now.digest if now else 'nothing'} while the rollback ran (a promotion landed): "
+            "it wins, nothing rolled back; run the rollback again to go back from there"
         )
-    if not result.succeeded:
-        raise RollbackRefusedError(f"{repository}:{tag} not moved to {to}: {result.reason}")
-    history.record(
-        f"{ROLLBACK}:{uuid.uuid4()}",
-        ActionResult.for_action(
-            action, ROLLBACK, target_digest=to, reason=f"rolled back from {current or 'no digest'}"
-        ),
-        Provenance(trigger=ROLLBACK),
+    image = found.get(to)
+    if image is None:
+        raise RollbackRefusedError(
+            f"{to} is no longer in {target.location} (deleted, or archived: restore it first)"
+        )
+    try:
+        registry.put_manifest(repository, image, tag)
+    except TagConflictError as exc:
+        raise RollbackRefusedError(
+            f"{target.location}:{tag} is immutable, ECR refused to move it: {exc}"
+        ) from exc
+    action = Action(
+        ROLLBACK,
+        SourceImage(repository, tag, to),
+        repository,
+        tag,
+        target_account=target.account,
+        target_region=target.region,
+        forward_only=False,
     )
-    logger.info("rolled back %s:%s from %s to %s", repository, tag, current, to)
-    return RollbackResult(repository, tag, current, to, ROLLED_BACK)
+    rollback_id = f"{ROLLBACK}:{uuid.uuid4()}"
+    logger.info("rolled back %s:%s from %s to %s", target.location, tag, current, to)
+    try:
+        history.record(
+            rollback_id,
+            ActionResult.for_action(
+                action, ROLLBACK, target_digest=to, reason=f"rolled back from {current or 'no digest'}"
+            ),
+            Provenance(trigger=ROLLBACK, request_id=rollback_id, requested_by=requested_by, reason=reason),
+        )
+    except HistoryWriteError as exc:
+        raise HistoryWriteError(
+            f"{target.location}:{tag} was rolled back to {to}, but the history did not take the record "
+            f"(the next rollback will not know of it): {exc}"
+        ) from exc
+    return RollbackResult(repository, tag, current, to, ROLLED_BACK, target.account, target.region)
 
 
-def rollback_hold(history: HistoryReader) -> HoldBack:
+class LastRecordReader(Protocol):
+    """The newest record of a target tag (`DynamoDbHistory.last_for_target`)."""
+
+    def last_for_target(self, repository: str, tag: str) -> dict[str, Any] | None: ...
+
+
+def rollback_hold(history: LastRecordReader) -> HoldBack:
     """For reconciliation: a target whose last record is a rollback to the digest it holds now was
-    set back on purpose; the sweep leaves it (a new push or request moves it forward)."""
+    set back on purpose; the sweep keeps it there (outcome `kept`; a new push or request moves it
+    forward). One Query (one item) per target that is behind."""
 
     def hold(action: Action, current: str | None) -> str | None:
-        records = history.for_target(action.target_repository, action.target_tag)
-        if not records or current is None:
+        if current is None:
             return None
-        last = max(records, key=lambda r: str(r.get("sk", "")))
-        if last.get("outcome") == ROLLBACK and last.get("target_digest") == current:
+        location = target_location(action.target_repository, action.target_account, action.target_region)
+        last = history.last_for_target(location, action.target_tag)
+        if last and last.get("outcome") == ROLLBACK and last.get("target_digest") == current:
             return f"rolled back to {current} on purpose ({last.get('sk', '')}); not re-promoted"
         return None
 

@@ -17,7 +17,13 @@ from promoter.aws.history import History
 from promoter.aws.registry import Registry
 from promoter.aws.remote import target_registry_of
 from promoter.aws.results import ResultSink
-from promoter.exceptions import ImageNotFoundError, PromoterError
+from promoter.exceptions import (
+    HistoryWriteError,
+    ImageNotFoundError,
+    InvalidRequestError,
+    PromoterError,
+    TagDigestMismatchError,
+)
 from promoter.gates import scan as gating
 from promoter.gates.base import PASSED, PENDING, Gate, GateImage, Verdict, gates_of
 from promoter.gates.base import UNVERIFIED as UNVERIFIED_VERDICT
@@ -29,16 +35,15 @@ from promoter.model.outcomes import (
     FAILED,
     GATE_PENDING,
     GATE_TIMEOUT,
-    SKIPPED,
     UNVERIFIED,
     ActionResult,
 )
 from promoter.model.plan import (
     Action,
     Plan,
+    Provenance,
     plan_event,
     request_provenance,
-    requested_digest_needed,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,6 +64,7 @@ class EventResult:
     ignored_reason: str | None = None
     error: str | None = None
     retry: bool = False
+    history_failures: int = 0  # outcomes the history table did not take (logged at ERROR)
 
     @property
     def succeeded(self) -> bool:
@@ -70,17 +76,42 @@ class EventResult:
 
 
 def resolve_plan(event: Event, config: PromotionConfig, registry: Registry) -> Plan:
-    """Plans the event; a request first reads the image it names (one read): a tag is resolved
-    to the digest it points at now, and that digest is what gets promoted and recorded."""
-    resolved = None
-    if isinstance(event, PromotionRequested):
-        reference = event.digest or event.tag
-        image = registry.get_manifests(event.repository, [reference]).get(reference)
-        if image is None:
-            sep = "@" if event.digest else ":"
-            raise ImageNotFoundError(f"requested image {event.repository}{sep}{reference} does not exist")
-        resolved = image.digest if requested_digest_needed(event) else None
-    return plan_event(event, config, resolved)
+    """Plans the event; a request first reads the image it names, once, in the source repository:
+    - by tag: the digest the tag points at now is what gets promoted and recorded (BatchGetImage);
+    - by tag and digest: the pair is bound, promoted only if the tag points at that digest now
+      (one BatchGetImage with both in one imageId); else InvalidRequestError naming both;
+    - by digest alone: the tags the image carries there (DescribeImages), through which alone it
+      passes a rule's tag filter.
+    Raises ImageNotFoundError when the image is not there, InvalidRequestError for a bad request."""
+    if not isinstance(event, PromotionRequested):
+        return plan_event(event, config)
+    repository = event.repository
+    if event.tag and event.digest and not event.tag_resolved:
+        try:
+            registry.get_tagged(repository, event.tag, event.digest)
+        except TagDigestMismatchError as exc:
+            raise InvalidRequestError(
+                f"requested tag {repository}:{event.tag} does not point at the requested digest "
+                f"{event.digest}: not promoted ({exc})"
+            ) from exc
+        except ImageNotFoundError as exc:
+            raise ImageNotFoundError(
+                f"requested image {repository}:{event.tag}@{event.digest} does not exist"
+            ) from exc
+        return plan_event(event, config)
+    if event.digest and event.tag:  # resumed from a scan wait: the digest resolved back then
+        if event.digest not in registry.get_manifests(repository, [event.digest]):
+            raise ImageNotFoundError(f"requested image {repository}@{event.digest} does not exist")
+        return plan_event(event, config)
+    if event.digest:
+        tags = registry.image_tags(repository, event.digest)
+        if tags is None:
+            raise ImageNotFoundError(f"requested image {repository}@{event.digest} does not exist")
+        return plan_event(event, config, source_tags=tags)
+    image = registry.get_manifests(repository, [event.tag]).get(event.tag)
+    if image is None:
+        raise ImageNotFoundError(f"requested image {repository}:{event.tag} does not exist")
+    return plan_event(event, config, image.digest)
 
 
 def handle_event(
@@ -134,23 +165,37 @@ def _announce_bad_request(event: PromotionRequested, reason: str, results: Resul
     results.publish([failed], provenance)
 
 
+def record_history(history: History, event_id: str, result: ActionResult, provenance: Provenance) -> bool:
+    """Records one outcome; a write that fails is logged at ERROR and answered False (ECR is the
+    source of truth: the promotion stands, the caller counts the gap or fails on it)."""
+    try:
+        history.record(event_id, result, provenance)
+    except HistoryWriteError as exc:
+        logger.error("history not written for %s:%s: %s", result.target_location, result.target_tag, exc)
+        return False
+    return True
+
+
 def run_plan(
     plan: Plan,
     run: ActionRunner,
     history: History | None = None,
     results: ResultSink | None = None,
     gate_check: _GateCheck | None = None,
+    audit_required: bool = False,
 ) -> EventResult:
-    """Runs the actions of a plan (also `promoter promote`, which builds its plan by hand)."""
+    """Runs the actions of a plan (also `promoter promote`, which builds its plan by hand). With
+    `audit_required` (break-glass), an outcome the history did not take makes the event fail."""
     done: list[ActionResult] = []
     # Outcomes to record and announce: final ones, said once. A retried failure is not final (the
     # redelivery decides, and a deploy pipeline must not see "failed" for what then succeeds), and
     # a replay was recorded and announced by the run it replays.
     final: list[ActionResult] = []
     retry = False
+    unrecorded = 0
     for action in plan.actions:
         if action.skip_reason:
-            done.append(ActionResult.for_action(action, SKIPPED, reason=action.skip_reason))
+            done.append(ActionResult.not_run(action))
         else:
             try:
                 gated, signature = gate_check.check(action) if gate_check else (None, None)
@@ -167,13 +212,16 @@ def run_plan(
                 continue
         if not done[-1].replayed:
             final.append(done[-1])
-            if history is not None:
-                history.record(plan.event_id, done[-1], plan.provenance)
+            if history is not None and not record_history(history, plan.event_id, done[-1], plan.provenance):
+                unrecorded += 1
     if gate_check is not None:
         gate_check.release_decided()
     if results is not None:
         results.publish(final, plan.provenance)
-    return EventResult(plan.event_id, tuple(done), retry=retry)
+    error = None
+    if audit_required and unrecorded:
+        error = f"{unrecorded} outcome(s) not recorded in the history: the audit is part of the action"
+    return EventResult(plan.event_id, tuple(done), error=error, retry=retry, history_failures=unrecorded)
 
 
 class _GateCheck:
@@ -232,7 +280,7 @@ class _GateCheck:
         # A request by tag waits with the digest it resolved to now: that is what was tested.
         event = self._event
         if isinstance(event, PromotionRequested) and event.digest is None:
-            event = replace(event, digest=action.source.digest)
+            event = replace(event, digest=action.source.digest, tag_resolved=True)
         deadline = clock() + gate.timeout_minutes * 60
         waiting = gating.Waiting(action.source.repository, action.source.digest, action.rule, event, deadline)
         if verdict.state == PENDING:
@@ -310,14 +358,16 @@ def _resume_gated(
         )
     combined: list[ActionResult] = []
     retry = False
+    unrecorded = 0
     for item in waiting:
         resumed = handle_event(item.event, config, registry, run, history, results, gates)
         combined.extend(resumed.results)
         retry = retry or resumed.retry
+        unrecorded += resumed.history_failures
         if resumed.error is not None:
             logger.warning("waiting event %s failed on resume: %s", item.event.event_id, resumed.error)
             gates.release(item)  # a request that became invalid will never pass: stop waiting
-    return EventResult(event.event_id, tuple(combined), retry=retry)
+    return EventResult(event.event_id, tuple(combined), retry=retry, history_failures=unrecorded)
 
 
 def sweep_gates(
@@ -333,13 +383,15 @@ def sweep_gates(
     unannounced still promotes) and otherwise ends with `gate-timeout`."""
     combined: list[ActionResult] = []
     retry = False
+    unrecorded = 0
     for item in gates.expired(clock() if now is None else now):
         resumed = handle_event(item.event, config, registry, run, history, results, gates)
         combined.extend(resumed.results)
         retry = retry or resumed.retry
+        unrecorded += resumed.history_failures
         if resumed.error is not None:
             gates.release(item)
-    return EventResult("gate-sweep", tuple(combined), retry=retry)
+    return EventResult("gate-sweep", tuple(combined), retry=retry, history_failures=unrecorded)
 
 
 def preview_event(event: Event, config: PromotionConfig, registry: Registry) -> EventResult:
@@ -355,7 +407,7 @@ def preview_event(event: Event, config: PromotionConfig, registry: Registry) -> 
     gate_check = _GateCheck(event, config, registry, None)
     for action in plan.actions:
         if action.skip_reason:
-            results.append(ActionResult.for_action(action, SKIPPED, reason=action.skip_reason))
+            results.append(ActionResult.not_run(action))
             continue
         try:
             decided = [(gate, gate_check.decided(action, gate)) for gate in gate_check.gates(action.rule)]
