@@ -253,7 +253,7 @@ def test_reconcile_agrees_with_the_engine_on_floating_tags(aws_env, ecr, pusher,
     aws_env.control.reset_calls()
 
     report = reconcile(config, registry, idempotent_runner(Promoter(registry), make_persistence()))
-    dry = promoter_cli("reconcile", "--dry-run", "--config", _config_file(config, source, target))
+    dry = promoter_cli("reconcile", "--dry-run", "--json", "--config", _config_file(config, source, target))
 
     assert report.succeeded and report.results == ()  # nothing to do, nothing reported
     assert writes(aws_env.control.calls()) == {}
@@ -442,7 +442,7 @@ def test_a_backport_exits_0_from_handle_and_is_announced_as_promoted(aws_env, ec
         digest = pushed(pusher, source, version)
         event = tmp_path / f"{version}.json"
         event.write_text(json.dumps(_push_event(source, digest, version)))
-        handled = promoter_cli("handle", str(event), "--config", str(config_file))
+        handled = promoter_cli("handle", str(event), "--json", "--config", str(config_file))
         assert handled.returncode == 0, handled.stderr
 
     outcomes = {a["target_tag"]: a["outcome"] for a in json.loads(handled.stdout)["actions"]}
@@ -607,7 +607,7 @@ def test_a_killed_cli_run_leaves_an_in_progress_record_that_expires_within_the_c
     assert record.status == "INPROGRESS"
     assert record.in_progress_expiry_timestamp is not None
     assert record.in_progress_expiry_timestamp / 1000 <= started + CLI_IN_PROGRESS_SECONDS
-    blocked = promoter_cli("handle", str(event_file), "--config", str(config_file))
+    blocked = promoter_cli("handle", str(event_file), "--json", "--config", str(config_file))
     assert blocked.returncode == 1 and "in progress" in blocked.stdout.lower()
     # Once the window has passed (moved here rather than waited for), the key is free again.
     boto3.resource("dynamodb").Table(settings.idempotency_table_name()).update_item(
