@@ -52,9 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Adds `request`, `history` and `promote`."""
     request = sub.add_parser("request", help="ask the promoter (its bus) to promote an image")
     request.add_argument("--repository", required=True, metavar="R", help="source repository")
-    which = request.add_mutually_exclusive_group(required=True)
-    which.add_argument("--tag", metavar="T", help="image tag (resolved to a digest when handled)")
-    which.add_argument("--digest", metavar="D", help="image digest (sha256:...)")
+    request.add_argument(
+        "--tag", metavar="T", help="image tag (with --digest: promoted only if it points there when handled)"
+    )
+    request.add_argument("--digest", metavar="D", help="image digest (sha256:...): the image that was tested")
     request.add_argument("--rule", metavar="NAME", help="only this request rule (default: every match)")
     request.add_argument("--reason", default="", metavar="TEXT", help="why (kept in the history)")
     request.add_argument("--requested-by", default=None, metavar="WHO", help="default: CI actor or user@host")
@@ -111,6 +112,8 @@ def cmd_request(args: argparse.Namespace) -> int:
 
     if not is_valid_repository(args.repository):
         return _bad_input(f"{args.repository!r} is not a valid repository name")
+    if args.tag is None and args.digest is None:
+        return _bad_input("name the image: --tag, --digest, or both (binds the tag to the tested digest)")
     if args.digest is not None and not is_digest(args.digest):
         return _bad_input(f"{args.digest!r} is not a sha256 digest")
     if args.tag is not None and not is_valid_tag(args.tag):
@@ -127,7 +130,10 @@ def cmd_request(args: argparse.Namespace) -> int:
         "reason": args.reason,
         "metadata": metadata,
     }
-    detail["image-digest" if args.digest else "image-tag"] = args.digest or args.tag
+    if args.digest:
+        detail["image-digest"] = args.digest
+    if args.tag:
+        detail["image-tag"] = args.tag
     if args.rule:
         detail["rule"] = args.rule
     # Never the default bus by accident: the stack's request rule listens on its own bus, and a

@@ -177,6 +177,36 @@ def test_a_request_by_digest_alone_is_refused_as_ambiguous_when_tag_templates_se
     assert ecr.list_images(repositoryName=target)["imageIds"] == []
 
 
+def test_the_request_cli_posts_tag_and_digest_together_and_handle_refuses_a_moved_tag(
+    aws_env, ecr, pusher, repos, tmp_path
+):
+    source, target = repos("ci", "prod")
+    tested = pushed(pusher, source, "v5")
+    inbox = _queue(
+        aws_env.endpoint,
+        {"source": [settings.DEFAULT_REQUEST_EVENT_SOURCE], "detail": {"repository-name": [source]}},
+    )
+    config_file = tmp_path / "promotion.json"
+    rule = {"name": "release", "trigger": "request", "source": {"repository": source, "tags": ["v*"]},
+            "targets": [{"repository": target, "tags": ["{tag}"]}]}  # fmt: skip
+    config_file.write_text(json.dumps({"rules": [rule]}))
+
+    posted = promoter_cli(
+        "request", "--repository", source, "--tag", "v5", "--digest", tested, "--bus", "default"
+    )
+    assert posted.returncode == 0, posted.stderr
+    (event,) = _drain(inbox, 1)
+    assert (event["detail"]["image-tag"], event["detail"]["image-digest"]) == ("v5", tested)
+    pushed(pusher, source, "v5")  # the tag moves on before the request is handled
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(event))
+    handled = promoter_cli("handle", "--json", str(event_file), "--config", str(config_file))
+
+    assert handled.returncode == 1
+    assert "does not point at the requested digest" in json.loads(handled.stdout)["error"]
+    assert held(ecr, target, "v5") is None
+
+
 # --- 3. convergence ---------------------------------------------------------------------------
 
 
@@ -529,17 +559,21 @@ def _push_event(repository: str, digest: str, tag: str) -> dict[str, Any]:
 
 
 def _results_queue(endpoint: str, target: str) -> tuple[Any, str]:
-    kw: dict[str, Any] = {"endpoint_url": endpoint, "region_name": "us-east-1"}
-    sqs, events = boto3.client("sqs", **kw), boto3.client("events", **kw)
-    name = f"res-{uuid.uuid4().hex[:12]}"
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     pattern = {
         "source": [settings.request_event_source()],
         "detail-type": list(settings.RESULT_DETAIL_TYPES),
         "detail": {"target": {"repository-name": [target]}},
     }
-    bus = settings.event_bus_name()
+    return _queue(endpoint, pattern, settings.event_bus_name())
+
+
+def _queue(endpoint: str, pattern: dict[str, Any], bus: str = "default") -> tuple[Any, str]:
+    """An EventBridge rule on `bus` -> a new SQS queue: what a subscriber receives."""
+    kw: dict[str, Any] = {"endpoint_url": endpoint, "region_name": "us-east-1"}
+    sqs, events = boto3.client("sqs", **kw), boto3.client("events", **kw)
+    name = f"res-{uuid.uuid4().hex[:12]}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(pattern))
     events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
     return sqs, url
