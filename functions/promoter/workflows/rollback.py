@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from promoter.aws.history import History
-from promoter.aws.registry import RepositoryInfo
+from promoter.aws.registry import IMAGE_ACTIVATING, IMAGE_ARCHIVED, RepositoryInfo
 from promoter.exceptions import (
     HistoryWriteError,
     RepositoryNotFoundError,
@@ -71,6 +71,8 @@ class RollbackRegistry(Protocol):
     def get_manifests(self, repository: str, references: Sequence[str]) -> dict[str, Manifest]: ...
 
     def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> bool: ...
+
+    def image_status(self, repository: str, digest: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -180,9 +182,13 @@ def rollback(
         )
     image = found.get(to)
     if image is None:
-        raise RollbackRefusedError(
-            f"{to} is no longer in {target.location} (deleted, or archived: restore it first)"
-        )
+        status = registry.image_status(repository, to)
+        if status in (IMAGE_ARCHIVED, IMAGE_ACTIVATING):
+            raise RollbackRefusedError(
+                f"{target.location}@{to} is {status.lower()} (ECR archive storage class) and cannot be "
+                "put until it is restored (UpdateImageStorageClass to STANDARD)"
+            )
+        raise RollbackRefusedError(f"{to} no longer exists in {target.location}")
     try:
         registry.put_manifest(repository, image, tag)
     except TagConflictError as exc:
