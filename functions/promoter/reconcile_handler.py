@@ -59,8 +59,11 @@ def record_report(report: ReconcileReport) -> None:
     metrics.add_metric(name=BEHIND_METRIC, unit=MetricUnit.Count, value=len(report.results))
     metrics.add_metric(name=INCOMPLETE_METRIC, unit=MetricUnit.Count, value=int(not report.complete))
     metrics.add_metric(name=ERRORS_METRIC, unit=MetricUnit.Count, value=len(report.errors))
-    if report.results:
-        record_event_result(metrics, EventResult(RECONCILE_EVENT_PREFIX, report.results))
+    if report.results or report.history_failures:
+        record_event_result(
+            metrics,
+            EventResult(RECONCILE_EVENT_PREFIX, report.results, history_failures=report.history_failures),
+        )
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -7,11 +7,13 @@ delivered after someone fixed the target (deleted the tag, created the repositor
 Each PutImage is safe to repeat on its own, which is what makes re-running after a timeout safe.
 
 A record is never evidence that the target is right: the tag may have moved since (by hand, by a
-rollback, by a late event). So before Powertools may answer from a record, the runner reads the
-target tag (one BatchGetImage: the whole cost of a replay) and compares it with the digest the
-record says the tag held afterwards. A record that no longer matches is deleted (only that record,
-and only while it is COMPLETED: a conditional delete) and the action runs again through Powertools,
-whose conditional INPROGRESS put still lets one of two concurrent runs work and turns the other away.
+rollback, by a late event). So before Powertools may answer from a record, the runner looks the
+record up (one DynamoDB GetItem) and, only when there is a completed one, reads the target tag (one
+BatchGetImage: the whole ECR cost of a replay; a first run pays nothing extra) and compares it with
+the digest the record says the tag held afterwards. A record that no longer matches is deleted
+(only that record, and only while it is COMPLETED: a conditional delete) and the action runs again
+through Powertools, whose conditional INPROGRESS put still lets one of two concurrent runs work and
+turns the other away.
 
 An in-progress record outlives a run that was killed. The Lambda bounds it by its remaining time
 (`register_lambda_context`); the command line has no such clock, so it gets a fixed window
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -126,7 +129,7 @@ def idempotent_runner(
         data = action.to_dict()
         try:
             if not action.skip_reason:
-                _forget_if_stale(persistence, data, promoter.target_digest(action))
+                _forget_if_stale(persistence, data, lambda: promoter.target_digest(action))
             return ActionResult.from_dict(promote(action=data))
         except _NotStored as outcome:
             return outcome.result
@@ -140,10 +143,13 @@ def idempotent_runner(
     return run
 
 
-def _forget_if_stale(persistence: DynamoDBPersistenceLayer, data: dict[str, Any], held: str | None) -> None:
-    """Deletes the action's COMPLETED record when the target tag (`held`: what it holds now) is not
-    where that record says it was left, so the action runs again. Conditional on the record being
-    the very one read: a concurrent run that already replaced it keeps its own.
+def _forget_if_stale(
+    persistence: DynamoDBPersistenceLayer, data: dict[str, Any], held: Callable[[], str | None]
+) -> None:
+    """Deletes the action's COMPLETED record when the target tag (`held()`: what it holds now, read
+    only when there is such a record) is not where that record says it was left, so the action runs
+    again. Conditional on the record being the very one read: a concurrent run that already
+    replaced it keeps its own.
 
     Raises IdempotencyPersistenceLayerError when DynamoDB cannot be read or written."""
     try:
@@ -155,14 +161,15 @@ def _forget_if_stale(persistence: DynamoDBPersistenceLayer, data: dict[str, Any]
     if record is None or record.status != STATUS_COMPLETED:
         return  # in progress: Powertools turns this run away; nothing to judge yet
     stored = _stored_target_digest(record)
-    if stored is not None and stored == held:
+    now = held()
+    if stored is not None and stored == now:
         return
     logger.info(
         "idempotency record of %s:%s says %s, the tag holds %s: running the action again",
         data.get("target_repository"),
         data.get("target_tag"),
         stored,
-        held,
+        now,
     )
     try:
         persistence.client.delete_item(
