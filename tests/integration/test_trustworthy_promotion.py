@@ -357,6 +357,18 @@ def test_a_promotion_that_lands_while_a_rollback_runs_wins_and_the_rollback_says
     assert "rollback" not in outcomes
 
 
+def test_reconcile_dry_run_exits_0_when_a_rolled_back_tag_is_held_and_nothing_failed(released, ecr):
+    source, target, digests, config = released
+    assert promoter_cli("rollback", "--repository", target, "--tag", "current").returncode == 0
+
+    dry = promoter_cli("reconcile", "--dry-run", "--json", "--config", _config_file(config, source, target))
+
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    report = json.loads(dry.stdout)
+    assert [(r["target_tag"], r["outcome"]) for r in report["results"]] == [("current", KEPT)]
+    assert held(ecr, target, "current") == digests["v2"]
+
+
 def test_rollback_reads_every_page_of_the_history(released, ecr):
     _, target, digests, _ = released
     history = DynamoDbHistory(query_page_size=1)  # one record a page: three pages

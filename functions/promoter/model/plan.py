@@ -120,11 +120,6 @@ def requested_digest_needed(event: Event) -> bool:
     return isinstance(event, PromotionRequested) and event.digest is None
 
 
-def requested_tags_needed(event: Event) -> bool:
-    """Whether the caller must look up the tags of the requested image (a request by digest alone)."""
-    return isinstance(event, PromotionRequested) and not event.tag
-
-
 def plan_event(
     event: Event,
     config: PromotionConfig,
