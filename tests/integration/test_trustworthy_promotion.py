@@ -369,14 +369,18 @@ def test_reconcile_dry_run_exits_0_when_a_rolled_back_tag_is_held_and_nothing_fa
     assert held(ecr, target, "current") == digests["v2"]
 
 
-def test_rollback_reads_every_page_of_the_history(released, ecr):
+def test_rollback_reads_every_page_of_the_history(released, ecr, aws_env):
     _, target, digests, _ = released
     history = DynamoDbHistory(query_page_size=1)  # one record a page: three pages
+    aws_env.control.reset_calls()
 
     result = rollback(RollbackTarget(target, "current"), EcrRegistry(make_ecr_client()), history)
+    calls = aws_env.control.calls()
 
     assert (result.from_digest, result.to_digest) == (digests["v3"], digests["v2"])
     assert held(ecr, target, "current") == digests["v2"]
+    # What a rollback costs: the repository's mutability, the tag, the tag again with the image, the put.
+    assert calls == {"DescribeRepositories": 1, "BatchGetImage": 2, "PutImage": 1}
 
 
 def test_after_a_rollback_an_explicit_promotion_of_the_rolled_back_digest_moves_the_tag_again(
