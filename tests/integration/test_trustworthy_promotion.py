@@ -29,6 +29,7 @@ from promoter.aws.idempotency import (
 )
 from promoter.aws.registry import EcrRegistry, make_ecr_client
 from promoter.aws.results import EventBridgeResults
+from promoter.exceptions import PromoterError, PromotionInProgressError
 from promoter.model.config import parse_config
 from promoter.model.events import ImagePushed, PromotionRequested
 from promoter.model.outcomes import KEPT, PROMOTED, TRUNCATION_MARKER
@@ -247,6 +248,36 @@ def test_a_redelivered_event_repairs_a_target_tag_moved_out_of_band_and_a_replay
     repaired = engine(event, config)
 
     assert [(r.outcome, r.replayed) for r in repaired.results] == [(PROMOTED, False)]
+    assert held(ecr, target, "latest") == image
+
+
+def test_two_runs_that_find_the_same_stale_record_do_the_work_once(aws_env, ecr, pusher, repos, engine):
+    source, target = repos("dev", "prod")
+    config = push_rule(source, target, ["sha-*"], ["latest"])
+    image = pushed(pusher, source, "sha-1")
+    engine(ImagePushed("push-1", source, image, "sha-1"), config)
+    pushed(pusher, target, "latest")  # moved out of band: the record is stale for both runs below
+    (action,) = plan_event(ImagePushed("push-1", source, image, "sha-1"), config).actions
+    registry = EcrRegistry(make_ecr_client())
+    persistence = make_persistence()
+    second: dict[str, Any] = {}
+
+    class SecondRunMidway(Promoter):
+        """The first run's promotion; while it is under way, a second delivery of the same action."""
+
+        def promote(self, action):  # type: ignore[no-untyped-def]
+            try:
+                second["result"] = idempotent_runner(Promoter(registry), persistence)(action)
+            except PromoterError as exc:
+                second["error"] = exc
+            return super().promote(action)
+
+    aws_env.control.reset_calls()
+    first = idempotent_runner(SecondRunMidway(registry), persistence)(action)
+
+    assert first.outcome == PROMOTED and not first.replayed
+    assert isinstance(second.get("error"), PromotionInProgressError)  # turned away, to be retried
+    assert aws_env.control.calls()["PutImage"] == 1  # the tag was put back once
     assert held(ecr, target, "latest") == image
 
 
