@@ -18,7 +18,9 @@ from constructs import Construct
 # Pull an image out of a source repository, exactly the calls promoter.aws.registry makes there:
 # manifests and children (BatchGetImage), referrers (ListImageReferrers), blobs
 # (BatchCheckLayerAvailability, GetDownloadUrlForLayer; the same pair is the read side of a /v2
-# cross-repository mount), and an unreadable source's status (DescribeImages: archived or gone).
+# cross-repository mount), and DescribeImages: an unreadable source's status (archived or gone), the
+# push times that order two images of a rule (model/ordering.py), the tags of an image requested by
+# digest alone.
 # ListImages and DescribeImageScanFindings are left out: the engine calls neither on a source.
 ECR_SOURCE_READ_ACTIONS = (
     "ecr:BatchCheckLayerAvailability",
@@ -31,7 +33,7 @@ ECR_SOURCE_READ_ACTIONS = (
 ECR_SOURCE_RESTORE_ACTIONS = ("ecr:UpdateImageStorageClass",)
 # Push blobs and manifests into a target repository. BatchGetImage and BatchCheckLayerAvailability
 # find what is already there (a target at the wanted digest is skipped without a PutImage);
-# DescribeImages is not called today and stays as the read-only lookup the issue lists for targets.
+# DescribeImages reads the tags of the image a floating tag holds (its version).
 ECR_TARGET_WRITE_ACTIONS = (
     "ecr:BatchCheckLayerAvailability",
     "ecr:BatchGetImage",
