@@ -1,6 +1,7 @@
-"""The stack's push route, built on the local AWS: a default-bus rule with the stack's own pattern
-feeding an SQS queue that redrives to a dead-letter queue. The demo and the benchmarks drive the
-Lambda handler through it, so what they exercise is what `infra` deploys."""
+"""The stack's event routes, built on the local AWS: rules with the stack's own patterns feeding an
+SQS queue that redrives to a dead-letter queue. The demo and the benchmarks drive the Lambda
+handler through the push route; `promoter local --config` builds the whole path (`route_stack`),
+so what they exercise is what `infra` deploys."""
 
 from __future__ import annotations
 
@@ -8,8 +9,18 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from infra.event_patterns import push_event_pattern
+from infra.event_patterns import push_event_pattern, request_event_pattern
+from promoter import settings
 from promoter.model.config import PromotionConfig
+
+# The local names of what the stack creates under generated names: its queue (the dead-letter
+# queues are `<queue>-dlq` and `<queue>-delivery-dlq`) and its promotion bus.
+QUEUE_NAME = "image-promoter-events"
+PROMOTION_BUS = settings.SERVICE_NAME
+# The rule targets' delivery retries, as the stack sets them (infra/construct.py): EventBridge
+# gives up on an event after this many retries or this age, and puts it in the delivery DLQ.
+TARGET_RETRY_ATTEMPTS = 8
+TARGET_MAX_EVENT_AGE_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -19,6 +30,20 @@ class PushRoute:
     queue_url: str
     dlq_url: str
     rule_name: str
+
+
+@dataclass(frozen=True)
+class StackRoute:
+    """The stack's whole path into the function's queue: the push rule on the default bus (None
+    when no rule fires on push), the request rule on the promotion bus, and both dead-letter
+    queues (`dlq_url` the queue's own, `delivery_dlq_url` the rule targets')."""
+
+    queue_url: str
+    dlq_url: str
+    delivery_dlq_url: str
+    event_bus: str
+    push_rule: str | None
+    request_rule: str
 
 
 def route_pushes(
@@ -32,6 +57,66 @@ def route_pushes(
 ) -> PushRoute:
     """Creates `<queue_name>-dlq`, the queue (redrive after `max_receive_count` receives) and the
     rule for the push rules' source repositories."""
+    queue_url, dlq_url = _queue_with_dlq(sqs, queue_name, visibility_timeout_seconds, max_receive_count)
+    pattern = push_event_pattern(r.source.repository_glob for r in config.rules_for("push"))
+    events.put_rule(Name=queue_name, EventPattern=json.dumps(pattern), State="ENABLED")
+    events.put_targets(Rule=queue_name, Targets=[{"Id": "queue", "Arn": queue_arn(sqs, queue_url)}])
+    return PushRoute(queue_url, dlq_url, queue_name)
+
+
+def route_stack(
+    sqs: Any,
+    events: Any,
+    config: PromotionConfig,
+    *,
+    account: str,
+    queue_name: str = QUEUE_NAME,
+    event_bus: str = PROMOTION_BUS,
+    request_source: str = settings.DEFAULT_REQUEST_EVENT_SOURCE,
+    visibility_timeout_seconds: int,
+    max_receive_count: int,
+) -> StackRoute:
+    """What infra/construct.py wires, on the local AWS: the queue and its DLQ; the promotion bus;
+    on the default bus a rule with the stack's push pattern for `account`'s pushes (only when some
+    rule fires on push); on the promotion bus the request rule (always: a request naming no request
+    rule still gets its failure result); each rule's target with the stack's retries and the
+    delivery dead-letter queue. Raises botocore's ClientError when the local AWS refuses a call."""
+    queue_url, dlq_url = _queue_with_dlq(sqs, queue_name, visibility_timeout_seconds, max_receive_count)
+    delivery_dlq_url = str(sqs.create_queue(QueueName=f"{queue_name}-delivery-dlq")["QueueUrl"])
+    target = {
+        "Id": "queue",
+        "Arn": queue_arn(sqs, queue_url),
+        "DeadLetterConfig": {"Arn": queue_arn(sqs, delivery_dlq_url)},
+        "RetryPolicy": {
+            "MaximumRetryAttempts": TARGET_RETRY_ATTEMPTS,
+            "MaximumEventAgeInSeconds": TARGET_MAX_EVENT_AGE_SECONDS,
+        },
+    }
+    push_rule = None
+    push_rules = config.rules_for("push")
+    if push_rules:
+        push_rule = f"{queue_name}-pushes"
+        pattern = push_event_pattern((r.source.repository_glob for r in push_rules), account)
+        events.put_rule(Name=push_rule, EventPattern=json.dumps(pattern), State="ENABLED")
+        events.put_targets(Rule=push_rule, Targets=[target])
+    if event_bus != settings.DEFAULT_EVENT_BUS:
+        known = {b["Name"] for b in events.list_event_buses(NamePrefix=event_bus)["EventBuses"]}
+        if event_bus not in known:
+            events.create_event_bus(Name=event_bus)
+    request_rule = f"{queue_name}-requests"
+    with_requesters = (r.name for r in config.rules_for("request") if r.requesters)
+    pattern = request_event_pattern(request_source, with_requesters)
+    events.put_rule(
+        Name=request_rule, EventBusName=event_bus, EventPattern=json.dumps(pattern), State="ENABLED"
+    )
+    events.put_targets(Rule=request_rule, EventBusName=event_bus, Targets=[target])
+    return StackRoute(queue_url, dlq_url, delivery_dlq_url, event_bus, push_rule, request_rule)
+
+
+def _queue_with_dlq(
+    sqs: Any, queue_name: str, visibility_timeout_seconds: int, max_receive_count: int
+) -> tuple[str, str]:
+    """`<queue_name>-dlq` and the queue redriving to it after `max_receive_count` receives."""
     dlq_url = str(sqs.create_queue(QueueName=f"{queue_name}-dlq")["QueueUrl"])
     dead_letters = queue_arn(sqs, dlq_url)
     redrive = json.dumps({"deadLetterTargetArn": dead_letters, "maxReceiveCount": max_receive_count})
@@ -41,10 +126,7 @@ def route_pushes(
             Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": str(visibility_timeout_seconds)},
         )["QueueUrl"]
     )
-    pattern = push_event_pattern(r.source.repository_glob for r in config.rules_for("push"))
-    events.put_rule(Name=queue_name, EventPattern=json.dumps(pattern), State="ENABLED")
-    events.put_targets(Rule=queue_name, Targets=[{"Id": "queue", "Arn": queue_arn(sqs, queue_url)}])
-    return PushRoute(queue_url, dlq_url, queue_name)
+    return queue_url, dlq_url
 
 
 def queue_arn(sqs: Any, url: str) -> str:

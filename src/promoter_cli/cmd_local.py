@@ -4,6 +4,11 @@ When it is ready it prints how to use it: the environment to paste into another 
 registry host and the `skopeo` lines to log in and push. The rest of the CLI needs only the first
 of those variables: with `AWS_ENDPOINT_URL` on this machine it fills in the region and keys the
 local AWS accepts (`local_aws_defaults`).
+
+With `--config PATH` it creates the repositories the rules name and runs the promoter as the stack
+does (`local_promoter`): a push into a source repository is promoted by itself, a request on the
+promotion bus is answered, and each handled event prints a line. `--no-promoter` only creates the
+repositories (events then wait for `promoter handle` or `promoter reconcile`).
 """
 
 from __future__ import annotations
@@ -18,14 +23,19 @@ import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from promoter.model.config import PromotionConfig
 
 DEFAULT_PORT = 4566
 SAMPLE_IMAGE_TAG = "latest"
 SAMPLE_IMAGE_PLATFORMS = ("linux/amd64", "linux/arm64")
 SAMPLE_LAYER_BYTES = 64 * 1024
 READY_LINE = "local AWS ready at {endpoint}"
+# Where the promoter keeps its staged configuration and log under `--data DIR`.
+PROMOTER_DATA_DIR = "promoter"
 # Credentials the local AWS accepts (any key id is its default account; a 12-digit key id is that
 # account, see local_aws.accounts): what the CLI uses when the user chose none.
 LOCAL_ACCESS_KEY_ID = "local"
@@ -71,7 +81,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="PATH",
         help="create the repositories this promotion configuration names exactly (sources and targets "
-        "in the home registry), so you can push right away",
+        "in the home registry), so you can push right away, and run the promoter on them as the stack "
+        "does (EventBridge -> SQS -> the Lambda handler): pushes and requests are promoted by themselves",
+    )
+    parser.add_argument(
+        "--no-promoter",
+        action="store_true",
+        help="with --config: create the repositories only; run no promoter (events then wait for "
+        "`promoter handle` or `promoter reconcile`)",
     )
     parser.set_defaults(func=run_local)
 
@@ -158,15 +175,11 @@ def usage_lines(endpoint: str, registry_host: str, region: str, password: str) -
     ]
 
 
-def create_configured_repositories(config_path: str, endpoint: str, region: str) -> list[str]:
-    """Creates the repositories `config_path` names exactly in the home registry (sources and
-    targets without templates; another account's or region's targets are left alone); returns
-    their names. Raises ConfigError for a bad configuration."""
+def create_configured_repositories(config: PromotionConfig, endpoint: str, region: str) -> list[str]:
+    """Creates the repositories `config` names exactly in the home registry (sources and targets
+    without templates; another account's or region's targets are left alone); returns their names."""
     import boto3
 
-    from promoter.model.config import load_config
-
-    config = load_config(config_path)
     wanted: dict[str, str] = {}
     for rule in config.rules:
         if rule.source.repository_pattern.is_exact:
@@ -203,6 +216,19 @@ def run_local(args: argparse.Namespace) -> int:
     if not (len(account) == 12 and account.isdigit()):
         print(f"promoter local: --account must be 12 digits, got {account!r}", file=sys.stderr)
         return 2
+    if args.no_promoter and args.config is None:
+        print(
+            "promoter local: --no-promoter goes with --config (without it no promoter runs)", file=sys.stderr
+        )
+        return 2
+    from promoter.exceptions import ConfigError
+    from promoter.model.config import load_config
+
+    try:
+        config = load_config(args.config) if args.config is not None else None
+    except ConfigError as exc:
+        print(f"promoter local: invalid configuration {args.config}: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -222,34 +248,32 @@ def run_local(args: argparse.Namespace) -> int:
     except (RegistryStartError, OSError) as exc:
         print(f"promoter local: could not start: {exc}", file=sys.stderr)
         return 1
+    terminal = sys.stdout  # the promoter sends the handler's own output to its log file
+    promoter = None
     try:
-        created = _create_repositories(args.config, local)
-        if created is None:
-            return 2
-        print(READY_LINE.format(endpoint=local.endpoint), flush=True)
+        created = (
+            create_configured_repositories(config, local.endpoint, local.region) if config is not None else []
+        )
         lines = usage_lines(local.endpoint, local.registry_host, local.region, local.password)
         if created:
             lines.append(f"# Created from {args.config}: {', '.join(created)}")
+        if config is not None and not args.no_promoter:
+            from promoter_cli.local_promoter import LocalPromoter
+
+            work_dir = args.data / PROMOTER_DATA_DIR if args.data is not None else None
+            promoter = LocalPromoter(local, config, work_dir, terminal)
+            promoter.start()
+            lines += promoter.ready_lines()
         lines.append("# Ctrl-C stops it.")
-        print("\n".join(lines), flush=True)
+        print(READY_LINE.format(endpoint=local.endpoint), file=terminal, flush=True)
+        print("\n".join(lines), file=terminal, flush=True)
         while not stop.wait(0.5):
             pass
     finally:
+        if promoter is not None:
+            promoter.stop()
         local.stop()
     return 0
-
-
-def _create_repositories(config_path: str | None, local: Any) -> list[str] | None:
-    """The repositories `--config` asks for, created; None (after saying why) when it is invalid."""
-    from promoter.exceptions import ConfigError
-
-    if config_path is None:
-        return []
-    try:
-        return create_configured_repositories(config_path, local.endpoint, local.region)
-    except ConfigError as exc:
-        print(f"promoter local: invalid configuration {config_path}: {exc}", file=sys.stderr)
-        return None
 
 
 def cmd_sample_image(args: argparse.Namespace) -> int:

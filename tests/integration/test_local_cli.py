@@ -133,7 +133,8 @@ def test_promoter_local_rate_option_throttles_that_operation():
 
 def test_promoter_local_prints_lines_to_paste_that_log_in_and_push(tmp_path: Path):
     """The printed environment, `skopeo login` and `skopeo copy` work as printed (placeholders
-    filled in), and `--config` created the configuration's repositories to push into."""
+    filled in), and `--config` created the configuration's repositories to push into; with
+    `--no-promoter` nothing else is wired (no queue, no promoter lines)."""
     import shlex
 
     from local_aws import images
@@ -143,7 +144,7 @@ def test_promoter_local_prints_lines_to_paste_that_log_in_and_push(tmp_path: Pat
         "rules:\n  - name: r\n    source: {repository: app-dev, tags: ['sha-*']}\n"
         "    targets: [{repository: app-staging}, {repository: 'rel/{repository}'}]\n"
     )
-    proc, line, _ = start("--config", str(config))
+    proc, line, _ = start("--config", str(config), "--no-promoter")
     try:
         assert line.startswith("local AWS ready at "), proc.stderr.read() if proc.stderr else ""
         printed = []
@@ -183,5 +184,13 @@ def test_promoter_local_prints_lines_to_paste_that_log_in_and_push(tmp_path: Pat
         assert held["imageDetails"][0]["imageDigest"] == image.digest
         names = sorted(r["repositoryName"] for r in ecr.describe_repositories()["repositories"])
         assert names == ["app-dev", "app-staging"]  # a templated target is not created
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name=env["AWS_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+        assert sqs.list_queues().get("QueueUrls", []) == []  # --no-promoter: no promoter queue
     finally:
         assert stop(proc) == 0

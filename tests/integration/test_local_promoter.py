@@ -1,0 +1,242 @@
+"""`promoter local --config` runs the promoter as the stack does, as a process: a `skopeo copy` into a
+source repository is promoted with nothing else run, a `promoter request` on the printed bus is
+answered, a dead-lettered event goes back through `promoter redrive` with the printed queues, each
+handled action prints its line, the history has the records, and SIGTERM still exits 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from local_aws import images
+
+pytestmark = pytest.mark.integration
+PROMOTER = [sys.executable, "-m", "promoter_cli.main"]
+# Bounds against a hang on a loaded machine, not measurements: each wait ends as soon as its
+# condition holds.
+START_TIMEOUT_SECONDS = 120
+PROMOTION_TIMEOUT_SECONDS = 120
+STOP_TIMEOUT_SECONDS = 30
+CONFIG = """\
+rules:
+  - name: dev-to-staging
+    source: {repository: app-dev, tags: ["sha-*"]}
+    targets: [{repository: app-staging}]
+  - name: to-prod
+    trigger: request
+    source: {repository: app-staging, tags: ["sha-*"]}
+    targets: [{repository: app-prod}]
+  - name: to-qa
+    trigger: request
+    source: {repository: app-staging, tags: ["sha-*"]}
+    targets: [{repository: app-qa}]
+"""
+
+
+class Terminal:
+    """What a `promoter local` process prints, line by line, read on a thread of its own so a test
+    can wait for a line with a bound."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self._reader = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._reader.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def until(self, pattern: str, timeout: float) -> str:
+        """The first line (from where the last wait stopped) that matches `pattern`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(
+                    f"no line matched {pattern!r} in {timeout} s; printed: {self.seen}"
+                ) from None
+            if line is None:
+                raise AssertionError(f"the process ended before printing {pattern!r}; printed: {self.seen}")
+            self.seen.append(line)
+            if re.search(pattern, line):
+                return line
+
+
+def pasted_environment(ready_block: list[str]) -> dict[str, str]:
+    """Every `export` line of the ready block, as a shell would take it."""
+    env: dict[str, str] = {}
+    for line in ready_block:
+        if line.startswith("export "):
+            env.update(word.split("=", 1) for word in shlex.split(line)[1:])
+    return env
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PROMOTER, *args], env=env, capture_output=True, text=True, timeout=START_TIMEOUT_SECONDS
+    )
+
+
+def holds(ecr, repository: str, tag: str) -> str | None:
+    try:
+        found = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])["imageDetails"]
+    except ecr.exceptions.ImageNotFoundException:
+        return None
+    return found[0]["imageDigest"]
+
+
+def wait_until_held(ecr, repository: str, tag: str, digest: str) -> None:
+    deadline = time.monotonic() + PROMOTION_TIMEOUT_SECONDS
+    while holds(ecr, repository, tag) != digest:
+        assert time.monotonic() < deadline, f"{repository}:{tag} never came to hold {digest}"
+        time.sleep(0.2)  # the poll interval; the condition, not the sleep, ends the wait
+
+
+def stop(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+@pytest.fixture
+def running(tmp_path: Path):
+    """`promoter local --port 0 --config X` started, its ready block read, the environment it
+    prints pasted (over a user's environment without AWS_* variables)."""
+    config = tmp_path / "promotion.yaml"
+    config.write_text(CONFIG)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = subprocess.Popen(
+        [*PROMOTER, "local", "--port", "0", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    terminal = Terminal(proc)
+    stopped = False
+    try:
+        terminal.until(r"^# Ctrl-C", START_TIMEOUT_SECONDS)
+        ready = list(terminal.seen)
+        env.update(pasted_environment(ready))
+        ecr = boto3.client(
+            "ecr",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name=env["AWS_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+        yield {"proc": proc, "terminal": terminal, "ready": ready, "env": env, "ecr": ecr, "tmp": tmp_path}
+        stopped = True
+        began = time.monotonic()
+        assert stop(proc) == 0, proc.stderr.read() if proc.stderr else ""
+        print(f"promoter local stopped {time.monotonic() - began:.2f} s after SIGTERM")
+    finally:
+        if not stopped:
+            stop(proc)
+
+
+def push(running, repository: str, tag: str) -> str:
+    """`skopeo login` as printed, then `skopeo copy` of a fresh image; returns its digest."""
+    image = images.multi_arch(attestations=False)
+    layout = running["tmp"] / f"img-{tag}"
+    images.write_oci_layout(layout, image, tag="build")
+    skopeo_env = dict(running["env"], REGISTRY_AUTH_FILE=str(running["tmp"] / "auth.json"))
+    (login,) = [line for line in running["ready"] if line.startswith("skopeo login ")]
+    host = running["env"]["AWS_ENDPOINT_URL"].split("//", 1)[1]
+    for command in (
+        shlex.split(login),
+        ["skopeo", "copy", "--all", "--dest-tls-verify=false", f"oci:{layout}:build",
+         f"docker://{host}/{repository}:{tag}"],
+    ):  # fmt: skip
+        done = subprocess.run(command, env=skopeo_env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, (command, done.stderr)
+    return image.digest
+
+
+def test_a_skopeo_push_is_promoted_by_promoter_local_itself_and_recorded(running):
+    ready = "\n".join(running["ready"])
+    assert "promoter.handler.handle_queue" in ready
+    assert "dev-to-staging: app-dev:sha-* -> app-staging:{tag}" in ready
+    digest = push(running, "app-dev", "sha-1")
+
+    wait_until_held(running["ecr"], "app-staging", "sha-1", digest)
+    line = running["terminal"].until(r"promoted app-staging:sha-1 ", PROMOTION_TIMEOUT_SECONDS)
+    expected = (
+        rf"\d\d:\d\d:\d\d promoted app-staging:sha-1 {digest[:19]} dev-to-staging \(push app-dev:sha-1\)"
+    )
+    assert re.fullmatch(expected, line), line
+    history = cli(running["env"], "history", "--repository", "app-staging", "--json")
+    assert history.returncode == 0, history.stderr
+    (record,) = json.loads(history.stdout)
+    assert (record["outcome"], record["trigger"], record["digest"]) == ("promoted", "push", digest)
+
+
+def test_a_request_on_the_printed_bus_is_answered_by_promoter_local(running):
+    digest = push(running, "app-dev", "sha-2")
+    wait_until_held(running["ecr"], "app-staging", "sha-2", digest)
+
+    requested = cli(
+        running["env"], "request", "--repository", "app-staging", "--tag", "sha-2", "--rule", "to-prod"
+    )
+    assert requested.returncode == 0, requested.stderr
+    wait_until_held(running["ecr"], "app-prod", "sha-2", digest)
+    expected = rf"promoted app-prod:sha-2 {digest[:19]} to-prod \(request app-staging:sha-2\)"
+    running["terminal"].until(expected, PROMOTION_TIMEOUT_SECONDS)
+    assert holds(running["ecr"], "app-qa", "sha-2") is None  # the request named its rule
+    history = cli(running["env"], "history", "--repository", "app-prod", "--json")
+    (record,) = json.loads(history.stdout)
+    assert (record["outcome"], record["trigger"], record["digest"]) == ("promoted", "request", digest)
+
+
+def test_a_dead_lettered_event_goes_back_through_redrive_with_the_printed_queues(running):
+    digest = push(running, "app-dev", "sha-3")
+    wait_until_held(running["ecr"], "app-staging", "sha-3", digest)
+    event = cli(running["env"], "event", "request", "app-staging:sha-3", "--rule", "to-qa")
+    assert event.returncode == 0, event.stderr
+    env = running["env"]
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    # As the queue leaves it after maxReceiveCount failed receives: the event, in its DLQ.
+    sqs.send_message(QueueUrl=env["PROMOTER_DEAD_LETTER_QUEUE_URL"], MessageBody=event.stdout)
+
+    redriven = cli(env, "redrive", "--json")
+    assert redriven.returncode == 0, redriven.stderr
+    moved = {q["queue"]: q["moved"] for q in json.loads(redriven.stdout)["queues"]}
+    assert moved == {"delivery": 0, "processing": 1}
+    wait_until_held(running["ecr"], "app-qa", "sha-3", digest)
+    running["terminal"].until(rf"promoted app-qa:sha-3 {digest[:19]} to-qa", PROMOTION_TIMEOUT_SECONDS)
+
+
+def test_the_local_route_keeps_the_stacks_retry_settings():
+    """The local promoter's numbers that stand for the stack's are the stack's."""
+    from infra import construct
+    from local_aws import stack_route
+    from promoter_cli import local_promoter
+
+    assert local_promoter.MAX_RECEIVE_COUNT == construct.MAX_RECEIVE_COUNT
+    assert stack_route.TARGET_RETRY_ATTEMPTS == construct.TARGET_RETRY_ATTEMPTS
+    assert construct.TARGET_MAX_EVENT_AGE.to_seconds() == stack_route.TARGET_MAX_EVENT_AGE_SECONDS
