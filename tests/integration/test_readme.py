@@ -1,17 +1,21 @@
-"""The README's command line is true: its "Your first promotion" block and every example of its
+"""The README's command line is true: its "Your first promotion" blocks and every example of its
 command table run as written (`./dev promoter` and `promoter` through this checkout's CLI) against
-`promoter local`, with only the endpoint it prints; the exit codes are the ones the README gives;
+`promoter local`, with only what it prints pasted; the lines it says the first terminal shows do
+appear there (the push promoted with no `handle`); the exit codes are the ones the README gives;
 the commands it says take `--config` do, and no other; its Mermaid graph is `promoter graph`'s."""
 
 from __future__ import annotations
 
 import os
+import queue
 import re
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +28,11 @@ README = REPO_ROOT / "README.md"
 SAMPLE_CONFIG = REPO_ROOT / "promotion.yaml"
 README_PORT = "4566"  # the port the README's examples use; the tests serve on a free one
 COMMAND_TIMEOUT_SECONDS = 300  # the demo included; a bound against a hang, not a measurement
+# How long a line the README shows in the first terminal may take to appear there: a bound against
+# a hang on a loaded machine (the wait ends when the line appears), not a measurement.
+TERMINAL_LINE_TIMEOUT_SECONDS = 120
+# In the README's terminal lines, what differs from run to run: the time and the image's digest.
+VARYING = re.compile(r"^\d\d:\d\d:\d\d|sha256:[0-9a-f]{12}")
 
 
 def section(title: str) -> str:
@@ -35,6 +44,51 @@ def section(title: str) -> str:
 
 def code_blocks(text: str, language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+
+
+def blocks_in_order(text: str) -> list[tuple[str, str]]:
+    """The `sh` and `text` blocks, (language, body), in the order they appear."""
+    return re.findall(r"```(sh|text)\n(.*?)```", text, flags=re.DOTALL)
+
+
+def line_pattern(shown: str) -> re.Pattern[str]:
+    """A line the README shows, as a pattern: its time and its digest stand for any."""
+    parts, last = [], 0
+    for match in VARYING.finditer(shown):
+        parts.append(re.escape(shown[last : match.start()]))
+        parts.append(r"\d\d:\d\d:\d\d" if ":" in match[0][:3] else r"sha256:[0-9a-f]{12}")
+        last = match.end()
+    parts.append(re.escape(shown[last:]))
+    return re.compile("".join(parts))
+
+
+class Terminal:
+    """The lines a `promoter local` process prints, read on a thread so a wait has a bound."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def until(self, pattern: re.Pattern[str], timeout: float) -> str:
+        """The next line that matches, reading on from the last match; AssertionError at the bound."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line like {pattern.pattern!r}; printed: {self.seen}") from None
+            if line is None:
+                raise AssertionError(f"promoter local ended before {pattern.pattern!r}; printed: {self.seen}")
+            self.seen.append(line)
+            if pattern.fullmatch(line):
+                return line
 
 
 def commands_of(block: str) -> list[str]:
@@ -116,7 +170,7 @@ class Cli:
             timeout=COMMAND_TIMEOUT_SECONDS,
         )
 
-    def serve(self, text: str, cwd: Path) -> tuple[subprocess.Popen[str], list[str]]:
+    def serve(self, text: str, cwd: Path) -> tuple[subprocess.Popen[str], Terminal]:
         """Starts a `promoter local` line (on a free port) and reads what it prints up to Ctrl-C."""
         args = shlex.split(self.line(text).replace(f"--port {README_PORT}", "--port 0"))
         assert args[:2] == ["promoter", "local"], text
@@ -130,13 +184,13 @@ class Cli:
             stderr=subprocess.PIPE,
             text=True,
         )
-        printed: list[str] = []
-        while proc.stdout is not None and not (printed and printed[-1].startswith("# Ctrl-C")):
-            line = proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"{text} ended early: {proc.stderr.read() if proc.stderr else ''}")
-            printed.append(line.rstrip("\n"))
-        return proc, printed
+        terminal = Terminal(proc)
+        try:
+            terminal.until(re.compile(r"# Ctrl-C.*"), COMMAND_TIMEOUT_SECONDS)
+        except AssertionError:
+            proc.kill()
+            raise AssertionError(f"{text}: {proc.stderr.read() if proc.stderr else ''}") from None
+        return proc, terminal
 
 
 def stop(proc: subprocess.Popen[str]) -> int:
@@ -149,27 +203,38 @@ def stop(proc: subprocess.Popen[str]) -> int:
 
 
 def test_the_first_promotion_and_every_command_example_run_as_the_readme_says(tmp_path: Path):
-    (server_block, steps_block) = code_blocks(section("Your first promotion"), "sh")[:2]
-    (serve_line,) = commands_of(server_block)
+    (server, *steps) = blocks_in_order(section("Your first promotion"))
+    assert server[0] == "sh"
+    (serve_line,) = commands_of(server[1])
+    commands = [c for language, body in steps if language == "sh" for c in commands_of(body)]
+    assert not any(re.search(r"promoter (handle|event|reconcile)\b", c) for c in commands), (
+        "the first promotion is promoted by promoter local itself, with no event handed over"
+    )
     cli = Cli(tmp_path)
     first = tmp_path / "first"
     first.mkdir()
     shutil.copy(SAMPLE_CONFIG, first / "promotion.yaml")
-    proc, printed = cli.serve(serve_line, first)
+    proc, terminal = cli.serve(serve_line, first)
     try:
-        # "paste both into a second terminal"
-        (export,) = [p for p in printed if p.startswith("export ")]
-        pasted = dict(w.split("=", 1) for w in shlex.split(export)[1:])
+        # "paste all three into a second terminal"
+        exports = [p for p in terminal.seen if p.startswith("export ")]
+        assert len(exports) == 2, terminal.seen
+        pasted = dict(w.split("=", 1) for export in exports for w in shlex.split(export)[1:])
         cli.env.update(pasted)
         endpoint = pasted["AWS_ENDPOINT_URL"]
         cli.host = endpoint.split("//", 1)[1]
-        (login,) = [p for p in printed if p.startswith("skopeo login ")]
+        (login,) = [p for p in terminal.seen if p.startswith("skopeo login ")]
         logged_in = cli.run(login, first)
         assert logged_in.returncode == 0, logged_in.stderr
-        for step in commands_of(steps_block):
-            done = cli.run(step, first)
-            assert done.returncode == 0, (step, done.stdout, done.stderr)
-            assert "Traceback" not in done.stderr and "Warning" not in done.stderr, (step, done.stderr)
+        for language, body in steps:
+            if language == "text":  # what the first terminal shows: wait until it does
+                for shown in body.splitlines():
+                    terminal.until(line_pattern(shown), TERMINAL_LINE_TIMEOUT_SECONDS)
+                continue
+            for step in commands_of(body):
+                done = cli.run(step, first)
+                assert done.returncode == 0, (step, done.stdout, done.stderr)
+                assert "Traceback" not in done.stderr and "Warning" not in done.stderr, (step, done.stderr)
         status = cli.run("promoter status --json", first)
         assert '"state": "in-sync"' in status.stdout and '"state": "missing"' not in status.stdout
 
