@@ -29,6 +29,7 @@ from promoter.model.patterns import (
     REGEX_PREFIX,
     REPOSITORY_GLOB_CHARS,
     TAG_GLOB_CHARS,
+    WILDCARDS,
     NamePattern,
     can_match_semver,
     check_pattern,
@@ -887,8 +888,31 @@ def _feeds(producer: Rule, consumer: Rule) -> bool:
 
 def _refuse_cycles(config: PromotionConfig) -> None:
     """Refuses rules whose targets feed back into their own source chain (self-loops included)."""
+    # Only push rules can be fed, and a target with an exact name only feeds rules whose source
+    # could be that name: an index keeps a configuration of a thousand rules from costing a
+    # million comparisons.
+    by_exact_source: dict[str, list[Rule]] = {}
+    patterned: list[Rule] = []
+    for rule in config.rules_for(TRIGGER_PUSH):
+        if rule.source.repository_pattern.is_exact:
+            by_exact_source.setdefault(rule.source.repository, []).append(rule)
+        else:
+            patterned.append(rule)
+
+    def could_feed(producer: Rule) -> list[Rule]:
+        globs = {
+            template_to_glob(t.repository, producer.source.repository_glob, "*")
+            for t in producer.targets
+            if t.registry is None
+        }
+        if any(WILDCARDS.intersection(glob) for glob in globs):
+            return [*patterned, *(r for rules in by_exact_source.values() for r in rules)]
+        return [*patterned, *(r for glob in sorted(globs) for r in by_exact_source.get(glob, ()))]
+
+    order = {rule.name: index for index, rule in enumerate(config.rules)}
     edges = {
-        rule.name: [other.name for other in config.rules if _feeds(rule, other)] for rule in config.rules
+        rule.name: sorted((other.name for other in could_feed(rule) if _feeds(rule, other)), key=order.get)
+        for rule in config.rules
     }
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
     path: list[str] = []
@@ -998,8 +1022,22 @@ def _refuse_shared_target_tags(config: PromotionConfig) -> None:
     of one target may coincide (`{tag}` and `latest` for a push of `latest`): one plan writes
     them once."""
     writes = _tag_writes(config)
+    # Writes to an exactly named repository are compared with the writes to that name and with the
+    # patterned ones only (an index: a thousand rules must not cost a million comparisons).
+    by_exact: dict[tuple[tuple[str | None, str | None], str], list[int]] = {}
+    patterned: list[int] = []
+    for index, write in enumerate(writes):
+        if WILDCARDS.intersection(write.repository_glob):
+            patterned.append(index)
+        else:
+            by_exact.setdefault((write.registry, write.repository_glob), []).append(index)
     for later_index, later in enumerate(writes):
-        for earlier in writes[:later_index]:
+        if WILDCARDS.intersection(later.repository_glob):
+            candidates = range(later_index)
+        else:
+            same_name = by_exact.get((later.registry, later.repository_glob), [])
+            candidates = sorted(i for i in (*same_name, *patterned) if i < later_index)
+        for earlier in (writes[i] for i in candidates):
             same_target = (
                 earlier.rule == later.rule and earlier.field.split(".")[0] == later.field.split(".")[0]
             )

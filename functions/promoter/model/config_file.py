@@ -23,6 +23,9 @@ from promoter.exceptions import ConfigError
 
 # Far above any real rule set (a rule takes ~10 lines), far below what hurts a CLI or a synth.
 MAX_CONFIG_BYTES = 1024 * 1024
+# A JSON configuration is usually the staged form of a YAML one (indented, defaults written out:
+# a few times larger); it must load in the Lambda whenever its YAML passed validation.
+MAX_JSON_CONFIG_BYTES = 8 * MAX_CONFIG_BYTES
 MAX_CONFIG_DEPTH = 20
 MAX_CONFIG_NODES = 100_000
 
@@ -49,9 +52,10 @@ def read_config_data(path: Path) -> object:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror or exc}", path=where) from exc
-    if len(raw) > MAX_CONFIG_BYTES:
+    limit = MAX_JSON_CONFIG_BYTES if path.suffix == ".json" else MAX_CONFIG_BYTES
+    if len(raw) > limit:
         raise ConfigError(
-            f"the file is {len(raw)} bytes, over the {MAX_CONFIG_BYTES} a configuration may have", path=where
+            f"the file is {len(raw)} bytes, over the {limit} a configuration may have", path=where
         )
     try:
         text = raw.decode("utf-8")
