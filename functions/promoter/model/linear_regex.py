@@ -34,7 +34,7 @@ _CHAR, _SPLIT, _JMP, _SAVE, _ASSERT, _MATCH = range(6)
 _AT_START, _AT_END, _AT_END_OR_BEFORE_NEWLINE = 1, 2, 4
 # Upper bound on instructions: a counted repeat such as `a{1000}` is expanded, and the cost of a
 # new automaton state is proportional to the program's size.
-MAX_PROGRAM_SIZE = 500
+MAX_PROGRAM_SIZE = 256
 # Cached automaton transitions per pattern before the cache starts over (memory bound).
 _MAX_CACHED_TRANSITIONS = 20000
 
