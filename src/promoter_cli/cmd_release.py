@@ -57,6 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     request.add_argument("--digest", metavar="D", help="image digest (sha256:...): the image that was tested")
     request.add_argument("--rule", metavar="NAME", help="only this request rule (default: every match)")
+    request.add_argument(
+        "--rule-source",
+        action="store_true",
+        help="post on the rule's own source (<source>.rule.<NAME>): how a rule with requesters: is "
+        "requested (the bus lets only its requesters post it); needs --rule",
+    )
     request.add_argument("--reason", default="", metavar="TEXT", help="why (kept in the history)")
     request.add_argument("--requested-by", default=None, metavar="WHO", help="default: CI actor or user@host")
     request.add_argument(
@@ -110,6 +116,8 @@ def cmd_request(args: argparse.Namespace) -> int:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
+    if args.rule_source and not args.rule:
+        return _bad_input("--rule-source needs --rule NAME: the source names the rule")
     if not is_valid_repository(args.repository):
         return _bad_input(f"{args.repository!r} is not a valid repository name")
     if args.tag is None and args.digest is None:
@@ -147,7 +155,9 @@ def cmd_request(args: argparse.Namespace) -> int:
         )
     entry = {
         "EventBusName": bus,
-        "Source": settings.request_event_source(),
+        "Source": settings.rule_request_source(args.rule)
+        if args.rule_source
+        else settings.request_event_source(),
         "DetailType": settings.REQUEST_DETAIL_TYPE,
         "Detail": json.dumps(detail),
     }

@@ -181,3 +181,26 @@ def test_the_shared_source_reaches_only_the_rules_without_requesters(routed, ecr
     assert _tag_digest(ecr, routed["prod"], "v1.0.0") is None
     # moto routes within put_events: a third event would be in the queue already.
     assert routed["sqs"].receive_message(QueueUrl=routed["queue"]).get("Messages", []) == []
+
+
+def test_promoter_request_with_rule_source_posts_on_the_rules_own_source(routed, ecr):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "promoter_cli.main", "request", "--repository", routed["source"]]
+    command += ["--tag", "v1.0.0", "--rule", "to-prod", "--rule-source", "--bus", routed["bus"]]
+    posted = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert posted.returncode == 0, posted.stderr
+    (record,) = _receive(routed, 1)
+    assert json.loads(record["body"])["source"] == settings.rule_request_source("to-prod")
+
+    assert handler.handle_queue({"Records": [record]}, _Context()) == {"batchItemFailures": []}
+    assert _tag_digest(ecr, routed["prod"], "v1.0.0") == routed["image"].digest
+
+    without_rule = subprocess.run(
+        [*command[: command.index("--rule")], "--rule-source", "--bus", routed["bus"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert without_rule.returncode == 2 and "--rule-source needs --rule" in without_rule.stderr
