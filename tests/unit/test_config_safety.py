@@ -379,3 +379,9 @@ def test_a_json_configuration_loads_without_pyyaml(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "r"
+
+
+def test_a_glob_too_large_for_the_automaton_is_refused_at_validation_not_at_match_time():
+    glob = "v" + "*x" * MAX_PROGRAM_SIZE
+    error = refused({"rules": [rule(source={"repository": "app-dev", "tags": [glob]})]})
+    assert error.field == "source.tags[0]" and "too large" in error.reason

@@ -24,7 +24,7 @@ from typing import Any
 
 from promoter.exceptions import ConfigError, TemplateError
 from promoter.model.config_file import line_of, read_config_data
-from promoter.model.linear_regex import LinearRegex
+from promoter.model.linear_regex import LinearRegex, UnsupportedRegexError
 from promoter.model.patterns import (
     REGEX_PREFIX,
     REPOSITORY_GLOB_CHARS,
@@ -1009,9 +1009,13 @@ def _can_write_same_tag(a: _TagWrite, b: _TagWrite) -> bool:
         return False
     # `latest` against `{major}.{minor}`: the globs (`*.*`) say maybe, the numbers say never.
     for literal, other in ((a, b), (b, a)):
-        if "{" not in literal.template and not LinearRegex(_template_regex(other.template)).matches(
-            literal.template
-        ):
+        if "{" in literal.template:
+            continue
+        try:
+            renderings = LinearRegex(_template_regex(other.template))
+        except UnsupportedRegexError:
+            continue  # a template too long for the automaton: the globs' "maybe" stands
+        if not renderings.matches(literal.template):
             return False
     return True
 

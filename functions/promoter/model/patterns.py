@@ -99,6 +99,10 @@ def check_pattern(text: object, allowed: frozenset[str], what: str) -> NamePatte
             f"bad glob {text!r}: character(s) {''.join(bad)!r} not allowed in a {what} "
             "(the only wildcards are '*' and '?'; use 're:<regex>' for more)"
         )
+    try:
+        LinearRegex(glob_to_regex(text))  # a glob runs on the same automaton, with the same bound
+    except UnsupportedRegexError as exc:
+        raise ValueError(f"bad glob {text!r}: {exc}") from exc
     return pattern
 
 
