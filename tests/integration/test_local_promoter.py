@@ -240,3 +240,51 @@ def test_the_local_route_keeps_the_stacks_retry_settings():
     assert local_promoter.MAX_RECEIVE_COUNT == construct.MAX_RECEIVE_COUNT
     assert stack_route.TARGET_RETRY_ATTEMPTS == construct.TARGET_RETRY_ATTEMPTS
     assert construct.TARGET_MAX_EVENT_AGE.to_seconds() == stack_route.TARGET_MAX_EVENT_AGE_SECONDS
+
+
+def test_the_stack_route_puts_requests_on_the_promotion_bus_and_wires_no_push_rule_without_push_rules(
+    aws_env, unique_name
+):
+    """As infra/construct.py: no push rule when no rule fires on push; the request rule on the
+    promotion bus with the stack's pattern; the target dead-letters to the delivery DLQ."""
+    from infra.event_patterns import request_event_pattern
+    from local_aws.stack_route import queue_arn, route_stack
+    from promoter.model.config import parse_config
+
+    config = parse_config(
+        {
+            "rules": [
+                {
+                    "name": "to-prod",
+                    "trigger": "request",
+                    "source": {"repository": "app-staging", "tags": ["v*"]},
+                    "targets": [{"repository": "app-prod"}],
+                }
+            ]
+        }
+    )
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    name = unique_name("route").replace("/", "-")
+    route = route_stack(
+        sqs,
+        events,
+        config,
+        account=aws_env.account,
+        queue_name=name,
+        event_bus=f"{name}-bus",
+        visibility_timeout_seconds=30,
+        max_receive_count=5,
+    )
+    assert route.push_rule is None
+    assert events.list_rules(NamePrefix=name)["Rules"] == []  # nothing on the default bus
+    (rule,) = events.list_rules(NamePrefix=name, EventBusName=route.event_bus)["Rules"]
+    assert json.loads(rule["EventPattern"]) == request_event_pattern()
+    (target,) = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=route.event_bus)["Targets"]
+    assert target["Arn"] == queue_arn(sqs, route.queue_url)
+    assert target["DeadLetterConfig"]["Arn"] == queue_arn(sqs, route.delivery_dlq_url)
+    redrive = json.loads(
+        sqs.get_queue_attributes(QueueUrl=route.queue_url, AttributeNames=["RedrivePolicy"])["Attributes"][
+            "RedrivePolicy"
+        ]
+    )
+    assert redrive == {"deadLetterTargetArn": queue_arn(sqs, route.dlq_url), "maxReceiveCount": 5}
