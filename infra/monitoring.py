@@ -16,7 +16,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from promoter import settings
-from promoter.metrics import UNEXPECTED_ERROR_METRIC
+from promoter.metrics import HISTORY_WRITE_FAILURES_METRIC, UNEXPECTED_ERROR_METRIC
 
 ALARM_PERIOD = Duration.minutes(5)
 DASHBOARD_PERIOD = Duration.minutes(5)
@@ -71,15 +71,20 @@ def notification_topic(scope: Construct, emails: Sequence[str]) -> sns.Topic:
 FUNCTION_METRIC_DIMENSIONS = {"service": settings.SERVICE_NAME}
 
 
-def unexpected_errors_metric(period: Duration = ALARM_PERIOD) -> cloudwatch.Metric:
-    """`UnexpectedErrors` as both handlers emit it: an exception no known outcome names."""
+def function_metric(name: str, period: Duration = ALARM_PERIOD) -> cloudwatch.Metric:
+    """A metric as both handlers emit it (EMF: the functions' namespace, dimension `service`)."""
     return cloudwatch.Metric(
         namespace=settings.METRICS_NAMESPACE,
-        metric_name=UNEXPECTED_ERROR_METRIC,
+        metric_name=name,
         dimensions_map=FUNCTION_METRIC_DIMENSIONS,
         statistic="Sum",
         period=period,
     )
+
+
+def unexpected_errors_metric(period: Duration = ALARM_PERIOD) -> cloudwatch.Metric:
+    """`UnexpectedErrors` as both handlers emit it: an exception no known outcome names."""
+    return function_metric(UNEXPECTED_ERROR_METRIC, period)
 
 
 def _alarm(
@@ -149,6 +154,16 @@ def add_monitoring(
     alarms.append(
         _alarm(
             scope,
+            "HistoryWriteFailuresAlarm",
+            function_metric(HISTORY_WRITE_FAILURES_METRIC),
+            "Promotions ran but their audit record was not written to the history table (logged at "
+            "ERROR): the registry holds them, the history does not",
+            topic,
+        )
+    )
+    alarms.append(
+        _alarm(
+            scope,
             "FunctionThrottlesAlarm",
             function.metric_throttles(period=ALARM_PERIOD, statistic="Sum"),
             "The promoter function was throttled: promotions are delayed",
@@ -164,6 +179,7 @@ def add_monitoring(
                 function.metric_errors(period=DASHBOARD_PERIOD, statistic="Sum"),
                 function.metric_throttles(period=DASHBOARD_PERIOD, statistic="Sum"),
                 unexpected_errors_metric(DASHBOARD_PERIOD),
+                function_metric(HISTORY_WRITE_FAILURES_METRIC, DASHBOARD_PERIOD),
             ],
         ),
         cloudwatch.GraphWidget(

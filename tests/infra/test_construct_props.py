@@ -125,7 +125,7 @@ def test_given_event_bus_and_alarm_topic_are_used_instead_of_new_ones(test_confi
     template = Template.from_stack(stack)
     template.resource_count_is("AWS::Events::EventBus", 0)
     alarms = [r for r in template.to_json()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
-    assert len(alarms) == 5
+    assert len(alarms) == 6
     for alarm in alarms:
         (action,) = alarm["Properties"]["AlarmActions"]
         assert "Fn::ImportValue" in action  # the topic from the other stack

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from aws_cdk import aws_logs as logs
 from aws_cdk.assertions import Match
 
@@ -46,7 +47,7 @@ def test_stack_has_exactly_the_expected_resources(synthesized):
         "AWS::IAM::Policy": 2,
         "AWS::Lambda::Permission": 1,  # the schedule may invoke the reconciliation
         "AWS::Logs::LogGroup": 2,
-        "AWS::CloudWatch::Alarm": 5,
+        "AWS::CloudWatch::Alarm": 6,
         "AWS::CloudWatch::Dashboard": 1,
     }
     for cfn_type, count in counts.items():
@@ -236,6 +237,7 @@ def test_alarms_watch_both_dead_letter_queues_errors_throttles_and_unexpected_er
         ("AWS/Lambda", "Throttles"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        (settings.METRICS_NAMESPACE, "HistoryWriteFailures"),
         (settings.METRICS_NAMESPACE, "UnexpectedErrors"),
     ]
     for alarm in synthesized.resources("AWS::CloudWatch::Alarm").values():
@@ -245,11 +247,12 @@ def test_alarms_watch_both_dead_letter_queues_errors_throttles_and_unexpected_er
         assert props["TreatMissingData"] == "notBreaching"
 
 
-def test_unexpected_errors_alarm_watches_the_metric_both_handlers_emit(synthesized):
+@pytest.mark.parametrize("metric", ["UnexpectedErrors", "HistoryWriteFailures"])
+def test_unexpected_errors_and_lost_audit_alarms_watch_the_metric_both_handlers_emit(synthesized, metric):
     (alarm,) = [
         a["Properties"]
         for a in synthesized.resources("AWS::CloudWatch::Alarm").values()
-        if a["Properties"]["MetricName"] == "UnexpectedErrors"
+        if a["Properties"]["MetricName"] == metric
     ]
     # Powertools' EMF: the functions' namespace, dimension `service` (tests/integration checks the
     # handlers emit exactly this); one error in five minutes is enough.
@@ -257,7 +260,7 @@ def test_unexpected_errors_alarm_watches_the_metric_both_handlers_emit(synthesiz
     assert alarm["Dimensions"] == [{"Name": "service", "Value": settings.SERVICE_NAME}]
     assert alarm["Statistic"] == "Sum" and alarm["Period"] == 300 and alarm["Threshold"] == 0
     body = str(synthesized.only("AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
-    assert "UnexpectedErrors" in body
+    assert metric in body
 
 
 def test_dead_letter_queue_alarms_watch_the_dead_letter_queues(synthesized):
