@@ -11,7 +11,7 @@ from typing import Any
 
 from infra.event_patterns import push_event_pattern, request_event_pattern
 from promoter import settings
-from promoter.model.config import PromotionConfig
+from promoter.model.config import TRIGGER_PUSH, TRIGGER_REQUEST, PromotionConfig
 
 # The local names of what the stack creates under generated names: its queue (the dead-letter
 # queues are `<queue>-dlq` and `<queue>-delivery-dlq`) and its promotion bus.
@@ -58,7 +58,7 @@ def route_pushes(
     """Creates `<queue_name>-dlq`, the queue (redrive after `max_receive_count` receives) and the
     rule for the push rules' source repositories."""
     queue_url, dlq_url = _queue_with_dlq(sqs, queue_name, visibility_timeout_seconds, max_receive_count)
-    pattern = push_event_pattern(r.source.repository_glob for r in config.rules_for("push"))
+    pattern = push_event_pattern(r.source.repository_glob for r in config.rules_for(TRIGGER_PUSH))
     events.put_rule(Name=queue_name, EventPattern=json.dumps(pattern), State="ENABLED")
     events.put_targets(Rule=queue_name, Targets=[{"Id": "queue", "Arn": queue_arn(sqs, queue_url)}])
     return PushRoute(queue_url, dlq_url, queue_name)
@@ -93,7 +93,7 @@ def route_stack(
         },
     }
     push_rule = None
-    push_rules = config.rules_for("push")
+    push_rules = config.rules_for(TRIGGER_PUSH)
     if push_rules:
         push_rule = f"{queue_name}-pushes"
         pattern = push_event_pattern((r.source.repository_glob for r in push_rules), account)
@@ -104,7 +104,7 @@ def route_stack(
         if event_bus not in known:
             events.create_event_bus(Name=event_bus)
     request_rule = f"{queue_name}-requests"
-    with_requesters = (r.name for r in config.rules_for("request") if r.requesters)
+    with_requesters = (r.name for r in config.rules_for(TRIGGER_REQUEST) if r.requesters)
     pattern = request_event_pattern(request_source, with_requesters)
     events.put_rule(
         Name=request_rule, EventBusName=event_bus, EventPattern=json.dumps(pattern), State="ENABLED"

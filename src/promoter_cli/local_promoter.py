@@ -26,16 +26,20 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from promoter import settings
-from promoter.model.config import TRIGGER_PUSH, TRIGGER_REQUEST, PromotionConfig
+from promoter.model.config import TRIGGER_PUSH, TRIGGER_REQUEST, PromotionConfig, Rule
 from promoter_cli.output import action_row, qualified, short_digest
 from promoter_cli.resources import (
     DEAD_LETTER_QUEUE_URL_ENV,
     DELIVERY_DEAD_LETTER_QUEUE_URL_ENV,
     QUEUE_URL_ENV,
 )
+
+if TYPE_CHECKING:
+    from local_aws import LocalAws
+    from local_aws.event_source_mapping import Invocation
 
 HANDLER_NAME = "promoter.handler.handle_queue"
 LOG_FILE = "promoter.log"
@@ -59,7 +63,9 @@ class LocalPromoter:
     (each ends by the function timeout) and closes the log. Terminal lines go to `terminal`.
     """
 
-    def __init__(self, local: Any, config: PromotionConfig, work_dir: Path | None, terminal: TextIO) -> None:
+    def __init__(
+        self, local: LocalAws, config: PromotionConfig, work_dir: Path | None, terminal: TextIO
+    ) -> None:
         from local_aws.event_source_mapping import DEFAULT_TIMEOUT_SECONDS
 
         self.local = local
@@ -234,7 +240,7 @@ class LocalPromoter:
         return handler.handle_queue
 
 
-def rule_summary(rule: Any) -> str:
+def rule_summary(rule: Rule) -> str:
     """`dev-to-staging: app-dev:sha-* -> app-staging:{tag}` (targets in another registry qualified)."""
     targets = []
     for target in rule.targets:
@@ -278,7 +284,7 @@ class TerminalReporter(logging.Handler):
             elif record.levelno >= logging.ERROR:
                 error = getattr(record, "error", None)
                 self.promoter.say(f"ERROR {message}" + (f": {error}" if error else ""))
-        except Exception:  # a reporting bug must not fail the invocation; logging's own report
+        except Exception:  # a reporting bug must not fail the invocation: logging reports it on stderr
             self.handleError(record)
 
     def _event_handled(self, result: Mapping[str, Any]) -> None:
@@ -290,7 +296,7 @@ class TerminalReporter(logging.Handler):
         for action in result.get("results") or ():
             self.promoter.say(action_line(action, self.triggers.get(action["rule"], "?")))
 
-    def invocation_ended(self, event: dict[str, Any], invocation: Any) -> None:
+    def invocation_ended(self, event: dict[str, Any], invocation: Invocation) -> None:
         """The event source mapping's verdict: say what goes back to the queue, and why."""
         back = (
             f"back in the queue for {self.promoter.visibility_timeout_seconds} s, then delivered again "

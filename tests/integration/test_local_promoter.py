@@ -231,6 +231,33 @@ def test_a_dead_lettered_event_goes_back_through_redrive_with_the_printed_queues
     running["terminal"].until(rf"promoted app-qa:sha-3 {digest[:19]} to-qa", PROMOTION_TIMEOUT_SECONDS)
 
 
+def test_what_the_handler_cannot_promote_is_said_on_the_terminal(running):
+    """A request for an image that does not exist prints its error; a message that is no event
+    prints the handler's error and that it goes back to the queue (on its way to the DLQ)."""
+    env = running["env"]
+    requested = cli(
+        env, "request", "--repository", "app-staging", "--tag", "sha-missing", "--rule", "to-prod"
+    )
+    assert requested.returncode == 0, requested.stderr
+    running["terminal"].until(
+        r"\d\d:\d\d:\d\d error \(event [0-9a-f-]+\): requested image app-staging:sha-missing does not exist",
+        PROMOTION_TIMEOUT_SECONDS,
+    )
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    sqs.send_message(QueueUrl=env["PROMOTER_QUEUE_URL"], MessageBody="not an event")
+    running["terminal"].until(r".* ERROR not an EventBridge event: .*not JSON.*", PROMOTION_TIMEOUT_SECONDS)
+    running["terminal"].until(
+        r".* 1 of 1 message\(s\) back in the queue for 65 s, .*after 5 receives: the dead-letter queue.*",
+        PROMOTION_TIMEOUT_SECONDS,
+    )
+
+
 def test_the_local_route_keeps_the_stacks_retry_settings():
     """The local promoter's numbers that stand for the stack's are the stack's."""
     from infra import construct
