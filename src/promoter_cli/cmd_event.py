@@ -41,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     request = kinds.add_parser("request", help="an 'Image Promotion Requested' event")
     request.add_argument("image", metavar="REPO:TAG|REPO@DIGEST")
     request.add_argument("--rule", metavar="R", help="only this request rule (default: every match)")
+    request.add_argument(
+        "--rule-source",
+        action="store_true",
+        help="the rule's own source (<source>.rule.<R>), for a rule with requesters:; needs --rule",
+    )
     request.add_argument("--reason", default="", metavar="TEXT", help="why (kept in the history)")
     request.add_argument("--requested-by", default=None, metavar="WHO", help="default: CI actor or user@host")
     request.set_defaults(func=cmd_event_request)
@@ -93,6 +98,8 @@ def cmd_event_push(args: argparse.Namespace) -> int:
 
 
 def cmd_event_request(args: argparse.Namespace) -> int:
+    if args.rule_source and not args.rule:
+        return _fail(EXIT_BAD_INPUT, "--rule-source needs --rule R: the source names the rule")
     try:
         repository, tag, digest = parse_image(args.image)
     except ValueError as exc:
@@ -106,7 +113,8 @@ def cmd_event_request(args: argparse.Namespace) -> int:
     detail["image-digest" if digest else "image-tag"] = digest or tag
     if args.rule:
         detail["rule"] = args.rule
-    print_json(envelope(settings.REQUEST_DETAIL_TYPE, settings.request_event_source(), detail))
+    source = settings.rule_request_source(args.rule) if args.rule_source else settings.request_event_source()
+    print_json(envelope(settings.REQUEST_DETAIL_TYPE, source, detail))
     return EXIT_OK
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from local_aws import images as im
+from promoter import settings
 
 pytestmark = pytest.mark.integration
 
@@ -183,3 +184,28 @@ def test_event_request_is_handled_by_the_request_rule(pushed, ecr, tmp_path):
     ]
     held = ecr.describe_images(repositoryName=source, imageIds=[{"imageTag": "released-sha-1"}])
     assert held["imageDetails"][0]["imageDigest"] == image.digest
+
+
+def test_event_request_on_the_rules_own_source_reaches_a_rule_with_requesters(pushed, ecr, tmp_path):
+    """A rule naming `requesters:` is requested on its own source only; the event command prints
+    that source with --rule-source, and the shared source is refused for such a rule."""
+    source, target, image, _ = pushed
+    config = tmp_path / "requesters.yaml"
+    config.write_text(
+        f"rules:\n  - name: release\n    trigger: request\n    requesters: ['123456789012']\n"
+        f"    source: {{repository: {source}, tags: ['sha-*']}}\n"
+        f"    targets: [{{repository: {target}, tags: ['released-{{tag}}']}}]\n"
+    )
+    shared = run("event", "request", f"{source}:sha-1", "--rule", "release")
+    own = run("event", "request", f"{source}:sha-1", "--rule", "release", "--rule-source")
+    assert own.returncode == 0, own.stderr
+    assert json.loads(own.stdout)["source"] == settings.rule_request_source("release")
+
+    refused = run("handle", "-", "--config", str(config), "--json", stdin=shared.stdout)
+    handled = run("handle", "-", "--config", str(config), "--json", stdin=own.stdout)
+
+    assert refused.returncode != 0 and "rule.release" in refused.stdout + refused.stderr
+    assert handled.returncode == 0, handled.stdout + handled.stderr
+    held = ecr.describe_images(repositoryName=target, imageIds=[{"imageTag": "released-sha-1"}])
+    assert held["imageDetails"][0]["imageDigest"] == image.digest
+    assert run("event", "request", f"{source}:sha-1", "--rule-source").returncode == 2
