@@ -21,6 +21,7 @@ import boto3
 import pytest
 
 from local_aws import images
+from promoter import settings
 
 pytestmark = pytest.mark.integration
 PROMOTER = [sys.executable, "-m", "promoter_cli.main"]
@@ -172,10 +173,29 @@ def push(running, repository: str, tag: str) -> str:
     return image.digest
 
 
-def test_a_skopeo_push_is_promoted_by_promoter_local_itself_and_recorded(running):
+def subscribe_to_results(env: dict[str, str]) -> tuple[object, str]:
+    """A subscriber's queue for the result events on the printed bus, as a deploy pipeline has."""
+    kw = {
+        "endpoint_url": env["AWS_ENDPOINT_URL"],
+        "region_name": env["AWS_REGION"],
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+    }
+    sqs, events = boto3.client("sqs", **kw), boto3.client("events", **kw)
+    url = sqs.create_queue(QueueName="results-subscriber")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = env["PROMOTION_EVENT_BUS"]
+    pattern = {"detail-type": list(settings.RESULT_DETAIL_TYPES)}
+    events.put_rule(Name="results-subscriber", EventBusName=bus, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule="results-subscriber", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+    return sqs, url
+
+
+def test_a_skopeo_push_is_promoted_by_promoter_local_itself_recorded_and_announced(running):
     ready = "\n".join(running["ready"])
     assert "promoter.handler.handle_queue" in ready
     assert "dev-to-staging: app-dev:sha-* -> app-staging:{tag}" in ready
+    sqs, results = subscribe_to_results(running["env"])
     digest = push(running, "app-dev", "sha-1")
 
     wait_until_held(running["ecr"], "app-staging", "sha-1", digest)
@@ -188,6 +208,12 @@ def test_a_skopeo_push_is_promoted_by_promoter_local_itself_and_recorded(running
     assert history.returncode == 0, history.stderr
     (record,) = json.loads(history.stdout)
     assert (record["outcome"], record["trigger"], record["digest"]) == ("promoted", "push", digest)
+    # The handler announces its result on the bus before it returns, so it is in the queue now.
+    (message,) = sqs.receive_message(QueueUrl=results, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+    announced = json.loads(message["Body"])
+    assert announced["detail-type"] == settings.PROMOTED_DETAIL_TYPE
+    assert announced["detail"]["target"]["repository-name"] == "app-staging"
+    assert announced["detail"]["image-digest"] == digest
 
 
 def test_a_request_on_the_printed_bus_is_answered_by_promoter_local(running):
