@@ -23,10 +23,17 @@ def main(argv: list[str]) -> int:
     log = open(log_path, "a")  # noqa: SIM115 - the handler's JSON logs and metrics, for the process's life
     sys.stdout = log  # Powertools' Logger binds sys.stdout when the handler module is imported
 
+    import os
+
     import boto3
 
     from local_aws.event_source_mapping import EventSourceMapping
     from promoter import handler
+    from promoter.aws import registry
+
+    if os.environ.get("BENCH_NO_PUT_IMAGE_PACING"):
+        # What-if: the engine without its adaptive PutImage rate (botocore's retries only).
+        registry.pace_put_image = lambda client: None
 
     attempts: Counter[str] = Counter()
     lock = threading.Lock()

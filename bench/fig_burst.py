@@ -10,6 +10,7 @@ gave back (or a function error); duplicates are admitted PutImage calls beyond o
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 from bench import wiring
@@ -29,8 +30,6 @@ PUSH_THREADS = 4
 def stack_esm_settings() -> tuple[int, int]:
     """The batch size and maximumConcurrency the stack gives the event source mapping
     (`BENCH_MAX_CONCURRENCY` overrides the latter, to measure what another value would do)."""
-    import os
-
     from infra.props import DEFAULT_BATCH_SIZE, DEFAULT_MAX_CONCURRENCY
 
     return DEFAULT_BATCH_SIZE, int(os.environ.get("BENCH_MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY))
@@ -48,6 +47,8 @@ def run(world: World, sizes: Sizes) -> list[Row]:
         raise RuntimeError(f"{queued} events queued for {events} pushes")
 
     batch_size, concurrency = stack_esm_settings()
+    overridden = "BENCH_MAX_CONCURRENCY" in os.environ
+    pacing = "off (BENCH_NO_PUT_IMAGE_PACING)" if os.environ.get("BENCH_NO_PUT_IMAGE_PACING") else "on"
     bound = events * PUT_IMAGE_PER_EVENT / sizes.burst_put_rate
     control = world.local.control
     control.reset_calls()
@@ -82,7 +83,9 @@ def run(world: World, sizes: Sizes) -> list[Row]:
     busy = out["busy_seconds"] / max(1, out["records_ok"])  # invocation time per event, one worker
     notes = (
         f"{events} events, PutImage {sizes.burst_put_rate:g}/s, ESM batch {batch_size}, "
-        f"maximumConcurrency {concurrency} (the stack's defaults, infra/props.py); mounting on",
+        f"maximumConcurrency {concurrency} "
+        f"({'BENCH_MAX_CONCURRENCY' if overridden else 'the stack defaults, infra/props.py'}); mounting on; "
+        f"adaptive PutImage rate {pacing}",
         f"PutImage attempts: {json.dumps(attempts)} (local ECR counted {calls.get('PutImage', 0)}); "
         f"target tags {tagged}/{events}; DLQ {dlq}; invocations {out['invocations']}",
         f"ECR calls per event: {json.dumps(per_event)}",
