@@ -4,6 +4,7 @@ operation takes at least 200 ms); the control API reports what was applied."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +13,11 @@ import urllib.request
 import pytest
 
 from local_aws import images as im
+from local_aws.control import ControlClient
+from local_aws.latency import parse_latency
+from promoter.aws.rate_limit import shared_rate
+from promoter.aws.registry import EcrRegistry, make_ecr_client
+from promoter.model.manifests import Manifest
 
 pytestmark = pytest.mark.integration
 PROMOTER = [sys.executable, "-m", "promoter_cli.main"]
@@ -78,7 +84,42 @@ def test_promoter_local_refuses_a_bad_latency_with_exit_2(spec):
         check=False,
     )
     assert result.returncode == 2, result.stderr
-    assert "latency" in result.stderr
+    # Our own refusal naming the bad item, not argparse's "unrecognized arguments".
+    assert result.stderr.startswith("promoter local: latency"), result.stderr
+
+
+def test_promoter_local_with_latency_aws_serves_with_the_preset_in_force():
+    proc = subprocess.Popen(
+        [*PROMOTER, "local", "--port", "0", "--latency", "aws"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line.startswith("local AWS ready at "), proc.stderr.read() if proc.stderr else ""
+        model = ControlClient(line.split(" at ", 1)[1].strip()).latency()["model"]
+        assert model == parse_latency("aws").to_json()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_put_image_throttling_seen_by_the_engine_slows_its_shared_put_image_rate(
+    aws_env, repo, pusher, control
+):
+    image = im.image((100,))
+    for blob in image.blobs:
+        pusher.push_blob(repo, blob)
+    client = make_ecr_client()
+    registry = EcrRegistry(client)
+    rate = shared_rate(client.meta.region_name, "")
+    throttled_before, admitted_before = rate.throttled, rate.admitted
+    control.fail_next("PutImage", "ThrottlingException", count=1, message="Rate exceeded")
+    manifest = Manifest(image.digest, image.media_type, image.text)
+    assert registry.put_manifest(repo, manifest, "v1") is True  # botocore retried the throttle
+    assert rate.throttled == throttled_before + 1
+    assert rate.admitted == admitted_before + 1
 
 
 def _basic(password: str) -> str:
