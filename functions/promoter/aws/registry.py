@@ -469,7 +469,9 @@ class EcrRegistry:
     def tags_of(self, repository: str, digest: str) -> tuple[str, ...]:
         return self.image_tags(repository, digest) or ()
 
-    def image_tags(self, repository: str, digest: str) -> tuple[str, ...] | None:
+    def _image_details(self, repository: str, digest: str) -> list[dict[str, Any]] | None:
+        """DescribeImages for one digest: its imageDetails, None when the image is not in the
+        repository. Raises RegistryError (and subclasses) for any other failure."""
         try:
             with _ecr_errors("DescribeImages", f"{repository}@{digest}"):
                 response = self._ecr.describe_images(
@@ -477,17 +479,16 @@ class EcrRegistry:
                 )
         except ImageNotFoundError:
             return None
-        return tuple(t for d in response.get("imageDetails") or () for t in d.get("imageTags") or ())
+        return list(response.get("imageDetails") or ())
+
+    def image_tags(self, repository: str, digest: str) -> tuple[str, ...] | None:
+        details = self._image_details(repository, digest)
+        if details is None:
+            return None
+        return tuple(t for d in details for t in d.get("imageTags") or ())
 
     def image_status(self, repository: str, digest: str) -> str | None:
-        try:
-            with _ecr_errors("DescribeImages", f"{repository}@{digest}"):
-                response = self._ecr.describe_images(
-                    repositoryName=repository, imageIds=[{"imageDigest": digest}]
-                )
-        except ImageNotFoundError:
-            return None
-        details = response.get("imageDetails") or ()
+        details = self._image_details(repository, digest)
         # A botocore older than the archive storage class drops `imageStatus`: ACTIVE is all it knew.
         return (details[0].get("imageStatus") or IMAGE_ACTIVE) if details else None
 
@@ -853,14 +854,7 @@ class EcrRegistry:
 
     def pushed_at(self, repository: str, digest: str) -> float | None:
         """When an image was pushed (epoch seconds), None when it is not in the repository."""
-        try:
-            with _ecr_errors("DescribeImages", f"{repository}@{digest}"):
-                response = self._ecr.describe_images(
-                    repositoryName=repository, imageIds=[{"imageDigest": digest}]
-                )
-        except ImageNotFoundError:
-            return None
-        details = response.get("imageDetails") or ()
+        details = self._image_details(repository, digest)
         return _epoch(details[0].get("imagePushedAt")) if details else None
 
 
