@@ -20,14 +20,14 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from local_aws.registry import RegistryProcess
+from local_aws.registry import RegistryProcess, stream_response
 from local_aws.store import Scope
 
 # Where the blob host listens: another loopback address than the registry's 127.0.0.1 (Linux
@@ -36,7 +36,6 @@ BLOB_HOST_ADDRESSES = ("127.0.0.2", "127.0.0.1")
 # ECR's pre-signed layer URLs are short-lived; an hour is what the local one signs for.
 PRESIGNED_URL_TTL_SECONDS = 3600
 RECORDED_REQUESTS = 1000
-CHUNK_BYTES = 64 * 1024
 PATH_RE = re.compile(
     r"^/(?P<account>[0-9]{12})/(?P<region>[a-z0-9-]+)/(?P<repo>.+)/(?P<digest>sha256:[0-9a-f]{64})$"
 )
@@ -183,15 +182,7 @@ class BlobHost:
             if resp.getheader(name):
                 out.append((name, resp.getheader(name)))
         start_response(f"{resp.status} {resp.reason}", out)
-        return _stream(resp, conn)
-
-
-def _stream(resp: Any, conn: Any) -> Iterator[bytes]:
-    try:
-        while chunk := resp.read(CHUNK_BYTES):
-            yield chunk
-    finally:
-        conn.close()
+        return stream_response(resp, conn)
 
 
 def _s3_error(start_response: StartResponse, status: int, code: str, message: str) -> list[bytes]:

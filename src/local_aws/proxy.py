@@ -13,7 +13,7 @@ import hmac
 import http.client
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -23,10 +23,9 @@ from local_aws import errors as e
 from local_aws.ecr_api import EcrService, archived_reason, unaccepted_reason
 from local_aws.faults import Faults
 from local_aws.manifests import DIGEST_RE, TAG_RE, sha256_digest
-from local_aws.registry import RegistryProcess
+from local_aws.registry import CHUNK_BYTES, RegistryProcess, stream_response
 from local_aws.store import ACTIVE, Scope
 
-CHUNK_BYTES = 64 * 1024
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 HOP_BY_HOP = {
     "connection",
@@ -451,15 +450,7 @@ class RegistryProxy:
         if method == "HEAD":
             conn.close()
             return [b""]
-        return _stream(resp, conn)
-
-
-def _stream(resp: Any, conn: Any) -> Iterator[bytes]:
-    try:
-        while chunk := resp.read(CHUNK_BYTES):
-            yield chunk
-    finally:
-        conn.close()
+        return stream_response(resp, conn)
 
 
 def _json(

@@ -16,9 +16,10 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REGISTRY_BINARY = "docker-registry"
 # docker-registry takes any variable with this prefix as configuration (distribution's env overrides).
@@ -26,6 +27,8 @@ REGISTRY_ENV_PREFIX = "REGISTRY_"
 INSTALL_HINT = "apt-get install docker-registry skopeo"
 START_TIMEOUT_SECONDS = 15.0
 STOP_TIMEOUT_SECONDS = 5.0
+# How much of a body is read or relayed at a time (blobs are streamed, never held whole).
+CHUNK_BYTES = 64 * 1024
 
 CONFIG_TEMPLATE = """\
 version: 0.1
@@ -74,6 +77,16 @@ class RegistryResponse:
             return [e.get("code", "") for e in json.loads(self.body).get("errors", [])]
         except (ValueError, AttributeError):
             return []
+
+
+def stream_response(resp: Any, conn: Any) -> Iterator[bytes]:
+    """Relays a registry response's body (`http.client.HTTPResponse`) in chunks, then closes its
+    connection, also when the client stops reading early."""
+    try:
+        while chunk := resp.read(CHUNK_BYTES):
+            yield chunk
+    finally:
+        conn.close()
 
 
 def registry_environment(environ: Mapping[str, str]) -> dict[str, str]:
