@@ -17,6 +17,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from promoter import settings
+from promoter.aws.dynamodb import all_items
 from promoter.exceptions import GateStoreError
 from promoter.gates.scan import Waiting, event_from_item, event_to_item, image_key
 
@@ -77,14 +78,8 @@ class DynamoDbGates:
         return self._scan({})
 
     def _scan(self, kwargs: dict[str, Any]) -> list[Waiting]:
-        items: list[dict[str, Any]] = []
         try:
-            while True:
-                response = self._table.scan(**kwargs)
-                items.extend(response.get("Items") or ())
-                if "LastEvaluatedKey" not in response:
-                    break
-                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            items = all_items(self._table.scan, kwargs)
         except (ClientError, BotoCoreError) as exc:
             raise GateStoreError(f"gates table not read: {exc}") from exc
         return [_waiting(item) for item in items]

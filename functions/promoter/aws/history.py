@@ -22,6 +22,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from promoter import settings
+from promoter.aws.dynamodb import all_items
 from promoter.exceptions import HistoryWriteError
 from promoter.model.outcomes import (
     MAX_METADATA_BYTES,
@@ -115,13 +116,7 @@ class DynamoDbHistory:
         }
         if self._page_size:
             kwargs["Limit"] = self._page_size
-        items: list[dict[str, Any]] = []
-        while True:
-            response = self._table.query(**kwargs)
-            items.extend(response.get("Items") or ())
-            if "LastEvaluatedKey" not in response:
-                return items
-            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return all_items(self._table.query, kwargs)
 
     def last_for_target(self, repository: str, tag: str) -> dict[str, Any] | None:
         """The newest record of a target tag (one Query of one item), None when there is none."""
@@ -142,16 +137,7 @@ class DynamoDbHistory:
     ) -> list[dict[str, Any]]:
         """Records, newest first, filtered by repository (source or target), target tag and digest
         (source or target). One target tag is a Query; anything wider is a Scan (operator's use)."""
-        if repository and tag:
-            items = self.for_target(repository, tag)
-        else:
-            items, kwargs = [], {}
-            while True:
-                response = self._table.scan(**kwargs)
-                items.extend(response.get("Items") or ())
-                if "LastEvaluatedKey" not in response:
-                    break
-                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        items = self.for_target(repository, tag) if repository and tag else all_items(self._table.scan, {})
 
         def keep(item: dict[str, Any]) -> bool:
             source = str(item.get("source", ""))
