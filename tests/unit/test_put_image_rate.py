@@ -76,6 +76,18 @@ def test_admitted_calls_raise_the_rate_about_one_per_second_up_to_the_ceiling():
     assert rate.rate == 10
 
 
+def test_a_throttle_long_past_no_longer_holds_the_rate_down():
+    clock = FakeClock()
+    rate = make(clock, ceiling=10, decrease=0.5, recovery_seconds=30)
+    rate.on_throttled()
+    clock.now += 29
+    rate.reserve()
+    assert rate.rate == pytest.approx(5.0)
+    clock.now += 1
+    rate.reserve()
+    assert rate.rate == 10
+
+
 def test_the_rate_never_falls_below_the_floor():
     clock = FakeClock()
     rate = make(clock, ceiling=10, floor=0.5, decrease=0.5, hold_seconds=0)

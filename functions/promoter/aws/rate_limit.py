@@ -9,8 +9,9 @@ sustained flow is spread at the rate); a worker finding it empty waits its turn.
 adjusts the rate.
 An admitted call raises it additively (+`increase_per_second` calls/s for every second's worth
 of admitted calls, up to `ceiling`); a ThrottlingException cuts it multiplicatively (x`decrease`,
-at most once per `hold_seconds`, so one burst of rejections counts once). Several containers
-each run their own; like TCP flows, their AIMD rates converge to a fair share of the quota.
+at most once per `hold_seconds`, so one burst of rejections counts once); `recovery_seconds`
+after the last throttle the rate is back at the ceiling. Several containers each run their own;
+like TCP flows, their AIMD rates converge to a fair share of the quota.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ DECREASE_HOLD_SECONDS = 1.0
 # worth at once, and a single promotion's few PutImage calls never wait for a slot.
 BURST_SECONDS = 1.0
 MIN_RATE_PER_SECOND = 0.5
+# A throttle this long ago says nothing about the quota now: the rate returns to the ceiling
+# (a container that met a burst long ago does not keep crawling through the next one).
+RECOVERY_SECONDS = 30.0
 THROTTLING_CODES = frozenset({"ThrottlingException", "LimitExceededException", "TooManyRequestsException"})
 
 
@@ -46,6 +50,7 @@ class AdaptiveRate:
         hold_seconds: float = DECREASE_HOLD_SECONDS,
         floor: float = MIN_RATE_PER_SECOND,
         burst_seconds: float = BURST_SECONDS,
+        recovery_seconds: float = RECOVERY_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -58,6 +63,7 @@ class AdaptiveRate:
         self._increase = increase_per_second
         self._decrease = decrease
         self._hold = hold_seconds
+        self._recovery = recovery_seconds
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -84,6 +90,9 @@ class AdaptiveRate:
 
     def _refill(self) -> None:
         now = self._clock()
+        if self._last_decrease is not None and now - self._last_decrease >= self._recovery:
+            self._rate = self.ceiling
+            self._last_decrease = None
         self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self._rate)
         self._stamp = now
 
