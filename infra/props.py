@@ -19,6 +19,10 @@ from promoter.workflows.reconcile import DEFAULT_TIME_RESERVE_SECONDS
 if TYPE_CHECKING:
     from promoter.model.config import PromotionConfig
 
+# The promoter stack's name (`cdk deploy ImagePromoter`), which the target-account stacks trust
+# by default: its fixed role names are derived from it.
+STACK_NAME = "ImagePromoter"
+
 # maximumConcurrency, derived from a measurement (BENCHMARKS.md, figure 4 at `--latency aws`):
 # ECR's default PutImage quota is 10/s per account and region, and PutImage is the bottleneck (a
 # single-platform promotion costs 1, a multi-arch copy children + 1). A worker handles its batch's

@@ -21,10 +21,10 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.permissions import ECR_TARGET_WRITE_ACTIONS, iam_resource_pattern
+from infra.props import STACK_NAME
 from promoter.model.config import ROLE_ARN_PATTERN, PromotionConfig, TargetRegistry
 
 ASSUME_ROLE_ACTIONS = ("sts:AssumeRole",)
-DEFAULT_SOURCE_STACK_NAME = "ImagePromoter"
 NAG_PACK = "AwsSolutions"
 # IAM's limit on a role name.
 MAX_ROLE_NAME_CHARS = 64
@@ -102,7 +102,7 @@ class TargetAccountStack(Stack):
         source_region: str,
         promoter_role_arn: str | None = None,
         reconcile_role_arn: str | None = None,
-        source_stack_name: str = DEFAULT_SOURCE_STACK_NAME,
+        source_stack_name: str = STACK_NAME,
         **kwargs: object,
     ) -> None:
         super().__init__(

@@ -16,13 +16,13 @@ from constructs import Construct
 
 from infra.construct import ImagePromoter
 from infra.monitoring import notification_topic
+from infra.props import STACK_NAME as STACK_NAME
 from infra.props import ImagePromoterProps
 from promoter import settings
 
 if TYPE_CHECKING:
     from promoter.model.config import PromotionConfig
 
-STACK_NAME = "ImagePromoter"
 # The AWS console's host per partition (for the dashboard URL output).
 CONSOLE_HOSTS = {
     "aws": "console.aws.amazon.com",
