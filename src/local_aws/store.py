@@ -190,13 +190,6 @@ class Store:
             ).fetchall()
             return [self._image(scope, r) for r in rows]
 
-    def count_images(self, scope: Scope, repo: str) -> int:
-        with self._lock:
-            return self._db.execute(
-                "SELECT COUNT(*) FROM images WHERE account=? AND region=? AND repo=?",
-                (scope.account, scope.region, repo),
-            ).fetchone()[0]
-
     def tag_digest(self, scope: Scope, repo: str, tag: str) -> str | None:
         with self._lock:
             row = self._db.execute(

@@ -91,11 +91,6 @@ def template_fields(template: str, captures: Iterable[str] = ()) -> tuple[str, .
     return tuple(fields)
 
 
-def literal_text(template: str) -> str:
-    """The template with its fields removed (what it renders to with every field empty)."""
-    return "".join(literal for literal, *_ in string.Formatter().parse(template))
-
-
 def render(template: str, facts: ImageFacts) -> str:
     """Fills a template from the image; raises TemplateError when a field cannot be filled."""
     fields = template_fields(template, facts.captures)
