@@ -22,7 +22,8 @@ from typing import Any
 from promoter import settings
 from promoter.exceptions import PromoterError
 from promoter.model.templates import is_digest, is_valid_repository, is_valid_tag
-from promoter_cli.output import add_json_flag, print_event_result, print_json
+from promoter_cli.output import add_json_flag, print_event_result, print_json, short_digest
+from promoter_cli.output import print_table as print_columns
 
 EXIT_OK = 0
 EXIT_NOT_ALL_PROMOTED = 1
@@ -189,8 +190,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         return EXIT_NOT_ALL_PROMOTED
     rows = [history_row(item) for item in items]
     if args.json:
-        json.dump(rows, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
+        print_json(rows)
     else:
         print_table(rows)
     return EXIT_OK
@@ -220,26 +220,22 @@ def history_row(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
+    """History rows as the CLI's aligned table; free text with its control characters escaped."""
     if not rows:
         print("no history")
         return
-    shown = [
-        {c: _printable(_short(str(r[c])) if c == "digest" else str(r[c])) for c in HISTORY_COLUMNS}
-        for r in rows
-    ]
-    widths = {c: max(len(c), *(len(r[c]) for r in shown)) for c in HISTORY_COLUMNS}
-    print("  ".join(c.upper().ljust(widths[c]) for c in HISTORY_COLUMNS).rstrip())
-    for row in shown:
-        print("  ".join(row[c].ljust(widths[c]) for c in HISTORY_COLUMNS).rstrip())
+    print_columns(
+        HISTORY_COLUMNS,
+        [
+            [_printable(short_digest(str(r[c])) if c == "digest" else str(r[c])) for c in HISTORY_COLUMNS]
+            for r in rows
+        ],
+    )
 
 
 def _printable(text: str) -> str:
     """The text with every control character escaped (`\\x1b`), as a table cell shows it."""
     return _CONTROL_CHARACTERS.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
-
-
-def _short(digest: str) -> str:
-    return digest[:19] if digest.startswith("sha256:") else digest
 
 
 def parse_image(text: str) -> tuple[str, str, str | None]:
