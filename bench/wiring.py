@@ -16,9 +16,10 @@ from local_aws.stack_route import route_pushes
 from promoter import settings
 from promoter.model.config import parse_config
 
-# The stack's values (infra/construct.py): visibility = 6 x the function timeout (5 min), 5 receives.
+# The stack's values (infra/construct.py): visibility = 6 x the function timeout (5 min), and its
+# receives before the dead-letter queue.
 VISIBILITY_TIMEOUT_SECONDS = 6 * 300
-MAX_RECEIVE_COUNT = 5
+MAX_RECEIVE_COUNT = settings.MAX_RECEIVE_COUNT
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,8 @@ LAMBDA_TASK_ROOT = "/var/task"
 # AWS's advice for SQS event sources: visibility timeout at least six times the function timeout,
 # so a message is not redelivered while a (retried) invocation still holds it.
 VISIBILITY_TIMEOUT_FACTOR = 6
-# Receives before a message moves to the dead-letter queue: enough for throttling to pass.
-MAX_RECEIVE_COUNT = 5
+# Receives before a message moves to the dead-letter queue (settings.MAX_RECEIVE_COUNT).
+MAX_RECEIVE_COUNT = settings.MAX_RECEIVE_COUNT
 DLQ_RETENTION = Duration.days(14)
 # EventBridge's own delivery retries into the queue before its target dead-letter queue.
 TARGET_RETRY_ATTEMPTS = 8

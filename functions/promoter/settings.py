@@ -23,6 +23,10 @@ DEFAULT_CONFIG_FILE = "promotion.yaml"
 STAGED_CONFIG_FILE = "promotion.json"
 
 IDEMPOTENCY_TTL_SECONDS = 7 * 24 * 3600
+# Receives of an event's queue message before SQS moves it to the dead-letter queue: the stack's
+# redrive policy, and the same for the queues `promoter local --config` and the benchmarks create.
+# Enough for throttling to pass.
+MAX_RECEIVE_COUNT = 5
 
 
 def idempotency_table_name() -> str:

@@ -47,9 +47,8 @@ LOG_FILE = "promoter.log"
 # 2 invocations at a time, 60 s timeout); a message the function hands back is received again once
 # the visibility timeout ends, a few seconds after the longest invocation could.
 DELETE_MARGIN_SECONDS = 5
-# Receives before the queue moves a message to its dead-letter queue: the stack's
-# (infra/construct.py MAX_RECEIVE_COUNT).
-MAX_RECEIVE_COUNT = 5
+# Receives before the queue moves a message to its dead-letter queue: the stack's.
+MAX_RECEIVE_COUNT = settings.MAX_RECEIVE_COUNT
 # After the queue could not be read (the local AWS stopping, say), try again after this long.
 RECEIVE_RETRY_SECONDS = 1.0
 
