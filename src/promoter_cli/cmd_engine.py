@@ -18,6 +18,7 @@ from promoter.model.config import PromotionConfig, TargetRegistry, load_config
 from promoter.model.events import Event, parse_json_event
 from promoter_cli.output import add_json_flag, print_event_result, print_json
 
+# The CLI's exit codes, shared by every command (README, "The command line").
 EXIT_OK = 0
 EXIT_NOT_ALL_PROMOTED = 1
 EXIT_BAD_INPUT = 2
@@ -56,7 +57,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        return _bad_input(f"invalid configuration: {exc}")
+        return bad_input(f"invalid configuration: {exc}")
     print(f"{args.config}: {len(config.rules)} rule(s) valid")
     for rule in config.rules:
         source = f"{rule.source.repository}:{'|'.join(rule.source.tags)}"
@@ -125,21 +126,22 @@ def _load(args: argparse.Namespace) -> tuple[PromotionConfig, Event] | int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        return _bad_input(f"invalid configuration: {exc}")
+        return bad_input(f"invalid configuration: {exc}")
     try:
         text = (
             sys.stdin.read() if args.event_file == "-" else Path(args.event_file).read_text(encoding="utf-8")
         )
     except (OSError, UnicodeDecodeError) as exc:
-        return _bad_input(f"cannot read event file {args.event_file}: {exc}")
+        return bad_input(f"cannot read event file {args.event_file}: {exc}")
     try:
         event = parse_json_event(text)
     except EventError as exc:
-        return _bad_input(f"bad event in {args.event_file}: {exc}")
+        return bad_input(f"bad event in {args.event_file}: {exc}")
     return config, event
 
 
-def _bad_input(message: str) -> int:
+def bad_input(message: str) -> int:
+    """Says what is wrong with the input on stderr; returns EXIT_BAD_INPUT for the command to exit with."""
     print(f"promoter: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
 

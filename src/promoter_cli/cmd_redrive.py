@@ -29,15 +29,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from promoter import settings
+from promoter_cli.cmd_engine import EXIT_OK, bad_input
 from promoter_cli.resources import (
     DEAD_LETTER_QUEUE_URL_ENV,
     DELIVERY_DEAD_LETTER_QUEUE_URL_ENV,
     QUEUE_URL_ENV,
 )
 
-EXIT_OK = 0
 EXIT_NOT_ALL_MOVED = 1
-EXIT_BAD_INPUT = 2
 # The dead-letter queues in the order a run without --queue empties them.
 REDRIVE_QUEUES = (settings.REDRIVE_DELIVERY, settings.REDRIVE_PROCESSING)
 DEAD_LETTER_QUEUE_ENV_VARS = {
@@ -117,7 +116,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     import boto3
 
     if args.limit is not None and args.limit < 1:
-        return _bad_input("--limit must be at least 1")
+        return bad_input("--limit must be at least 1")
     names = (args.queue,) if args.queue else REDRIVE_QUEUES
     flags = {
         settings.REDRIVE_DELIVERY: args.delivery_dlq_url,
@@ -125,12 +124,12 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     }
     target_url = args.queue_url or os.environ.get(QUEUE_URL_ENV)
     if not target_url:
-        return _bad_input(f"which queue? pass --stack NAME, --queue-url URL, or set {QUEUE_URL_ENV}")
+        return bad_input(f"which queue? pass --stack NAME, --queue-url URL, or set {QUEUE_URL_ENV}")
     sources: list[tuple[str, str]] = []
     for name in names:
         url = flags[name] or os.environ.get(DEAD_LETTER_QUEUE_ENV_VARS[name])
         if not url:
-            return _bad_input(
+            return bad_input(
                 f"which {name} dead-letter queue? pass --stack NAME, --{name}-dlq-url URL, "
                 f"or set {DEAD_LETTER_QUEUE_ENV_VARS[name]}"
             )
@@ -262,8 +261,3 @@ def _print(reports: list[QueueReport], dry_run: bool, as_json: bool) -> None:
             print(f"  {state} {m.message_id} event {m.event_id or '-'} {m.detail_type or ''}{why}".rstrip())
         if report.error:
             print(f"promoter: {report.queue}: {report.error}", file=sys.stderr)
-
-
-def _bad_input(message: str) -> int:
-    print(f"promoter: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT

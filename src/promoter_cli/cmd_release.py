@@ -22,12 +22,10 @@ from typing import Any
 from promoter import settings
 from promoter.exceptions import PromoterError
 from promoter.model.templates import is_digest, is_valid_repository, is_valid_tag
+from promoter_cli.cmd_engine import EXIT_NOT_ALL_PROMOTED, EXIT_OK, bad_input
 from promoter_cli.output import add_json_flag, print_event_result, print_json, short_digest
 from promoter_cli.output import print_table as print_columns
 
-EXIT_OK = 0
-EXIT_NOT_ALL_PROMOTED = 1
-EXIT_BAD_INPUT = 2
 DEFAULT_HISTORY_LIMIT = 20
 MANUAL_RULE = "manual"
 # Who a CLI call is "by": CI systems name their actor; otherwise user@host.
@@ -118,20 +116,20 @@ def cmd_request(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     if args.rule_source and not args.rule:
-        return _bad_input("--rule-source needs --rule NAME: the source names the rule")
+        return bad_input("--rule-source needs --rule NAME: the source names the rule")
     if not is_valid_repository(args.repository):
-        return _bad_input(f"{args.repository!r} is not a valid repository name")
+        return bad_input(f"{args.repository!r} is not a valid repository name")
     if args.tag is None and args.digest is None:
-        return _bad_input("name the image: --tag, --digest, or both (binds the tag to the tested digest)")
+        return bad_input("name the image: --tag, --digest, or both (binds the tag to the tested digest)")
     if args.digest is not None and not is_digest(args.digest):
-        return _bad_input(f"{args.digest!r} is not a sha256 digest")
+        return bad_input(f"{args.digest!r} is not a sha256 digest")
     if args.tag is not None and not is_valid_tag(args.tag):
-        return _bad_input(f"{args.tag!r} is not a valid tag")
+        return bad_input(f"{args.tag!r} is not a valid tag")
     metadata: dict[str, str] = {}
     for item in args.metadata:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            return _bad_input(f"--metadata takes KEY=VALUE, got {item!r}")
+            return bad_input(f"--metadata takes KEY=VALUE, got {item!r}")
         metadata[key] = value
     detail: dict[str, Any] = {
         "repository-name": args.repository,
@@ -149,7 +147,7 @@ def cmd_request(args: argparse.Namespace) -> int:
     # request posted elsewhere is accepted by EventBridge and then heard by nobody.
     bus = args.bus or os.environ.get(settings.EVENT_BUS_ENV)
     if not bus:
-        return _bad_input(
+        return bad_input(
             f"which bus? pass --stack NAME (its {settings.OUTPUT_EVENT_BUS} output), --bus NAME, or set "
             f"{settings.EVENT_BUS_ENV}; a request is posted to the '{settings.DEFAULT_EVENT_BUS}' bus "
             f"only with --bus {settings.DEFAULT_EVENT_BUS}"
@@ -182,7 +180,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     from promoter.aws.history import DynamoDbHistory
 
     if args.limit < 1:
-        return _bad_input("--limit must be at least 1")
+        return bad_input("--limit must be at least 1")
     try:
         items = DynamoDbHistory().find(args.repository, args.tag, args.digest, args.limit)
     except (ClientError, BotoCoreError) as exc:
@@ -289,7 +287,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
         repository, tag, digest = parse_image(args.image)
         targets = parse_targets(args.to, tag)
     except ValueError as exc:
-        return _bad_input(str(exc))
+        return bad_input(str(exc))
     registry = EcrRegistry(make_ecr_client())
     reference = digest or tag
     try:
@@ -338,8 +336,3 @@ def cmd_promote(args: argparse.Namespace) -> int:
     else:
         print_event_result(out)
     return EXIT_OK if result.succeeded else EXIT_NOT_ALL_PROMOTED
-
-
-def _bad_input(message: str) -> int:
-    print(f"promoter: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT

@@ -35,7 +35,7 @@ COMMAND_MODULES = (
 )
 # The commands that use deployed resources (tables, bus, queues): they take `--stack NAME`.
 STACK_COMMANDS = ("handle", "promote", "request", "history", "reconcile", "rollback", "redrive", "status")
-EXIT_BAD_INPUT = 2
+EXIT_BAD_INPUT = cmd_engine.EXIT_BAD_INPUT
 
 
 def build_parser() -> argparse.ArgumentParser:
