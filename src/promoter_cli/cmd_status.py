@@ -34,8 +34,9 @@ if TYPE_CHECKING:
 
 DEFAULT_STATUS_IMAGES = 5
 STATUS_COLUMNS = ("stage", "tags", "digest", "state", "last change")
-# Target states that mean "a push rule's target is not where the rules want it".
-BEHIND_STATES = ("missing", "behind")
+# The states status shows beside reconciliation's own (workflows.reconcile: IN_SYNC, MISSING,
+# BEHIND, AHEAD): a missing or behind target is `held` after a rollback, `not-requested` on a
+# request rule.
 SOURCE_STATE = "source"
 HELD_STATE = "held"  # rolled back on purpose: reconciliation leaves it
 NOT_REQUESTED = "not-requested"  # a request rule's target: it moves only when asked
@@ -128,8 +129,10 @@ def rule_status(
     rule says it should hold, and the promotions waiting on this rule's gate."""
     from promoter.exceptions import RegistryError
     from promoter.workflows.reconcile import (
+        BEHIND,
         DEFAULT_PAGE_SIZE,
         IN_SYNC,
+        MISSING,
         current_digests,
         desired_targets,
         source_repositories,
@@ -176,7 +179,7 @@ def rule_status(
         for key, target in desired.targets.items():
             action, holds = target.action, held.get(key)
             state = target_state(target, holds, registry, source_repository)
-            if state in BEHIND_STATES and isinstance(holds, str | None):
+            if state in (MISSING, BEHIND) and isinstance(holds, str | None):
                 if rule.trigger != TRIGGER_PUSH:
                     state = NOT_REQUESTED
                 elif hold_back(action, holds if isinstance(holds, str) else None):
@@ -305,6 +308,8 @@ def print_status(document: dict[str, Any]) -> None:
 
 def _target_rows(targets: list[dict[str, Any]]) -> list[list[str]]:
     """Target tags of one repository holding one digest in one state share a row."""
+    from promoter.workflows.reconcile import IN_SYNC
+
     grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for target in targets:
         stage = qualified(target["repository"], target["account"], target["region"])
@@ -312,7 +317,7 @@ def _target_rows(targets: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for (stage, holds, state), group in grouped.items():
         shown_state = state
-        if state != "in-sync" and group[0]["should_hold"] != holds:
+        if state != IN_SYNC and group[0]["should_hold"] != holds:
             shown_state = f"{state}: would get {short_digest(group[0]['should_hold'])}"
         last = group[0]["last_change"]
         rows.append(
