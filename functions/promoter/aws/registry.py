@@ -326,6 +326,23 @@ def cosign_tags(digest: str) -> tuple[str, ...]:
     return tuple(f"{algorithm}-{hex_digest}{suffix}" for suffix in COSIGN_SUFFIXES)
 
 
+def _raise_if_retryable(repository: str, failure: dict[str, Any]) -> None:
+    """Raises RegistryUnavailableError for a BatchGetImage failure worth retrying (KMS, a
+    pull-through upstream), which the caller must not read as "no such image"."""
+    code = failure.get("failureCode")
+    if code in _RETRYABLE_IMAGE_FAILURES:
+        raise RegistryUnavailableError(
+            f"BatchGetImage on {repository}: {code}: {failure.get('failureReason')}"
+        )
+
+
+def _manifest_of(image: dict[str, Any]) -> Manifest:
+    """A BatchGetImage image as our Manifest: its bytes exactly as ECR returned them."""
+    body = image["imageManifest"]
+    media_type = image.get("imageManifestMediaType") or _media_type_of(body)
+    return Manifest(digest=image["imageId"]["imageDigest"], media_type=media_type, body=body)
+
+
 @contextmanager
 def _ecr_errors(
     operation: str, subject: str, overrides: dict[str, type[RegistryError]] | None = None
@@ -370,20 +387,12 @@ class EcrRegistry:
                 repositoryName=repository, imageIds=ids, acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES)
             )
         for failure in response.get("failures") or ():
-            code = failure.get("failureCode")
-            if code in _RETRYABLE_IMAGE_FAILURES:
-                raise RegistryUnavailableError(
-                    f"BatchGetImage on {repository}: {code}: {failure.get('failureReason')}"
-                )
+            _raise_if_retryable(repository, failure)
         by_digest: dict[str, Manifest] = {}
         by_tag: dict[str, Manifest] = {}
         for image in response.get("images") or ():
             image_id = image.get("imageId") or {}
-            manifest = Manifest(
-                digest=image_id["imageDigest"],
-                media_type=image.get("imageManifestMediaType") or _media_type_of(image["imageManifest"]),
-                body=image["imageManifest"],
-            )
+            manifest = _manifest_of(image)
             by_digest[manifest.digest] = manifest
             if image_id.get("imageTag"):
                 by_tag[image_id["imageTag"]] = manifest
@@ -522,17 +531,11 @@ class EcrRegistry:
                 acceptedMediaTypes=list(ACCEPTED_MEDIA_TYPES),
             )
         for failure in response.get("failures") or ():
-            code = failure.get("failureCode")
-            if code in _RETRYABLE_IMAGE_FAILURES:
-                raise RegistryUnavailableError(
-                    f"BatchGetImage on {repository}: {code}: {failure.get('failureReason')}"
-                )
-            if code == "ImageTagDoesNotMatchDigest":
+            _raise_if_retryable(repository, failure)
+            if failure.get("failureCode") == "ImageTagDoesNotMatchDigest":
                 raise TagDigestMismatchError(f"tag {repository}:{tag} does not point at {digest}")
         for image in response.get("images") or ():
-            body = image["imageManifest"]
-            media_type = image.get("imageManifestMediaType") or _media_type_of(body)
-            return Manifest(digest=image["imageId"]["imageDigest"], media_type=media_type, body=body)
+            return _manifest_of(image)
         raise ImageNotFoundError(f"{repository}:{tag}@{digest} does not exist")
 
     def pushed_times(self, repository: str, digests: Sequence[str]) -> dict[str, float]:
