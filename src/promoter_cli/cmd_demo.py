@@ -24,15 +24,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from promoter import settings
 from promoter.model.config import parse_config
 
-QUEUE_NAME = "image-promoter-events"
-DLQ_NAME = f"{QUEUE_NAME}-dlq"  # as local_aws.stack_route names it
+if TYPE_CHECKING:
+    from local_aws.stack_route import PushRoute
+
 RESULTS_BUS = "image-promoter"
 RESULTS_QUEUE = "deploy-pipeline-subscription"
 MAX_RECEIVE_COUNT = 3
@@ -176,7 +177,8 @@ def _demo(local: Any, work: Path, progress: Progress) -> None:
         for name, mutability in REPOSITORIES.items():
             ecr.create_repository(repositoryName=name, imageTagMutability=mutability)
         ecr.put_account_setting(name="BLOB_MOUNTING", value="ENABLED")
-        queue_url = _wire_events(sqs, events, config)
+        route = _wire_events(sqs, events, config)
+        queue_url = route.queue_url
         results_url = _wire_results(sqs, events)
     progress.say("app-dev -> app-staging (sha-*), app-dev -> app-prod (vX.Y.Z, IMMUTABLE)")
     progress.say(f"results go to the bus '{RESULTS_BUS}', where a deploy pipeline subscribes")
@@ -244,9 +246,8 @@ def _demo(local: Any, work: Path, progress: Progress) -> None:
     _check(not again, "the replay announced results again")
 
     with progress.step("Checking the dead-letter queue"):
-        dlq_url = sqs.get_queue_url(QueueName=DLQ_NAME)["QueueUrl"]
         depth = int(
-            sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])[
+            sqs.get_queue_attributes(QueueUrl=route.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])[
                 "Attributes"
             ]["ApproximateNumberOfMessages"]
         )
@@ -254,14 +255,14 @@ def _demo(local: Any, work: Path, progress: Progress) -> None:
         _check(depth == 0, f"{depth} events ended in the DLQ")
 
 
-def _wire_events(sqs: Any, events: Any, config: Any) -> str:
-    """The stack's routing: the same event pattern, a queue with a DLQ and redrive."""
-    from local_aws.stack_route import route_pushes
+def _wire_events(sqs: Any, events: Any, config: Any) -> PushRoute:
+    """The stack's routing: the same event pattern, a queue with a DLQ and redrive (the queue's
+    name and its DLQ's are local_aws.stack_route's, as `promoter local` names them)."""
+    from local_aws.stack_route import QUEUE_NAME, route_pushes
 
-    route = route_pushes(
+    return route_pushes(
         sqs, events, config, QUEUE_NAME, visibility_timeout_seconds=30, max_receive_count=MAX_RECEIVE_COUNT
     )
-    return route.queue_url
 
 
 def _wire_results(sqs: Any, events: Any) -> str:
