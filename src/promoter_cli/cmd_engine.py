@@ -140,6 +140,14 @@ def _load(args: argparse.Namespace) -> tuple[PromotionConfig, Event] | int:
     return config, event
 
 
+def config_or_exit(path: str | Path) -> PromotionConfig | int:
+    """The configuration at `path`, or EXIT_BAD_INPUT after saying why it cannot be used."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        return bad_input(f"invalid configuration {path}: {exc}")
+
+
 def bad_input(message: str) -> int:
     """Says what is wrong with the input on stderr; returns EXIT_BAD_INPUT for the command to exit with."""
     print(f"promoter: {message}", file=sys.stderr)

@@ -12,9 +12,13 @@ import argparse
 import sys
 from typing import Any
 
-from promoter.exceptions import ConfigError, PromoterError
-from promoter.model.config import load_config
-from promoter_cli.cmd_engine import EXIT_BAD_INPUT, EXIT_NOT_ALL_PROMOTED, EXIT_OK, _add_config
+from promoter.exceptions import PromoterError
+from promoter_cli.cmd_engine import (
+    EXIT_NOT_ALL_PROMOTED,
+    EXIT_OK,
+    _add_config,
+    config_or_exit,
+)
 from promoter_cli.output import add_json_flag, print_actions, print_json
 
 
@@ -40,11 +44,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from promoter.workflows.reconcile import reconcile
     from promoter.workflows.rollback import rollback_hold
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"promoter: invalid configuration {args.config}: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    config = config_or_exit(args.config)
+    if isinstance(config, int):
+        return config
     registry = EcrRegistry(make_ecr_client())
     history = DynamoDbHistory()
     try:

@@ -20,9 +20,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from promoter.exceptions import ConfigError, PromoterError
-from promoter.model.config import TRIGGER_PUSH, PromotionConfig, Rule, TargetSpec, load_config
-from promoter_cli.cmd_engine import EXIT_BAD_INPUT, EXIT_NOT_ALL_PROMOTED, EXIT_OK, _add_config
+from promoter.exceptions import PromoterError
+from promoter.model.config import TRIGGER_PUSH, PromotionConfig, Rule, TargetSpec
+from promoter_cli.cmd_engine import (
+    EXIT_BAD_INPUT,
+    EXIT_NOT_ALL_PROMOTED,
+    EXIT_OK,
+    _add_config,
+    config_or_exit,
+)
 from promoter_cli.output import add_json_flag, print_json, print_table, qualified, short_digest
 
 if TYPE_CHECKING:
@@ -71,11 +77,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from promoter.aws.history import DynamoDbHistory
     from promoter.aws.registry import EcrRegistry, make_ecr_client
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"promoter: invalid configuration {args.config}: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    config = config_or_exit(args.config)
+    if isinstance(config, int):
+        return config
     if args.images < 1:
         print("promoter: --images must be at least 1", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -333,11 +337,9 @@ def _target_rows(targets: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"promoter: invalid configuration {args.config}: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    config = config_or_exit(args.config)
+    if isinstance(config, int):
+        return config
     print(mermaid_graph(config))
     return EXIT_OK
 
