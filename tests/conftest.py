@@ -12,9 +12,9 @@ import boto3
 import pytest
 
 from local_aws import INSTALL_HINT, LocalAws, RegistryNotInstalledError
+from tests.fixtures import EVENTS_DIR
 
 REGION = "us-east-1"
-EVENTS_DIR = Path(__file__).parents[1] / ".." / "shared" / "reference" / "events"
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +79,7 @@ def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
 
 @pytest.fixture(scope="session")
 def events_dir() -> Path:
-    """The shared ECR event samples (CI puts shared/ beside the clone)."""
+    """The ECR event samples in tests/fixtures/events."""
     return EVENTS_DIR
 
 

@@ -54,7 +54,7 @@ def hostile_bodies(source_repository: str) -> st.SearchStrategy[str]:
             "result": st.just("SUCCESS") | anything,
             "repository-name": names,
             "image-digest": digests,
-            "image-tag": st.sampled_from(["v1", "", "../v1", "v" * 300]) | anything,
+            "image-tag": st.sampled_from(["v1", "", "../v1", "v" * 300]) | anything,  # data, not a path
         }
     )
     request = st.fixed_dictionaries(

@@ -17,6 +17,7 @@ import pytest
 from infra.app import build_app
 from infra.stack import STACK_NAME
 from promoter.model.config import PromotionConfig, parse_config
+from tests.fixtures import EVENTS_DIR
 
 if TYPE_CHECKING:
     from aws_cdk.assertions import Template
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).parents[2]
 # The construct id of the scheduled reconciliation inside ImagePromoter (in its logical ids).
 RECONCILIATION_ID = "Reconciliation"
-EVENTS_DIR = Path(__file__).parents[2] / ".." / "shared" / "reference" / "events"
 
 # Rules that exercise every shape the stack derives something from: an exact push source (the
 # samples' `my-repository-name`), a prefix glob (`team/*`, the samples' `team/service`), a glob

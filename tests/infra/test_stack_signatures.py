@@ -106,6 +106,6 @@ def test_unpacking_skips_runtime_distributions_and_refuses_paths_outside_the_ass
     assert sorted(p.name for p in staged.iterdir()) == ["extra.py", "pkg"]
     assert "urllib3" in RUNTIME_PROVIDED_DISTRIBUTIONS
     with zipfile.ZipFile(wheels / "evil-1.0-py3-none-any.whl", "w") as archive:
-        archive.writestr("../outside.py", "")
+        archive.writestr("../outside.py", "")  # data, not a path
     with pytest.raises(ValueError, match="outside the asset"):
         unpack_wheels(wheels, staged)

@@ -15,11 +15,12 @@ import pytest
 
 from local_aws import images as im
 from promoter import settings
+from tests.fixtures import EVENTS_DIR
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).parents[2]
-EVENTS = REPO_ROOT / ".." / "shared" / "reference" / "events"
+EVENTS = EVENTS_DIR
 PROMOTER = [sys.executable, "-m", "promoter_cli.main"]
 # Operations that change a registry: `plan` must call none of them.
 ECR_WRITES = {

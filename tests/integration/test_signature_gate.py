@@ -12,7 +12,6 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -25,6 +24,7 @@ from promoter import handler, settings
 from promoter.aws.history import DynamoDbHistory
 from promoter.aws.results import detail_type_for
 from promoter.model.outcomes import UNVERIFIED
+from tests.fixtures import SIGNATURES_DIR
 
 pytestmark = pytest.mark.integration
 
@@ -685,7 +685,6 @@ def test_a_signed_index_is_verified_on_its_own_digest_and_arrives_with_every_pla
         assert found["images"], f"{manifest.digest} did not arrive"
 
 
-SIGNATURES_DIR = Path(__file__).parents[2] / ".." / "shared" / "reference" / "signatures"
 SIGSTORE_BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
 

@@ -10,7 +10,6 @@ import io
 import json
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,10 +17,11 @@ import pytest
 from local_aws import images as im
 from promoter import handler, reconcile_handler, settings
 from promoter.metrics import UNEXPECTED_ERROR_METRIC
+from tests.fixtures import EVENTS_DIR
 
 pytestmark = pytest.mark.integration
 
-SAMPLES = Path(__file__).parents[2] / ".." / "shared" / "reference" / "events"
+SAMPLES = EVENTS_DIR
 RUNTIME = handler.runtime  # the cached builder, whatever a test puts in its place
 
 

@@ -10,10 +10,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from promoter.exceptions import ConfigError
 from promoter.model.config import ScanGate, SignatureGate, SigstoreIdentity, parse_config
+from tests.fixtures import SIGNATURES_DIR
 
 KMS_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 PROFILE_ARN = "arn:aws:signer:us-east-1:123456789012:/signing-profiles/release"
-ROOTS_DIR = "../shared/reference/signatures/notation/aws-signer-roots"
+ROOTS_DIR = SIGNATURES_DIR / "notation" / "aws-signer-roots"
 
 
 def _public_pem() -> str:
@@ -109,9 +110,8 @@ def test_a_bad_signature_gate_names_its_field_and_the_reason(signature, field, s
 
 
 def test_notation_with_its_own_trust_roots_needs_no_signing_profile():
-    from pathlib import Path
 
-    root = next(p for p in sorted(Path(__file__).parents[2].joinpath(ROOTS_DIR).glob("*.crt")))
+    root = next(p for p in sorted(ROOTS_DIR.glob("*.crt")))
     pem = root.read_text()
     config = parse_config({"rules": [_rule({"signature": {"notation": {"trust_roots": [pem]}}})]})
     assert config.rules[0].signature_gate.notation_trust_roots == (pem,)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -21,8 +20,9 @@ from promoter.model.events import (
     parse_event,
     parse_json_event,
 )
+from tests.fixtures import EVENTS_DIR
 
-EVENTS = Path(__file__).parents[2] / ".." / "shared" / "reference" / "events"
+EVENTS = EVENTS_DIR
 
 
 def sample(name: str) -> dict:

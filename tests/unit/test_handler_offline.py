@@ -11,6 +11,7 @@ import pytest
 
 from promoter import handler, settings
 from promoter.model.config import ConfigError
+from tests.fixtures import EVENTS_DIR
 
 
 @dataclass
@@ -83,7 +84,7 @@ def test_messages_that_are_not_events_are_failed_for_the_dlq_and_counted(staged_
 
 
 def test_events_that_ask_for_nothing_succeed_without_touching_aws(staged_config, capsys):
-    samples = Path(__file__).parents[2] / ".." / "shared" / "reference" / "events"
+    samples = EVENTS_DIR
     bodies = [
         (samples / name).read_text()
         for name in ("ecr-delete.json", "ecr-image-scan.json", "ecr-push-untagged.json", "ecr-push.json")
@@ -128,7 +129,7 @@ def test_invocations_side_by_side_each_answer_for_their_own_records(staged_confi
     failed record must be reported by its own invocation, never lost into another's answer."""
     from concurrent.futures import ThreadPoolExecutor
 
-    samples = Path(__file__).parents[2] / ".." / "shared" / "reference" / "events"
+    samples = EVENTS_DIR
     ignored = (samples / "ecr-delete.json").read_text()
 
     def invoke(i: int) -> tuple[int, dict]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +11,9 @@ from promoter.exceptions import InvalidRequestError
 from promoter.model.config import PromotionConfig, parse_config
 from promoter.model.events import ImagePushed, PromotionRequested, parse_event
 from promoter.model.plan import Action, SourceImage, plan_event, requested_digest_needed
+from tests.fixtures import EVENTS_DIR
 
-EVENTS = Path(__file__).parents[2] / ".." / "shared" / "reference" / "events"
+EVENTS = EVENTS_DIR
 DIGEST = "sha256:" + "ab" * 32
 
 CONFIG = parse_config(
