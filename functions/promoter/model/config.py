@@ -80,10 +80,16 @@ REQUESTER_ARN_PATTERN = re.compile(
     r"arn:aws(-[a-z-]+)?:iam::(?P<account>\d{12}):(root|(role|user)/[\w+=,.@/*?-]{1,512})"
 )
 
-_TOP_KEYS = frozenset({"rules"})
-_RULE_KEYS = frozenset({"name", "source", "trigger", "targets", "require", "requesters"})
+_TOP_KEYS = frozenset({"rules", "defaults"})
+# `defaults:` hold what every rule takes unless it says otherwise (today: `protect`).
+_DEFAULTS_KEYS = frozenset({"protect"})
+_RULE_KEYS = frozenset({"name", "source", "trigger", "targets", "require", "requesters", "protect"})
 _SOURCE_KEYS = frozenset({"repository", "tags", "restore_archived"})
-_TARGET_KEYS = frozenset({"repository", "tags", "image_tag_mutability"})
+_TARGET_KEYS = frozenset({"repository", "tags", "image_tag_mutability", "protect"})
+# A target repository is protected (a repository policy lets only the promoter and the break-glass
+# principals write it) when its target says `protect: true`, else when its rule does, else when the
+# top-level `defaults: {protect: true}` does. Off unless one of them says so.
+DEFAULT_PROTECT = False
 _REQUIRE_KEYS = frozenset({"scan", "signature"})
 _SCAN_KEYS = frozenset({"max_severity", "timeout_minutes"})
 _SIGNATURE_KEYS = frozenset({"cosign", "sigstore", "notation"})
@@ -177,6 +183,9 @@ class TargetSpec:
     tags: tuple[str, ...] = DEFAULT_TARGET_TAGS
     registry: TargetRegistry | None = None  # None: the promoter's own registry
     image_tag_mutability: str = MUTABLE  # as the repository is configured in ECR
+    # Resolved from the target, its rule and `defaults:` (DEFAULT_PROTECT): only the promoter and the
+    # break-glass principals may write the repository (infra/protection.py puts the policy in place).
+    protect: bool = DEFAULT_PROTECT
 
 
 @dataclass(frozen=True)
@@ -273,6 +282,7 @@ class Rule:
                     if t.image_tag_mutability != MUTABLE
                     else {}
                 )
+                | ({"protect": True} if t.protect else {})
                 for t in self.targets
             ],
         }
@@ -361,7 +371,24 @@ class PromotionConfig:
         }
         return tuple(sorted(found, key=lambda item: (repr(item[0]), item[1])))
 
+    def protected_targets(self) -> tuple[tuple[TargetRegistry | None, str], ...]:
+        """Each protected target repository (an exact name) with its registry (None: the promoter's
+        own), once, sorted: the repositories whose policy the stack, or the target-account stack,
+        manages."""
+        found = {
+            (target.registry, target.repository)
+            for rule in self.rules
+            for target in rule.targets
+            if target.protect
+        }
+        return tuple(sorted(found, key=lambda item: (repr(item[0]), item[1])))
+
+    def protected_repositories(self) -> tuple[str, ...]:
+        """The protected target repositories in the promoter's own registry, sorted."""
+        return tuple(repository for registry, repository in self.protected_targets() if registry is None)
+
     def to_dict(self) -> dict[str, Any]:
+        # Protection is resolved onto each target: the staged JSON needs no `defaults:`.
         return {"rules": [rule.to_dict() for rule in self.rules]}
 
     def to_json(self) -> str:
@@ -394,10 +421,15 @@ def parse_config(data: object) -> PromotionConfig:
     raw_rules = data.get("rules")
     if not isinstance(raw_rules, list) or not raw_rules:
         raise ConfigError("must be a non-empty list of rules", field="rules", line=line_of(data, "rules"))
+    try:
+        protect_default = _parse_defaults(data.get("defaults"))
+    except ConfigError as exc:
+        exc.line = line_of(data, exc.field) or line_of(data, "defaults")
+        raise
     rules = []
     for index, raw in enumerate(raw_rules):
         try:
-            rules.append(_parse_rule(raw, index))
+            rules.append(_parse_rule(raw, index, protect_default))
         except ConfigError as exc:
             exc.line = exc.line or line_of(raw, exc.field) or line_of(data, f"rules[{index}]")
             raise
@@ -419,7 +451,24 @@ def parse_config(data: object) -> PromotionConfig:
     return config
 
 
-def _parse_rule(raw: object, index: int) -> Rule:
+def _parse_defaults(raw: object) -> bool:
+    """`defaults: {protect: true}`: what every rule takes unless it says otherwise."""
+    if raw is None:
+        return DEFAULT_PROTECT
+    if not isinstance(raw, Mapping):
+        raise ConfigError("must be a mapping (e.g. {protect: true})", field="defaults")
+    _refuse_unknown_keys(raw, _DEFAULTS_KEYS, rule=None, field="defaults")
+    return _flag(raw, "protect", DEFAULT_PROTECT, None, "defaults.protect")
+
+
+def _flag(raw: Mapping[Any, Any], key: str, default: bool, rule: str | None, field: str) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"must be true or false, got {value!r}", rule=rule, field=field)
+    return value
+
+
+def _parse_rule(raw: object, index: int, protect_default: bool = DEFAULT_PROTECT) -> Rule:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"rule #{index + 1} must be a mapping", field=f"rules[{index}]")
     name = raw.get("name")
@@ -438,7 +487,11 @@ def _parse_rule(raw: object, index: int) -> Rule:
     raw_targets = raw.get("targets")
     if not isinstance(raw_targets, list) or not raw_targets:
         raise ConfigError("must be a non-empty list", rule=name, field="targets")
-    targets = tuple(_parse_target(t, name, i, source) for i, t in enumerate(raw_targets))
+    rule_protect = _flag(raw, "protect", protect_default, name, "protect")
+    defaults = "rule's `protect: true`" if "protect" in raw else "`defaults: {protect: true}`"
+    targets = tuple(
+        _parse_target(t, name, i, source, (rule_protect, defaults)) for i, t in enumerate(raw_targets)
+    )
     scan_gate, signature_gate = _parse_require(raw.get("require"), name)
     requesters = _parse_requesters(raw.get("requesters"), name, trigger)
     rule = Rule(
@@ -486,7 +539,13 @@ def _parse_source(raw: object, rule: str) -> SourceSpec:
     return SourceSpec(repository=pattern.text, tags=tags, restore_archived=restore)
 
 
-def _parse_target(raw: object, rule: str, index: int, source: SourceSpec) -> TargetSpec:
+def _parse_target(
+    raw: object,
+    rule: str,
+    index: int,
+    source: SourceSpec,
+    protect_default: tuple[bool, str] = (DEFAULT_PROTECT, ""),
+) -> TargetSpec:
     where = f"targets[{index}]"
     if not isinstance(raw, Mapping):
         raise ConfigError("must be a mapping with 'repository' and 'tags'", rule=rule, field=where)
@@ -514,7 +573,25 @@ def _parse_target(raw: object, rule: str, index: int, source: SourceSpec) -> Tar
                     field=f"{where}.tags[{i}]",
                 )
     registry = _parse_registry(raw, rule, where)
-    return TargetSpec(repository=repository, tags=tags, registry=registry, image_tag_mutability=mutability)
+    protect = _flag(raw, "protect", protect_default[0], rule, f"{where}.protect")
+    if protect and template_fields(repository, source.captures):
+        # A policy is set on each repository by name: a repository a template names only later
+        # (a new team, a new source) would be written unprotected, so protection names them all.
+        given = "" if "protect" in raw else f" (by the {protect_default[1]})"
+        raise ConfigError(
+            f"a protected target{given} needs an exact repository name, got the template {repository!r}: "
+            "a repository policy is put on each named repository, and one a template renders later would "
+            "be left open; name the repositories, or set `protect: false` on this target",
+            rule=rule,
+            field=f"{where}.protect" if "protect" in raw else f"{where}.repository",
+        )
+    return TargetSpec(
+        repository=repository,
+        tags=tags,
+        registry=registry,
+        image_tag_mutability=mutability,
+        protect=protect,
+    )
 
 
 def _parse_require(raw: object, rule: str) -> tuple[ScanGate | None, SignatureGate | None]:
