@@ -32,11 +32,17 @@ from promoter_cli.cmd_engine import (
 from promoter_cli.output import add_json_flag, print_json, print_table, qualified, short_digest
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from promoter.aws.registry import ListedImage
     from promoter.gates.scan import Waiting
+    from promoter.model.outcomes import ActionResult
     from promoter.model.plan import Action
     from promoter.workflows.reconcile import SourceRegistry
     from promoter.workflows.rollback import HistoryReader
+
+    # The rule's gates for one action: (the result that stops it, or None; the signature that passed).
+    GateCheck = Callable[[Action], tuple[ActionResult | None, dict[str, str] | None]]
 
 DEFAULT_STATUS_IMAGES = 5
 STATUS_COLUMNS = ("stage", "tags", "digest", "state", "last change")
@@ -76,6 +82,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from promoter.aws.gate_store import DynamoDbGates
     from promoter.aws.history import DynamoDbHistory
     from promoter.aws.registry import EcrRegistry, make_ecr_client
+    from promoter.workflows.service import sweep_gate_check
 
     config = config_or_exit(args.config)
     if isinstance(config, int):
@@ -95,9 +102,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     except PromoterError as exc:
         waiting = []
         errors.append(str(exc))
+    gate = sweep_gate_check(config, registry)
     document = {
         "rules": [
-            rule_status(rule, config, registry, history, waiting, args.repository, args.images)
+            _rule_status_or_error(
+                rule, config, registry, history, waiting, args.repository, args.images, gate
+            )
             for rule in rules
         ],
         "errors": errors,
@@ -120,6 +130,35 @@ def _selected(rule: Rule, name: str | None, repository: str | None) -> bool:
     )
 
 
+def _rule_status_or_error(
+    rule: Rule,
+    config: PromotionConfig,
+    registry: SourceRegistry,
+    history: HistoryReader,
+    waiting: Sequence[Waiting],
+    repository: str | None,
+    shown_images: int,
+    gate: GateCheck | None,
+) -> dict[str, Any]:
+    """`rule_status`, or the rule's heading with the error that stopped it: one rule that cannot
+    be shown never takes the other rules' rows with it."""
+    try:
+        return rule_status(rule, config, registry, history, waiting, repository, shown_images, gate)
+    except PromoterError as exc:
+        empty: dict[str, Any] = {"images": [], "targets": [], "states": {}, "waiting": []}
+        return {**_rule_heading(rule), **empty, "errors": [str(exc)]}
+
+
+def _rule_heading(rule: Rule) -> dict[str, Any]:
+    return {
+        "rule": rule.name,
+        "trigger": rule.trigger,
+        "source": {"repository": rule.source.repository, "tags": list(rule.source.tags)},
+        "targets_spec": [_target_text(t) for t in rule.targets],
+        "gates": _gates_text(rule),
+    }
+
+
 def rule_status(
     rule: Rule,
     config: PromotionConfig,
@@ -128,9 +167,13 @@ def rule_status(
     waiting: Sequence[Waiting],
     repository: str | None,
     shown_images: int,
+    gate: GateCheck | None = None,
 ) -> dict[str, Any]:
     """One rule's chain: the newest source images, what each target tag holds against what the
-    rule says it should hold, and the promotions waiting on this rule's gate."""
+    rule says it should hold, and the promotions waiting on this rule's gate. A target that is
+    missing or behind names what it would get only when `gate` (the rule's gates, as the sweep
+    decides them: `workflows.service.sweep_gate_check`) lets that image through; else the gate's
+    outcome and reason (`gate`)."""
     from promoter.exceptions import RegistryError
     from promoter.workflows.reconcile import (
         BEHIND,
@@ -183,14 +226,19 @@ def rule_status(
         for key, target in desired.targets.items():
             action, holds = target.action, held.get(key)
             state = target_state(target, holds, registry, source_repository)
-            if state in (MISSING, BEHIND) and isinstance(holds, str | None):
-                if rule.trigger != TRIGGER_PUSH:
-                    state = NOT_REQUESTED
-                elif hold_back(action, holds if isinstance(holds, str) else None):
+            offered = state in (MISSING, BEHIND) and isinstance(holds, str | None)
+            if offered:
+                # A rolled-back tag is held whatever the trigger: a request would move it, but
+                # nothing will on its own (reconciliation leaves it, and so does no request yet).
+                if hold_back(action, holds if isinstance(holds, str) else None):
                     state = HELD_STATE
+                elif rule.trigger != TRIGGER_PUSH:
+                    state = NOT_REQUESTED
             counts[state] += 1
             if target.image.digest not in shown and state in (IN_SYNC, NOT_REQUESTED):
                 continue  # an older image in its place: counted, not listed
+            # What it would get passes the rule's gates as the sweep decides them (reads only).
+            stopped = gate(action)[0] if offered and gate is not None else None
             if isinstance(holds, RegistryError):
                 errors.append(f"reading {action.target_repository}:{action.target_tag}: {holds}")
             targets.append(
@@ -204,14 +252,12 @@ def rule_status(
                     "state": state,
                     "source_tag": action.source.tag,
                     "last_change": _last_change(history, action),
+                    # The gate that would stop `should_hold` now (None: it would get it).
+                    "gate": {"outcome": stopped.outcome, "reason": stopped.reason} if stopped else None,
                 }
             )
     return {
-        "rule": rule.name,
-        "trigger": rule.trigger,
-        "source": {"repository": rule.source.repository, "tags": list(rule.source.tags)},
-        "targets_spec": [_target_text(t) for t in rule.targets],
-        "gates": _gates_text(rule),
+        **_rule_heading(rule),
         "images": sources,
         "targets": targets,
         "states": dict(counts),
@@ -321,8 +367,12 @@ def _target_rows(targets: list[dict[str, Any]]) -> list[list[str]]:
     rows = []
     for (stage, holds, state), group in grouped.items():
         shown_state = state
-        if state != IN_SYNC and group[0]["should_hold"] != holds:
-            shown_state = f"{state}: would get {short_digest(group[0]['should_hold'])}"
+        should_hold, gate = group[0]["should_hold"], group[0].get("gate")
+        if state != IN_SYNC and should_hold != holds:
+            if gate:  # never offered: its gate refuses it (the reason is in --json)
+                shown_state = f"{state}: {short_digest(should_hold)} stopped by a gate ({gate['outcome']})"
+            else:
+                shown_state = f"{state}: would get {short_digest(should_hold)}"
         last = group[0]["last_change"]
         rows.append(
             [

@@ -307,11 +307,12 @@ def desired_targets(
     rule: Rule, config: PromotionConfig, repository: str, images: Sequence[ListedImage]
 ) -> DesiredTargets:
     """Plans each image the rule takes exactly as its event would be planned (a push rule: its push
-    event; a request rule: a request naming the rule), limited to this rule: an image two rules
-    take is planned once per rule, and each target belongs to the rule the event would give it to
-    (first rule wins). Several images can feed one target tag (`latest`, a floating tag): the
-    newest one, in the engine's sense of newer (model/ordering.py: the version for a floating tag,
-    else the push time), is the one the target should hold."""
+    event; a request rule: a request naming the rule, on the rule's own source when it names
+    requesters), limited to this rule: an image two rules take is planned once per rule, and each
+    target belongs to the rule the event would give it to (first rule wins). Several images can
+    feed one target tag (`latest`, a floating tag): the newest one, in the engine's sense of newer
+    (model/ordering.py: the version for a floating tag, else the push time), is the one the target
+    should hold."""
     chosen: dict[TargetKey, DesiredTarget] = {}
     skipped: list[Action] = []
     taken = superseded = 0
@@ -323,7 +324,11 @@ def desired_targets(
         if rule.trigger == TRIGGER_PUSH:
             event = ImagePushed(event_id, repository, image.digest, image.tag)
         else:
-            event = PromotionRequested(event_id, repository, image.tag, image.digest, rule=rule.name)
+            # A rule with requesters takes requests only on its own source (model/plan.py).
+            source_rule = rule.name if rule.requesters else None
+            event = PromotionRequested(
+                event_id, repository, image.tag, image.digest, rule=rule.name, source_rule=source_rule
+            )
         planned = [a for a in plan_event(event, config).actions if a.rule == rule.name]
         if planned:
             taken += 1
