@@ -15,9 +15,11 @@ the digest the record says the tag held afterwards. A record that no longer matc
 through Powertools, whose conditional INPROGRESS put still lets one of two concurrent runs work and
 turns the other away.
 
-An in-progress record outlives a run that was killed. The Lambda bounds it by its remaining time
-(`register_lambda_context`); the command line has no such clock, so it gets a fixed window
-(`CLI_IN_PROGRESS_SECONDS`), after which the key is free again.
+A run interrupted by Ctrl-C (KeyboardInterrupt) deletes the in-progress record it wrote, as a failed
+run does; an in-progress record outlives only a run that was killed. The Lambda bounds it by its
+remaining time (`register_lambda_context`); the command line has no such clock, so it gets a fixed
+window (`CLI_IN_PROGRESS_SECONDS`), after which the key is free again. A run turned away by such a
+record is told until when it blocks and how to delete it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -76,6 +79,12 @@ class CliRunWindow:
         return self._millis
 
 
+class _Interrupted(Exception):
+    """Carries a KeyboardInterrupt (Ctrl-C on the command line) out of the idempotent function as an
+    Exception: Powertools then deletes the in-progress record this run wrote, as for any failure,
+    instead of leaving it to block the next run for `CLI_IN_PROGRESS_SECONDS`."""
+
+
 class _NotStored(Exception):
     """Carries an unsuccessful outcome out of the idempotent function so it is not stored."""
 
@@ -120,7 +129,10 @@ def idempotent_runner(
         key_prefix=IDEMPOTENCY_KEY_PREFIX,
     )
     def promote(action: dict[str, Any]) -> dict[str, Any]:
-        result = promoter.promote(Action.from_dict(action))
+        try:
+            result = promoter.promote(Action.from_dict(action))
+        except KeyboardInterrupt as exc:
+            raise _Interrupted() from exc
         if not result.succeeded:
             raise _NotStored(result)
         return result.to_dict()
@@ -133,8 +145,11 @@ def idempotent_runner(
             return ActionResult.from_dict(promote(action=data))
         except _NotStored as outcome:
             return outcome.result
+        except _Interrupted as interrupted:
+            raise KeyboardInterrupt from interrupted  # the record is released: stop as asked
         except IdempotencyAlreadyInProgressError as exc:
-            raise PromotionInProgressError(f"{action.target_repository}:{action.target_tag}: {exc}") from exc
+            target = f"{action.target_repository}:{action.target_tag}"
+            raise PromotionInProgressError(f"{target}: {_in_progress_text(persistence, data)}") from exc
         except (IdempotencyPersistenceLayerError, IdempotencyInconsistentStateError) as exc:
             # Inconsistent state: the record changed between Powertools' put and get (another
             # invocation finished or expired it). Retrying later reads a settled record.
@@ -187,6 +202,29 @@ def _forget_if_stale(
             raise IdempotencyPersistenceLayerError("stale idempotency record not deleted", exc) from exc
     except BotoCoreError as exc:
         raise IdempotencyPersistenceLayerError("stale idempotency record not deleted", exc) from exc
+
+
+def _in_progress_text(persistence: DynamoDBPersistenceLayer, data: dict[str, Any]) -> str:
+    """Why the action was turned away, for a person: until when the in-progress record blocks it and
+    how to clear it when no run holds it any more (one killed with SIGKILL, a lost connection)."""
+    try:
+        record = persistence.get_record(data)
+    except (IdempotencyItemNotFoundError, ClientError, BotoCoreError):
+        record = None
+    if record is None or record.status == STATUS_COMPLETED:
+        return "another run was promoting it and has just finished: run again"
+    key = json.dumps({persistence.key_attr: {"S": record.idempotency_key}}, separators=(",", ":"))
+    expiry = record.in_progress_expiry_timestamp
+    until = (
+        f"until {datetime.fromtimestamp(int(expiry) / 1000, UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        if expiry
+        else "until it ends"
+    )
+    return (
+        f"another run is promoting it (its idempotency record blocks it {until}); if no run is "
+        f"alive (one was killed), wait until then or clear it: aws dynamodb delete-item "
+        f"--table-name {persistence.table_name} --key '{key}'"
+    )
 
 
 def _stored_target_digest(record: DataRecord) -> str | None:
