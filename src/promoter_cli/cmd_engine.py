@@ -14,7 +14,7 @@ from typing import Any
 
 from promoter import settings
 from promoter.exceptions import ConfigError, EventError, PromoterError
-from promoter.model.config import PromotionConfig, TargetRegistry, load_config
+from promoter.model.config import PromotionConfig, Rule, TargetRegistry, load_config
 from promoter.model.events import Event, parse_json_event
 from promoter_cli.output import add_json_flag, print_event_result, print_json
 
@@ -22,6 +22,8 @@ from promoter_cli.output import add_json_flag, print_event_result, print_json
 EXIT_OK = 0
 EXIT_NOT_ALL_PROMOTED = 1
 EXIT_BAD_INPUT = 2
+# Ctrl-C (SIGINT), as shells report it: 128 + the signal's number.
+EXIT_INTERRUPTED = 130
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,9 +66,37 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"  {rule.name} [{rule.trigger}] {source}")
         if rule.requesters:
             print(f"    requested by: {', '.join(rule.requesters)}")
+        for gate in _gate_lines(rule):
+            print(f"    gate: {gate}")
         for target in rule.targets:
             print(f"    -> {target.repository}:{'|'.join(target.tags)} ({_registry_text(target.registry)})")
     return EXIT_OK
+
+
+def _gate_lines(rule: Rule) -> list[str]:
+    """Each gate of the rule with its settings, as `validate` lists them (PEM keys and certificates
+    counted, not printed)."""
+    lines = []
+    if rule.scan_gate is not None:
+        scan = rule.scan_gate
+        lines.append(f"scan: max_severity {scan.max_severity}, timeout_minutes {scan.timeout_minutes}")
+    signature = rule.signature_gate
+    if signature is not None:
+        verifiers = []
+        if signature.cosign_keys:
+            kms = list(signature.kms_key_arns)
+            pem = len(signature.cosign_keys) - len(kms)
+            keys = [*(f"awskms:///{arn}" for arn in kms), *([f"{pem} PEM key(s)"] if pem else [])]
+            verifiers.append(f"cosign keys {', '.join(keys)}")
+        verifiers += [f"sigstore {i.issuer} {i.subject}" for i in signature.sigstore_identities]
+        if signature.notation:
+            profiles = ", ".join(signature.notation_signing_profiles) or "any signing profile"
+            roots = len(signature.notation_trust_roots)
+            verifiers.append(
+                f"notation {profiles}, " + (f"{roots} trust root(s)" if roots else "AWS Signer's roots")
+            )
+        lines.append(f"signature: {'; or '.join(verifiers)}")
+    return lines
 
 
 def _registry_text(registry: TargetRegistry | None) -> str:

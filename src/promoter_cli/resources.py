@@ -7,12 +7,17 @@ Resolution order, first found wins:
   4. the local defaults (`settings.DEFAULT_*`: the names `promoter local` creates).
 `--stack` is applied by putting each output into the environment variable it stands for, so every
 engine path (history, idempotency, results, gates) uses the stack's names without a parameter.
+
+Before a command calls AWS, `aws_setup_problem` says what would stop every call: no region, or a
+local endpoint (`AWS_ENDPOINT_URL` on this machine) where nothing listens, as before `promoter local`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+import socket
+from collections.abc import Mapping, MutableMapping
+from urllib.parse import urlsplit
 
 from promoter import settings
 from promoter.aws.reconcile_state import RECONCILE_TABLE_ENV
@@ -33,6 +38,56 @@ OUTPUT_ENV_VARS = {
     settings.OUTPUT_DEAD_LETTER_QUEUE_URL: DEAD_LETTER_QUEUE_URL_ENV,
     settings.OUTPUT_DELIVERY_DEAD_LETTER_QUEUE_URL: DELIVERY_DEAD_LETTER_QUEUE_URL_ENV,
 }
+
+
+NO_REGION_MESSAGE = (
+    "no AWS region: set AWS_REGION or AWS_DEFAULT_REGION (or a profile's region); "
+    "against the local AWS, AWS_ENDPOINT_URL=http://127.0.0.1:PORT alone is enough"
+)
+# A connection to this machine is refused at once when nothing listens; a slow accept (a busy
+# machine) is not taken for a missing server: only a refusal is.
+LOCAL_CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+def local_endpoint_down_message(endpoint: str) -> str:
+    return (
+        f"nothing answers at {endpoint} (AWS_ENDPOINT_URL): start the local AWS first with "
+        "`promoter local` in another shell, or unset AWS_ENDPOINT_URL to use AWS"
+    )
+
+
+def aws_setup_problem(environ: Mapping[str, str] | None = None) -> str | None:
+    """Why no AWS call of this process can succeed (no region; a local endpoint refusing connections),
+    as one line for the user, or None. Reads the configuration as boto3 does; no AWS call."""
+    import boto3
+
+    environ = os.environ if environ is None else environ
+    endpoint = environ.get("AWS_ENDPOINT_URL", "")
+    if endpoint and local_endpoint_refuses(endpoint):
+        return local_endpoint_down_message(endpoint)
+    if not boto3.session.Session().region_name:
+        return NO_REGION_MESSAGE
+    return None
+
+
+def local_endpoint_refuses(endpoint: str) -> bool:
+    """Whether `endpoint` is on this machine and refuses connections (nothing listens there)."""
+    from promoter_cli.cmd_local import is_loopback_endpoint
+
+    if not is_loopback_endpoint(endpoint):
+        return False
+    url = urlsplit(endpoint if "//" in endpoint else f"//{endpoint}")
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        return False  # a malformed port: botocore says what is wrong with it
+    try:
+        with socket.create_connection((url.hostname or "localhost", port), LOCAL_CONNECT_TIMEOUT_SECONDS):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False  # not a plain refusal: the command meets it and says what it is
 
 
 class StackOutputsError(RuntimeError):
