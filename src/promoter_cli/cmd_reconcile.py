@@ -65,20 +65,24 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_dict())
     else:
-        print_report(report.to_dict())
+        print_report(report.to_dict(), report.succeeded)
     return EXIT_OK if report.succeeded else EXIT_NOT_ALL_PROMOTED
 
 
-def print_report(report: dict[str, Any]) -> None:
-    """A summary line, one line per target that was not in sync, then the errors."""
+def print_report(report: dict[str, Any], succeeded: bool) -> None:
+    """One line per target that was not in sync, then the errors, then the summary: last, where it
+    is read, and saying `failed` when anything did (an error, a failed or conflicting target)."""
+    if report["results"]:
+        print_actions(report["results"])
+    for error in report["errors"]:
+        print(f"error: {error}")
     counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report["outcomes"].items()))
     state = "complete" if report["complete"] else "incomplete (run it again to go on)"
+    if not succeeded:
+        what = f"{len(report['errors'])} error(s)" if report["errors"] else "failed targets"
+        state = f"failed ({what} above)" + ("" if report["complete"] else f", {state}")
     print(
         f"{'dry run: ' if report['dry_run'] else ''}{report['images']} image(s) in {report['repositories']} "
         f"repository(ies) of {report['rules']} push rule(s): {report['in_sync']} target(s) in sync, "
         f"{report['superseded']} superseded{', ' + counts if counts else ''}; {state}"
     )
-    if report["results"]:
-        print_actions(report["results"])
-    for error in report["errors"]:
-        print(f"error: {error}")

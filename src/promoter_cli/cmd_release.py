@@ -224,11 +224,19 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         return
     print_columns(
         HISTORY_COLUMNS,
-        [
-            [_printable(short_digest(str(r[c])) if c == "digest" else str(r[c])) for c in HISTORY_COLUMNS]
-            for r in rows
-        ],
+        [[_printable(_history_cell(r, c)) for c in HISTORY_COLUMNS] for r in rows],
     )
+
+
+def _history_cell(row: dict[str, Any], column: str) -> str:
+    """A history row's cell as the table shows it: the digest shortened; as the reason, the one a
+    person gave (`--reason`: a request's, a promotion's, a rollback's) before the engine's own."""
+    if column == "digest":
+        return short_digest(str(row["digest"]))
+    if column == "reason":
+        given, engine = str(row["request_reason"]), str(row["reason"])
+        return "; ".join(dict.fromkeys(r for r in (given, engine) if r))
+    return str(row[column])
 
 
 def _printable(text: str) -> str:
