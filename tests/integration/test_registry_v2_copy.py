@@ -1,5 +1,6 @@
-"""Blob copies through the registry's /v2 upload API (POST, PATCH chunks, PUT ?digest=), on the
-local AWS's ECR endpoint, and the fall back to the layer-upload API when /v2 is not ours to use."""
+"""Blob copies through the registry's /v2 upload API (POST, then PUT ?digest= with the body; PATCH
+chunks first above V2_CHUNK_BYTES), on the local AWS's ECR endpoint, and the fall back to the
+layer-upload API when /v2 is not ours to use."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ pytestmark = pytest.mark.integration
 
 MIB = 1024 * 1024
 JSON_LAYER_CALLS = ("InitiateLayerUpload", "UploadLayerPart", "CompleteLayerUpload")
+# What moving one blob costs on ECR without a mount: its pre-signed URL, the download, and a
+# monolithic /v2 upload (POST, PUT with the body). BENCHMARKS.md figure 2.
+REQUESTS_PER_COPIED_BLOB = 4
 
 
 class RecordingOpener:
@@ -86,7 +90,7 @@ def layer_repos(ecr, pusher, unique_name):
     return make
 
 
-def test_a_blob_in_one_chunk_goes_through_v2_byte_for_byte(ecr, aws_env, layer_repos):
+def test_a_blob_in_one_chunk_goes_up_in_the_put_after_the_post_byte_for_byte(ecr, aws_env, layer_repos):
     source, target, layer = layer_repos(3 * MIB + 17)
     opener = RecordingOpener()
     aws_env.control.reset_calls()
@@ -96,12 +100,12 @@ def test_a_blob_in_one_chunk_goes_through_v2_byte_for_byte(ecr, aws_env, layer_r
 
     assert copied == layer.size
     assert held(ecr, target, layer.digest) == layer.data
-    assert (opener.count("POST"), opener.count("PATCH"), opener.count("PUT")) == (1, 1, 1)
+    assert (opener.count("POST"), opener.count("PATCH"), opener.count("PUT")) == (1, 0, 1)
     # No base64 in JSON: the layer-upload API is not called at all.
     assert calls == {"GetDownloadUrlForLayer": 1, "GetAuthorizationToken": 1}
 
 
-def test_a_blob_larger_than_a_chunk_goes_in_several_patches_byte_for_byte(
+def test_a_blob_larger_than_a_chunk_goes_in_patches_and_its_last_chunk_in_the_put(
     ecr, aws_env, layer_repos, monkeypatch
 ):
     monkeypatch.setattr(registry_module, "V2_CHUNK_BYTES", 1 * MIB)
@@ -114,7 +118,7 @@ def test_a_blob_larger_than_a_chunk_goes_in_several_patches_byte_for_byte(
 
     assert copied == layer.size
     assert held(ecr, target, layer.digest) == layer.data
-    assert (opener.count("POST"), opener.count("PATCH"), opener.count("PUT")) == (1, 4, 1)
+    assert (opener.count("POST"), opener.count("PATCH"), opener.count("PUT")) == (1, 3, 1)
     assert not set(JSON_LAYER_CALLS) & set(calls)
 
 
@@ -162,7 +166,7 @@ def test_a_throttled_v2_upload_is_tried_again_through_v2(ecr, aws_env, layer_rep
 
     assert copied == layer.size
     assert held(ecr, target, layer.digest) == layer.data
-    assert (opener.count("POST"), opener.count("PATCH"), opener.count("PUT")) == (2, 1, 1)
+    assert (opener.count("POST"), opener.count("PATCH"), opener.count("PUT")) == (2, 0, 1)
     assert not set(JSON_LAYER_CALLS) & set(calls)
 
 
@@ -187,3 +191,43 @@ def test_a_copy_into_another_accounts_registry_goes_to_that_registrys_endpoint(
         registryId=other_account, repositoryName=target, layerDigests=[layer.digest]
     )["layers"]
     assert available[0]["layerAvailability"] == "AVAILABLE"
+
+
+def test_each_copied_blob_costs_four_requests_on_the_local_ecr(ecr, aws_env, layer_repos):
+    """Counted by the local AWS's own request counter: a download URL, the download, POST, PUT."""
+    warm, *copies = [layer_repos(2 * MIB + n) for n in (0, 1, 2)]
+    registry = EcrRegistry(make_ecr_client())
+    registry.copy_blob(warm[0], warm[1], warm[2].digest)  # GetAuthorizationToken: once per container
+    aws_env.control.reset_requests()
+
+    for source, target, layer in copies:
+        assert registry.copy_blob(source, target, layer.digest) == layer.size
+    served = aws_env.control.requests()
+
+    assert sum(served.values()) / len(copies) <= REQUESTS_PER_COPIED_BLOB
+    assert served == {
+        "GetDownloadUrlForLayer": 2,
+        "BlobHost.GET": 2,
+        "Registry.POST": 2,
+        "Registry.PUT": 2,
+    }
+    for _, target, layer in copies:
+        assert held(ecr, target, layer.digest) == layer.data
+
+
+def test_a_blob_above_the_chunk_size_keeps_its_digest_and_patches_only_whole_chunks(
+    ecr, aws_env, layer_repos, monkeypatch
+):
+    """ECR's smallest PATCH is 5 MiB (S3 multipart): chunks of exactly that, the rest in the PUT."""
+    monkeypatch.setattr(registry_module, "V2_CHUNK_BYTES", 5 * MIB)
+    source, target, layer = layer_repos(12 * MIB + 3)
+    aws_env.control.reset_requests()
+
+    copied = EcrRegistry(make_ecr_client()).copy_blob(source, target, layer.digest)
+    served = aws_env.control.requests()
+
+    assert copied == layer.size
+    assert held(ecr, target, layer.digest) == layer.data
+    assert [served.get(f"Registry.{method}") for method in ("POST", "PATCH", "PUT")] == [1, 2, 1]
+    available = ecr.batch_check_layer_availability(repositoryName=target, layerDigests=[layer.digest])
+    assert available["layers"][0]["layerAvailability"] == "AVAILABLE"

@@ -63,12 +63,17 @@ MIB = 1024 * 1024
 MIN_PART_BYTES = 5 * MIB
 MAX_PART_BYTES = 20 * MIB
 READ_CHUNK_BYTES = 1 * MIB
-# Copies go up through the registry's OCI upload API (POST, PATCH..., PUT ?digest=) with the same
-# basic auth as mounts: raw bytes, where the layer-upload API carries base64 inside JSON (~2.4x
-# skopeo's time, BENCHMARKS.md figure 2). ECR serves it for the same IAM actions (Initiate/
-# UploadLayerPart/CompleteLayerUpload); the 5-20 MiB part limits are the JSON API's, not /v2's.
-# Each PATCH carries one chunk, streamed READ_CHUNK_BYTES at a time: memory per copy stays
-# ~1 MiB whatever the chunk or layer size; chunks only bound how much a failed request loses.
+# Copies go up through the registry's OCI upload API with the same basic auth as mounts: raw
+# bytes, where the layer-upload API carries base64 inside JSON (~2.4x skopeo's time, BENCHMARKS.md
+# figure 2). ECR serves it for the same IAM actions (Initiate/UploadLayerPart/CompleteLayerUpload);
+# the 5-20 MiB part limits are the JSON API's, not /v2's. A blob of at most V2_CHUNK_BYTES goes up
+# monolithically, POST then one PUT ?digest= carrying the whole body (2 requests); a larger one in
+# PATCH chunks of V2_CHUNK_BYTES with its last chunk in the PUT. ECR takes a body on the closing PUT
+# (aws/containers-roadmap#2831 shows a final chunk sent that way stored with the right digest;
+# mise and tart upload to ECR monolithically with POST + PUT) and wants a PATCH chunk of at least
+# 5 MiB but the last (S3 multipart parts; tart#273). 64 MiB is mise's threshold for ECR. Each body
+# is streamed READ_CHUNK_BYTES at a time: memory per copy stays ~1 MiB whatever the chunk or layer
+# size; chunks only bound how much one request carries (and a failed one loses).
 V2_CHUNK_BYTES = 64 * MIB
 # 429 (ECR's TOOMANYREQUESTS) and 5xx are worth another try; other answers mean /v2 is not ours
 # to use (no endpoint, 401/403/404/405...): the layer-upload API takes over, with a warning.
@@ -711,8 +716,10 @@ class EcrRegistry:
         return self._copy_blob_api(url, from_repository, repository, digest)
 
     def _copy_blob_v2(self, url: str, from_repository: str, repository: str, digest: str) -> int:
-        """POST an upload, PATCH the download into it chunk by chunk, PUT ?digest= (the registry
-        checks the digest). Raises _V2NotUsable (fall back), RegistryUnavailableError (429/5xx),
+        """POST an upload, then PUT ?digest= with the download as its body (the registry checks the
+        digest); above V2_CHUNK_BYTES the first chunks go in PATCHes and the last in the PUT. A
+        download of unknown length goes in one PATCH (chunked transfer encoding), closed by an
+        empty PUT. Raises _V2NotUsable (fall back), RegistryUnavailableError (429/5xx),
         LayerCopyError (the download failed)."""
         try:
             endpoint, token = self._authorization()
@@ -730,11 +737,12 @@ class EcrRegistry:
         try:
             with self._open(url, timeout=HTTP_TIMEOUT_SECONDS) as download:
                 total = _content_length(download)
-                while total is None or offset < total:
-                    # Unknown total: one PATCH, chunked transfer encoding, to the end of the stream.
-                    size = None if total is None else min(V2_CHUNK_BYTES, total - offset)
+                sending = {**auth, "Content-Type": "application/octet-stream"}
+                # Every chunk but the last in a PATCH; an unknown total in one, to the stream's end.
+                while total is None or total - offset > V2_CHUNK_BYTES:
+                    size = None if total is None else V2_CHUNK_BYTES
                     sent = _Counter()
-                    headers = {**auth, "Content-Type": "application/octet-stream"}
+                    headers = dict(sending)
                     if size is not None:
                         headers["Content-Range"] = f"{offset}-{offset + size - 1}"
                     _, location = self._v2(
@@ -743,8 +751,22 @@ class EcrRegistry:
                     offset += sent.bytes
                     if size is None or sent.bytes < size:
                         break
-            separator = "&" if "?" in location else "?"
-            self._v2("PUT", f"{_absolute(endpoint, location)}{separator}digest={digest}", auth, b"", 0)
+                # What the PUT carries: the rest of a known total (all of it: monolithic); nothing
+                # after an unknown total, or after a download that ended early (the digest fails).
+                last = 0 if total is None or offset < total - V2_CHUNK_BYTES else total - offset
+                sent = _Counter()
+                headers = dict(sending) if last else dict(auth)
+                if last and offset:  # a closing chunk; a monolithic body has no range (tart#179)
+                    headers["Content-Range"] = f"{offset}-{offset + last - 1}"
+                separator = "&" if "?" in location else "?"
+                self._v2(
+                    "PUT",
+                    f"{_absolute(endpoint, location)}{separator}digest={digest}",
+                    headers,
+                    _stream(download, last, sent) if last else b"",
+                    last,
+                )
+                offset += sent.bytes
         except _DownloadError as exc:
             self._cancel_upload(endpoint, token, location)
             raise LayerCopyError(f"download of {digest} from {from_repository} failed: {exc}") from exc
