@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from local_aws import errors as e
+from local_aws import policy
 from local_aws.blob_host import BlobHost
 from local_aws.events import DETAIL_TYPE_IMAGE_ACTION, EventSink, image_action_detail
 from local_aws.manifests import (
@@ -36,6 +37,7 @@ from local_aws.manifests import (
     sha256_digest,
     wildcard_match,
 )
+from local_aws.principals import parse_principal, root_of
 from local_aws.registry import RegistryPool, RegistryProcess
 from local_aws.store import ACTIVATING, ACTIVE, ARCHIVED, ImageRecord, RepositoryRecord, Scope, Store, now
 
@@ -60,6 +62,22 @@ ACCOUNT_SETTING_DEFAULTS = {
     "REGISTRY_POLICY_SCOPE": "V2",
     "BLOB_MOUNTING": "DISABLED",
 }
+# The ECR actions a repository policy decides here (issue 18): what writes or deletes images, and
+# policy changes. Reads are not checked (a cross-account read works as before).
+POLICY_CHECKED_ACTIONS = frozenset(
+    {
+        "PutImage",
+        "InitiateLayerUpload",
+        "UploadLayerPart",
+        "CompleteLayerUpload",
+        "BatchDeleteImage",
+        "SetRepositoryPolicy",
+        "DeleteRepositoryPolicy",
+    }
+)
+REPOSITORY_POLICY_SETTING = "repository-policy/"  # + repository name, in the store's settings
+# ECR's limit on a repository policy's text (SetRepositoryPolicy, policyText: 0-10240).
+MAX_POLICY_TEXT_CHARS = 10240
 # Pages (service model): DescribeImages, ListImages, DescribeRepositories and
 # DescribeImageScanFindings answer 100 items without maxResults and take 1-1000 with it;
 # ListImageReferrers answers 20 and takes 1-50.
@@ -119,10 +137,19 @@ class EcrService:
         self._repo_locks_lock = threading.Lock()
 
     # ---------------------------------------------------------------------------- dispatch
-    def call(self, op: str, scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
+    def call(
+        self, op: str, scope: Scope, params: dict[str, Any], principal: policy.Principal | None = None
+    ) -> dict[str, Any]:
+        """`principal` is the caller (None: the administrator of `scope`'s account); a repository
+        policy decides its image writes (`authorize`)."""
         handler = getattr(self, f"op_{op}", None)
         if handler is None:
             raise e.UnknownOperationException(f"Operation {op} is not supported by the local ECR")
+        caller = principal or root_of(scope.account)
+        if op == "GetAuthorizationToken":
+            return handler(scope, params, caller)
+        if isinstance(params.get("repositoryName"), str):
+            self.authorize(scope, params["repositoryName"], op, caller)
         return handler(scope, params)
 
     @staticmethod
@@ -144,6 +171,53 @@ class EcrService:
             return self.password
         scope_id = f"{scope.account}/{scope.region}".encode()
         return hmac.new(self.password.encode(), scope_id, hashlib.sha256).hexdigest()
+
+    def token_password(self, scope: Scope, principal: policy.Principal) -> str:
+        """The registry password GetAuthorizationToken hands `principal` for `scope`: the
+        registry's own password for the account's administrator (as before principals existed),
+        else the principal's ARN and a MAC over it, so `/v2/` knows who pushes."""
+        if principal == root_of(scope.account):
+            return self.password_for(scope)
+        arn = base64.b32encode(principal.arn.encode()).decode().rstrip("=")
+        return f"{arn}.{self._token_mac(scope, principal.arn)}"
+
+    def principal_of_password(self, scope: Scope, password: str) -> policy.Principal | None:
+        """Who holds a registry password of `scope` (see `token_password`); None if it is none."""
+        if hmac.compare_digest(password, self.password_for(scope)):
+            return root_of(scope.account)
+        encoded, _, mac = password.partition(".")
+        try:
+            arn = base64.b32decode(encoded + "=" * (-len(encoded) % 8)).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+        if not hmac.compare_digest(mac, self._token_mac(scope, arn)):
+            return None
+        try:
+            return parse_principal(arn)
+        except ValueError:
+            return None
+
+    def _token_mac(self, scope: Scope, arn: str) -> str:
+        return hmac.new(self.password_for(scope).encode(), arn.encode(), hashlib.sha256).hexdigest()
+
+    def authorize(self, scope: Scope, repo: str, action: str, principal: policy.Principal) -> None:
+        """Raises AccessDeniedException unless `principal` may do `action` (an ECR operation name)
+        on the repository, by its repository policy (`local_aws.policy.allows`). Only the actions
+        in POLICY_CHECKED_ACTIONS are checked; a repository that does not exist is left to the
+        operation to report."""
+        if action not in POLICY_CHECKED_ACTIONS:
+            return
+        document = self.store.setting(scope, REPOSITORY_POLICY_SETTING + repo, "")
+        arn = f"arn:aws:ecr:{scope.region}:{scope.account}:repository/{repo}"
+        if policy.allows(document or None, principal, f"ecr:{action}", arn, scope.account):
+            return
+        why = "with an explicit deny in a resource-based policy"
+        if policy.evaluate(document or None, principal, f"ecr:{action}", arn) is not policy.Decision.DENY:
+            why = "because no resource-based policy allows the ecr:" + action + " action"
+        raise e.AccessDeniedException(
+            f"User: {principal.session_arn or principal.arn} is not authorized to perform: "
+            f"ecr:{action} on resource: {arn} {why}"
+        )
 
     def repo_lock(self, scope: Scope, repo: str) -> threading.Lock:
         with self._repo_locks_lock:
@@ -251,7 +325,35 @@ class EcrService:
             for img in images:
                 self.registry_for(scope).delete_manifest(rec.name, img.digest)
             self.store.delete_repository(scope, rec.name)
+            self.store.set_setting(scope, REPOSITORY_POLICY_SETTING + rec.name, "")
         return {"repository": self.repository_json(scope, rec)}
+
+    def op_SetRepositoryPolicy(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.require_repo(scope, p)
+        text = _required_str(p, "policyText")
+        if len(text) > MAX_POLICY_TEXT_CHARS:
+            raise e.InvalidParameterException("Invalid parameter at 'policyText': longer than 10240")
+        try:
+            policy.evaluate(text, root_of(scope.account), "ecr:PutImage", "arn:aws:ecr:::repository/x")
+        except policy.PolicyError as exc:
+            raise e.InvalidParameterException(f"Invalid parameter at 'PolicyText': {exc}") from exc
+        self.store.set_setting(scope, REPOSITORY_POLICY_SETTING + rec.name, text)
+        return {"registryId": scope.account, "repositoryName": rec.name, "policyText": text}
+
+    def op_GetRepositoryPolicy(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.require_repo(scope, p)
+        text = self.store.setting(scope, REPOSITORY_POLICY_SETTING + rec.name, "")
+        if not text:
+            raise e.RepositoryPolicyNotFoundException(
+                f"Repository policy does not exist for the repository with name '{rec.name}' in the "
+                f"registry with id '{scope.account}'"
+            )
+        return {"registryId": scope.account, "repositoryName": rec.name, "policyText": text}
+
+    def op_DeleteRepositoryPolicy(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        found = self.op_GetRepositoryPolicy(scope, p)
+        self.store.set_setting(scope, REPOSITORY_POLICY_SETTING + found["repositoryName"], "")
+        return found
 
     def op_PutImageTagMutability(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
         rec = self.require_repo(scope, p)
@@ -861,14 +963,19 @@ class EcrService:
             self._uploads.pop(upload_id, None)
 
     # ---------------------------------------------------------------------------- account, auth
-    def op_GetAuthorizationToken(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+    def op_GetAuthorizationToken(
+        self, scope: Scope, p: dict[str, Any], principal: policy.Principal | None = None
+    ) -> dict[str, Any]:
         # `registryIds` (as on ECR): one entry per named registry, with that registry's endpoint;
-        # none named: the caller's own.
+        # none named: the caller's own. The token says who asked (`token_password`).
         scopes = [Scope(str(r), scope.region) for r in p.get("registryIds") or ()] or [scope]
+        caller = principal or root_of(scope.account)
         return {
             "authorizationData": [
                 {
-                    "authorizationToken": base64.b64encode(f"AWS:{self.password_for(s)}".encode()).decode(),
+                    "authorizationToken": base64.b64encode(
+                        f"AWS:{self.token_password(s, caller)}".encode()
+                    ).decode(),
                     "expiresAt": time.time() + TOKEN_TTL_SECONDS,
                     "proxyEndpoint": self.endpoint_for(s),
                 }

@@ -114,6 +114,14 @@ class SerializationException(EcrError):
     """The request body is not a JSON object."""
 
 
+class RepositoryPolicyNotFoundException(EcrError):
+    """The repository has no repository policy."""
+
+
+class AccessDeniedException(EcrError):
+    """A repository policy denies the caller the action (or, across accounts, allows it nothing)."""
+
+
 class ServerException(EcrError):
     """A fault on our side (the registry failed unexpectedly)."""
 

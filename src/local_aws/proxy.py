@@ -9,7 +9,6 @@ events as PutImage), and cross-repository mounts obey the BLOB_MOUNTING account 
 from __future__ import annotations
 
 import base64
-import hmac
 import http.client
 import json
 import re
@@ -23,6 +22,7 @@ from local_aws import errors as e
 from local_aws.ecr_api import EcrService, archived_reason, unaccepted_reason
 from local_aws.faults import Faults
 from local_aws.manifests import DIGEST_RE, TAG_RE, sha256_digest
+from local_aws.policy import Principal
 from local_aws.registry import CHUNK_BYTES, RegistryProcess, stream_response
 from local_aws.store import ACTIVE, Scope
 
@@ -77,7 +77,8 @@ class RegistryProxy:
 
     # ------------------------------------------------------------------------------ entry points
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if not self._authorized(environ):
+        caller = self._caller(environ)
+        if caller is None:
             return _error(
                 start_response,
                 401,
@@ -103,6 +104,12 @@ class RegistryProxy:
                 f"'{self.scope.account}'",
             )
         method = environ["REQUEST_METHOD"]
+        action = registry_write_action(method, kind, rest)
+        if action is not None:
+            try:
+                self.ecr.authorize(self.scope, name, action, caller)
+            except e.AccessDeniedException as exc:
+                return _error(start_response, 403, "DENIED", exc.message)
         if kind == "manifests":
             return self._manifest(environ, start_response, method, name, rest)
         if kind == "tags":
@@ -123,15 +130,18 @@ class RegistryProxy:
         return self.forward(environ, start_response)
 
     # ------------------------------------------------------------------------------ ECR semantics
-    def _authorized(self, environ: dict[str, Any]) -> bool:
+    def _caller(self, environ: dict[str, Any]) -> Principal | None:
+        """Who the Basic auth password (GetAuthorizationToken's) was handed to; None: no caller."""
         header = environ.get("HTTP_AUTHORIZATION", "")
         if not header.startswith("Basic "):
-            return False
+            return None
         try:
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
-            return False
-        return user == "AWS" and hmac.compare_digest(password, self.ecr.password_for(self.scope))
+            return None
+        if user != "AWS":
+            return None
+        return self.ecr.principal_of_password(self.scope, password)
 
     def _manifest(
         self, environ: dict[str, Any], start_response: StartResponse, method: str, name: str, ref: str
@@ -476,6 +486,19 @@ def _json(
         [("Content-Type", content_type), ("Content-Length", str(len(data))), *(extra or [])],
     )
     return [data]
+
+
+def registry_write_action(method: str, kind: str, rest: str) -> str | None:
+    """The ECR action a `/v2/` request performs, when it writes: a manifest PUT is PutImage, its
+    DELETE BatchDeleteImage; a blob upload's POST, PATCH and PUT are InitiateLayerUpload,
+    UploadLayerPart and CompleteLayerUpload (ECR's IAM reference for pushes through the registry API)."""
+    if kind == "manifests":
+        return {"PUT": "PutImage", "DELETE": "BatchDeleteImage"}.get(method)
+    if kind == "blobs" and rest.startswith("uploads"):
+        return {"POST": "InitiateLayerUpload", "PATCH": "UploadLayerPart", "PUT": "CompleteLayerUpload"}.get(
+            method
+        )
+    return None
 
 
 def _error(

@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 import uuid
@@ -24,13 +25,15 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wsgi import get_input_stream
 
 from local_aws import errors as e
-from local_aws.accounts import ACCOUNT_ID_RE, access_key_of, account_of
+from local_aws.accounts import ACCOUNT_ID_RE, access_key_of
 from local_aws.blob_host import BlobHost
 from local_aws.control import ControlApi, ControlClient
 from local_aws.ecr_api import EcrService
 from local_aws.events import EventSink
 from local_aws.faults import Faults
 from local_aws.latency import LatencyLayer, LatencyModel
+from local_aws.policy import Principal
+from local_aws.principals import principal_of
 from local_aws.proxy import RegistryProxy
 from local_aws.registry import RegistryPool
 from local_aws.signer import REVOCATIONS_PATH, SignerRevocations
@@ -81,9 +84,13 @@ class FrontApp:
         if target.startswith(ECR_TARGET_PREFIX) or (scope_match and scope_match["service"] == "ecr"):
             # The registry is the caller's account (from its access key) in the signed region.
             region = scope_match["region"] if scope_match else self.region
-            account = account_of(access_key_of(authorization), self.account)
+            principal = principal_of(access_key_of(authorization), self.account)
             return self.ecr_json(
-                environ, start_response, target[len(ECR_TARGET_PREFIX) :], Scope(account, region)
+                environ,
+                start_response,
+                target[len(ECR_TARGET_PREFIX) :],
+                Scope(principal.account, region),
+                principal,
             )
         if path == "/v2" or path.startswith("/v2/"):
             return self.proxy(environ, start_response)
@@ -97,7 +104,12 @@ class FrontApp:
         return self.moto(environ, start_response)
 
     def ecr_json(
-        self, environ: dict[str, Any], start_response: StartResponse, op: str, scope: Scope
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        op: str,
+        scope: Scope,
+        principal: Principal | None = None,
     ) -> Iterable[bytes]:
         """JSON protocol: 200 with the result, or 400 `{"__type", "message"}` (500 only for our bugs)."""
         try:
@@ -117,7 +129,7 @@ class FrontApp:
                 raise e.SerializationException("The request body must be a JSON object")
             scope = _registry_scope(scope, params)
             self.faults.admit(op, params)
-            result = self.ecr.call(op, scope, params)
+            result = self.ecr.call(op, scope, params, principal)
             return _reply(start_response, 200, result)
         except e.EcrError as exc:
             body: dict[str, Any] = {"__type": exc.code, "message": exc.message}
@@ -136,8 +148,8 @@ class FrontApp:
 
 
 def _registry_scope(caller: Scope, params: dict[str, Any]) -> Scope:
-    """A `registryId` names another account's registry (reached on AWS through its repository
-    policy; the local ECR does not enforce policies), else the caller's own."""
+    """A `registryId` names another account's registry (reached through its repository policy,
+    which `EcrService.authorize` applies to image writes), else the caller's own."""
     registry_id = params.get("registryId")
     if registry_id is None:
         return caller
@@ -231,7 +243,8 @@ class LocalAws:
     `data_dir=None` uses a temporary directory removed by `stop()`; `rates` maps ECR operations to
     calls per second; `latency` is an AWS-like latency model (`latency.parse_latency("aws")`), also
     switched at run time through the control API. Tables the engine expects (see `tables.py`) are
-    created on start.
+    created on start. `persist=True` (with a `data_dir`) keeps moto's tables, queues and buses
+    there across a restart (`persistence.py`): restored on start, saved on stop.
     """
 
     def __init__(
@@ -242,9 +255,14 @@ class LocalAws:
         account: str = DEFAULT_ACCOUNT,
         region: str = DEFAULT_REGION,
         latency: LatencyModel | None = None,
+        persist: bool = False,
     ) -> None:
+        if persist and not data_dir:
+            raise ValueError("persist=True needs a data_dir to keep the state in")
         self.requested_port = port
         self.data_dir = Path(data_dir) if data_dir else None
+        self.persist = persist
+        self._restored = False  # save on stop only what a start restored (or began from nothing)
         self.account = account
         self.region = region
         self.faults = Faults(rates)
@@ -337,14 +355,23 @@ class LocalAws:
                 self.region,
                 revocations,
             )
-            self._server = make_server(
-                "127.0.0.1",
-                self.requested_port,
-                self.latency.wrap(app),
-                threaded=True,
-                request_handler=_QuietHandler,
-            )
+            # Bound here, not by werkzeug: on a busy port werkzeug prints its own advice and calls
+            # sys.exit; an OSError (EADDRINUSE) lets the caller say which flag to pass.
+            with socket.create_server(("127.0.0.1", self.requested_port)) as listener:
+                self._server = make_server(
+                    "127.0.0.1",
+                    self.requested_port,
+                    self.latency.wrap(app),
+                    threaded=True,
+                    request_handler=_QuietHandler,
+                    fd=listener.fileno(),
+                )
             self.port = self._server.server_port
+            if self.persist:
+                from local_aws import persistence
+
+                persistence.restore(data_dir)
+                self._restored = True
             self._thread = threading.Thread(target=self._server.serve_forever, name="local-aws", daemon=True)
             self._thread.start()
             from local_aws.tables import create_default_tables
@@ -364,6 +391,11 @@ class LocalAws:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        if self._restored and self.data_dir is not None:
+            from local_aws import persistence
+
+            self._restored = False
+            persistence.save(self.data_dir)
         with self._endpoints_lock:
             endpoints, self._endpoints = list(self._endpoints.values()), {}
         for server in endpoints:
