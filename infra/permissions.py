@@ -86,9 +86,17 @@ def iam_resource_pattern(glob: str) -> str:
 
 
 def repository_arns(scope: Construct, globs: Iterable[str]) -> list[str]:
-    """ECR repository ARNs (partition, region and account of the stack) for the given globs."""
+    """ECR repository ARNs (partition, region and account of the stack) for the given globs.
+    Raises ValueError for a glob with no literal part (it would grant on every repository)."""
     stack = Stack.of(scope)
     names = sorted({iam_resource_pattern(glob) for glob in globs})
+    for name in names:
+        if not any(c.isalnum() for c in name):
+            # `repository/*` (or `*/*`, `?*`): every repository of the account. The configuration
+            # refuses the rules that would need it (promoter.model.config); this is the last guard.
+            raise ValueError(
+                f"repository glob {name!r} has no literal part: it would grant on every repository"
+            )
     return [
         stack.format_arn(
             service="ecr",

@@ -224,7 +224,7 @@ def test_validate_lists_every_target_with_its_registry(tmp_path):
         "    source: {repository: 're:svc/(?P<service>[a-z0-9-]+)-dev', tags: ['sha-*']}\n"
         "    targets:\n"
         "      - repository: 'svc/{service}-staging'\n"
-        "      - repository: 'svc/{service}'\n"
+        "      - repository: 'svc/{service}-prod'\n"
         "        account: '210987654321'\n"
         "        region: eu-west-1\n"
         "        role: arn:aws:iam::210987654321:role/image-promoter-target\n"
@@ -245,7 +245,7 @@ def test_validate_lists_every_target_with_its_registry(tmp_path):
     lines = [line.strip() for line in result.stdout.splitlines()]
     assert "-> svc/{service}-staging:{tag} (this account, this region)" in lines
     assert (
-        "-> svc/{service}:{tag} (account 210987654321, region eu-west-1, "
+        "-> svc/{service}-prod:{tag} (account 210987654321, region eu-west-1, "
         "as arn:aws:iam::210987654321:role/image-promoter-target)"
     ) in lines
     assert "-> app-prod:{tag} (this account, region us-west-2)" in lines

@@ -314,8 +314,8 @@ def test_source_matches_globs_and_anchored_regexes():
     assert not source.matches("other/api", "v1")
 
 
-def test_a_repository_template_from_a_catch_all_glob_is_accepted():
-    config = parse_config(
+def test_a_repository_template_from_a_catch_all_glob_is_refused():
+    error = refused(
         {
             "rules": [
                 rule(
@@ -325,15 +325,15 @@ def test_a_repository_template_from_a_catch_all_glob_is_accepted():
             ]
         }
     )
-    assert config.target_repository_globs() == ("*",)
+    assert error.field == "source.repository" and "no literal part" in error.reason
 
 
-def test_a_catch_all_source_feeding_any_repository_is_a_loop():
+def test_a_source_feeding_any_repository_it_matches_is_a_loop():
     error = refused(
         {
             "rules": [
                 rule(
-                    source={"repository": "*", "tags": ["v*"]},
+                    source={"repository": "*-dev", "tags": ["v*"]},
                     targets=[{"repository": "mirror/{repository}"}],
                 )
             ]

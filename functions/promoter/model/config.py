@@ -41,6 +41,7 @@ from promoter.model.templates import (
     SHORT_DIGEST_HEX_CHARS,
     TAG_DERIVED_FIELDS,
     TEMPLATE_FIELDS,
+    bare_segments,
     is_floating_template,
     is_valid_repository,
     is_valid_tag,
@@ -523,6 +524,14 @@ def _parse_source(raw: object, rule: str) -> SourceSpec:
         raise ConfigError(str(exc), rule=rule, field="source.repository") from exc
     if pattern.is_regex:
         _check_captures(pattern, rule)
+    if not any(c.isalnum() for c in pattern.as_glob()):
+        raise ConfigError(
+            f"{pattern.text!r} has no literal part: it names every repository of the account (the IAM "
+            "grants would be 'repository/*', and a {repository} target any repository); spell the part "
+            "the rule's repositories share, e.g. 'team/*'",
+            rule=rule,
+            field="source.repository",
+        )
     if pattern.is_exact and not is_valid_repository(pattern.text):
         raise ConfigError(
             f"{pattern.text!r} is not a valid ECR repository name", rule=rule, field="source.repository"
@@ -843,6 +852,8 @@ def _check_template(template: str, source: SourceSpec, rule: str, field: str, *,
             rule=rule,
             field=field,
         )
+    if not is_tag:
+        _refuse_segments_named_by_source(template, source, rule, field)
     if "digest" in fields:
         raise ConfigError(
             f"{{digest}} renders 'sha256:...' and ':' is not allowed in an ECR {what}; use {{short_digest}}",
@@ -877,6 +888,27 @@ def _check_template(template: str, source: SourceSpec, rule: str, field: str, *,
     if not valid:
         raise ConfigError(
             f"template {template!r} renders {rendered!r} for a matching image: not a valid ECR {what}",
+            rule=rule,
+            field=field,
+        )
+
+
+def _refuse_segments_named_by_source(template: str, source: SourceSpec, rule: str, field: str) -> None:
+    """Refuses a target repository whose whole name, or a whole '/'-segment of it, is a named
+    capture (`{name}`, `svc/{team}/api`): whoever may name a matching source repository would pick
+    where the image goes, and the IAM grant would be `repository/*` there. Beside a literal part
+    of its own (`svc/{team}-staging`) a capture only fills in a name the rule spells."""
+    segments = bare_segments(template)
+    for text, names in segments:
+        captured = [name for name in names if name in source.captures]
+        if not captured:
+            continue
+        named = ", ".join("{" + name + "}" for name in captured)
+        where = "the whole target repository name" if text == template else f"the whole path segment {text!r}"
+        raise ConfigError(
+            f"{named} would form {where}: whoever may name a matching source repository would choose "
+            "the repository written to (and its IAM grant would cover every repository there); give "
+            "the segment a literal part of its own, as in 'svc/{" + captured[0] + "}-staging'",
             rule=rule,
             field=field,
         )

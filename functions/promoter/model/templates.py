@@ -91,6 +91,31 @@ def template_fields(template: str, captures: Iterable[str] = ()) -> tuple[str, .
     return tuple(fields)
 
 
+def bare_segments(template: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The '/'-separated segments of a repository template that have no letter or digit of their
+    own, each as (its text, the fields in it): there a field names the whole segment (`{name}`,
+    or `{team}` in `svc/{team}/api`), and a separator (`{a}-{b}`) narrows nothing. Raises
+    TemplateError on bad syntax."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise TemplateError(f"template {template!r} is malformed: {exc}") from exc
+    segments: list[tuple[str, list[str], list[str]]] = [("", [], [])]  # text, literal parts, fields
+    for literal, name, _spec, _conversion in parsed:
+        first, *rest = literal.split("/")
+        text, literals, names = segments[-1]
+        segments[-1] = (text + first, [*literals, first], names)
+        segments += [(part, [part], []) for part in rest]
+        if name is not None:
+            text, literals, names = segments[-1]
+            segments[-1] = (text + "{" + name + "}", literals, [*names, name])
+    return tuple(
+        (text, tuple(names))
+        for text, literals, names in segments
+        if names and not any(c.isalnum() for part in literals for c in part)
+    )
+
+
 def render(template: str, facts: ImageFacts) -> str:
     """Fills a template from the image; raises TemplateError when a field cannot be filled."""
     fields = template_fields(template, facts.captures)
