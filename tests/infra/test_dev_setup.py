@@ -34,14 +34,14 @@ def checkout(tmp_path: Path) -> Path:
     bin_dir.mkdir(parents=True)
     stub(bin_dir / "python", "exit 0")
     stub(bin_dir / "pip", 'echo "pip $*"')  # pip's own output is progress: it must reach stderr
-    stub(bin_dir / "promoter", 'echo "promoter-ran $*"')
+    stub(bin_dir / "promoter", 'echo "promoter-ran $*"; echo "in $PWD" >&2')
     return tmp_path
 
 
-def dev(checkout: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def dev(checkout: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(checkout / "dev"), *args],
-        cwd=checkout,
+        cwd=cwd or checkout,
         env=dict(os.environ),
         capture_output=True,
         text=True,
@@ -70,4 +70,19 @@ def test_dev_promoter_runs_the_venv_promoter_and_keeps_stdout_for_it(checkout: P
     assert first.stdout == "promoter-ran event push app-dev:sha-1\n"  # set-up's messages: stderr only
     assert "first run" in first.stderr
     assert again.stdout == "promoter-ran status --json\n"
-    assert again.stderr == ""  # nothing left to install: set-up says nothing
+    assert again.stderr == f"in {checkout}\n"  # nothing left to install: set-up says nothing
+
+
+def test_dev_promoter_runs_in_the_callers_directory_so_relative_paths_are_the_callers(
+    checkout: Path, tmp_path: Path
+):
+    """`./dev promoter validate --config promotion.yaml` in another folder reads that folder's file."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    dev(checkout, "setup")
+
+    result = dev(checkout, "promoter", "validate", "--config", "promotion.yaml", cwd=elsewhere)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "promoter-ran validate --config promotion.yaml\n"
+    assert result.stderr == f"in {elsewhere}\n"
