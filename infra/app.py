@@ -18,6 +18,7 @@ from typing import Any
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
+from infra.protection import check_break_glass_principals
 from infra.remote_targets import TargetAccountStack
 from infra.stack import STACK_NAME, PromoterStack
 from promoter import settings
@@ -33,10 +34,15 @@ RECONCILE_ROLE_CONTEXT_KEY = "reconcile_role_arn"
 # The promoter stack's options (infra/README.md, "Context keys"). Lists are comma-separated with
 # `-c`, or JSON lists in cdk.json.
 TRUSTED_PRINCIPALS_CONTEXT_KEY = "trusted_principals"
+# Who may send to the promoter's queue to redrive dead letters (exact IAM role or user ARNs).
+REDRIVE_PRINCIPALS_CONTEXT_KEY = "redrive_principals"
 REQUEST_SOURCE_CONTEXT_KEY = "request_source"
 GATE_SWEEP_MINUTES_CONTEXT_KEY = "gate_sweep_minutes"
 ALARM_EMAIL_CONTEXT_KEY = "alarm_email"
 ALARM_TOPIC_ARN_CONTEXT_KEY = "alarm_topic_arn"
+# Who may write protected targets besides the promoter (exact IAM role or user ARNs); the
+# target-account stacks take the same list for their protected repositories.
+BREAK_GLASS_PRINCIPALS_CONTEXT_KEY = "break_glass_principals"
 _EMAIL = re.compile(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+")
 _TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}")
 EXIT_BAD_CONFIGURATION = 2
@@ -58,6 +64,12 @@ def stack_options(app: cdk.App) -> dict[str, Any]:
     principals = _context_list(app, TRUSTED_PRINCIPALS_CONTEXT_KEY)
     if principals:
         options["trusted_principals"] = tuple(principals)
+    redrivers = _context_list(app, REDRIVE_PRINCIPALS_CONTEXT_KEY)
+    if redrivers:
+        options["redrive_principals"] = tuple(redrivers)
+    break_glass = _context_list(app, BREAK_GLASS_PRINCIPALS_CONTEXT_KEY)
+    if break_glass:
+        options["break_glass_principals"] = check_break_glass_principals(break_glass)
     source = app.node.try_get_context(REQUEST_SOURCE_CONTEXT_KEY)
     if source is not None:
         options["request_source"] = str(source)
@@ -117,6 +129,7 @@ def build_target_stacks(app: cdk.App, config: PromotionConfig) -> list[TargetAcc
             promoter_role_arn=app.node.try_get_context(PROMOTER_ROLE_CONTEXT_KEY),
             reconcile_role_arn=app.node.try_get_context(RECONCILE_ROLE_CONTEXT_KEY),
             source_stack_name=STACK_NAME,
+            break_glass_principals=tuple(_context_list(app, BREAK_GLASS_PRINCIPALS_CONTEXT_KEY)),
             env=cdk.Environment(account=account, region=str(source_region)),
         )
         for account in accounts

@@ -41,6 +41,8 @@ from infra.permissions import (
     grant_tables,
 )
 from infra.props import ImagePromoterProps
+from infra.protection import RepositoryProtection
+from infra.queue_policies import nobody_sends, only_rules_send
 from infra.reconciliation import Reconciliation, ReconciliationParts
 from infra.remote_targets import grant_remote_targets, promoter_role_names
 from promoter import settings
@@ -105,6 +107,7 @@ class ImagePromoter(Construct):
         )
         self.push_rule, self.request_rule = self._rules(config, props.request_source)
         self.gate_rules = self._gate_rules(config, props.gate_sweep_minutes)
+        self._restrict_queues(props.redrive_principals)
 
         self.idempotency_table = self._table(
             "IdempotencyTable",
@@ -237,6 +240,7 @@ class ImagePromoter(Construct):
             if props.reconcile_rate is not None
             else None
         )
+        self.protections = self._protect(config, code, props)
         self._restrict_bus(props)
 
         self.alarms = add_monitoring(
@@ -264,6 +268,21 @@ class ImagePromoter(Construct):
             self, construct_id, encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True, **kwargs
         )
 
+    def _restrict_queues(self, redrive_principals: tuple[str, ...]) -> None:
+        """Only the stack's rules put work on the queue and the delivery dead-letter queue (and the
+        named redrive principals on the queue); nobody sends to the processing dead-letter queue,
+        which only SQS's own redrive fills (infra.queue_policies says why each holds)."""
+        rules = [r.rule_arn for r in (self.push_rule, self.request_rule, *self.gate_rules) if r is not None]
+        for queue, statement in (
+            (self.queue, only_rules_send(self.queue.queue_arn, rules, redrive_principals)),
+            (self.dead_letter_queue, nobody_sends(self.dead_letter_queue.queue_arn)),
+            (
+                self.delivery_dead_letter_queue,
+                only_rules_send(self.delivery_dead_letter_queue.queue_arn, rules),
+            ),
+        ):
+            queue.add_to_resource_policy(iam.PolicyStatement.from_json(statement))
+
     def _powertools_layer_arn(self) -> str:
         """The layer's ARN as Powertools publishes it for POWERTOOLS_VERSION: an SSM public parameter
         in each region, resolved by CloudFormation at deploy time (a template parameter of type
@@ -283,6 +302,30 @@ class ImagePromoter(Construct):
             ),
             **kwargs,
         )
+
+    def _protect(
+        self, config: PromotionConfig, code: lambda_.Code, props: ImagePromoterProps
+    ) -> dict[str | None, RepositoryProtection]:
+        """The protected targets of this account (`protect: true`), one RepositoryProtection per
+        region (None: the stack's): only the promoter's two roles and the break-glass principals
+        may write them. Another account's are its TargetAccountStack's (infra.remote_targets)."""
+        by_region: dict[str | None, list[str]] = {}
+        for registry, repository in config.protected_targets():
+            if registry is None or registry.account is None:
+                by_region.setdefault(registry.region if registry else None, []).append(repository)
+        return {
+            region: RepositoryProtection(
+                self,
+                f"Protection{region or ''}",
+                repositories=repositories,
+                writers=self._result_publishers(),
+                code=code,
+                break_glass=props.break_glass_principals,
+                region=region,
+                log_removal_policy=props.log_removal_policy,
+            )
+            for region, repositories in sorted(by_region.items(), key=lambda item: item[0] or "")
+        }
 
     def _result_publishers(self) -> list[str]:
         """The roles whose runs announce results: the promoter's, and its reconciliation's."""

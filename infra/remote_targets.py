@@ -22,6 +22,7 @@ from constructs import Construct
 
 from infra.permissions import ECR_TARGET_WRITE_ACTIONS, iam_resource_pattern
 from infra.props import STACK_NAME
+from infra.protection import RepositoryProtection, check_break_glass_principals, protection_code
 from promoter.model.config import ROLE_ARN_PATTERN, PromotionConfig, TargetRegistry
 
 ASSUME_ROLE_ACTIONS = ("sts:AssumeRole",)
@@ -83,7 +84,9 @@ def grant_remote_targets(
 class TargetAccountStack(Stack):
     """Deploy into the target account: the role(s) the promoter assumes there, nothing else; for
     role-less targets there, the repository policy to set on them (output `RepositoryPolicy`:
-    CloudFormation cannot attach a policy to a repository it does not own).
+    CloudFormation cannot attach a policy to a repository it does not own). For protected targets
+    there (`protect: true`), the protection (infra.protection): only the promoter's roles, the roles
+    it assumes here and `break_glass_principals` may write them.
 
     Trusted: the promoter's function role and its reconciliation's role, and nothing else. Before
     the source stack exists, by name: the source account, on the condition that the caller is one
@@ -103,6 +106,7 @@ class TargetAccountStack(Stack):
         promoter_role_arn: str | None = None,
         reconcile_role_arn: str | None = None,
         source_stack_name: str = STACK_NAME,
+        break_glass_principals: Sequence[str] = (),
         **kwargs: object,
     ) -> None:
         super().__init__(
@@ -169,6 +173,65 @@ class TargetAccountStack(Stack):
             )
             CfnOutput(self, f"PromoterTargetRoleArn{index}", value=role.role_arn)
             self.roles[role_arn] = role
+        self.protections = self._protect(
+            config,
+            target_account,
+            source_region,
+            [
+                *self._promoter_role_arns(
+                    source_account, source_region, source_stack_name, promoter_role_arn, reconcile_role_arn
+                ),
+                *(role.role_arn for role in self.roles.values()),
+            ],
+            check_break_glass_principals(break_glass_principals),
+        )
+
+    def _protect(
+        self,
+        config: PromotionConfig,
+        target_account: str,
+        source_region: str,
+        writers: Sequence[str],
+        break_glass: Sequence[str],
+    ) -> dict[str, RepositoryProtection]:
+        """The protected targets in this account, one RepositoryProtection per region."""
+        by_region: dict[str, list[str]] = {}
+        for registry, repository in config.protected_targets():
+            if registry is not None and registry.account == target_account:
+                by_region.setdefault(registry.region or source_region, []).append(repository)
+        if not by_region:
+            return {}
+        code = protection_code(self, config.to_json())
+        return {
+            region: RepositoryProtection(
+                self,
+                f"Protection{region}",
+                repositories=repositories,
+                writers=writers,
+                code=code,
+                break_glass=break_glass,
+                region=region,
+            )
+            for region, repositories in sorted(by_region.items())
+        }
+
+    def _promoter_role_arns(
+        self,
+        source_account: str,
+        source_region: str,
+        stack_name: str,
+        promoter_role_arn: str | None,
+        reconcile_role_arn: str | None,
+    ) -> list[str]:
+        """The ARNs of the promoter's two roles: pinned, or by their fixed names."""
+        promoter_name, reconcile_name = promoter_role_names(stack_name, source_region)
+        if promoter_role_arn:
+            return [
+                promoter_role_arn,
+                reconcile_role_arn or promoter_role_arn.removesuffix(promoter_name) + reconcile_name,
+            ]
+        prefix = f"arn:{Stack.of(self).partition}:iam::{source_account}:role/"
+        return [prefix + promoter_name, prefix + reconcile_name]
 
     def _trusted(
         self,
