@@ -34,6 +34,8 @@ RECONCILE_ROLE_CONTEXT_KEY = "reconcile_role_arn"
 # The promoter stack's options (infra/README.md, "Context keys"). Lists are comma-separated with
 # `-c`, or JSON lists in cdk.json.
 TRUSTED_PRINCIPALS_CONTEXT_KEY = "trusted_principals"
+# Who may send to the promoter's queue to redrive dead letters (exact IAM role or user ARNs).
+REDRIVE_PRINCIPALS_CONTEXT_KEY = "redrive_principals"
 REQUEST_SOURCE_CONTEXT_KEY = "request_source"
 GATE_SWEEP_MINUTES_CONTEXT_KEY = "gate_sweep_minutes"
 ALARM_EMAIL_CONTEXT_KEY = "alarm_email"
@@ -62,6 +64,9 @@ def stack_options(app: cdk.App) -> dict[str, Any]:
     principals = _context_list(app, TRUSTED_PRINCIPALS_CONTEXT_KEY)
     if principals:
         options["trusted_principals"] = tuple(principals)
+    redrivers = _context_list(app, REDRIVE_PRINCIPALS_CONTEXT_KEY)
+    if redrivers:
+        options["redrive_principals"] = tuple(redrivers)
     break_glass = _context_list(app, BREAK_GLASS_PRINCIPALS_CONTEXT_KEY)
     if break_glass:
         options["break_glass_principals"] = check_break_glass_principals(break_glass)

@@ -42,6 +42,7 @@ from infra.permissions import (
 )
 from infra.props import ImagePromoterProps
 from infra.protection import RepositoryProtection
+from infra.queue_policies import nobody_sends, only_rules_send
 from infra.reconciliation import Reconciliation, ReconciliationParts
 from infra.remote_targets import grant_remote_targets, promoter_role_names
 from promoter import settings
@@ -106,6 +107,7 @@ class ImagePromoter(Construct):
         )
         self.push_rule, self.request_rule = self._rules(config, props.request_source)
         self.gate_rules = self._gate_rules(config, props.gate_sweep_minutes)
+        self._restrict_queues(props.redrive_principals)
 
         self.idempotency_table = self._table(
             "IdempotencyTable",
@@ -265,6 +267,21 @@ class ImagePromoter(Construct):
         return sqs.Queue(
             self, construct_id, encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True, **kwargs
         )
+
+    def _restrict_queues(self, redrive_principals: tuple[str, ...]) -> None:
+        """Only the stack's rules put work on the queue and the delivery dead-letter queue (and the
+        named redrive principals on the queue); nobody sends to the processing dead-letter queue,
+        which only SQS's own redrive fills (infra.queue_policies says why each holds)."""
+        rules = [r.rule_arn for r in (self.push_rule, self.request_rule, *self.gate_rules) if r is not None]
+        for queue, statement in (
+            (self.queue, only_rules_send(self.queue.queue_arn, rules, redrive_principals)),
+            (self.dead_letter_queue, nobody_sends(self.dead_letter_queue.queue_arn)),
+            (
+                self.delivery_dead_letter_queue,
+                only_rules_send(self.delivery_dead_letter_queue.queue_arn, rules),
+            ),
+        ):
+            queue.add_to_resource_policy(iam.PolicyStatement.from_json(statement))
 
     def _powertools_layer_arn(self) -> str:
         """The layer's ARN as Powertools publishes it for POWERTOOLS_VERSION: an SSM public parameter

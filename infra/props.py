@@ -70,6 +70,11 @@ DEFAULT_TRUSTED_PRINCIPALS: tuple[str, ...] = ()
 DEFAULT_GATE_SWEEP_MINUTES = 5
 # Who may write a protected target besides the promoter (`-c break_glass_principals=ARN,ARN`): none.
 DEFAULT_BREAK_GLASS_PRINCIPALS: tuple[str, ...] = ()
+# Who may send to the promoter's queue besides the stack's EventBridge rules: the principals that
+# run `promoter redrive` (`-c redrive_principals=ARN,ARN`, exact role or user ARNs). None: redrive
+# is refused by the queue policy until its operators are named (issue 18).
+DEFAULT_REDRIVE_PRINCIPALS: tuple[str, ...] = ()
+_EXACT_PRINCIPAL_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+")
 _ACCOUNT_ID = re.compile(r"\d{12}")
 _PRINCIPAL_ARN = re.compile(r"arn:aws[a-z-]*:(iam|sts)::\d{12}:[A-Za-z0-9+=,.@_/*-]+")
 
@@ -84,6 +89,8 @@ class ImagePromoterProps:
         DEFAULT_TRUSTED_PRINCIPALS (the stack's account only).
     break_glass_principals: exact IAM role or user ARNs that may write protected targets (and
         change their policies) besides the promoter; default DEFAULT_BREAK_GLASS_PRINCIPALS (none).
+    redrive_principals: exact IAM role or user ARNs that may send to the queue (`promoter redrive`)
+        besides the stack's rules; default DEFAULT_REDRIVE_PRINCIPALS (none).
     request_source: the `source` of requests and results; default settings.DEFAULT_REQUEST_EVENT_SOURCE.
     gate_sweep_minutes: how often expired scan-gate waits are ended; default DEFAULT_GATE_SWEEP_MINUTES.
     powertools_layer_arn: the Powertools layer; default None = the ARN Powertools publishes for
@@ -104,6 +111,7 @@ class ImagePromoterProps:
     batch_size: int = DEFAULT_BATCH_SIZE
     powertools_layer_arn: str | None = None
     trusted_principals: tuple[str, ...] = DEFAULT_TRUSTED_PRINCIPALS
+    redrive_principals: tuple[str, ...] = DEFAULT_REDRIVE_PRINCIPALS
     request_source: str = settings.DEFAULT_REQUEST_EVENT_SOURCE
     gate_sweep_minutes: int = DEFAULT_GATE_SWEEP_MINUTES
     # None: no scheduled reconciliation (`promoter reconcile` still works from the command line).
@@ -154,6 +162,9 @@ class ImagePromoterProps:
                 raise ValueError(
                     f"trusted_principals takes 12-digit account ids or IAM principal ARNs, got {principal!r}"
                 )
+        for principal in self.redrive_principals:
+            if not _EXACT_PRINCIPAL_ARN.fullmatch(principal):
+                raise ValueError(f"redrive_principals takes exact IAM role or user ARNs, got {principal!r}")
         if not self.request_source or self.request_source.startswith("aws."):
             raise ValueError(
                 f"request_source must be non-empty, not 'aws.*' (reserved), got {self.request_source!r}"
