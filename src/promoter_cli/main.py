@@ -17,6 +17,7 @@ from promoter_cli import (
     cmd_redrive,
     cmd_release,
     cmd_rollback,
+    cmd_schema,
     cmd_status,
 )
 from promoter_cli.resources import (
@@ -39,6 +40,7 @@ COMMAND_MODULES = (
     cmd_rollback,
     cmd_release,
     cmd_redrive,
+    cmd_schema,
 )
 # The commands that use deployed resources (tables, bus, queues): they take `--stack NAME`.
 STACK_COMMANDS = ("handle", "promote", "request", "history", "reconcile", "rollback", "redrive", "status")

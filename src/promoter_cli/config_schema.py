@@ -1,0 +1,564 @@
+"""The configuration file's JSON Schema, and the reference page generated from it.
+
+`promoter.model.config` stays the authority on what a configuration may say: this module describes
+its structure for editors (key names, types, defaults, enums, patterns) and reads every value it can
+from the parser's own constants (the triggers, the severities, the name and ARN patterns, the
+defaults and limits), so the schema cannot name a default the parser does not apply. The key names
+and descriptions are written here, once: `promoter schema` prints the schema, `promoter schema
+--markdown` the page (docs/configuration.md); the tests hold both committed files to this output,
+every object's keys to the parser's key sets, and the schema to the parser's answer on every
+configuration the repository holds.
+
+The dialect is JSON Schema draft-07: the YAML language server (VS Code's YAML extension) "supports
+JSON Schema 7 and below" (its README; 2019-09 and 2020-12 are redhat-developer/yaml-language-server
+issue #856 and pull request #1115, not merged). Hence `definitions`-free inline objects (a sibling
+of `$ref` is ignored in draft-07, so a `$ref` could not carry its own description) and patterns
+written for ECMA-262 with the `u` flag, the engine the editor validates with.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from promoter.model.config import (
+    ACCOUNT_ID_PATTERN,
+    AWS_KMS_KEY_PREFIX,
+    DEFAULT_GATE_TIMEOUT_MINUTES,
+    DEFAULT_PROTECT,
+    DEFAULT_SOURCE_TAGS,
+    DEFAULT_TARGET_TAGS,
+    DEFAULT_TRIGGER,
+    KMS_KEY_ARN_PATTERN,
+    MAX_GATE_TIMEOUT_MINUTES,
+    MUTABLE,
+    PEM_CERTIFICATE_LABEL,
+    PEM_PUBLIC_KEY_LABEL,
+    REGION_PATTERN,
+    REQUESTER_ARN_PATTERN,
+    ROLE_ARN_PATTERN,
+    RULE_NAME_PATTERN,
+    SEVERITIES,
+    SIGNING_PROFILE_ARN_PATTERN,
+    TAG_MUTABILITIES,
+    TRIGGER_REQUEST,
+    TRIGGERS,
+)
+from promoter.model.config_file import (
+    MAX_CONFIG_BYTES,
+    MAX_CONFIG_DEPTH,
+    MAX_CONFIG_NODES,
+    MAX_JSON_CONFIG_BYTES,
+)
+from promoter.model.linear_regex import MAX_PROGRAM_SIZE
+from promoter.model.patterns import (
+    REGEX_PREFIX,
+    REPOSITORY_GLOB_CHARS,
+    TAG_GLOB_CHARS,
+    WILDCARDS,
+)
+from promoter.model.templates import (
+    REPOSITORY_MAX_CHARS,
+    REPOSITORY_MIN_CHARS,
+    REPOSITORY_PATTERN,
+)
+
+DRAFT_07 = "http://json-schema.org/draft-07/schema#"
+# The file editors point at (`# yaml-language-server: $schema=./promotion.schema.json`) and the page.
+SCHEMA_FILE = "promotion.schema.json"
+REFERENCE_PAGE = "docs/configuration.md"
+
+
+# What `protect: true` does (model.config, TargetSpec.protect; infra/protection.py sets the policy).
+_PROTECTED = (
+    "a repository policy lets only the promoter and the break-glass principals write it (the "
+    "target's word wins over its rule's, the rule's over `defaults`)."
+)
+
+
+@dataclass(frozen=True)
+class ValidatorOnlyCheck:
+    """A refusal `promoter validate` makes that no JSON Schema can: an editor will not flag it."""
+
+    name: str
+    what: str
+    why_not_in_schema: str
+
+
+# What the parser refuses beyond the schema. The docs list them; the agreement test names, for each
+# refusal the schema lets through, which of these it is (and fails on any other).
+VALIDATOR_ONLY_CHECKS = (
+    ValidatorOnlyCheck(
+        "file",
+        "YAML syntax, a key written twice in one mapping, a file over "
+        f"{MAX_CONFIG_BYTES // 1024 // 1024} MiB (JSON: {MAX_JSON_CONFIG_BYTES // 1024 // 1024} MiB), "
+        f"nesting deeper than {MAX_CONFIG_DEPTH} levels, more than {MAX_CONFIG_NODES:,} values once "
+        "aliases are expanded",
+        "they are properties of the text, checked while reading it; a schema sees the data once loaded "
+        "(editors flag YAML syntax and duplicate keys themselves)",
+    ),
+    ValidatorOnlyCheck(
+        "duplicate-rule-names",
+        "two rules with one name",
+        "`uniqueItems` compares whole rules, not one of their keys",
+    ),
+    ValidatorOnlyCheck(
+        "regex-safety",
+        f"a `{REGEX_PREFIX}` pattern that is not Python syntax matchable in linear time (backreferences, "
+        "lookarounds, atomic groups, possessive quantifiers, word boundaries, inline flags), or a "
+        f"pattern over {MAX_PROGRAM_SIZE} automaton states; a named group that shadows a template "
+        f"field; a `{REGEX_PREFIX}` Sigstore issuer or subject that does not compile",
+        "a schema cannot parse a regex written inside a string",
+    ),
+    ValidatorOnlyCheck(
+        "templates",
+        "a target template with an unknown field, a malformed `{...}`, `{digest}` (its ':' is not "
+        "allowed in a name), a field taken from the pushed tag or digest in a repository, `{repository}` "
+        "in a tag when the source can hold a '/', a named group forming a whole target repository name or "
+        "path segment (`{name}`, `svc/{team}/api`), or a rendering ECR would refuse",
+        "what a template may say depends on the rule's source (its named groups, its patterns)",
+    ),
+    ValidatorOnlyCheck(
+        "semantic-versions",
+        "`{major}`/`{minor}`/`{patch}` when no source tag pattern can match a semantic version; a "
+        "floating tag in an IMMUTABLE target whose source can be a version",
+        "it compares the source's patterns with the targets' templates",
+    ),
+    ValidatorOnlyCheck(
+        "protected-templates",
+        "a protected target (by its own `protect`, its rule's or `defaults.protect`) whose repository is "
+        "a template",
+        "whether a target is protected is decided by values outside it",
+    ),
+    ValidatorOnlyCheck(
+        "source-literal-part",
+        f"a `{REGEX_PREFIX}` source repository with no literal letter or digit (`re:.+`): it would name "
+        "every repository of the account (a glob without one, `*` or `*/*`, the schema refuses)",
+        "a regex's literal part is read from inside it",
+    ),
+    ValidatorOnlyCheck(
+        "role-account",
+        "a target `role` in another account than the target's `account`",
+        "draft-07 cannot compare two values of one document",
+    ),
+    ValidatorOnlyCheck(
+        "pem",
+        "a cosign key or Notation trust root that is PEM-shaped but does not load (the `cryptography` "
+        "package reads it)",
+        "the schema checks the PEM armour; decoding the key is not a pattern",
+    ),
+    ValidatorOnlyCheck(
+        "cycles",
+        "rules whose targets feed back into their own source chain (every PutImage is a push event)",
+        "it intersects patterns across rules",
+    ),
+    ValidatorOnlyCheck(
+        "shared-target-tags",
+        "two targets (of one rule or of two) that can write the same tag of the same repository in "
+        "the same registry",
+        "it intersects patterns across rules",
+    ),
+)
+
+
+def ecma_pattern(pattern: re.Pattern[str]) -> str:
+    """A parser regex (matched with `fullmatch`) as a JSON Schema `pattern`, valid in ECMA-262 with
+    the `u` flag and in Python alike: anchored, named groups made non-capturing (`(?P<` is Python's
+    alone), and `\\d`/`\\w` spelled as the ASCII classes AWS means (ECMA's are ASCII already)."""
+    source = pattern.pattern
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(source):
+        char = source[i]
+        if char == "\\":
+            escape = source[i : i + 2]
+            ascii_class = {"\\d": "0-9", "\\w": "A-Za-z0-9_"}.get(escape)
+            if ascii_class is None:
+                out.append(escape)
+            else:
+                out.append(ascii_class if in_class else f"[{ascii_class}]")
+            i += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+        elif char == "]" and in_class:
+            in_class = False
+        elif not in_class and source.startswith("(?P<", i):
+            i = source.index(">", i) + 1
+            out.append("(?:")
+            continue
+        out.append(char)
+        i += 1
+    return "^(?:" + "".join(out) + ")$"
+
+
+def char_class(chars: frozenset[str]) -> str:
+    """A character class for a set of ASCII characters, letter and digit runs written as ranges,
+    '-' last."""
+    codes = sorted(ord(c) for c in chars if c != "-")
+    parts: list[str] = []
+    start = 0
+    while start < len(codes):
+        end = start
+        while (
+            end + 1 < len(codes)
+            and codes[end + 1] == codes[end] + 1
+            and _kind(codes[end + 1]) == _kind(codes[start])
+        ):
+            end += 1
+        first, last = chr(codes[start]), chr(codes[end])
+        parts.append(f"{first}-{last}" if end - start >= 2 else "".join(map(chr, codes[start : end + 1])))
+        start = end + 1
+    body = "".join(parts).replace("\\", "\\\\").replace("]", "\\]").replace("[", "\\[")
+    return "[" + body + ("-" if "-" in chars else "") + "]"
+
+
+def _kind(code: int) -> str:
+    """Ranges run within digits, lower or upper case letters only (`a-z`, never `.-9`)."""
+    char = chr(code)
+    return "digit" if char.isdigit() else "lower" if char.islower() else "upper" if char.isupper() else char
+
+
+def _pem_pattern(label: str) -> str:
+    """One PEM block of `label`, whitespace around it allowed (the parser strips it)."""
+    begin, end = f"-----BEGIN {label}-----", f"-----END {label}-----"
+    return rf"^\s*{begin}(?:(?!-----BEGIN)[\s\S])*{end}\s*$"
+
+
+def _strings(description: str, *, item: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """A non-empty list of non-empty strings (the parser's `_string_list`)."""
+    return {
+        "type": "array",
+        "description": description,
+        "minItems": 1,
+        "items": {"type": "string", "minLength": 1, **(item or {})},
+        **extra,
+    }
+
+
+def _object(description: str, properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A mapping the parser reads key by key, refusing any other key."""
+    return {
+        "type": "object",
+        "description": description,
+        "properties": properties,
+        "additionalProperties": False,
+        **extra,
+    }
+
+
+def _source() -> dict[str, Any]:
+    repository_glob = char_class(REPOSITORY_GLOB_CHARS - WILDCARDS)
+    repository_glob_chars = char_class(REPOSITORY_GLOB_CHARS)
+    tag_glob_chars = char_class(TAG_GLOB_CHARS)
+    return _object(
+        "Which pushed (or requested) images the rule takes: a repository and tag patterns.",
+        {
+            "repository": {
+                "type": "string",
+                "description": "The source repository: an exact name, a glob (`*` any run of characters, "
+                "'/' included; `?` one character) or `re:<regex>`, whose named groups "
+                "(`(?P<service>...)`) become template fields of the targets.",
+                "anyOf": [
+                    {"pattern": f"^{REGEX_PREFIX}"},
+                    # A glob has a wildcard, and a letter or digit: a pattern with no literal part
+                    # would name every repository of the account (the parser refuses it).
+                    {"pattern": f"^(?=.*[a-z0-9]){repository_glob}*[*?]{repository_glob_chars}*$"},
+                    {
+                        "pattern": ecma_pattern(REPOSITORY_PATTERN),
+                        "minLength": REPOSITORY_MIN_CHARS,
+                        "maxLength": REPOSITORY_MAX_CHARS,
+                    },
+                ],
+                "examples": ["app-dev", "team/*", "re:svc/(?P<service>[a-z0-9-]+)-dev"],
+            },
+            "tags": _strings(
+                "Tag patterns: globs (`*`, `?`) or `re:<regex>`; an image is taken when any matches.",
+                item={"pattern": f"^(?:{REGEX_PREFIX}|{tag_glob_chars}+$)"},
+                default=list(DEFAULT_SOURCE_TAGS),
+                examples=[["sha-*"], ["v*"], ["re:^v?[0-9]+\\.[0-9]+\\.[0-9]+$"]],
+            ),
+            "restore_archived": {
+                "type": "boolean",
+                "description": "Restore a source image in ECR's archive storage class (and promote it once "
+                "restored) instead of reporting it as archived.",
+                "default": False,
+            },
+        },
+        required=["repository"],
+    )
+
+
+def _target() -> dict[str, Any]:
+    return _object(
+        "One place the image goes: a repository template and tag templates, in this registry or another.",
+        {
+            "repository": {
+                "type": "string",
+                "minLength": 1,
+                "description": "The target repository, a template: it may use `{repository}` and the "
+                "named groups of a `re:` source repository, never a field taken from the pushed tag or "
+                "digest (whoever pushes would choose the repository written to).",
+                "examples": ["app-staging", "release/{repository}", "svc/{service}-staging"],
+            },
+            "tags": _strings(
+                "The tags written, templates: `{tag}`, `{repository}`, `{short_digest}`, named groups and, "
+                "for semantic-version tags, `{major}`, `{minor}`, `{patch}`.",
+                default=list(DEFAULT_TARGET_TAGS),
+                examples=[["{tag}"], ["{tag}", "{major}.{minor}", "{major}"], ["{tag}", "latest"]],
+            ),
+            "image_tag_mutability": {
+                "type": "string",
+                "enum": list(TAG_MUTABILITIES),
+                "default": MUTABLE,
+                "description": "The target repository's tag mutability, as configured in ECR: an IMMUTABLE "
+                "target takes no floating tag (`latest`, `{major}`), which could never move forward.",
+            },
+            "account": {
+                "type": ["string", "null"],
+                "pattern": ecma_pattern(ACCOUNT_ID_PATTERN),
+                "description": "The target's AWS account, 12 digits (quote it: YAML would read a number); "
+                "default: the promoter's own.",
+                "examples": ["210987654321"],
+            },
+            "region": {
+                "type": ["string", "null"],
+                "pattern": ecma_pattern(REGION_PATTERN),
+                "description": "The target's AWS region; default: the promoter's own.",
+                "examples": ["eu-west-1"],
+            },
+            "role": {
+                "type": ["string", "null"],
+                "pattern": ecma_pattern(ROLE_ARN_PATTERN),
+                "description": "An IAM role in `account` (which must then be written beside it) that the "
+                "promoter assumes to write there; without it the promoter's own role writes, which the "
+                "target repository's policy must allow.",
+                "examples": ["arn:aws:iam::210987654321:role/image-promoter-target"],
+            },
+            "protect": {
+                "type": "boolean",
+                "description": "Protect this target repository: " + _PROTECTED + " Needs an exact "
+                "repository name (a repository a template names later would be left open). Default: the "
+                "rule's `protect`, else `defaults.protect`.",
+            },
+        },
+        required=["repository"],
+        # A role is assumed in the account it names: the account must be written beside it.
+        **{
+            "if": {"properties": {"role": {"type": "string"}}, "required": ["role"]},
+            "then": {"properties": {"account": {"type": "string"}}, "required": ["account"]},
+        },
+    )
+
+
+def _signature() -> dict[str, Any]:
+    kms_key = re.compile(re.escape(AWS_KMS_KEY_PREFIX) + KMS_KEY_ARN_PATTERN.pattern)
+    cosign_key = {
+        "anyOf": [
+            {"pattern": ecma_pattern(kms_key)},
+            {"pattern": _pem_pattern(PEM_PUBLIC_KEY_LABEL)},
+        ]
+    }
+    non_empty = {"type": "array", "minItems": 1}
+    return _object(
+        "Promote only an image that at least one listed verifier accepts.",
+        {
+            "cosign": _object(
+                "cosign signatures made with a key pair.",
+                {
+                    "keys": _strings(
+                        f"PEM public keys, or `{AWS_KMS_KEY_PREFIX}<key ARN>` for a key that never leaves "
+                        "KMS (a key ARN: no endpoint, no alias).",
+                        item=cosign_key,
+                        examples=[[f"{AWS_KMS_KEY_PREFIX}arn:aws:kms:us-east-1:123456789012:key/1234abcd"]],
+                    )
+                },
+                required=["keys"],
+            ),
+            "sigstore": _object(
+                "Keyless Sigstore signatures (Fulcio certificate and Rekor proof).",
+                {
+                    "identities": {
+                        "type": "array",
+                        "minItems": 1,
+                        "description": "The signers accepted.",
+                        "items": _object(
+                            "One keyless signer.",
+                            {
+                                "issuer": {
+                                    "type": "string",
+                                    "minLength": 1,
+                                    "description": "The OIDC issuer, exact or `re:<regex>`.",
+                                    "examples": ["https://token.actions.githubusercontent.com"],
+                                },
+                                "subject": {
+                                    "type": "string",
+                                    "minLength": 1,
+                                    "description": "The certificate's subject (SAN), exact or `re:<regex>`.",
+                                },
+                            },
+                            required=["issuer", "subject"],
+                        ),
+                    }
+                },
+                required=["identities"],
+            ),
+            "notation": _object(
+                "Notary Project signatures (ECR managed signing, AWS Signer). With AWS Signer's roots "
+                "(no `trust_roots`), `signing_profiles` must name the profiles accepted: those roots sign "
+                "for every AWS customer.",
+                {
+                    "signing_profiles": {
+                        "type": ["array", "null"],
+                        "description": "AWS Signer signing-profile ARNs accepted.",
+                        "items": {"type": "string", "pattern": ecma_pattern(SIGNING_PROFILE_ARN_PATTERN)},
+                        "examples": [["arn:aws:signer:us-east-1:123456789012:/signing-profiles/release"]],
+                    },
+                    "trust_roots": {
+                        "type": ["array", "null"],
+                        "description": "PEM certificates to trust; empty: AWS Signer's roots, shipped with "
+                        "the verifier.",
+                        "items": {"type": "string", "pattern": _pem_pattern(PEM_CERTIFICATE_LABEL)},
+                    },
+                },
+                anyOf=[
+                    {"required": ["signing_profiles"], "properties": {"signing_profiles": non_empty}},
+                    {"required": ["trust_roots"], "properties": {"trust_roots": non_empty}},
+                ],
+            ),
+        },
+        minProperties=1,
+    )
+
+
+def _rule() -> dict[str, Any]:
+    return _object(
+        "One promotion rule: images matching `source` go to every target, on `trigger`.",
+        {
+            "name": {
+                "type": "string",
+                "pattern": ecma_pattern(RULE_NAME_PATTERN),
+                "description": "The rule's name, unique in the file: 1-64 lowercase letters, digits or '-', "
+                "starting with a letter or digit.",
+                "examples": ["dev-to-staging"],
+            },
+            "source": _source(),
+            "trigger": {
+                "type": "string",
+                "enum": list(TRIGGERS),
+                "default": DEFAULT_TRIGGER,
+                "description": "`push`: ECR's push events promote by themselves; `request`: only an "
+                "`Image Promotion Requested` event does (`promoter request`, CI).",
+            },
+            "targets": {
+                "type": "array",
+                "minItems": 1,
+                "description": "Where the image goes; each target must be able to write its tags alone.",
+                "items": _target(),
+            },
+            "require": _object(
+                "Gates: the image is promoted only when each one given passes (both may stand together).",
+                {
+                    "scan": _object(
+                        "Promote only a scanned image with no finding above `max_severity`; a promotion "
+                        "waits for the scan to complete.",
+                        {
+                            "max_severity": {
+                                "type": "string",
+                                "enum": list(SEVERITIES),
+                                "description": "The most severe finding let through (ECR's severities, most "
+                                "severe first: " + " > ".join(SEVERITIES) + ").",
+                            },
+                            "timeout_minutes": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": MAX_GATE_TIMEOUT_MINUTES,
+                                "default": DEFAULT_GATE_TIMEOUT_MINUTES,
+                                "description": "How long a promotion waits for the scan before giving up, "
+                                "in whole minutes (60, not 60.0).",
+                            },
+                        },
+                        required=["max_severity"],
+                    ),
+                    "signature": _signature(),
+                },
+                type=["object", "null"],
+                minProperties=1,
+            ),
+            "requesters": {
+                "type": ["array", "null"],
+                "minItems": 1,
+                "uniqueItems": True,
+                "description": "Only with `trigger: request`: who may request this rule (on its own event "
+                "source): 12-digit account ids or IAM role or user ARNs of a named account, `*` and `?` "
+                "allowed in the name only. Default: the stack's trusted principals.",
+                "items": {
+                    "type": "string",
+                    "pattern": "^(?:"
+                    + ecma_pattern(ACCOUNT_ID_PATTERN)[1:-1]
+                    + "|"
+                    + ecma_pattern(REQUESTER_ARN_PATTERN)[1:-1]
+                    + ")$",
+                },
+                "examples": [["arn:aws:iam::210987654321:role/release-pipeline-*", "123456789012"]],
+            },
+            "protect": {
+                "type": "boolean",
+                "description": "Protect every target of this rule that does not say otherwise: "
+                + _PROTECTED
+                + " Default: `defaults.protect`.",
+            },
+        },
+        required=["name", "source", "targets"],
+        # A push rule fires on ECR's own events: only a request rule names who may request it.
+        **{
+            "if": {"properties": {"requesters": {"type": "array"}}, "required": ["requesters"]},
+            "then": {"properties": {"trigger": {"const": TRIGGER_REQUEST}}, "required": ["trigger"]},
+        },
+    )
+
+
+def build_schema() -> dict[str, Any]:
+    """The JSON Schema (draft-07) of a promotion configuration."""
+    return {
+        "$schema": DRAFT_07,
+        "title": "ECR Image Promoter configuration (promotion.yaml)",
+        "description": "Which pushed (or requested) images go where. Generated by `promoter schema`; "
+        "`promoter validate` is the authority and checks more (see docs/configuration.md).",
+        "type": "object",
+        "properties": {
+            "rules": {
+                "type": "array",
+                "minItems": 1,
+                "description": "The promotion rules, in the order written.",
+                "items": _rule(),
+            },
+            "defaults": _object(
+                "What every rule takes unless it says otherwise.",
+                {
+                    "protect": {
+                        "type": "boolean",
+                        "default": DEFAULT_PROTECT,
+                        "description": "Protect every target whose rule and target do not say otherwise: "
+                        + _PROTECTED,
+                    }
+                },
+                type=["object", "null"],
+            ),
+        },
+        "required": ["rules"],
+        "additionalProperties": False,
+    }
+
+
+def iter_objects(schema: Mapping[str, Any], path: str = "") -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every object of the schema with `properties`, with its path (`rules[].targets[]`), in order."""
+    if "properties" in schema:
+        yield path, schema
+        for key, value in schema["properties"].items():
+            yield from iter_objects(value, f"{path}.{key}" if path else key)
+    if "items" in schema:
+        yield from iter_objects(schema["items"], f"{path}[]")
