@@ -202,7 +202,8 @@ def literal_cases(tmp_path_factory: pytest.TempPathFactory) -> list[Case]:
 def recorded_cases(tmp_path_factory: pytest.TempPathFactory) -> list[Case]:
     """Runs the configuration tests with the recorder; each distinct configuration they parsed."""
     out = tmp_path_factory.mktemp("recorded") / "configs.pickle"
-    env = {**os.environ, RECORD_ENV: str(out), "PYTHONPATH": str(REPO_ROOT)}
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, RECORD_ENV: str(out), "PYTHONPATH": path}
     run = subprocess.run(
         [
             sys.executable,
