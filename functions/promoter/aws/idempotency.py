@@ -221,7 +221,7 @@ def _in_progress_text(persistence: DynamoDBPersistenceLayer, data: dict[str, Any
         else "until it ends"
     )
     return (
-        f"another run is promoting it (its idempotency record blocks it {until}); if no run is "
+        f"already in progress in another run (its idempotency record blocks it {until}); if no run is "
         f"alive (one was killed), wait until then or clear it: aws dynamodb delete-item "
         f"--table-name {persistence.table_name} --key '{key}'"
     )
