@@ -57,17 +57,21 @@ def local_endpoint_down_message(endpoint: str) -> str:
 
 
 def aws_setup_problem(environ: Mapping[str, str] | None = None) -> str | None:
-    """Why no AWS call of this process can succeed (no region; a local endpoint refusing connections),
-    as one line for the user, or None. Reads the configuration as boto3 does; no AWS call."""
+    """Why no AWS call of this process can succeed (no region, a profile that does not exist, a local
+    endpoint refusing connections), as one line for the user, or None. Reads the configuration as
+    boto3 does; no AWS call."""
     import boto3
+    from botocore.exceptions import ProfileNotFound
 
     environ = os.environ if environ is None else environ
     endpoint = environ.get("AWS_ENDPOINT_URL", "")
     if endpoint and local_endpoint_refuses(endpoint):
         return local_endpoint_down_message(endpoint)
-    if not boto3.session.Session().region_name:
-        return NO_REGION_MESSAGE
-    return None
+    try:
+        region = boto3.session.Session().region_name
+    except ProfileNotFound as exc:
+        return f"{exc}: AWS_PROFILE must name a profile of the AWS config file (or be unset)"
+    return None if region else NO_REGION_MESSAGE
 
 
 def local_endpoint_refuses(endpoint: str) -> bool:

@@ -100,6 +100,19 @@ def test_a_missing_region_is_one_message_naming_the_variables_and_exit_2(
     assert "AWS_REGION" in err and "AWS_DEFAULT_REGION" in err
 
 
+def test_a_profile_that_does_not_exist_is_one_line_and_exit_2(files, no_aws_environment, monkeypatch, capsys):
+    monkeypatch.setenv("AWS_PROFILE", "nowhere")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+    code = cli.main(["history"])
+
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "promoter: The config profile (nowhere) could not be found: AWS_PROFILE must name a profile of the "
+        "AWS config file (or be unset)"
+    ]
+
+
 def free_port() -> int:
     """A port on this machine where nothing listens (bound, then closed, by this process)."""
     with socket.socket() as sock:
