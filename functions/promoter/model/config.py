@@ -33,7 +33,9 @@ from promoter.model.patterns import (
     NamePattern,
     can_match_semver,
     check_pattern,
+    check_regex,
     globs_overlap,
+    matches_anything,
     patterns_overlap,
 )
 from promoter.model.templates import (
@@ -97,6 +99,23 @@ _SIGNATURE_KEYS = frozenset({"cosign", "sigstore", "notation"})
 _COSIGN_KEYS = frozenset({"keys"})
 _SIGSTORE_KEYS = frozenset({"identities"})
 _IDENTITY_KEYS = frozenset({"issuer", "subject"})
+# The typed forms of an identity, for the common CI issuers: each builds the exact issuer and the
+# exact SAN Fulcio writes for that CI (sigstore/fulcio config/identity: GitHub Actions'
+# `https://github.com/{job_workflow_ref}`, GitLab CI's `https://{ci_config_ref_uri}`).
+_TYPED_IDENTITY_KEYS = frozenset({"github", "gitlab"})
+_GITHUB_KEYS = frozenset({"repository", "workflow", "ref"})
+_GITLAB_KEYS = frozenset({"project", "ref", "ci_config", "server"})
+GITHUB_ACTIONS_ISSUER = "https://token.actions.githubusercontent.com"
+GITHUB_SERVER = "https://github.com"
+GITLAB_SERVER = "https://gitlab.com"
+DEFAULT_GITLAB_CI_CONFIG = ".gitlab-ci.yml"
+GITHUB_REPOSITORY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}")
+GITHUB_WORKFLOW_PATTERN = re.compile(r"\.github/workflows/[A-Za-z0-9._-]+\.ya?ml")
+GITLAB_PROJECT_PATTERN = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)+")
+GITLAB_CI_CONFIG_PATTERN = re.compile(r"[A-Za-z0-9._/-]+\.ya?ml")
+HTTPS_SERVER_PATTERN = re.compile(r"https://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?")
+# A branch or tag; `*` stands for any run of characters (`refs/tags/v*`).
+GIT_REF_PATTERN = re.compile(r"refs/(heads|tags)/[A-Za-z0-9._/*+-]+")
 _NOTATION_KEYS = frozenset({"signing_profiles", "trust_roots"})
 # cosign's KMS key reference, for AWS: `awskms:///<key ARN>` (no endpoint between the slashes: the
 # promoter calls the KMS of its own environment). Only key ARNs: IAM scopes kms:Verify to keys, and an
@@ -383,6 +402,15 @@ class PromotionConfig:
             if target.protect
         }
         return tuple(sorted(found, key=lambda item: (repr(item[0]), item[1])))
+
+    def protects(self, repository: str, account: str | None = None, region: str | None = None) -> bool:
+        """Whether the target repository in that registry (None: the promoter's own) is protected."""
+        return any(
+            name == repository
+            and (registry.account if registry else None) == account
+            and (registry.region if registry else None) == region
+            for registry, name in self.protected_targets()
+        )
 
     def protected_repositories(self) -> tuple[str, ...]:
         """The protected target repositories in the promoter's own registry, sorted."""
@@ -717,7 +745,21 @@ def _optional_string_list(raw: object, rule: str, field: str) -> tuple[str, ...]
 
 
 def _parse_identity(raw: object, rule: str, field: str) -> SigstoreIdentity:
-    item = _mapping(raw, _IDENTITY_KEYS, rule, field)
+    """`{issuer, subject}` (each exact or `re:`), or a typed form: `{github: {repository, workflow,
+    ref}}`, `{gitlab: {project, ref, ci_config, server}}`."""
+    item = _mapping(raw, _IDENTITY_KEYS | _TYPED_IDENTITY_KEYS, rule, field)
+    typed = sorted(_TYPED_IDENTITY_KEYS.intersection(item))
+    if typed:
+        if len(item) != 1:
+            raise ConfigError(
+                f"{typed[0]} builds the issuer and the subject: give it alone, without "
+                f"{', '.join(k for k in sorted(item) if k != typed[0])}",
+                rule=rule,
+                field=field,
+            )
+        if typed[0] == "github":
+            return _github_identity(item["github"], rule, f"{field}.github")
+        return _gitlab_identity(item["gitlab"], rule, f"{field}.gitlab")
     values = []
     for key in ("issuer", "subject"):
         value = item.get(key)
@@ -725,11 +767,76 @@ def _parse_identity(raw: object, rule: str, field: str) -> SigstoreIdentity:
             raise ConfigError(f"must be a non-empty string, got {value!r}", rule=rule, field=f"{field}.{key}")
         if value.startswith(REGEX_PREFIX):
             try:
-                re.compile(value[len(REGEX_PREFIX) :])
-            except re.error as exc:
-                raise ConfigError(f"bad regex {value!r}: {exc}", rule=rule, field=f"{field}.{key}") from exc
+                regex = check_regex(value)
+            except ValueError as exc:
+                raise ConfigError(str(exc), rule=rule, field=f"{field}.{key}") from exc
+            if matches_anything(regex):
+                raise ConfigError(
+                    f"{value!r} matches every {key}: any signer with a certificate from the public "
+                    "Sigstore would pass; name the exact identity (or anchor and escape the regex: "
+                    r"'re:https://github\.com/acme/app/\.github/workflows/release\.yml@refs/tags/v.*'), "
+                    "or use the typed form {github: {repository, workflow, ref}}",
+                    rule=rule,
+                    field=f"{field}.{key}",
+                )
         values.append(value)
     return SigstoreIdentity(*values)
+
+
+def _typed_value(
+    block: Mapping[Any, Any], key: str, pattern: re.Pattern[str], form: str, rule: str, field: str
+) -> str:
+    value = block.get(key)
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ConfigError(f"must be {form}, got {value!r}", rule=rule, field=f"{field}.{key}")
+    return value
+
+
+def _ci_subject(prefix: str, ref: str) -> str:
+    """The SAN `<prefix>@<ref>`: exact, or for a ref with `*` an escaped regex where only the `*`
+    varies (`refs/tags/v*` -> `...@refs/tags/v.*`)."""
+    if "*" not in ref:
+        return f"{prefix}@{ref}"
+    return REGEX_PREFIX + re.escape(f"{prefix}@") + ".*".join(re.escape(part) for part in ref.split("*"))
+
+
+def _github_identity(raw: object, rule: str, field: str) -> SigstoreIdentity:
+    """GitHub Actions: issuer `https://token.actions.githubusercontent.com`, SAN
+    `https://github.com/<repository>/<workflow>@<ref>` (the workflow file that ran, at that ref)."""
+    block = _mapping(raw, _GITHUB_KEYS, rule, field)
+    repository = _typed_value(
+        block, "repository", GITHUB_REPOSITORY_PATTERN, "'owner/repository'", rule, field
+    )
+    workflow = _typed_value(
+        block, "workflow", GITHUB_WORKFLOW_PATTERN, "'.github/workflows/<file>.yml'", rule, field
+    )
+    ref = _typed_value(
+        block, "ref", GIT_REF_PATTERN, "'refs/heads/<branch>' or 'refs/tags/<tag>'", rule, field
+    )
+    return SigstoreIdentity(
+        GITHUB_ACTIONS_ISSUER, _ci_subject(f"{GITHUB_SERVER}/{repository}/{workflow}", ref)
+    )
+
+
+def _gitlab_identity(raw: object, rule: str, field: str) -> SigstoreIdentity:
+    """GitLab CI: issuer the GitLab server (`https://gitlab.com` unless `server`), SAN
+    `<server>/<project>//<ci_config>@<ref>` (the pipeline definition that ran, at that ref)."""
+    block = _mapping(raw, _GITLAB_KEYS, rule, field)
+    project = _typed_value(block, "project", GITLAB_PROJECT_PATTERN, "'group/project'", rule, field)
+    ref = _typed_value(
+        block, "ref", GIT_REF_PATTERN, "'refs/heads/<branch>' or 'refs/tags/<tag>'", rule, field
+    )
+    ci_config = (
+        _typed_value(block, "ci_config", GITLAB_CI_CONFIG_PATTERN, "a '.yml' path", rule, field)
+        if "ci_config" in block
+        else DEFAULT_GITLAB_CI_CONFIG
+    )
+    server = (
+        _typed_value(block, "server", HTTPS_SERVER_PATTERN, "'https://<host>'", rule, field)
+        if "server" in block
+        else GITLAB_SERVER
+    )
+    return SigstoreIdentity(server, _ci_subject(f"{server}/{project}//{ci_config}", ref))
 
 
 def _check_cosign_key(key: str, rule: str, field: str) -> None:

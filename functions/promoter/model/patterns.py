@@ -79,19 +79,48 @@ def glob_to_regex(glob: str) -> str:
     return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in glob)
 
 
+def check_regex(text: str) -> LinearRegex:
+    """The linear-time automaton of a `re:<regex>` value; raises ValueError with the reason when
+    the regex cannot be matched in linear time (or is not one)."""
+    try:
+        return LinearRegex(text[len(REGEX_PREFIX) :])
+    except UnsupportedRegexError as exc:
+        raise ValueError(
+            f"bad regex {text!r}: {exc} (regexes are matched in linear time: no backreferences, "
+            "lookarounds, atomic groups, possessive quantifiers, word boundaries or inline flags)"
+        ) from exc
+
+
+# Very different strings no meaningful identity pattern matches all of: an email, URIs of two CI
+# systems and an attacker's repository, an issuer, a bare word, digits, non-ASCII, blanks.
+_UNRELATED_PROBES = (
+    "x",
+    "0",
+    "mallory@example.com",
+    "https://github.com/attacker/fork/.github/workflows/steal.yml@refs/heads/main",
+    "https://gitlab.com/attacker/fork//.gitlab-ci.yml@refs/heads/main",
+    "https://accounts.google.com",
+    "spiffe://cluster.local/ns/default/sa/default",
+    "ünïcødé 名前",
+    "a b\tc",
+)
+
+
+def matches_anything(regex: LinearRegex) -> bool:
+    """Whether a regex names no one in particular: it takes every one of several unrelated strings
+    (`.*`, `.+`, `[\\s\\S]*`, `(.|x)+`), or spells no letter or digit of its own (`[^@]*`,
+    `.*@.*`: its literal skeleton is wildcards and punctuation)."""
+    spelled = any(c.isalnum() for c in literal_glob(regex))
+    return not spelled or all(regex.matches(probe) for probe in _UNRELATED_PROBES)
+
+
 def check_pattern(text: object, allowed: frozenset[str], what: str) -> NamePattern:
     """Parses a pattern; raises ValueError with the reason when it cannot be used."""
     if not isinstance(text, str) or not text:
         raise ValueError(f"a {what} pattern must be a non-empty string, got {text!r}")
     pattern = NamePattern(text)
     if pattern.is_regex:
-        try:
-            LinearRegex(text[len(REGEX_PREFIX) :])
-        except UnsupportedRegexError as exc:
-            raise ValueError(
-                f"bad regex {text!r}: {exc} (regexes are matched in linear time: no backreferences, "
-                "lookarounds, atomic groups, possessive quantifiers, word boundaries or inline flags)"
-            ) from exc
+        check_regex(text)
         return pattern
     bad = sorted(set(text) - allowed)
     if bad:

@@ -74,11 +74,11 @@ class SignatureRejected(PromoterError):
 
 @dataclass(frozen=True)
 class Identity:
-    """A Sigstore signer identity to accept: the OIDC issuer and the certificate's subject (SAN).
+    r"""A Sigstore signer identity to accept: the OIDC issuer and the certificate's subject (SAN).
 
-    Each field is an exact string, or "re:<regex>" matched against the whole value
-    (`re.fullmatch`), e.g. subject "re:https://github.com/acme/.+/release.yml@refs/tags/v.*".
-    """
+    Each field is an exact string, or "re:<regex>" matched against the whole value on the
+    linear-time engine (`promoter.model.linear_regex`), its dots escaped, e.g. subject
+    "re:https://github\.com/acme/app/\.github/workflows/release\.yml@refs/tags/v[0-9.]+"."""
 
     issuer: str
     subject: str

@@ -11,9 +11,9 @@ validated at the time a transparency log or timestamp proves, never at the wall-
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -31,14 +31,18 @@ from cryptography.x509.verification import (
 )
 
 from promoter.gates.signatures import Identity, SignatureRejected
+from promoter.model.linear_regex import LinearRegex
+from promoter.model.patterns import REGEX_PREFIX, check_regex
 
 # Fulcio's OIDC issuer: v1 holds the raw string, v2 a DER UTF8String (fulcio docs/oid-info.md).
 FULCIO_ISSUER_V1_OID = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
 FULCIO_ISSUER_V2_OID = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
 # A SAN otherName Fulcio uses for identities that are neither an email nor a URI (e.g. usernames).
 FULCIO_OTHERNAME_OID = ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
-# An identity field written "re:<pattern>" is a regular expression over the whole value.
-REGEX_PREFIX = "re:"
+# An identity field written "re:<pattern>" (REGEX_PREFIX) is a regular expression over the whole
+# value, matched in linear time like every pattern of the configuration (a certificate's SAN is
+# chosen by whoever got it from Fulcio).
+_COMPILED_IDENTITIES = 256
 
 
 # What cryptography raises for a certificate it cannot read, at load or when a part is first read.
@@ -120,10 +124,16 @@ def fulcio_subjects(certificate: x509.Certificate) -> list[str]:
 
 
 def matches(expected: str, actual: str) -> bool:
-    """An exact comparison, or for "re:<pattern>" a full match of the regular expression."""
+    """An exact comparison, or for "re:<pattern>" a full match of the regular expression, on the
+    linear-time engine. Raises ValueError for a regex it cannot run (the configuration refuses it)."""
     if expected.startswith(REGEX_PREFIX):
-        return re.fullmatch(expected[len(REGEX_PREFIX) :], actual) is not None
+        return _identity_regex(expected).matches(actual)
     return expected == actual
+
+
+@lru_cache(maxsize=_COMPILED_IDENTITIES)
+def _identity_regex(expected: str) -> LinearRegex:
+    return check_regex(expected)
 
 
 def match_identity(certificate: x509.Certificate, identities: Sequence[Identity]) -> str:
