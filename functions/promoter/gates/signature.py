@@ -14,7 +14,14 @@ for an index, the index's own):
 Each candidate's blob is read (bounded, `SIGNATURE_BLOB_MAX_BYTES`) and handed to the verifier for
 its kind (`promoter.gates.signatures`, imported here, so only for a rule with this gate). The first
 that verifies passes the gate and is named in the history and the result; none → `unverified`, with
-what was found and why each was refused. At most `MAX_SIGNATURES_CHECKED` candidates are tried.
+what was found and why each was refused.
+
+Anyone who may push to the source repository may store signatures beside the image, so no one place
+may crowd out another: candidates are taken in turns, one from each place (the cosign tag, then each
+referrer) before a second from any, duplicates once, and those of a kind the rule does not accept are
+refused without a read. The first `MAX_SIGNATURES_CHECKED` of the rest are verified; the verdict
+says how many more were not tried. So a 33-layer cosign tag written by someone else cannot hide a
+valid signature stored as a referrer.
 
 Calls to AWS a verifier needs go through the adapters: KMS `Verify` for `awskms:///` keys
 (`promoter.aws.kms`), AWS Signer `GetRevocationStatus` for Notation signatures by AWS Signer
@@ -48,8 +55,9 @@ NOTATION_ENVELOPE_MEDIA_TYPES = frozenset({"application/jose+json", "application
 # A payload is ~300 bytes, a bundle or an envelope with its chain ~10 KB: 1 MiB is generous and
 # keeps a hostile blob from filling the function's memory.
 SIGNATURE_BLOB_MAX_BYTES = 1024 * 1024
-# Candidates tried per image (a signature tag's layers and signature referrers together).
-MAX_SIGNATURES_CHECKED = 32
+# Candidates verified per image (of a kind the rule accepts, taken in turns from each place): each
+# costs a blob read and a verification (a KMS Verify for an awskms:/// key).
+MAX_SIGNATURES_CHECKED = 64
 # Reasons quoted in an `unverified` verdict (the rest are counted).
 MAX_REASONS_QUOTED = 5
 
@@ -100,7 +108,7 @@ class SignatureCheck:
         subject = found.get(digest)
         if subject is None:
             return Verdict(UNVERIFIED, f"{image} is not in the source repository")
-        candidates = _candidates(found.get(tag), tag, [found[d] for d in referrers if d in found])
+        candidates = _in_turns(_candidates(found.get(tag), tag, [found[d] for d in referrers if d in found]))
         if not candidates:
             return Verdict(
                 UNVERIFIED,
@@ -108,7 +116,15 @@ class SignatureCheck:
                 f"{len(referrers)} referrer(s)",
             )
         refusals: list[str] = []
-        for candidate in candidates[:MAX_SIGNATURES_CHECKED]:
+        passed_over: list[str] = []  # of a kind the rule does not accept: refused without a read
+        accepted: list[Candidate] = []
+        for candidate in candidates:
+            unaccepted = self._unaccepted(candidate.kind)
+            if unaccepted:
+                passed_over.append(f"{candidate.kind} {candidate.where}: {unaccepted}")
+            else:
+                accepted.append(candidate)
+        for candidate in accepted[:MAX_SIGNATURES_CHECKED]:
             try:
                 verified = self._verify(candidate, registry, repository, subject)
             except _Refused as exc:
@@ -117,7 +133,8 @@ class SignatureCheck:
             signature = {k: v for k, v in asdict(verified).items() if v is not None}
             said = f"{verified.verifier} signature by {verified.identity} ({candidate.where})"
             return Verdict(PASSED, said, signature=signature)
-        skipped = len(candidates) - MAX_SIGNATURES_CHECKED
+        skipped = len(accepted) - MAX_SIGNATURES_CHECKED
+        refusals += passed_over
         quoted = "; ".join(refusals[:MAX_REASONS_QUOTED])
         more = len(refusals) - MAX_REASONS_QUOTED
         return Verdict(
@@ -133,12 +150,6 @@ class SignatureCheck:
         from promoter.gates.signatures import SignatureRejected
 
         gate = self.gate
-        if candidate.kind == "cosign" and not gate.cosign_keys:
-            raise _Refused("the rule lists no cosign key")
-        if candidate.kind == "sigstore" and not gate.sigstore_identities:
-            raise _Refused("the rule lists no Sigstore identity")
-        if candidate.kind == "notation" and not gate.notation:
-            raise _Refused("the rule accepts no Notation signature")
         try:
             blob = registry.read_blob(repository, candidate.blob_digest, SIGNATURE_BLOB_MAX_BYTES)
             if candidate.kind == "cosign":
@@ -158,6 +169,17 @@ class SignatureCheck:
             if exc.retryable:
                 raise
             raise _Refused(str(exc)) from exc
+
+    def _unaccepted(self, kind: str) -> str | None:
+        """Why the rule takes no signature of this kind (None: it takes some)."""
+        gate = self.gate
+        if kind == "cosign" and not gate.cosign_keys:
+            return "the rule lists no cosign key"
+        if kind == "sigstore" and not gate.sigstore_identities:
+            return "the rule lists no Sigstore identity"
+        if kind == "notation" and not gate.notation:
+            return "the rule accepts no Notation signature"
+        return None
 
     def _verify_cosign(self, payload: bytes, signature_b64: str, digest: str) -> Any:
         """Each listed key on its own, so that one unusable key (a disabled KMS key) does not
@@ -199,11 +221,25 @@ def _signature_tag(digest: str) -> str:
     return next(t for t in cosign_tags(digest) if t.endswith(".sig"))
 
 
-def _candidates(tagged: Manifest | None, tag: str, referrers: Sequence[Manifest]) -> list[Candidate]:
-    """The signatures to try, cosign's tag first, then referrers in the registry's order."""
-    found: list[Candidate] = []
+def _in_turns(places: Sequence[Sequence[Candidate]]) -> list[Candidate]:
+    """The candidates of every place, one from each in turn (the first of each place, then the
+    second of each, ...), each (kind, blob, signature) once."""
+    ordered: dict[tuple[str, str, str], Candidate] = {}
+    for turn in range(max((len(p) for p in places), default=0)):
+        for place in places:
+            if turn < len(place):
+                candidate = place[turn]
+                ordered.setdefault(
+                    (candidate.kind, candidate.blob_digest, candidate.signature_b64), candidate
+                )
+    return list(ordered.values())
+
+
+def _candidates(tagged: Manifest | None, tag: str, referrers: Sequence[Manifest]) -> list[list[Candidate]]:
+    """The signatures found in each place: cosign's tag first, then referrers in the registry's order."""
+    found: list[list[Candidate]] = []
     if tagged is not None:
-        found += _simple_signing_layers(tagged, f"tag {tag}")
+        found.append(_simple_signing_layers(tagged, f"tag {tag}"))
     for manifest in referrers:
         try:
             document = manifest.document
@@ -214,18 +250,22 @@ def _candidates(tagged: Manifest | None, tag: str, referrers: Sequence[Manifest]
         )
         where = f"referrer {manifest.digest}"
         if artifact_type == COSIGN_ARTIFACT_TYPE:
-            found += _simple_signing_layers(manifest, where)
+            found.append(_simple_signing_layers(manifest, where))
         elif artifact_type.startswith(SIGSTORE_BUNDLE_TYPE_PREFIXES):
-            found += [
-                Candidate("sigstore", where, layer["digest"], str(layer.get("mediaType", "")))
-                for layer in _layers(document)
-            ][:1]
+            found.append(
+                [
+                    Candidate("sigstore", where, layer["digest"], str(layer.get("mediaType", "")))
+                    for layer in _layers(document)
+                ][:1]
+            )
         elif artifact_type == NOTATION_ARTIFACT_TYPE:
-            found += [
-                Candidate("notation", where, layer["digest"], str(layer["mediaType"]))
-                for layer in _layers(document)
-                if layer.get("mediaType") in NOTATION_ENVELOPE_MEDIA_TYPES
-            ][:1]
+            found.append(
+                [
+                    Candidate("notation", where, layer["digest"], str(layer["mediaType"]))
+                    for layer in _layers(document)
+                    if layer.get("mediaType") in NOTATION_ENVELOPE_MEDIA_TYPES
+                ][:1]
+            )
     return found
 
 
