@@ -10,6 +10,18 @@ extra), which the Lambda runtime does not have. They are fetched as wheels built
 platform (`pip download --platform ... --only-binary=:all:`: no compiler, no Docker) into a cache
 once, and unpacked beside the package only for a configuration with `require.signature`; a stack
 without one ships exactly what it shipped before and keeps its cold start.
+
+Everything staged ships with its bytecode, compiled by the runtime's Python (`python3.13`, found as
+the runtime harness finds it: infra.lambda_runtime.find_python), so a cold start reads .pyc files
+instead of compiling ~6,300 lines of source (BENCHMARKS.md, figure 3). The .pyc files are
+*unchecked-hash* (PEP 552): Python loads them without looking at the source at all. A timestamp
+.pyc is trusted only while the source's mtime and size match the ones recorded in it, and a Lambda
+zip's mtimes are not the staged files': the CDK CLI zips every file of an asset with the DOS time
+1980-01-01 00:00 (aws-cdk 2.1148's `writeZipFile`, "reset dates to get the same hash"), so
+timestamp .pycs would never match and every cold start would compile the source again, in memory
+(the code directory is read-only). Bytecode is only read by the Python version that wrote it (its
+cache tag, `cpython-313`, is in the file name): without a python3.13 here the asset ships none, and
+synthesis warns.
 """
 
 from __future__ import annotations
@@ -22,10 +34,12 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from infra.lambda_runtime import PYTHON_ENV, PYTHON_VERSION, find_python
 from promoter import settings
 
 PACKAGE_NAME = "promoter"
@@ -72,7 +86,43 @@ def stage_function_code(
     (package_dir / settings.STAGED_CONFIG_FILE).write_text(config_json, encoding="utf-8")
     if verifier_wheels is not None:
         unpack_wheels(verifier_wheels, staging_dir)
+    compile_bytecode(staging_dir)
     return staging_dir
+
+
+# The bytecode the asset ships: `python -m compileall`'s invalidation mode (see the module's doc).
+BYTECODE_INVALIDATION_MODE = "unchecked-hash"
+COMPILE_TIMEOUT_SECONDS = 600
+
+
+class NoLambdaBytecodeWarning(UserWarning):
+    """The asset ships without bytecode: no interpreter of the runtime's Python version was found."""
+
+
+def compile_bytecode(staging_dir: Path) -> str | None:
+    """Compiles every module under `staging_dir` into `__pycache__/*.cpython-313.pyc` with the
+    runtime's Python; returns that interpreter, or None (and warns) when there is none here.
+    File names in the bytecode are relative to `staging_dir`, so the asset (and its hash) does not
+    depend on where it was staged. Raises RuntimeError when a module does not compile."""
+    python = find_python()
+    if python is None:
+        warnings.warn(
+            f"python{PYTHON_VERSION} not found (set {PYTHON_ENV}): the Lambda asset ships without "
+            f"bytecode, so every cold start compiles the package's source",
+            NoLambdaBytecodeWarning,
+            stacklevel=2,
+        )
+        return None
+    command = [
+        python, "-I", "-m", "compileall", "-q", "--invalidation-mode", BYTECODE_INVALIDATION_MODE,
+        "-s", str(staging_dir), str(staging_dir),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_SECONDS, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the Lambda asset's bytecode could not be compiled: {done.stdout[-2000:]}")
+    return python
 
 
 # The function's platform (infra.construct: python3.13 on arm64; Amazon Linux 2023, glibc 2.34, so

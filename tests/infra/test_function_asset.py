@@ -1,4 +1,4 @@
-"""The Lambda code asset: the engine package and the staged configuration, nothing else."""
+"""The Lambda code asset: the engine package, its bytecode and the staged configuration, nothing else."""
 
 from __future__ import annotations
 
@@ -11,13 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from infra.asset import PACKAGE_SOURCE_DIR, stage_function_code
+from infra import asset
+from infra.asset import PACKAGE_SOURCE_DIR, NoLambdaBytecodeWarning, stage_function_code
+from infra.lambda_runtime import find_python
 from promoter import settings
 from promoter.model.config import parse_config
 
 # What the Lambda runtime (boto3, botocore) and the Powertools layer provide; the rest must be
 # the standard library or the package itself, because nothing is bundled.
 PROVIDED_AT_RUN_TIME = {"boto3", "botocore", "aws_lambda_powertools", "promoter"}
+# The runtime's bytecode: its cache tag names the Python version (python3.13) that alone reads it.
+CACHE_TAG = "cpython-313"
+# PEP 552's flags word: bit 0 hash-based, bit 1 check_source. Unchecked: the source is never read.
+UNCHECKED_HASH_FLAGS = 0b01
+# Run by python3.13: its magic number, and each module's source hash as import would compute it.
+_PYC_FACTS = r"""
+import importlib.util, json, sys
+print(json.dumps({"magic": importlib.util.MAGIC_NUMBER.hex(), "hashes": {
+    path: importlib.util.source_hash(open(path, "rb").read()).hex() for path in sys.argv[1:]}}))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +56,13 @@ def test_asset_carries_the_parsed_configuration_as_json(asset_dir, test_config):
     assert parse_config(json.loads(staged.read_text())) == test_config
 
 
-def test_asset_has_every_engine_module_and_no_test_cache_or_cli_code(asset_dir):
+def _bytecode_of(module: str) -> str:
+    """`promoter/x/y.py` -> `promoter/x/__pycache__/y.cpython-313.pyc`."""
+    path = Path(module)
+    return str(path.parent / "__pycache__" / f"{path.stem}.{CACHE_TAG}.pyc")
+
+
+def test_asset_has_every_engine_module_its_bytecode_and_no_test_or_cli_code(asset_dir):
     files = _files(asset_dir)
     # Modules, and the trust anchors the signature verifiers ship as package data.
     sources = [*PACKAGE_SOURCE_DIR.rglob("*.py"), *PACKAGE_SOURCE_DIR.glob("gates/signatures/roots/*.crt")]
@@ -53,10 +71,11 @@ def test_asset_has_every_engine_module_and_no_test_cache_or_cli_code(asset_dir):
         for p in sources
         if not p.name.startswith("test_") and "__pycache__" not in p.parts
     }
+    bytecode = {_bytecode_of(name) for name in expected if name.endswith(".py")} if find_python() else set()
     assert expected <= files
-    assert files - expected == {f"promoter/{settings.STAGED_CONFIG_FILE}"}
+    assert files - expected == {f"promoter/{settings.STAGED_CONFIG_FILE}", *bytecode}
     for name in files:
-        assert "__pycache__" not in name and not name.endswith(".pyc")
+        assert not name.endswith(".pyc") or name in bytecode  # no other version's, nothing stale
         assert "test" not in Path(name).name
         assert "promoter_cli" not in name and "local_aws" not in name
 
@@ -94,10 +113,58 @@ def test_staging_excludes_tests_and_caches_from_a_package(tmp_path):
     (source / "engine.py").write_text("X = 1\n")
     (source / "test_engine.py").write_text("")
     (source / "tests" / "test_more.py").write_text("")
-    (source / "__pycache__" / "engine.cpython-313.pyc").write_bytes(b"")
+    (source / "__pycache__" / "engine.cpython-312.pyc").write_bytes(b"")
+    (source / "__pycache__" / "engine.cpython-313.pyc").write_bytes(b"stale")
     (source / "__main__.py").write_text("")
     out = stage_function_code('{"rules": []}', tmp_path / "out", source_dir=source)
-    assert _files(out) == {"promoter/engine.py", f"promoter/{settings.STAGED_CONFIG_FILE}"}
+    shipped = {name for name in _files(out) if not name.endswith(".pyc")}
+    assert shipped == {"promoter/engine.py", f"promoter/{settings.STAGED_CONFIG_FILE}"}
+    for name in _files(out) - shipped:  # compiled from the staged source, never the source's cache
+        assert name == "promoter/__pycache__/engine.cpython-313.pyc"
+        assert (out / name).read_bytes() != b"stale"
+
+
+def test_asset_ships_unchecked_hash_bytecode_of_python_3_13_for_every_module(asset_dir):
+    """Each module's .pyc is python3.13's (its magic number), hash-based and unchecked (so Lambda's
+    1980 zip mtimes cannot invalidate it), and made from the very source shipped beside it."""
+    python = find_python()
+    if python is None:
+        pytest.skip("python3.13 not found: the asset ships no bytecode (the next test)")
+    modules = sorted(asset_dir.rglob("*.py"))
+    facts = subprocess.run(
+        [python, "-I", "-c", _PYC_FACTS, *map(str, modules)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    expected = json.loads(facts.stdout)
+    assert len(modules) > 30
+    for module in modules:
+        pyc = asset_dir / _bytecode_of(str(module.relative_to(asset_dir)))
+        header = pyc.read_bytes()[:16]
+        assert header[:4].hex() == expected["magic"], pyc
+        assert int.from_bytes(header[4:8], "little") == UNCHECKED_HASH_FLAGS, pyc
+        assert header[8:16].hex() == expected["hashes"][str(module)], pyc
+
+
+def test_without_python_3_13_the_asset_ships_no_bytecode_and_synthesis_warns(tmp_path, monkeypatch):
+    """Never another version's bytecode: none at all, and a warning that says why."""
+    monkeypatch.setattr(asset, "find_python", lambda: None)  # this machine, without python3.13
+    with pytest.warns(NoLambdaBytecodeWarning, match="python3.13 not found"):
+        out = stage_function_code("{}", tmp_path / "out")
+    files = _files(out)
+    assert "promoter/handler.py" in files
+    assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc")]
+
+
+def test_staged_bytecode_does_not_depend_on_where_it_was_staged(tmp_path):
+    """The asset's hash is its content's: bytecode names its files relative to the asset."""
+    first = stage_function_code("{}", tmp_path / "one")
+    second = stage_function_code("{}", tmp_path / "elsewhere" / "two")
+    assert _files(first) == _files(second)
+    for name in _files(first):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
 def test_staging_replaces_what_a_previous_synth_left(tmp_path):
@@ -165,7 +232,8 @@ def test_staged_asset_runs_a_batch_with_the_template_environment(
     event = load_event("ecr-push-oci-fields.json")
     event["detail"]["image-tag"] = "latest"  # team/service is a source, but team-releases takes v* only
     result = subprocess.run(
-        [sys.executable, "-I", "-c", _SMOKE, str(asset_dir), json.dumps(event)],
+        # -B: this interpreter is not the runtime's; it must not leave its bytecode in the asset.
+        [sys.executable, "-I", "-B", "-c", _SMOKE, str(asset_dir), json.dumps(event)],
         env=env,
         cwd=tmp_path,
         capture_output=True,

@@ -10,6 +10,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,9 @@ LOCAL_VALUES = {
     **settings.function_environment(config_path=""),
     RECONCILE_TABLE_ENV: DEFAULT_RECONCILE_TABLE,
 }
+# The CDK CLI zips every file of an asset with the DOS time 1980-01-01 00:00 (aws-cdk's
+# `writeZipFile`, "reset dates to get the same hash"): what Lambda's /var/task files are dated.
+ZIP_ENTRY_EPOCH = time.mktime((1980, 1, 1, 0, 0, 0, 0, 1, -1))
 # Without these capabilities root obeys file modes like any user (Lambda runs functions unprivileged).
 DROPPED_CAPABILITIES = "-dac_override,-dac_read_search,-fowner"
 
@@ -90,10 +94,12 @@ class Sandbox:
 
 
 def make_sandbox(asset_dir: Path, workdir: Path) -> Sandbox:
-    """The asset copied to `workdir/task` and made read-only (chmod -R a-w), as /var/task is."""
+    """The asset copied to `workdir/task` and made read-only (chmod -R a-w), as /var/task is, its
+    files dated as the CDK's zip dates them (so bytecode that trusts mtimes is not trusted here)."""
     task_root = workdir / "task"
     shutil.copytree(asset_dir, task_root)
     for path in [task_root, *task_root.rglob("*")]:
+        os.utime(path, (ZIP_ENTRY_EPOCH, ZIP_ENTRY_EPOCH))
         mode = path.stat().st_mode
         path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
     tmp = workdir / "tmp"

@@ -11,8 +11,6 @@ fresh machine; the harness's fixtures call `ensure_installed` too. Not a test fi
 from __future__ import annotations
 
 import fcntl
-import glob
-import os
 import shutil
 import subprocess
 import sys
@@ -24,12 +22,13 @@ sys.path.insert(0, str(REPO_ROOT))
 from infra.lambda_runtime import (  # noqa: E402  (run as a script by ./dev)
     AWSLAMBDARIC_VERSION,
     POWERTOOLS_VERSION,
+    PYTHON_ENV,
     PYTHON_VERSION,
     SDK_FLOOR,
+    find_python,
 )
 
 CACHE_DIR = REPO_ROOT / ".venv" / "lambda-runtime"
-PYTHON_ENV = "LAMBDA_PYTHON"  # an explicit interpreter, if the search below cannot find it
 PIP_TIMEOUT_SECONDS = 600
 
 
@@ -39,36 +38,6 @@ def runtime_requirements() -> list[str]:
 
 def layer_requirements() -> list[str]:
     return [f"aws-lambda-powertools=={POWERTOOLS_VERSION}"]
-
-
-def find_python() -> str | None:
-    """A Python `PYTHON_VERSION` interpreter: $LAMBDA_PYTHON, `python3.13` on PATH (outside
-    pyenv's shims, which may point at another version), then pyenv's and the usual install places."""
-    name = f"python{PYTHON_VERSION}"
-    candidates = [os.environ.get(PYTHON_ENV, "")]
-    candidates += [
-        str(Path(d) / name) for d in os.environ.get("PATH", "").split(os.pathsep) if "shims" not in d
-    ]
-    pyenv_root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
-    candidates += sorted(glob.glob(f"{pyenv_root}/versions/{PYTHON_VERSION}*/bin/{name}"), reverse=True)
-    candidates += [f"/usr/local/bin/{name}", f"/usr/bin/{name}", f"/opt/python/{PYTHON_VERSION}/bin/{name}"]
-    for candidate in candidates:
-        if candidate and os.access(candidate, os.X_OK) and _is_version(candidate):
-            return candidate
-    return None
-
-
-def _is_version(python: str) -> bool:
-    try:
-        out = subprocess.run(
-            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return out.returncode == 0 and out.stdout.strip() == PYTHON_VERSION
 
 
 def ensure_installed(python: str, cache: Path = CACHE_DIR) -> Path:

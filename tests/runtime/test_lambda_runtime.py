@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from harness import (
@@ -119,6 +120,51 @@ def test_the_runtime_sees_only_the_floor_sdk_the_layers_powertools_and_a_read_on
     assert found["list_image_referrers"] is False  # the floor predates ListImageReferrers
     assert found["task_root_writable"] is False and found["tmp_writable"] is True
     assert found["yaml"] is False  # the asset runs without the CLI's YAML
+
+
+# Imports a handler module as the runtime does at init and reports, as JSON, what came from where:
+# every source file Python compiled (the `compile` audit event names it), and each loaded module
+# of the asset with its bytecode file.
+IMPORT_PROBE = """
+import importlib, json, os, sys
+compiled = []
+sys.addaudithook(lambda event, args: compiled.append(args[1]) if event == "compile" else None)
+importlib.import_module(sys.argv[1])
+root = os.environ["LAMBDA_TASK_ROOT"]
+modules = {name: getattr(module, "__cached__", None) for name, module in list(sys.modules.items())
+           if (getattr(module, "__file__", None) or "").startswith(root)}
+print(json.dumps({"compiled": [c for c in compiled if isinstance(c, str) and c.startswith(root)],
+                  "modules": modules}))
+"""
+
+
+@pytest.mark.parametrize("handler", [PROMOTER_HANDLER, RECONCILE_HANDLER])
+def test_the_handlers_import_the_assets_bytecode_and_compile_none_of_its_source(
+    deployment: Deployment, lambda_python, runtime_cache, local_aws, tmp_path, handler
+):
+    """A cold start reads the shipped python3.13 .pycs: no module of the asset is compiled from
+    source, and nothing is written beside them (the code directory is read-only)."""
+    function = deployment.functions[handler]
+    sandbox = make_sandbox(function.asset_dir, tmp_path)
+    before = sorted(p for p in sandbox.task_root.rglob("*"))
+    env = lambda_environment(function, sandbox, runtime_cache, local_aws, "127.0.0.1:9")
+    out = subprocess.run(
+        [*sandbox.prefix, *interpreter(lambda_python), "-c", IMPORT_PROBE, handler.rsplit(".", 1)[0]],
+        cwd=sandbox.task_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=START_GUARD_SECONDS,
+    )
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+
+    assert found["compiled"] == []
+    assert len(found["modules"]) > 10
+    for name, cached in found["modules"].items():
+        assert cached and cached.endswith(".cpython-313.pyc"), name
+        assert Path(cached).is_file(), name
+    assert sorted(p for p in sandbox.task_root.rglob("*")) == before
 
 
 def test_the_promoter_promotes_a_push_with_referrers_and_answers_a_partial_batch(
