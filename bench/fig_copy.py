@@ -6,10 +6,15 @@ promotion inside a warm process (what a Lambda invocation does; the headline) an
 process including Python's start and imports (what a CLI run costs). Bytes moved are checked
 three ways: our copy stats, and the registry's own I/O counters for both tools (a copy makes the
 registry read and write every byte, a mount nearly none).
+
+`BENCH_BASELINE_TREE=DIR` adds a third tool, "baseline": the same child with the engine of another
+checkout (DIR/functions first on its path, e.g. a `git worktree` of the previous commit), run
+interleaved with the other two, so a change to the copy is measured before and after in one run.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -25,34 +30,44 @@ HALF_OF_SKOPEO = Goal(0.5)
 OCYNC_REQUESTS_PER_BLOB = 2.0
 # What moves a blob on the local ECR: its download URL, the download, and the /v2 upload.
 BLOB_REQUESTS = ("GetDownloadUrlForLayer", "BlobHost.GET", "Registry.POST", "Registry.PATCH", "Registry.PUT")
+BASELINE_TREE_ENV = "BENCH_BASELINE_TREE"
 
 
 def run(world: World, sizes: Sizes) -> list[Row]:
     image = multi_platform_image(world.work / "copy-image", PLATFORMS, (sizes.copy_layer_bytes,))
     source = world.repository("copy-src")
     world.push_layout(image.layout, source, image.tag)
+    baseline = os.environ.get(BASELINE_TREE_ENV, "")
     rows = []
     for mounting in (True, False):
         world.set_mounting(mounting)
-        samples: dict[str, list[float]] = {"ours": [], "ours_process": [], "skopeo": [], "v2": []}
-        moved: dict[str, list[int]] = {"ours": [], "skopeo": [], "v2": []}
+        samples: dict[str, list[float]] = {
+            "ours": [],
+            "ours_process": [],
+            "skopeo": [],
+            "v2": [],
+            "baseline": [],
+        }
+        moved: dict[str, list[int]] = {"ours": [], "skopeo": [], "v2": [], "baseline": []}
         peaks: list[int] = []
         v2_peaks: list[int] = []
-        requests: dict[str, list[dict[str, int]]] = {"ours": [], "skopeo": []}
+        requests: dict[str, list[dict[str, int]]] = {"ours": [], "skopeo": [], "baseline": []}
         # The what-if for engine fix 3 matters only when bytes move.
-        tools = ["ours", "skopeo"] + ([] if mounting else ["v2"])
+        tools = ["ours", "skopeo"] + ([] if mounting else ["v2"]) + (["baseline"] if baseline else [])
         for rep in range(sizes.copy_repeats):
             for tool in tools[rep % len(tools) :] + tools[: rep % len(tools)]:
                 target = world.repository(f"copy-{tool}")
                 before = world.registry_io()
                 world.local.control.reset_requests()
                 with world.measuring():
-                    _copy(world, tool, source, image, target, mounting, samples, peaks, v2_peaks)
+                    _copy(world, tool, source, image, target, mounting, samples, peaks, v2_peaks, baseline)
                 if tool in requests:
                     requests[tool].append(world.local.control.requests())
                 after = world.registry_io()
                 moved[tool].append(after["wchar"] - before["wchar"])
         rows.append(_row(mounting, image.blob_bytes, samples, moved, peaks))
+        if samples["baseline"]:
+            rows.append(_baseline_row(mounting, samples, baseline))
         if samples["v2"]:
             rows.append(_what_if_row(samples, v2_peaks))
         if not mounting:
@@ -70,6 +85,7 @@ def _copy(
     samples: dict[str, list[float]],
     peaks: list[int],
     v2_peaks: list[int],
+    baseline: str = "",
 ) -> None:
     """One copy by `tool` into `target`; its times (and peaks) appended."""
     started = time.perf_counter()
@@ -78,6 +94,11 @@ def _copy(
         samples["ours_process"].append(time.perf_counter() - started)
         samples["ours"].append(out["seconds"])
         peaks.append(out["peak_rss"])
+        _check_ours(out, image.blob_bytes, len(image.blobs), mounting)
+    elif tool == "baseline":
+        engine = {"PYTHONPATH": os.path.join(baseline, "functions")}
+        out = world.run_child("promote_child", [source, image.digest, target, "v1"], env=engine)
+        samples["baseline"].append(out["seconds"])
         _check_ours(out, image.blob_bytes, len(image.blobs), mounting)
     elif tool == "v2":
         blobs = [f"{b.digest}:{b.size}" for b in image.blobs]
@@ -97,12 +118,16 @@ def _requests_row(requests: dict[str, list[dict[str, int]]], blobs: int) -> Row:
     last = {tool: runs[-1] for tool, runs in requests.items() if runs}
     total = {tool: sum(counts.values()) / blobs for tool, counts in last.items()}
     moving = {tool: sum(counts.get(k, 0) for k in BLOB_REQUESTS) / blobs for tool, counts in last.items()}
+    tools = [tool for tool in ("ours", "baseline", "skopeo") if tool in last]
     notes = (
-        f"{blobs} blobs copied; all requests of one copy / blobs: ours {total.get('ours', 0):.1f}, "
-        f"skopeo {total.get('skopeo', 0):.1f}; blob transfer requests only ({', '.join(BLOB_REQUESTS)}) "
-        f"/ blobs: ours {moving.get('ours', 0):.1f}, skopeo {moving.get('skopeo', 0):.1f}",
-        "ours by request: " + ", ".join(f"{k} {v}" for k, v in sorted(last.get("ours", {}).items())),
-        "skopeo by request: " + ", ".join(f"{k} {v}" for k, v in sorted(last.get("skopeo", {}).items())),
+        f"{blobs} blobs copied; all requests of one copy / blobs: "
+        + ", ".join(f"{tool} {total[tool]:.1f}" for tool in tools)
+        + f"; blob transfer requests only ({', '.join(BLOB_REQUESTS)}) / blobs: "
+        + ", ".join(f"{tool} {moving[tool]:.1f}" for tool in tools),
+        *(
+            f"{tool} by request: " + ", ".join(f"{k} {v}" for k, v in sorted(last[tool].items()))
+            for tool in tools
+        ),
     )
     return Row(
         FIGURE,
@@ -155,6 +180,20 @@ def _row(
         HALF_OF_SKOPEO,
         notes,
         {k: list(v) for k, v in samples.items()},
+    )
+
+
+def _baseline_row(mounting: bool, samples: dict[str, list[float]], tree: str) -> Row:
+    """The other checkout's engine (BENCH_BASELINE_TREE), beside skopeo in the same run."""
+    return Row(
+        FIGURE,
+        f"baseline engine, mounting {'on' if mounting else 'off'}",
+        median(samples["baseline"]),
+        median(samples["skopeo"]),
+        "s",
+        "skopeo",
+        None,
+        (f"engine of {tree}; runs {_list(samples['baseline'])}; ours {_list(samples['ours'])}",),
     )
 
 

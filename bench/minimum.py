@@ -13,11 +13,12 @@ BENCHMARKS.md explains each term; in short:
 - GetAccountSetting (may we mount?) and GetAuthorizationToken (the registry password, 12 h) are
   needed once per container, not per promotion.
 - A mounted blob costs no API call (a /v2 request). A copied blob costs GetDownloadUrlForLayer
-  (its pre-signed URL) and then, through the registry's /v2 upload (POST, PATCH, PUT: registry
-  requests, like mounts, under the same IAM actions and, inferred, the same quotas), no API call
-  but the registry token (GetAuthorizationToken, once per container, as for mounts). Through the
-  JSON layer-upload API (the engine's fall back, `layer_api=True`) it costs InitiateLayerUpload,
-  CompleteLayerUpload and one UploadLayerPart per started 10 MiB part instead.
+  (its pre-signed URL) and then, through the registry's /v2 upload (POST, then PUT with the body;
+  PATCH chunks first above 64 MiB: registry requests, like mounts, under the same IAM actions and,
+  inferred, the same quotas), no API call but the registry token (GetAuthorizationToken, once
+  per container, as for mounts). Through the JSON layer-upload API (the engine's fall back,
+  `layer_api=True`) it costs InitiateLayerUpload, CompleteLayerUpload and one UploadLayerPart per
+  started 10 MiB part instead.
 - PutImage: one per manifest (children by digest first, then the tagged top manifest).
 """
 
