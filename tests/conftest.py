@@ -86,3 +86,16 @@ def events_dir() -> Path:
 def pytest_configure(config: pytest.Config) -> None:
     # botocore must never pick up a real profile in tests.
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
+
+TIERS = ("unit", "integration", "infra", "faults", "runtime")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each test carries its tier's marker (the folder it lives in): `pytest -m unit` is the inner
+    loop, in seconds; `-m "not faults and not runtime"` skips the slowest tiers."""
+    root = Path(__file__).parent
+    for item in items:
+        parts = item.path.relative_to(root).parts
+        if parts and parts[0] in TIERS:
+            item.add_marker(parts[0])
