@@ -366,7 +366,7 @@ class LocalAws:
                     request_handler=_QuietHandler,
                     fd=listener.fileno(),
                 )
-            self.port = self._server.server_port
+            self.port = self._server.server_address[1]  # no server_port: werkzeug did not bind it
             if self.persist:
                 from local_aws import persistence
 
@@ -385,7 +385,8 @@ class LocalAws:
     def stop(self) -> None:
         """Stop serving, stop the registry children, remove the temporary data dir (idempotent)."""
         if self._server is not None:
-            self._server.shutdown()
+            if self._thread is not None:  # shutdown() waits for a serve_forever that never began
+                self._server.shutdown()
             self._server.server_close()
             self._server = None
         if self._thread is not None:

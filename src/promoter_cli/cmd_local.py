@@ -15,19 +15,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import ipaddress
 import os
 import shlex
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from promoter.model.config import PromotionConfig
+    from promoter.model.patterns import NamePattern
 
 DEFAULT_PORT = 4566
 SAMPLE_IMAGE_TAG = "latest"
@@ -83,6 +87,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="create the repositories this promotion configuration names exactly (sources and targets "
         "in the home registry), so you can push right away, and run the promoter on them as the stack "
         "does (EventBridge -> SQS -> the Lambda handler): pushes and requests are promoted by themselves",
+    )
+    parser.add_argument(
+        "--create",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME...]",
+        help="with --config: also create these repositories, each one a rule's pattern stands for "
+        "(e.g. team/api for a source team/*, release/team/api for a target release/{repository}); "
+        "repeatable",
     )
     parser.add_argument(
         "--no-promoter",
@@ -175,12 +188,89 @@ def usage_lines(endpoint: str, registry_host: str, region: str, password: str) -
     ]
 
 
-def create_configured_repositories(config: PromotionConfig, endpoint: str, region: str) -> list[str]:
+@dataclass(frozen=True)
+class RepositoryPattern:
+    """A home-registry repository a rule names by a pattern, not a name: `promoter local` cannot
+    create what it stands for, only the names asked for with `--create`."""
+
+    glob: str  # the source's pattern as a glob, or a target template's
+    rule: str
+    role: str  # "source" or "target"
+    pattern: NamePattern  # matches the names it stands for
+    image_tag_mutability: str
+
+
+def repository_patterns(config: PromotionConfig) -> list[RepositoryPattern]:
+    """The sources and targets of `config` in the home registry that are patterns or templates."""
+    from promoter.model.config import MUTABLE, template_to_glob
+    from promoter.model.patterns import NamePattern
+
+    found: list[RepositoryPattern] = []
+    for rule in config.rules:
+        source = rule.source
+        if not source.repository_pattern.is_exact:
+            found.append(
+                RepositoryPattern(
+                    source.repository_glob, rule.name, "source", source.repository_pattern, MUTABLE
+                )
+            )
+        for target in rule.targets:
+            if target.registry is None and "{" in target.repository:
+                glob = template_to_glob(target.repository, source.repository_glob, "*")
+                found.append(
+                    RepositoryPattern(
+                        glob, rule.name, "target", NamePattern(glob), target.image_tag_mutability
+                    )
+                )
+    return found
+
+
+def parse_create(values: list[str], config: PromotionConfig) -> dict[str, str]:
+    """`--create` values (comma-separated, repeatable) -> {name: tag mutability}. Raises ValueError
+    naming a repository that no pattern of the configuration stands for."""
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    patterns = repository_patterns(config)
+    wanted: dict[str, str] = {}
+    for name in names:
+        covering = [p for p in patterns if p.pattern.matches(name)]
+        if not covering:
+            globs = ", ".join(sorted({p.glob for p in patterns})) or "none"
+            raise ValueError(
+                f"--create {name}: no rule's repository pattern stands for it (the configuration's "
+                f"patterns: {globs})"
+            )
+        wanted[name] = covering[0].image_tag_mutability
+    return wanted
+
+
+def pattern_lines(config: PromotionConfig, created: list[str], endpoint: str) -> list[str]:
+    """For each repository pattern: the names created for it, or how to create the ones it stands for."""
+    lines = []
+    for p in repository_patterns(config):
+        mine = [name for name in created if p.pattern.matches(name)]
+        lines.append(
+            f"#   {p.glob} ({p.role} of rule {p.rule}): "
+            + (f"created {', '.join(mine)}" if mine else "a pattern: nothing created for it")
+        )
+    if lines:
+        example = f"aws --endpoint-url {endpoint} ecr create-repository --repository-name NAME"
+        lines = [
+            "# Patterns in the configuration (create the repositories they stand for before pushing: "
+            "restart with --create NAME[,NAME...], or now: " + example + "):",
+            *lines,
+        ]
+    return lines
+
+
+def create_configured_repositories(
+    config: PromotionConfig, endpoint: str, region: str, extra: Mapping[str, str] | None = None
+) -> list[str]:
     """Creates the repositories `config` names exactly in the home registry (sources and targets
-    without templates; another account's or region's targets are left alone); returns their names."""
+    without templates; another account's or region's targets are left alone) and the `extra` ones
+    (name: tag mutability, from `--create`); returns their names."""
     import boto3
 
-    wanted: dict[str, str] = {}
+    wanted: dict[str, str] = dict(extra or {})
     for rule in config.rules:
         if rule.source.repository_pattern.is_exact:
             wanted.setdefault(rule.source.repository, "MUTABLE")
@@ -198,6 +288,14 @@ def create_configured_repositories(config: PromotionConfig, endpoint: str, regio
         with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
             ecr.create_repository(repositoryName=name, imageTagMutability=mutability)
     return sorted(wanted)
+
+
+def port_in_use_message(port: int) -> str:
+    """What to say when the port is taken: which one, and a port that is free now (or 0: any)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    return f"port {port} is in use: pass --port {free} (free now), or --port 0 for any free port"
 
 
 def run_local(args: argparse.Namespace) -> int:
@@ -224,10 +322,19 @@ def run_local(args: argparse.Namespace) -> int:
     from promoter.exceptions import ConfigError
     from promoter.model.config import load_config
 
+    if args.create and args.config is None:
+        print("promoter local: --create goes with --config (its rules' patterns say what may be created)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     try:
         config = load_config(args.config) if args.config is not None else None
     except ConfigError as exc:
         print(f"promoter local: invalid configuration {args.config}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        extra = parse_create(args.create, config) if config is not None else {}
+    except ValueError as exc:
+        print(f"promoter local: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -239,24 +346,34 @@ def run_local(args: argparse.Namespace) -> int:
         account=account,
         region=args.region or DEFAULT_REGION,
         latency=latency,
+        persist=args.data is not None,  # the tables, queues and buses too, as the images
     )
     try:
         local.start()
     except RegistryNotInstalledError as exc:
         print(f"promoter local: {exc}", file=sys.stderr)
         return 3
-    except (RegistryStartError, OSError) as exc:
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(f"promoter local: {port_in_use_message(args.port)}", file=sys.stderr)
+        else:
+            print(f"promoter local: could not start: {exc}", file=sys.stderr)
+        return 1
+    except RegistryStartError as exc:
         print(f"promoter local: could not start: {exc}", file=sys.stderr)
         return 1
     terminal = sys.stdout  # the promoter sends the handler's own output to its log file
     promoter = None
     try:
         created = (
-            create_configured_repositories(config, local.endpoint, local.region) if config is not None else []
+            create_configured_repositories(config, local.endpoint, local.region, extra)
+            if config is not None
+            else []
         )
         lines = usage_lines(local.endpoint, local.registry_host, local.region, local.password)
-        if created:
-            lines.append(f"# Created from {args.config}: {', '.join(created)}")
+        if config is not None:
+            lines.append(f"# Created from {args.config}: {', '.join(created) or 'no repository'}")
+            lines += pattern_lines(config, created, local.endpoint)
         if config is not None and not args.no_promoter:
             from promoter_cli.local_promoter import LocalPromoter
 
