@@ -30,6 +30,7 @@ from typing import Any
 
 from promoter import settings
 from promoter_cli.cmd_engine import EXIT_OK, bad_input
+from promoter_cli.output import printable
 from promoter_cli.resources import (
     DEAD_LETTER_QUEUE_URL_ENV,
     DELIVERY_DEAD_LETTER_QUEUE_URL_ENV,
@@ -258,6 +259,8 @@ def _print(reports: list[QueueReport], dry_run: bool, as_json: bool) -> None:
         for m in report.messages:
             state = "moved" if m.moved else ("found" if dry_run else "not moved")
             why = f" [{m.errors['ERROR_CODE']}]" if "ERROR_CODE" in m.errors else ""
-            print(f"  {state} {m.message_id} event {m.event_id or '-'} {m.detail_type or ''}{why}".rstrip())
+            # The event id and detail-type are whatever the message says: shown, never obeyed.
+            line = f"  {state} {m.message_id} event {m.event_id or '-'} {m.detail_type or ''}{why}"
+            print(printable(line.rstrip()))
         if report.error:
-            print(f"promoter: {report.queue}: {report.error}", file=sys.stderr)
+            print(f"promoter: {report.queue}: {printable(report.error)}", file=sys.stderr)

@@ -13,7 +13,6 @@ import argparse
 import getpass
 import json
 import os
-import re
 import socket
 import sys
 import uuid
@@ -42,9 +41,6 @@ HISTORY_COLUMNS = (
     "authenticated",
     "reason",
 )
-# C0 and C1 control characters (ESC, CR, BEL, CSI, ...): a requester's free text must not drive
-# the operator's terminal. `--json` is safe as it is (JSON escapes them).
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -218,13 +214,14 @@ def history_row(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    """History rows as the CLI's aligned table; free text with its control characters escaped."""
+    """History rows as the CLI's aligned table; free text with its control characters escaped
+    (output.printable: a requester's text must not drive the operator's terminal)."""
     if not rows:
         print("no history")
         return
     print_columns(
         HISTORY_COLUMNS,
-        [[_printable(_history_cell(r, c)) for c in HISTORY_COLUMNS] for r in rows],
+        [[_history_cell(r, c) for c in HISTORY_COLUMNS] for r in rows],
     )
 
 
@@ -237,11 +234,6 @@ def _history_cell(row: dict[str, Any], column: str) -> str:
         given, engine = str(row["request_reason"]), str(row["reason"])
         return "; ".join(dict.fromkeys(r for r in (given, engine) if r))
     return str(row[column])
-
-
-def _printable(text: str) -> str:
-    """The text with every control character escaped (`\\x1b`), as a table cell shows it."""
-    return _CONTROL_CHARACTERS.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def parse_image(text: str) -> tuple[str, str, str | None]:

@@ -29,7 +29,7 @@ from promoter_cli.cmd_engine import (
     _add_config,
     config_or_exit,
 )
-from promoter_cli.output import add_json_flag, print_json, print_table, qualified, short_digest
+from promoter_cli.output import add_json_flag, print_json, print_table, printable, qualified, short_digest
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -347,13 +347,13 @@ def print_status(document: dict[str, Any]) -> None:
             print("  no source image yet")
         for wait in rule["waiting"]:
             image = f"{wait['repository']}@{short_digest(wait['digest'])}"
-            print(f"  waiting on a gate: {image} until {wait['until']}")
+            print(printable(f"  waiting on a gate: {image} until {wait['until']}"))
         if rule["states"]:
             print("  " + ", ".join(f"{n} {state}" for state, n in sorted(rule["states"].items())))
         for error in rule["errors"]:
-            print(f"  error: {error}")
+            print(f"  error: {printable(error)}")
     for error in document["errors"]:
-        print(f"error: {error}")
+        print(f"error: {printable(error)}")
 
 
 def _target_rows(targets: list[dict[str, Any]]) -> list[list[str]]:

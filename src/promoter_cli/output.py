@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
@@ -18,6 +19,12 @@ SHORT_DIGEST_CHARS = len("sha256:") + 12
 ACTION_COLUMNS = ("outcome", "target", "digest", "reason")
 # Outcomes of `plan` after every gate passed; a stopped action's reason is its gate's already.
 PASSED_GATE_OUTCOMES = frozenset({"would-promote", "already-present"})
+# What a terminal would obey rather than show: C0 and C1 control characters (ESC, CR, BEL, CSI...),
+# Unicode's bidirectional marks, overrides and isolates and its line separators (they reorder or
+# break what follows), and lone surrogates (not text: a UTF-8 terminal cannot even be sent one).
+# Stored free text (a requester's reason or metadata, an event id, a certificate's name) is printed
+# with these escaped (`\x1b`, `\u202e`); `--json` is safe as it is (JSON escapes them).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
@@ -44,12 +51,18 @@ def qualified(repository: str, account: str | None = None, region: str | None = 
     return f"{repository}@{registry}" if registry else repository
 
 
+def printable(text: str) -> str:
+    """The text with every character a terminal would obey escaped (`\\x1b`, `\\u202e`, `\\ud800`)."""
+    return _UNPRINTABLE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def print_table(
     columns: Sequence[str], rows: Iterable[Sequence[str]], out: TextIO | None = None, indent: str = ""
 ) -> None:
-    """Aligned columns under an upper-case header, each line after `indent`; trailing blanks trimmed."""
+    """Aligned columns under an upper-case header, each line after `indent`; trailing blanks trimmed.
+    Every cell is `printable`."""
     out = out or sys.stdout
-    shown = [[str(cell) for cell in row] for row in rows]
+    shown = [[printable(str(cell)) for cell in row] for row in rows]
     widths = [max([len(c), *(len(row[i]) for row in shown)]) for i, c in enumerate(columns)]
     lines = [[c.upper() for c in columns], *shown]
     for row in lines:
@@ -87,8 +100,8 @@ def print_event_result(document: Mapping[str, Any], out: TextIO | None = None) -
     """`plan`, `handle` and `promote`: why nothing happened (ignored, error), else the actions."""
     out = out or sys.stdout
     if document.get("error"):
-        out.write(f"error: {document['error']}\n")
+        out.write(f"error: {printable(str(document['error']))}\n")
     if document.get("ignored_reason"):
-        out.write(f"nothing to do: {document['ignored_reason']}\n")
+        out.write(f"nothing to do: {printable(str(document['ignored_reason']))}\n")
     if document.get("actions") or not (document.get("error") or document.get("ignored_reason")):
         print_actions(document.get("actions") or (), out)

@@ -15,6 +15,7 @@ marker (outcomes.clip) so an item always fits DynamoDB's 400 KB.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -46,6 +47,34 @@ def history_key(repository: str, tag: str) -> str:
     return f"{repository}:{tag}"
 
 
+def unwritable_text(provenance: Provenance) -> str | None:
+    """Which free text of a provenance no record can hold ("requested-by", "reason", "metadata"),
+    or None when every part can: a string that is not Unicode text, such as a lone surrogate
+    (`"\\ud800"` in a request's JSON, or an undecodable byte of a command line). UTF-8 cannot encode
+    it, so neither DynamoDB nor EventBridge would take the record or the result: a caller refuses
+    such a request before it writes anything."""
+    parts = (
+        ("requested-by", provenance.requested_by),
+        ("reason", provenance.reason),
+        ("metadata", provenance.metadata),
+    )
+    return next((name for name, value in parts if not _is_text(value)), None)
+
+
+def _is_text(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, Mapping):
+        return all(_is_text(key) and _is_text(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return all(_is_text(item) for item in value)
+    return True
+
+
 def metadata_text(metadata: Any) -> str:
     """A request's metadata as the JSON text history keeps ("" when none), cut to fit."""
     if not metadata:
@@ -68,6 +97,12 @@ class DynamoDbHistory:
     def record(self, event_id: str, result: ActionResult, provenance: Provenance | None = None) -> None:
         at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         why = provenance or Provenance()
+        unwritable = unwritable_text(why)
+        if unwritable is not None:  # callers refuse such text first; this keeps it a HistoryWriteError
+            raise HistoryWriteError(
+                f"history not recorded for {result.target_location}:{result.target_tag}: "
+                f"its {unwritable} is not Unicode text"
+            )
         item = {
             # Another account's or region's target is kept apart: `app@210987654321:v1`.
             "pk": history_key(result.target_location, result.target_tag),

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from promoter.aws.history import History
+from promoter.aws.history import History, unwritable_text
 from promoter.aws.registry import IMAGE_ACTIVATING, IMAGE_ARCHIVED, RepositoryInfo
 from promoter.exceptions import (
     HistoryWriteError,
@@ -146,6 +146,11 @@ def rollback(
     reason when it cannot (RollbackSupersededError when a promotion moved the tag meanwhile), and
     HistoryWriteError when the tag moved but the history did not take the record."""
     repository, tag = target.repository, target.tag
+    unwritable = unwritable_text(Provenance(trigger=ROLLBACK, requested_by=requested_by, reason=reason))
+    if unwritable is not None:  # checked before the put: the record is part of the rollback
+        raise RollbackRefusedError(
+            f"the rollback's {unwritable} is not Unicode text: no record could hold it"
+        )
     try:
         info = registry.describe_repository(repository)
     except RepositoryNotFoundError as exc:

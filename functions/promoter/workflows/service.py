@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from promoter.aws.history import History
+from promoter.aws.history import History, unwritable_text
 from promoter.aws.registry import Registry
 from promoter.aws.remote import target_registry_of
 from promoter.aws.results import ResultSink
@@ -136,6 +136,10 @@ def handle_event(
         except PromoterError as exc:
             return EventResult(event.event_id, error=str(exc), retry=exc.retryable)
         return replace(swept, event_id=event.event_id)
+    if isinstance(event, PromotionRequested):
+        refused = refuse_unwritable(event.event_id, request_provenance(event))
+        if refused is not None:
+            return refused
     try:
         plan = resolve_plan(event, config, registry)
     except PromoterError as exc:
@@ -165,6 +169,21 @@ def _announce_bad_request(event: PromotionRequested, reason: str, results: Resul
     results.publish([failed], provenance)
 
 
+def refuse_unwritable(event_id: str, provenance: Provenance) -> EventResult | None:
+    """A request whose free text no record can hold (`aws.history.unwritable_text`: a lone
+    surrogate) is bad input, refused before anything is written, logged at ERROR and answered as a
+    failed event (counted, never retried): promoting it would leave an image without its record."""
+    unwritable = unwritable_text(provenance)
+    if unwritable is None:
+        return None
+    reason = (
+        f"promotion request {event_id!r}: its {unwritable} is not Unicode text (a lone surrogate such "
+        "as \\ud800): refused before anything is written, since no history record or result could hold it"
+    )
+    logger.error(reason)
+    return EventResult(event_id, error=reason)
+
+
 def record_history(history: History, event_id: str, result: ActionResult, provenance: Provenance) -> bool:
     """Records one outcome; a write that fails is logged at ERROR and answered False (ECR is the
     source of truth: the promotion stands, the caller counts the gap or fails on it)."""
@@ -185,7 +204,11 @@ def run_plan(
     audit_required: bool = False,
 ) -> EventResult:
     """Runs the actions of a plan (also `promoter promote`, which builds its plan by hand). With
-    `audit_required` (break-glass), an outcome the history did not take makes the event fail."""
+    `audit_required` (break-glass), an outcome the history did not take makes the event fail. A
+    provenance whose free text no record can hold runs nothing (`refuse_unwritable`)."""
+    refused = refuse_unwritable(plan.event_id, plan.provenance)
+    if refused is not None:
+        return refused
     done: list[ActionResult] = []
     # Outcomes to record and announce: final ones, said once. A retried failure is not final (the
     # redelivery decides, and a deploy pipeline must not see "failed" for what then succeeds), and
