@@ -1,11 +1,14 @@
-"""The README's command line is true: its "Your first promotion" blocks and every example of its
-command table run as written (`./dev promoter` and `promoter` through this checkout's CLI) against
-`promoter local`, with only what it prints pasted; the lines it says the first terminal shows do
-appear there (the push promoted with no `handle`); the exit codes are the ones the README gives;
-the commands it says take `--config` do, and no other; its Mermaid graph is `promoter graph`'s."""
+"""The documentation's command lines are true: the README's "Your first promotion" blocks, every
+example of the command table (docs/cli.md) and then every other `sh` block of the README and of
+docs/*.md run as written (`./dev promoter` and `promoter` through this checkout's CLI, `./dev` as
+this checkout's) against `promoter local`, with only what it prints pasted; the lines the README
+says the first terminal shows do appear there (the push promoted with no `handle`); the exit codes
+are the ones the pages give; a block that is not run says why on the line above it; the commands
+docs/cli.md says take `--config` do, and no other; its Mermaid graph is `promoter graph`'s."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -14,17 +17,23 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import pytest
+
+from promoter_cli.resources import OUTPUT_ENV_VARS
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).parents[2]
 README = REPO_ROOT / "README.md"
+DOCS = REPO_ROOT / "docs"
+CLI_PAGE = DOCS / "cli.md"
 SAMPLE_CONFIG = REPO_ROOT / "promotion.yaml"
 README_PORT = "4566"  # the port the README's examples use; the tests serve on a free one
 COMMAND_TIMEOUT_SECONDS = 300  # the demo included; a bound against a hang, not a measurement
@@ -35,11 +44,54 @@ TERMINAL_LINE_TIMEOUT_SECONDS = 120
 VARYING = re.compile(r"^\d\d:\d\d:\d\d|sha256:[0-9a-f]{12}")
 
 
-def section(title: str) -> str:
-    text = README.read_text(encoding="utf-8")
+# The stack name the pages' deployed examples use (`--stack ImagePromoter`): infra.stack.STACK_NAME.
+DOCS_STACK_NAME = "ImagePromoter"
+# A block the tests do not run says why, on the line right above its fence.
+NOT_RUN = re.compile(r"<!-- not run by the tests: (.*?) -->")
+# Shell in any other fence would escape the runner: the pages write commands in `sh` blocks only.
+OTHER_SHELL_FENCE = re.compile(r"^```(bash|shell|console|zsh)\s*$", flags=re.MULTILINE)
+
+
+def pages() -> list[Path]:
+    """The README, then every page of docs/, in name order: the order their blocks run in."""
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
+def section(title: str, page: Path = README) -> str:
+    text = page.read_text(encoding="utf-8")
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
     return text[start : end if end != -1 else len(text)]
+
+
+@dataclass(frozen=True)
+class ShBlock:
+    page: Path
+    body: str
+    not_run: str | None  # why the tests do not run it, or None: they do
+
+
+def sh_blocks(page: Path) -> list[ShBlock]:
+    """Every `sh` block of a page, with the reason it is not run when the line above gives one."""
+    text = page.read_text(encoding="utf-8")
+    blocks = []
+    # A fence may be indented (a block inside a list item): its lines are, by as much.
+    for match in re.finditer(r"^( *)```sh\n(.*?)^\1```", text, flags=re.DOTALL | re.MULTILINE):
+        above = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        reason = NOT_RUN.fullmatch(above.strip())
+        blocks.append(ShBlock(page, textwrap.dedent(match[2]), reason[1].strip() if reason else None))
+    return blocks
+
+
+def blocks_to_run_after_the_table() -> list[ShBlock]:
+    """The `sh` blocks of every page, but the first promotion's (run first) and those not run."""
+    first_promotion = section("Your first promotion")
+    return [
+        block
+        for page in pages()
+        for block in sh_blocks(page)
+        if block.not_run is None and not (page == README and block.body in first_promotion)
+    ]
 
 
 def code_blocks(text: str, language: str) -> list[str]:
@@ -93,8 +145,40 @@ class Terminal:
 
 def commands_of(block: str) -> list[str]:
     """The block's command lines, comments and comment-only lines dropped."""
-    lines = [line.split("  #", 1)[0].strip() for line in block.splitlines()]
-    return [line for line in lines if line and not line.startswith("#")]
+    return [command for command, _ in commands_with_exit(block)]
+
+
+def commands_with_exit(block: str) -> list[tuple[str, int]]:
+    """The block's commands (a line ending in `\\` joined with the next), each with the exit code
+    its comment gives (`# exit 1: ...`), else 0."""
+    joined = re.sub(r"\\\n\s*", " ", block)
+    commands = []
+    for line in joined.splitlines():
+        command, _, comment = line.partition("  #")
+        if command.strip() and not command.strip().startswith("#"):
+            expected = re.match(r"\s*\(?exit (\d+)", comment)
+            commands.append((command.strip(), int(expected[1]) if expected else 0))
+    return commands
+
+
+def deploy_stand_in(pasted: dict[str, str], name: str) -> None:
+    """What `cdk deploy` leaves for `--stack NAME` to read, on the local AWS: a CloudFormation stack
+    whose outputs name `promoter local`'s bus and queues (those its `export` lines give)."""
+    outputs = {output: pasted[env] for output, env in OUTPUT_ENV_VARS.items() if env in pasted}
+    assert outputs, pasted
+    template = {
+        # A stack needs one resource; a topic is one moto's CloudFormation creates.
+        "Resources": {"Marker": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
+    session = boto3.session.Session(
+        aws_access_key_id=pasted["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=pasted["AWS_SECRET_ACCESS_KEY"],
+        region_name=pasted.get("AWS_REGION") or pasted["AWS_DEFAULT_REGION"],
+    )
+    session.client("cloudformation", endpoint_url=pasted["AWS_ENDPOINT_URL"]).create_stack(
+        StackName=name, TemplateBody=json.dumps(template)
+    )
 
 
 @dataclass(frozen=True)
@@ -107,13 +191,13 @@ class Row:
 def table_rows() -> list[Row]:
     """The command table: the synopsis, its example and the exit code the example says (else 0)."""
     rows = []
-    for line in section("The command line").splitlines():
+    for line in section("Commands", CLI_PAGE).splitlines():
         if not line.startswith("| `promoter"):
             continue
         cells = [c.strip().replace("\0", "|") for c in line.replace("\\|", "\0").strip("|").split(" | ")]
         command, _, example, _ = cells
         spans = re.findall(r"`([^`]+)`", example)
-        assert spans, f"the README's row for {command} has no example"
+        assert spans, f"docs/cli.md's row for {command} has no example"
         expected = re.search(r"\(exit (\d+)", example)
         rows.append(Row(command.strip("`"), spans[0], int(expected[1]) if expected else 0))
     return rows
@@ -157,7 +241,8 @@ class Cli:
         self.host = ""
 
     def line(self, text: str) -> str:
-        text = text.replace("./dev promoter", "promoter")
+        dev = shlex.quote(str(REPO_ROOT / "dev"))
+        text = text.replace("./dev promoter", "promoter").replace("./dev ", f"{dev} ")
         return text.replace(f"127.0.0.1:{README_PORT}", self.host) if self.host else text
 
     def run(self, text: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -202,7 +287,21 @@ def stop(proc: subprocess.Popen[str]) -> int:
         raise
 
 
-def test_the_first_promotion_and_every_command_example_run_as_the_readme_says(tmp_path: Path):
+def test_every_sh_block_of_the_pages_is_run_or_says_why_not():
+    blocks = [block for page in pages() for block in sh_blocks(page)]
+    assert any(block.not_run is None for block in blocks if block.page != README)
+    for block in blocks:
+        assert block.not_run != "", f"{block.page.name}: a block not run must say why"
+    for page in pages():
+        text = page.read_text(encoding="utf-8")
+        assert not OTHER_SHELL_FENCE.search(text), f"{page.name}: commands go in `sh` blocks, run by tests"
+        marks = sum(bool(NOT_RUN.fullmatch(line.strip())) for line in text.splitlines())
+        assert marks == sum(block.not_run is not None for block in sh_blocks(page)), (
+            f"{page.name}: a 'not run by the tests' comment must stand on the line right above its `sh` block"
+        )
+
+
+def test_the_first_promotion_and_every_command_of_the_pages_run_as_they_say(tmp_path: Path):
     (server, *steps) = blocks_in_order(section("Your first promotion"))
     assert server[0] == "sh"
     (serve_line,) = commands_of(server[1])
@@ -249,14 +348,27 @@ def test_the_first_promotion_and_every_command_example_run_as_the_readme_says(tm
             done = cli.run(row.example, table)
             assert done.returncode == row.exit_code, (row.example, done.stdout, done.stderr)
             assert "Traceback" not in done.stderr, (row.example, done.stderr)
+
+        # Then every other block, page by page; `--stack ImagePromoter` finds a stand-in deploy.
+        deploy_stand_in(pasted, DOCS_STACK_NAME)
+        for block in blocks_to_run_after_the_table():
+            for command, expected in commands_with_exit(block.body):
+                where = (block.page.name, command)
+                if command.startswith(("promoter local", "./dev promoter local")):
+                    other, _ = cli.serve(command, table)
+                    assert stop(other) == expected, where
+                    continue
+                done = cli.run(command, table)
+                assert done.returncode == expected, (where, done.stdout, done.stderr)
+                assert "Traceback" not in done.stderr, (where, done.stderr)
     finally:
         assert stop(proc) == 0
 
 
-def test_the_commands_the_readme_says_take_config_do_and_no_other_does(tmp_path: Path):
-    text = section("The command line")
+def test_the_commands_the_cli_page_says_take_config_do_and_no_other_does(tmp_path: Path):
+    text = CLI_PAGE.read_text(encoding="utf-8")
     claim = re.search(r"take `--config PATH` \(default `promotion.yaml`\): ([^;]+);", text)
-    assert claim, "the README no longer says which commands take --config"
+    assert claim, "docs/cli.md no longer says which commands take --config"
     with_config = set(re.findall(r"`([a-z-]+)`", claim[1]))
     assert "local --config PATH" in text  # local's --config is described on its own
     cli = Cli(tmp_path)
@@ -267,12 +379,12 @@ def test_the_commands_the_readme_says_take_config_do_and_no_other_does(tmp_path:
         takes_config = "--config" in helped.stdout
         expected = " ".join(words) in with_config or words == ["local"]
         assert takes_config == expected, (
-            f"promoter {' '.join(words)}: --config {takes_config}, README {expected}"
+            f"promoter {' '.join(words)}: --config {takes_config}, docs/cli.md {expected}"
         )
 
 
-def test_the_readme_graph_is_what_promoter_graph_prints_for_the_sample_rules(tmp_path: Path):
-    (shown,) = code_blocks(section("The command line"), "mermaid")
+def test_the_cli_page_graph_is_what_promoter_graph_prints_for_the_sample_rules(tmp_path: Path):
+    (shown,) = code_blocks(section("`promoter graph`", CLI_PAGE), "mermaid")
     printed = Cli(tmp_path).run(f"promoter graph --config {shlex.quote(str(SAMPLE_CONFIG))}", tmp_path)
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout == shown
