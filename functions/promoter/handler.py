@@ -5,7 +5,8 @@ Retry policy, decided here:
   `maxReceiveCount` moves it to the DLQ): throttling that outlasted botocore's backoff, ECR or
   DynamoDB faults, a blob transfer that broke, a promotion another invocation is running; and a
   message that is not an EventBridge event at all (only EventBridge writes to the queue, so this
-  is a broken contract: it belongs in the DLQ, where the alarm shows it, not in a log line);
+  is a broken contract: it belongs in the DLQ, where the alarm shows it, not in a log line), and
+  one that SQS says a principal sent, not EventBridge (`promoter.model.senders`: never promoted);
 - not retried (the record succeeds; the outcome is logged and counted): conflicts on immutable
   tags, a source image deleted before we ran, a missing target repository, a manifest ECR refuses,
   an event whose detail is invalid (e.g. a promotion request without a repository), and events
@@ -43,6 +44,7 @@ from promoter.exceptions import EventError, MalformedMessageError, PromoterError
 from promoter.metrics import record_event_result, record_invalid_event, record_unexpected_error
 from promoter.model.config import PromotionConfig, load_config
 from promoter.model.events import parse_json_event
+from promoter.model.senders import record_sender, sender_refusal
 from promoter.workflows.promote import Promoter
 from promoter.workflows.service import handle_event
 
@@ -160,6 +162,15 @@ def handle_queue(event: dict[str, Any], context: Any) -> dict[str, Any]:
             record_invalid_event(metrics)
             return {"error": str(exc)}
         logger.set_correlation_id(parsed.event_id)
+        refused = sender_refusal(*record_sender(record.raw_event))
+        if refused is not None:  # promoter.model.senders: the queue policy let a principal through
+            logger.error(
+                "not delivered by EventBridge: refused, on to the DLQ",
+                message_id=record.message_id,
+                error=refused,
+            )
+            record_invalid_event(metrics)
+            raise RetryLaterError(f"record {record.message_id}: {refused}")
         result = handle_event(parsed, state.config, registry, run, state.history, state.results, state.gates)
         record_event_result(metrics, result)
         logger.info("event handled", result=result.to_dict())

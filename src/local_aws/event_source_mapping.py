@@ -78,7 +78,9 @@ def sqs_event(messages: list[Mapping[str, Any]], queue_arn: str, region: str) ->
                 "receiptHandle": m["ReceiptHandle"],
                 "body": m["Body"],
                 "attributes": dict(m.get("Attributes", {})),
-                "messageAttributes": dict(m.get("MessageAttributes", {})),
+                "messageAttributes": {
+                    name: _lambda_attribute(value) for name, value in m.get("MessageAttributes", {}).items()
+                },
                 "md5OfBody": m.get("MD5OfBody", ""),
                 "eventSource": "aws:sqs",
                 "eventSourceARN": queue_arn,
@@ -87,6 +89,17 @@ def sqs_event(messages: list[Mapping[str, Any]], queue_arn: str, region: str) ->
             for m in messages
         ]
     }
+
+
+def _lambda_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A message attribute as Lambda hands it over (`stringValue`, ...), not as ReceiveMessage
+    answers it (`StringValue`, ...)."""
+    out: dict[str, Any] = {"stringListValues": [], "binaryListValues": [], "dataType": value.get("DataType")}
+    if "StringValue" in value:
+        out["stringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        out["binaryValue"] = value["BinaryValue"]
+    return out
 
 
 class EventSourceMapping:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wsgi import get_input_stream
 
+from local_aws import enforcement
 from local_aws import errors as e
 from local_aws.accounts import ACCOUNT_ID_RE, access_key_of
 from local_aws.blob_host import BlobHost
@@ -67,6 +69,7 @@ class FrontApp:
         from local_aws import moto_fixes
 
         moto_fixes.apply()
+        enforcement.apply()
         self.ecr = ecr
         self.proxy = proxy
         self.control = control
@@ -101,7 +104,15 @@ class FrontApp:
         failure = self.faults.injected(_service_operation(target)) if target else None
         if failure is not None:
             return _service_error(start_response, failure.exception, failure.message)
-        return self.moto(environ, start_response)
+        principal = principal_of(access_key_of(authorization), self.account)
+        if target in enforcement.CHECKED_TARGETS:
+            environ, params = _buffered_json(environ)
+            region = scope_match["region"] if scope_match else self.region
+            why = enforcement.refusal(target, params, principal, self.account, region)
+            if why is not None:
+                return enforcement.refused_reply(start_response, target, why)
+        with enforcement.acting_as(principal):
+            return self.moto(environ, start_response)
 
     def ecr_json(
         self,
@@ -158,6 +169,16 @@ def _registry_scope(caller: Scope, params: dict[str, Any]) -> Scope:
             f"Invalid parameter at 'registryId': {registry_id!r} is not 12 digits"
         )
     return Scope(registry_id, caller.region)
+
+
+def _buffered_json(environ: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The request's JSON body read (for a policy check) and put back for moto; {} if it is none."""
+    raw = _read_body(environ, int(environ.get("CONTENT_LENGTH") or 0))
+    try:
+        params = json.loads(raw or b"{}")
+    except ValueError:
+        params = {}
+    return {**environ, "wsgi.input": io.BytesIO(raw)}, params if isinstance(params, dict) else {}
 
 
 def _read_body(environ: dict[str, Any], length: int) -> bytes:

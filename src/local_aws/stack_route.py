@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.event_patterns import push_event_pattern, request_event_pattern
+from infra.queue_policies import eventbridge_sends, nobody_sends, only_rules_send
 from promoter import settings
 from promoter.model.config import TRIGGER_PUSH, TRIGGER_REQUEST, PromotionConfig
 
@@ -75,6 +76,7 @@ def route_stack(
     request_source: str = settings.DEFAULT_REQUEST_EVENT_SOURCE,
     visibility_timeout_seconds: int,
     max_receive_count: int,
+    redrive_principals: tuple[str, ...] = (),
 ) -> StackRoute:
     """What infra/construct.py wires, on the local AWS: the queue and its DLQ; the promotion bus;
     on the default bus a rule with the stack's push pattern for `account`'s pushes (only when some
@@ -93,11 +95,13 @@ def route_stack(
         },
     }
     push_rule = None
+    rule_arns: list[str] = []
     push_rules = config.rules_for(TRIGGER_PUSH)
     if push_rules:
         push_rule = f"{queue_name}-pushes"
         pattern = push_event_pattern((r.source.repository_glob for r in push_rules), account)
-        events.put_rule(Name=push_rule, EventPattern=json.dumps(pattern), State="ENABLED")
+        put = events.put_rule(Name=push_rule, EventPattern=json.dumps(pattern), State="ENABLED")
+        rule_arns.append(str(put["RuleArn"]))
         events.put_targets(Rule=push_rule, Targets=[target])
     if event_bus != settings.DEFAULT_EVENT_BUS:
         known = {b["Name"] for b in events.list_event_buses(NamePrefix=event_bus)["EventBuses"]}
@@ -106,11 +110,29 @@ def route_stack(
     request_rule = f"{queue_name}-requests"
     with_requesters = (r.name for r in config.rules_for(TRIGGER_REQUEST) if r.requesters)
     pattern = request_event_pattern(request_source, with_requesters)
-    events.put_rule(
+    put = events.put_rule(
         Name=request_rule, EventBusName=event_bus, EventPattern=json.dumps(pattern), State="ENABLED"
     )
+    rule_arns.append(str(put["RuleArn"]))
     events.put_targets(Rule=request_rule, EventBusName=event_bus, Targets=[target])
+    restrict_queues(sqs, (queue_url, dlq_url, delivery_dlq_url), rule_arns, redrive_principals)
     return StackRoute(queue_url, dlq_url, delivery_dlq_url, event_bus, push_rule, request_rule)
+
+
+def restrict_queues(
+    sqs: Any, urls: tuple[str, str, str], rule_arns: list[str], redrive_principals: tuple[str, ...]
+) -> None:
+    """The stack's queue policies (infra.queue_policies) on the queue, its dead-letter queue and the
+    delivery dead-letter queue: only the rules (and `redrive_principals`, on the queue) send."""
+    queue, dead_letters, undelivered = (queue_arn(sqs, url) for url in urls)
+    policies = {
+        urls[0]: [eventbridge_sends(queue, rule_arns), only_rules_send(queue, rule_arns, redrive_principals)],
+        urls[1]: [nobody_sends(dead_letters)],
+        urls[2]: [eventbridge_sends(undelivered, rule_arns), only_rules_send(undelivered, rule_arns)],
+    }
+    for url, statements in policies.items():
+        document = {"Version": "2012-10-17", "Statement": statements}
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(document)})
 
 
 def _queue_with_dlq(

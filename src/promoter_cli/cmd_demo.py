@@ -231,8 +231,10 @@ def _demo(local: Any, work: Path, progress: Progress) -> None:
     local.control.reset_calls()
     capture.results.clear()
     with progress.step("Replaying the same events (EventBridge delivers at least once)"):
-        for body in delivered:
-            sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+        from local_aws.enforcement import deliver_as_eventbridge
+
+        for body in delivered:  # EventBridge delivering again (a SendMessage of ours would be refused)
+            deliver_as_eventbridge(queue_url, body)
         _deliver(sqs, queue_url, handler, expected=len(delivered), log=work / "lambda.log")
     replayed = [a.get("replayed", False) for r in capture.results for a in r["results"]]
     progress.say(f"actions answered from the idempotency record: {sum(replayed)} of {len(replayed)}")

@@ -10,13 +10,19 @@ function consumes, byte for byte:
 - `processing`: the queue's dead-letter queue. A message lands there after the function failed on
   it maxReceiveCount times; its body is the original message body (the event).
 
+Moves only what EventBridge delivered (issue 18): each message's SQS `SenderId` is read, and one
+that a principal sent rather than EventBridge (`promoter.model.senders`) is refused: reported, left
+in the dead-letter queue, never moved. A moved message carries the SenderId it had in the
+dead-letter queue as the message attribute `promoter-redriven-sender`, which the handler checks.
+
 Never loses a message: each one is deleted from the dead-letter queue only after SendMessage
 succeeded. A failed send stops the run and leaves that message and the rest where they were
 (visible again at once). A crash between send and delete leaves a copy in both queues, so the event
 can at worst run twice; the idempotency table answers the second run from its record (and a
 second redrive later moves the copy again, equally harmless).
 Exit codes: 0 everything asked for was moved (or nothing was waiting), 1 a send or delete failed
-(what was not moved stays in the dead-letter queue), 2 bad input (no queue known, a bad --limit).
+or a message was refused (what was not moved stays in the dead-letter queue), 2 bad input (no
+queue known, a bad --limit).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from promoter import settings
+from promoter.model.senders import REDRIVEN_SENDER_ATTRIBUTE, sender_refusal
 from promoter_cli.cmd_engine import EXIT_OK, bad_input
 from promoter_cli.output import printable
 from promoter_cli.resources import (
@@ -87,6 +94,8 @@ class MessageReport:
     errors: dict[str, str] = field(default_factory=dict)
     moved: bool = False
     deleted: bool = False
+    sender: str | None = None  # SQS's SenderId (for a redriven message: the first sender's)
+    refused: str | None = None  # why it is not moved: not sent by EventBridge
 
 
 @dataclass
@@ -101,6 +110,10 @@ class QueueReport:
     def moved(self) -> int:
         return sum(m.moved for m in self.messages)
 
+    @property
+    def refused(self) -> int:
+        return sum(m.refused is not None for m in self.messages)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "queue": self.queue,
@@ -108,6 +121,7 @@ class QueueReport:
             "to": self.target_url,
             "found": len(self.messages),
             "moved": self.moved,
+            "refused": self.refused,
             "error": self.error,
             "messages": [asdict(m) for m in self.messages],
         }
@@ -148,7 +162,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
             if remaining <= 0:
                 break
     _print(reports, args.dry_run, args.json)
-    return EXIT_NOT_ALL_MOVED if any(r.error for r in reports) else EXIT_OK
+    return EXIT_NOT_ALL_MOVED if any(r.error or r.refused for r in reports) else EXIT_OK
 
 
 def redrive_queue(
@@ -172,6 +186,7 @@ def redrive_queue(
                 WaitTimeSeconds=RECEIVE_WAIT_SECONDS,
                 VisibilityTimeout=HOLD_SECONDS,
                 MessageAttributeNames=["All"],
+                MessageSystemAttributeNames=["SenderId"],
             ).get("Messages", [])
             if not batch:
                 break
@@ -179,10 +194,15 @@ def redrive_queue(
             for message in batch:
                 entry = _describe(message)
                 report.messages.append(entry)
-                if dry_run:
+                if dry_run or entry.refused is not None:
                     continue
+                marker = {"DataType": "String", "StringValue": entry.sender or ""}
                 try:
-                    sqs.send_message(QueueUrl=target_url, MessageBody=message["Body"])
+                    sqs.send_message(
+                        QueueUrl=target_url,
+                        MessageBody=message["Body"],
+                        MessageAttributes={REDRIVEN_SENDER_ATTRIBUTE: marker},
+                    )
                 except (ClientError, BotoCoreError) as exc:
                     report.error = f"sending {entry.message_id} to {target_url} failed: {exc}"
                     return report
@@ -239,7 +259,13 @@ def _describe(message: dict[str, Any]) -> MessageReport:
         for name in EVENTBRIDGE_ERROR_ATTRIBUTES
         if name in attributes
     }
-    return MessageReport(message["MessageId"], event_id, detail_type, errors)
+    sender = message.get("Attributes", {}).get("SenderId")
+    redriven = attributes.get(REDRIVEN_SENDER_ATTRIBUTE)
+    first = str(redriven.get("StringValue", "")) if redriven is not None else None
+    entry = MessageReport(message["MessageId"], event_id, detail_type, errors)
+    entry.sender = first if first is not None else sender
+    entry.refused = sender_refusal(sender, first) if sender else "SQS names no sender"
+    return entry
 
 
 def _print(reports: list[QueueReport], dry_run: bool, as_json: bool) -> None:
@@ -256,8 +282,16 @@ def _print(reports: list[QueueReport], dry_run: bool, as_json: bool) -> None:
         else:
             moved = f"moved {report.moved} message(s)"
             print(f"{report.queue}: {moved} from {report.source_url} to {report.target_url}")
+        if report.refused:
+            print(
+                f"promoter: {report.queue}: {report.refused} message(s) not sent by EventBridge: refused, "
+                "left in the dead-letter queue",
+                file=sys.stderr,
+            )
         for m in report.messages:
             state = "moved" if m.moved else ("found" if dry_run else "not moved")
+            if m.refused is not None:
+                state = f"refused ({m.refused}):"
             why = f" [{m.errors['ERROR_CODE']}]" if "ERROR_CODE" in m.errors else ""
             # The event id and detail-type are whatever the message says: shown, never obeyed.
             line = f"  {state} {m.message_id} event {m.event_id or '-'} {m.detail_type or ''}{why}"

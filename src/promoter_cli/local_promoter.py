@@ -104,6 +104,8 @@ class LocalPromoter:
             account=self.local.account,
             visibility_timeout_seconds=self.visibility_timeout_seconds,
             max_receive_count=MAX_RECEIVE_COUNT,
+            # `promoter redrive` runs with the exports `promoter local` prints: the administrator's.
+            redrive_principals=(f"arn:aws:iam::{self.local.account}:root",),
         )
         self._point_environment_at_local_aws(config_file)
         handle_queue = self._load_handler()

@@ -25,6 +25,7 @@ import pytest
 
 from infra.event_patterns import push_event_pattern, request_event_pattern
 from local_aws import LocalAws
+from local_aws.enforcement import deliver_as_eventbridge
 from local_aws.event_source_mapping import EventSourceMapping, Invocation
 from local_aws.images import EcrPusher
 from promoter import handler, settings
@@ -194,8 +195,9 @@ class Pipeline:
 
     # --- input -------------------------------------------------------------------------------
     def send(self, body: str) -> str:
-        """A message straight into the queue (a duplicate, or something only a broken contract sends)."""
-        return str(self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)["MessageId"])
+        """A message EventBridge puts into the queue (again: a duplicate, or something only a broken
+        contract sends). A principal's SendMessage would be refused by the handler (its SenderId)."""
+        return deliver_as_eventbridge(self.queue_url, body)
 
     def request(self, detail: dict[str, Any]) -> None:
         """A promotion request on this pipeline's bus, as `aws events put-events` sends it."""

@@ -9,15 +9,26 @@ import base64
 import json
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from infra.queue_policies import nobody_sends
 from local_aws import images as im
+from local_aws.event_source_mapping import EventSourceMapping, LocalLambdaContext, sqs_event
 from local_aws.images import EcrPusher
-from local_aws.principals import credentials_for
+from local_aws.principals import EVENTBRIDGE_SENDER_ID, credentials_for
+from local_aws.stack_route import StackRoute, route_stack
+from promoter import handler, settings
+from promoter.aws.history import DynamoDbHistory
+from promoter.model.config import parse_config
+from tests.integration.test_operator_cli import promoter_cli
 
 pytestmark = pytest.mark.integration
 
@@ -187,3 +198,267 @@ def test_another_account_writes_only_what_a_repository_policy_allows_it(aws_env,
 def test_the_administrator_token_still_opens_v2_as_before(aws_env, ecr):
     token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
     assert base64.b64decode(token).decode() == f"AWS:{aws_env.password}"
+
+
+# --- the stack's route: only its rules hand the promoter work (issue 18, point 1) -------------
+
+REQUESTER = f"arn:aws:iam::{OTHER}:role/release-ci"
+ADMIN = (
+    f"arn:aws:iam::{HOME}:root"  # what the test keys stand for; named to redrive, as `promoter local` does
+)
+
+
+def bus_policy(bus_arn: str, source: str) -> str:
+    """The stack's statements for a rule with requesters (infra/construct.py, _restrict_rule_source):
+    the rule's source is denied to all but its requesters, and allowed to their account."""
+    on_source = {"events:detail-type": settings.REQUEST_DETAIL_TYPE, "events:source": source}
+    statements = [
+        {
+            "Sid": "OnlyRequestersOfRequestRule0",
+            "Effect": "Deny",
+            "Principal": {"AWS": "*"},
+            "Action": "events:PutEvents",
+            "Resource": bus_arn,
+            "Condition": {"StringEquals": on_source, "ArnNotLike": {"aws:PrincipalArn": [REQUESTER]}},
+        },
+        {
+            "Sid": "RequestersOfRequestRule0MayRequest",
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{OTHER}:root"},
+            "Action": "events:PutEvents",
+            "Resource": bus_arn,
+            "Condition": {"StringEquals": on_source},
+        },
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+@dataclass
+class Stack:
+    """The stack's route on the local AWS (route_stack: its queue policies) with the stack's bus
+    policy for one rule with requesters, and the promoter's handler to run what is queued."""
+
+    endpoint: str
+    route: StackRoute
+    source: str
+    prod: str
+    digest: str
+    sqs: Any
+
+    def request(self, principal_arn: str | None, **detail: Any) -> None:
+        entry = {
+            "EventBusName": self.route.event_bus,
+            "Source": settings.rule_request_source("to-prod"),
+            "DetailType": settings.REQUEST_DETAIL_TYPE,
+            "Detail": json.dumps({"repository-name": self.source, "image-tag": "v1", **detail}),
+        }
+        answer = client("events", self.endpoint, principal_arn).put_events(Entries=[entry])
+        assert answer["FailedEntryCount"] == 0, answer
+
+    def forged_request(self) -> str:
+        """The request a requester would post, as EventBridge would deliver it: any account claimed."""
+        detail = {"repository-name": self.source, "image-tag": "v1", "requested-by": "release-ci"}
+        envelope = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": settings.REQUEST_DETAIL_TYPE,
+            "source": settings.rule_request_source("to-prod"),
+            "account": OTHER,
+            "time": "2026-12-06T00:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": detail,
+        }
+        return json.dumps(envelope)
+
+    def run_promoter(self) -> list[Any]:
+        esm = EventSourceMapping(self.sqs, self.route.queue_url, handler.handle_queue, max_concurrency=1)
+        try:
+            return esm.drain(idle_polls=1, deadline_seconds=60)
+        finally:
+            esm.close()
+
+    def handle_next(self) -> dict[str, Any]:
+        """The handler's answer to the next message, received as Lambda receives it, and visible
+        again at once (so, with one receive allowed, the next receive dead-letters a failure)."""
+        messages = self.sqs.receive_message(
+            QueueUrl=self.route.queue_url,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=0,
+            WaitTimeSeconds=1,
+        )["Messages"]
+        return handler.handle_queue(
+            sqs_event(messages, "arn:aws:sqs:us-east-1:123456789012:q", "us-east-1"), LocalLambdaContext()
+        )
+
+    def promoted(self) -> str | None:
+        images = client("ecr", self.endpoint).batch_get_image(
+            repositoryName=self.prod, imageIds=[{"imageTag": "v1"}]
+        )
+        return images["images"][0]["imageId"]["imageDigest"] if images["images"] else None
+
+    def depth(self, url: str) -> int:
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        found = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        return sum(int(found[n]) for n in names)
+
+    def redrive(self, *args: str) -> Any:
+        return promoter_cli(
+            "redrive",
+            "--queue-url",
+            self.route.queue_url,
+            "--processing-dlq-url",
+            self.route.dlq_url,
+            "--delivery-dlq-url",
+            self.route.delivery_dlq_url,
+            *args,
+        )
+
+
+@pytest.fixture
+def stack(aws_env, ecr, unique_name, tmp_path, monkeypatch) -> Iterator[Stack]:
+    source, prod = unique_name("staging"), unique_name("prod")
+    for name in (source, prod):
+        ecr.create_repository(repositoryName=name)
+    image = im.image((512,))
+    EcrPusher(ecr).push(source, image, "v1")
+    config = {
+        "rules": [
+            {
+                "name": "to-prod",
+                "trigger": "request",
+                "requesters": [REQUESTER],
+                "source": {"repository": source, "tags": ["v*"]},
+                "targets": [{"repository": prod}],
+            }
+        ]
+    }
+    config_file = tmp_path / settings.STAGED_CONFIG_FILE
+    config_file.write_text(json.dumps(config))
+    sqs, events = client("sqs", aws_env.endpoint), client("events", aws_env.endpoint)
+    name = f"enf-{uuid.uuid4().hex[:10]}"
+    route = route_stack(
+        sqs,
+        events,
+        parse_config(config),
+        account=HOME,
+        queue_name=name,
+        event_bus=name,
+        visibility_timeout_seconds=30,
+        max_receive_count=1,
+        redrive_principals=(ADMIN,),
+    )
+    bus_arn = events.describe_event_bus(Name=route.event_bus)["Arn"]
+    events.put_permission(
+        EventBusName=route.event_bus, Policy=bus_policy(bus_arn, settings.rule_request_source("to-prod"))
+    )
+    environment = settings.function_environment(config_path=str(config_file), event_bus=route.event_bus)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    handler.runtime.cache_clear()
+    yield Stack(aws_env.endpoint, route, source, prod, image.digest, sqs)
+    handler.runtime.cache_clear()
+
+
+def test_a_non_requesters_request_is_refused_by_the_bus_and_a_requesters_is_promoted(stack, aws_env):
+    for intruder in (f"arn:aws:iam::{OTHER}:role/intruder", f"arn:aws:iam::{HOME}:role/developer", None):
+        with pytest.raises(ClientError) as refused:
+            stack.request(intruder)
+        assert refused.value.response["Error"]["Code"] == "AccessDeniedException", intruder
+    assert stack.depth(stack.route.queue_url) == 0
+
+    stack.request(REQUESTER, **{"requested-by": "release-ci"})
+    invocations = stack.run_promoter()
+
+    assert invocations and not any(i.failed_ids or i.error for i in invocations)
+    assert stack.promoted() == stack.digest
+    (record,) = DynamoDbHistory().for_target(stack.prod, "v1")
+    # The envelope's account is the poster's, as EventBridge sets it.
+    assert f"account {OTHER}" in record["authenticated_as"]
+
+
+def test_a_message_sent_straight_to_the_queue_is_refused_and_one_that_slips_through_is_never_promoted(
+    stack, caplog
+):
+    for principal in (f"arn:aws:iam::{HOME}:role/developer", REQUESTER, f"arn:aws:iam::{HOME}:user/alice"):
+        with pytest.raises(ClientError) as refused:
+            client("sqs", stack.endpoint, principal).send_message(
+                QueueUrl=stack.route.queue_url, MessageBody=stack.forged_request()
+            )
+        assert refused.value.response["Error"]["Code"] == "AccessDenied", principal
+    assert stack.depth(stack.route.queue_url) == 0
+
+    # The administrator is named to redrive, so the queue policy lets it send: the handler does not.
+    forged = stack.sqs.send_message(QueueUrl=stack.route.queue_url, MessageBody=stack.forged_request())
+    answer = stack.handle_next()
+
+    assert answer == {"batchItemFailures": [{"itemIdentifier": forged["MessageId"]}]}
+    assert stack.promoted() is None
+    refusals = [r for r in caplog.records if "not delivered by EventBridge" in r.getMessage()]
+    assert (
+        refusals
+        and getattr(refusals[0], "error", "") == f"sent by {HOME} (the account root), not by EventBridge"
+    )
+    assert stack.run_promoter() == []  # its one receive spent: SQS moves it to the dead-letter queue
+    assert stack.depth(stack.route.dlq_url) == 1
+    report = stack.redrive("--json")
+    assert report.returncode == 1, report.stderr
+    (_, processing) = json.loads(report.stdout)["queues"]
+    assert (processing["found"], processing["moved"], processing["refused"]) == (1, 0, 1)
+    assert stack.depth(stack.route.dlq_url) == 1 and stack.depth(stack.route.queue_url) == 0
+    assert stack.promoted() is None
+
+
+def test_nobody_can_put_a_message_into_either_dead_letter_queue(stack):
+    for url in (stack.route.dlq_url, stack.route.delivery_dlq_url):
+        for principal in (None, f"arn:aws:iam::{HOME}:role/developer", REQUESTER):
+            with pytest.raises(ClientError) as refused:
+                client("sqs", stack.endpoint, principal).send_message(
+                    QueueUrl=url, MessageBody=stack.forged_request()
+                )
+            assert refused.value.response["Error"]["Code"] == "AccessDenied", (url, principal)
+        assert stack.depth(url) == 0
+
+
+def test_a_forged_dead_letter_is_reported_by_redrive_and_never_moved(stack):
+    # As if the dead-letter queue's policy had been taken off: the forgery gets in.
+    stack.sqs.set_queue_attributes(QueueUrl=stack.route.dlq_url, Attributes={"Policy": ""})
+    stack.sqs.send_message(QueueUrl=stack.route.dlq_url, MessageBody=stack.forged_request())
+
+    dry = stack.redrive("--dry-run")
+    assert dry.returncode == 1
+    assert "refused (sent by 123456789012 (the account root), not by EventBridge)" in dry.stdout
+    report = stack.redrive()
+    assert report.returncode == 1
+    assert "1 message(s) not sent by EventBridge: refused, left in the dead-letter queue" in report.stderr
+    assert stack.depth(stack.route.queue_url) == 0 and stack.depth(stack.route.dlq_url) == 1
+    assert stack.promoted() is None
+
+
+def test_an_event_eventbridge_could_not_deliver_is_dead_lettered_and_redriven_into_a_promotion(stack):
+    # The queue refuses even EventBridge for a while: the request goes to the delivery DLQ at once.
+    found = stack.sqs.get_queue_attributes(
+        QueueUrl=stack.route.queue_url, AttributeNames=["Policy", "QueueArn"]
+    )
+    opened = found["Attributes"]["Policy"]
+    closed = {"Version": "2012-10-17", "Statement": [nobody_sends(found["Attributes"]["QueueArn"])]}
+    stack.sqs.set_queue_attributes(QueueUrl=stack.route.queue_url, Attributes={"Policy": json.dumps(closed)})
+    stack.request(REQUESTER)
+    (dead,) = stack.sqs.receive_message(
+        QueueUrl=stack.route.delivery_dlq_url,
+        MessageAttributeNames=["All"],
+        MessageSystemAttributeNames=["SenderId"],
+        VisibilityTimeout=0,
+    )["Messages"]
+    assert dead["MessageAttributes"]["ERROR_CODE"]["StringValue"] == "NO_PERMISSIONS"
+    assert dead["Attributes"]["SenderId"] == EVENTBRIDGE_SENDER_ID
+    assert stack.depth(stack.route.queue_url) == 0
+    stack.sqs.set_queue_attributes(QueueUrl=stack.route.queue_url, Attributes={"Policy": opened})
+
+    report = stack.redrive("--json")
+    assert report.returncode == 0, report.stderr
+    (delivery, _) = json.loads(report.stdout)["queues"]
+    assert (delivery["moved"], delivery["refused"]) == (1, 0)
+    stack.run_promoter()
+    assert stack.promoted() == stack.digest

@@ -20,6 +20,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from infra.queue_policies import nobody_sends
 from local_aws import images
 from promoter import settings
 
@@ -236,8 +237,6 @@ def test_a_request_on_the_printed_bus_is_answered_by_promoter_local(running):
 def test_a_dead_lettered_event_goes_back_through_redrive_with_the_printed_queues(running):
     digest = push(running, "app-dev", "sha-3")
     wait_until_held(running["ecr"], "app-staging", "sha-3", digest)
-    event = cli(running["env"], "event", "request", "app-staging:sha-3", "--rule", "to-qa")
-    assert event.returncode == 0, event.stderr
     env = running["env"]
     sqs = boto3.client(
         "sqs",
@@ -246,13 +245,23 @@ def test_a_dead_lettered_event_goes_back_through_redrive_with_the_printed_queues
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
     )
-    # As the queue leaves it after maxReceiveCount failed receives: the event, in its DLQ.
-    sqs.send_message(QueueUrl=env["PROMOTER_DEAD_LETTER_QUEUE_URL"], MessageBody=event.stdout)
+    # While the queue's policy refuses EventBridge too, the request cannot be delivered: EventBridge
+    # puts it into the delivery dead-letter queue at once (nobody else may send there).
+    found = sqs.get_queue_attributes(
+        QueueUrl=env["PROMOTER_QUEUE_URL"], AttributeNames=["Policy", "QueueArn"]
+    )
+    closed = {"Version": "2012-10-17", "Statement": [nobody_sends(found["Attributes"]["QueueArn"])]}
+    sqs.set_queue_attributes(QueueUrl=env["PROMOTER_QUEUE_URL"], Attributes={"Policy": json.dumps(closed)})
+    requested = cli(env, "request", "--repository", "app-staging", "--tag", "sha-3", "--rule", "to-qa")
+    assert requested.returncode == 0, requested.stderr
+    sqs.set_queue_attributes(
+        QueueUrl=env["PROMOTER_QUEUE_URL"], Attributes={"Policy": found["Attributes"]["Policy"]}
+    )
 
     redriven = cli(env, "redrive", "--json")
     assert redriven.returncode == 0, redriven.stderr
     moved = {q["queue"]: q["moved"] for q in json.loads(redriven.stdout)["queues"]}
-    assert moved == {"delivery": 0, "processing": 1}
+    assert moved == {"delivery": 1, "processing": 0}
     wait_until_held(running["ecr"], "app-qa", "sha-3", digest)
     running["terminal"].until(rf"promoted app-qa:sha-3 {digest[:19]} to-qa", PROMOTION_TIMEOUT_SECONDS)
 

@@ -19,10 +19,13 @@ import boto3
 import pytest
 
 from local_aws import images as im
+from local_aws.enforcement import deliver_as_eventbridge
 from local_aws.event_source_mapping import EventSourceMapping
+from local_aws.principals import EVENTBRIDGE_SENDER_ID
 from local_aws.stack_route import queue_arn, route_pushes
 from promoter import settings
 from promoter.model.config import parse_config
+from promoter.model.senders import REDRIVEN_SENDER_ATTRIBUTE
 from promoter_cli.resources import QUEUE_URL_ENV
 
 pytestmark = pytest.mark.integration
@@ -112,8 +115,9 @@ class Deployed:
         return image.digest, body
 
     def dead_letter_after_processing_failed(self, body: str) -> None:
-        """The body goes into the queue and fails its one allowed receive: SQS moves it to the DLQ."""
-        self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)
+        """EventBridge puts the body into the queue and it fails its one allowed receive: SQS moves
+        it to the DLQ (EventBridge's SenderId and all)."""
+        deliver_as_eventbridge(self.queue_url, body)
         first = self.sqs.receive_message(QueueUrl=self.queue_url, VisibilityTimeout=0)["Messages"]
         assert len(first) == 1
         again = self.sqs.receive_message(QueueUrl=self.queue_url, WaitTimeSeconds=0).get("Messages", [])
@@ -122,13 +126,7 @@ class Deployed:
 
     def dead_letter_as_eventbridge_does(self, body: str) -> None:
         """What EventBridge puts in a rule target's DLQ when delivery to the queue fails for good."""
-        self.sqs.send_message(
-            QueueUrl=self.delivery_dlq_url,
-            MessageBody=body,
-            MessageAttributes={
-                k: {"DataType": "String", "StringValue": v} for k, v in DELIVERY_FAILURE_ATTRIBUTES.items()
-            },
-        )
+        deliver_as_eventbridge(self.delivery_dlq_url, body, DELIVERY_FAILURE_ATTRIBUTES)
 
 
 def wait_for_bodies(sqs: Any, url: str, count: int) -> list[str]:
@@ -265,7 +263,10 @@ def test_redrive_sends_the_dead_lettered_bodies_byte_for_byte_without_eventbridg
         "Messages"
     ]
     assert message["Body"] == body
-    assert "MessageAttributes" not in message
+    # Only the SenderId it had in the dead-letter queue (EventBridge's), none of its error attributes.
+    assert message["MessageAttributes"] == {
+        REDRIVEN_SENDER_ATTRIBUTE: {"DataType": "String", "StringValue": EVENTBRIDGE_SENDER_ID}
+    }
 
 
 def test_a_dry_run_lists_the_dead_letters_and_moves_none(deployed, pusher):
