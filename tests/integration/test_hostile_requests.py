@@ -21,6 +21,7 @@ import pytest
 from local_aws import images as im
 from promoter import handler, settings
 from promoter.aws.history import DynamoDbHistory
+from tests.integration.test_rollback import released, tag_digest  # noqa: F401 - released is a fixture
 from tests.integration.test_signature_gate import FakeLambdaContext
 
 pytestmark = pytest.mark.integration
@@ -261,3 +262,43 @@ def test_redrive_dry_run_prints_what_a_dead_letter_says_escaped(aws_env):
     assert redrive.returncode in (0, 1) and "Traceback" not in redrive.stderr, redrive.stderr
     assert "event evil\\x1b[2J\\u202e x\\ud800\\x07" in redrive.stdout, redrive.stdout
     _assert_escaped(redrive.stdout + redrive.stderr)
+
+
+# A command line is bytes: Python reads an undecodable byte of it as a lone surrogate ("\udcff").
+UNDECODABLE_REASON = b"hotfix \xff"
+
+
+def _cli_bytes(*args: str | bytes) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "promoter_cli.main", *args],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_break_glass_promotion_whose_reason_no_record_can_hold_writes_nothing(released, ecr):  # noqa: F811
+    source = f"{released.source}:v3"
+
+    promoted = _cli_bytes(
+        "promote", source, "--to", f"{released.target}:hotfix", "--reason", UNDECODABLE_REASON
+    )
+
+    assert promoted.returncode == 1 and "Traceback" not in promoted.stderr, promoted.stderr
+    assert "not Unicode text" in promoted.stdout + promoted.stderr
+    assert tag_digest(ecr, released.target, "hotfix") is None
+    assert DynamoDbHistory().for_target(released.target, "hotfix") == []
+
+
+def test_a_rollback_whose_reason_no_record_can_hold_moves_nothing(released, ecr):  # noqa: F811
+    before = DynamoDbHistory().for_target(released.target, "current")
+
+    rolled = _cli_bytes(
+        "rollback", "--repository", released.target, "--tag", "current", "--reason", UNDECODABLE_REASON
+    )
+
+    assert rolled.returncode == 1 and "Traceback" not in rolled.stderr, rolled.stderr
+    assert "not Unicode text" in rolled.stderr
+    assert tag_digest(ecr, released.target, "current") == released.digests["v3"]
+    assert DynamoDbHistory().for_target(released.target, "current") == before
