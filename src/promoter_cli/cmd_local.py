@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from promoter_cli.cmd_local_credentials import EXAMPLE_PRINCIPAL, add_credentials_command
+
 if TYPE_CHECKING:
     from promoter.model.config import PromotionConfig
     from promoter.model.patterns import NamePattern
@@ -104,6 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "`promoter handle` or `promoter reconcile`)",
     )
     parser.set_defaults(func=run_local)
+    add_credentials_command(parser)
 
     sample = sub.add_parser(
         "sample-image",
@@ -185,6 +188,8 @@ def usage_lines(endpoint: str, registry_host: str, region: str, password: str) -
         f"{registry_host}",
         f"skopeo login --tls-verify=false -u AWS -p {shlex.quote(password)} {registry_host}",
         f"skopeo copy --all --dest-tls-verify=false oci:IMAGE_DIR:TAG docker://{registry_host}/REPOSITORY:TAG",
+        "# These keys act as the account's administrator; to act as another principal:",
+        f"#   promoter local credentials --principal {EXAMPLE_PRINCIPAL}",
     ]
 
 

@@ -462,3 +462,50 @@ def test_an_event_eventbridge_could_not_deliver_is_dead_lettered_and_redriven_in
     assert (delivery["moved"], delivery["refused"]) == (1, 0)
     stack.run_promoter()
     assert stack.promoted() == stack.digest
+
+
+# --- promoter local credentials ---------------------------------------------------------------
+
+
+def test_promoter_local_credentials_prints_keys_that_act_as_the_principal(aws_env, ecr, unique_name):
+    printed = promoter_cli("local", "credentials", "--principal", DEVELOPER_ROLE)
+    assert printed.returncode == 0, printed.stderr
+    exports = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in printed.stdout.splitlines()
+        if line.startswith("export ")
+    )
+    assert f"# principal: {DEVELOPER_ROLE} (account {HOME})" in printed.stdout
+    name = unique_name("creds")
+    arn = ecr.create_repository(repositoryName=name)["repository"]["repositoryArn"]
+    not_the_developer = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": {"AWS": DEVELOPER_ROLE},
+                "Action": "ecr:InitiateLayerUpload",
+                "Resource": arn,
+            }
+        ],
+    }
+    ecr.set_repository_policy(repositoryName=name, policyText=json.dumps(not_the_developer))
+    developer = boto3.client(
+        "ecr",
+        endpoint_url=aws_env.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"],
+    )
+    with pytest.raises(
+        ClientError, match=f"User: arn:aws:sts::{HOME}:assumed-role/developer/local is not authorized"
+    ):
+        developer.initiate_layer_upload(repositoryName=name)
+    assert ecr.initiate_layer_upload(repositoryName=name)["uploadId"]  # the administrator is not named
+
+
+def test_promoter_local_credentials_refuses_what_is_no_principal_arn():
+    refused = promoter_cli("local", "credentials", "--principal", "arn:aws:iam::210987654321:group/ci")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("promoter: not an IAM role, user or root ARN")
+    assert refused.stdout == ""
