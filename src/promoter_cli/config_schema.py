@@ -27,10 +27,19 @@ from promoter.model.config import (
     ACCOUNT_ID_PATTERN,
     AWS_KMS_KEY_PREFIX,
     DEFAULT_GATE_TIMEOUT_MINUTES,
+    DEFAULT_GITLAB_CI_CONFIG,
     DEFAULT_PROTECT,
     DEFAULT_SOURCE_TAGS,
     DEFAULT_TARGET_TAGS,
     DEFAULT_TRIGGER,
+    GIT_REF_PATTERN,
+    GITHUB_ACTIONS_ISSUER,
+    GITHUB_REPOSITORY_PATTERN,
+    GITHUB_WORKFLOW_PATTERN,
+    GITLAB_CI_CONFIG_PATTERN,
+    GITLAB_PROJECT_PATTERN,
+    GITLAB_SERVER,
+    HTTPS_SERVER_PATTERN,
     KMS_KEY_ARN_PATTERN,
     MAX_GATE_TIMEOUT_MINUTES,
     MUTABLE,
@@ -137,6 +146,13 @@ VALIDATOR_ONLY_CHECKS = (
         f"a `{REGEX_PREFIX}` source repository with no literal letter or digit (`re:.+`): it would name "
         "every repository of the account (a glob without one, `*` or `*/*`, the schema refuses)",
         "a regex's literal part is read from inside it",
+    ),
+    ValidatorOnlyCheck(
+        "identity-names-everyone",
+        f"a `{REGEX_PREFIX}` Sigstore issuer or subject that names no one in particular (`re:.*`, "
+        "`re:.+`, `re:[^@]*`): it takes every one of several unrelated strings, or spells no letter or "
+        "digit of its own",
+        "it runs the regex on sample strings and reads its literal part",
     ),
     ValidatorOnlyCheck(
         "role-account",
@@ -248,6 +264,71 @@ def _object(description: str, properties: dict[str, Any], **extra: Any) -> dict[
         "additionalProperties": False,
         **extra,
     }
+
+
+def _any_of(*keys: str) -> list[dict[str, Any]]:
+    return [{"required": [key]} for key in keys]
+
+
+def _ref() -> dict[str, Any]:
+    return {
+        "type": "string",
+        "pattern": ecma_pattern(GIT_REF_PATTERN),
+        "description": "The branch or tag that ran (`refs/heads/<branch>`, `refs/tags/<tag>`); `*` stands "
+        "for any run of characters.",
+        "examples": ["refs/tags/v*"],
+    }
+
+
+def _github_identity() -> dict[str, Any]:
+    return _object(
+        f"GitHub Actions: issuer `{GITHUB_ACTIONS_ISSUER}` and the exact SAN "
+        "`https://github.com/<repository>/<workflow>@<ref>`.",
+        {
+            "repository": {
+                "type": "string",
+                "pattern": ecma_pattern(GITHUB_REPOSITORY_PATTERN),
+                "description": "The repository whose workflow signs.",
+                "examples": ["acme/app"],
+            },
+            "workflow": {
+                "type": "string",
+                "pattern": ecma_pattern(GITHUB_WORKFLOW_PATTERN),
+                "description": "The workflow file that signs.",
+                "examples": [".github/workflows/release.yml"],
+            },
+            "ref": _ref(),
+        },
+        required=["repository", "workflow", "ref"],
+    )
+
+
+def _gitlab_identity() -> dict[str, Any]:
+    return _object(
+        "GitLab CI: issuer the GitLab server and the exact SAN `<server>/<project>//<ci_config>@<ref>`.",
+        {
+            "project": {
+                "type": "string",
+                "pattern": ecma_pattern(GITLAB_PROJECT_PATTERN),
+                "description": "The project whose pipeline signs.",
+                "examples": ["group/app"],
+            },
+            "ref": _ref(),
+            "ci_config": {
+                "type": "string",
+                "pattern": ecma_pattern(GITLAB_CI_CONFIG_PATTERN),
+                "default": DEFAULT_GITLAB_CI_CONFIG,
+                "description": "The pipeline definition that ran.",
+            },
+            "server": {
+                "type": "string",
+                "pattern": ecma_pattern(HTTPS_SERVER_PATTERN),
+                "default": GITLAB_SERVER,
+                "description": "The GitLab server, also the OIDC issuer.",
+            },
+        },
+        required=["project", "ref"],
+    )
 
 
 def _source() -> dict[str, Any]:
@@ -386,21 +467,37 @@ def _signature() -> dict[str, Any]:
                         "minItems": 1,
                         "description": "The signers accepted.",
                         "items": _object(
-                            "One keyless signer.",
+                            "One keyless signer: `issuer` and `subject`, or one typed form (`github`, "
+                            "`gitlab`) that builds both exactly.",
                             {
                                 "issuer": {
                                     "type": "string",
                                     "minLength": 1,
                                     "description": "The OIDC issuer, exact or `re:<regex>`.",
-                                    "examples": ["https://token.actions.githubusercontent.com"],
+                                    "examples": [GITHUB_ACTIONS_ISSUER],
                                 },
                                 "subject": {
                                     "type": "string",
                                     "minLength": 1,
                                     "description": "The certificate's subject (SAN), exact or `re:<regex>`.",
                                 },
+                                "github": _github_identity(),
+                                "gitlab": _gitlab_identity(),
                             },
-                            required=["issuer", "subject"],
+                            oneOf=[
+                                {
+                                    "required": ["issuer", "subject"],
+                                    "not": {"anyOf": _any_of("github", "gitlab")},
+                                },
+                                {
+                                    "required": ["github"],
+                                    "not": {"anyOf": _any_of("issuer", "subject", "gitlab")},
+                                },
+                                {
+                                    "required": ["gitlab"],
+                                    "not": {"anyOf": _any_of("issuer", "subject", "github")},
+                                },
+                            ],
                         ),
                     }
                 },

@@ -51,7 +51,9 @@ PARSER_KEYS = {
     "rules[].require.signature": "_SIGNATURE_KEYS",
     "rules[].require.signature.cosign": "_COSIGN_KEYS",
     "rules[].require.signature.sigstore": "_SIGSTORE_KEYS",
-    "rules[].require.signature.sigstore.identities[]": "_IDENTITY_KEYS",
+    "rules[].require.signature.sigstore.identities[]": ("_IDENTITY_KEYS", "_TYPED_IDENTITY_KEYS"),
+    "rules[].require.signature.sigstore.identities[].github": "_GITHUB_KEYS",
+    "rules[].require.signature.sigstore.identities[].gitlab": "_GITLAB_KEYS",
     "rules[].require.signature.notation": "_NOTATION_KEYS",
 }
 

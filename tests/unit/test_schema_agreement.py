@@ -59,6 +59,10 @@ VALIDATOR_ONLY_REFUSALS: dict[str, tuple[str | None, str]] = {
     ),
     "protected-templates": (r"targets\[\d+\]\.(protect|repository)", r"^a protected target.* needs an exact"),
     "source-literal-part": (r"source\.repository", r"^'re:.*' has no literal part"),
+    "identity-names-everyone": (
+        r"require\.signature\.sigstore\.identities\[\d+\]\.(issuer|subject)",
+        r"^'re:.*' matches every (issuer|subject)",
+    ),
     "role-account": (r"targets\[\d+\]\.role", r"^role \S+ is in account \d+, not"),
     "pem": (r"require\.signature\..+", r"^not a readable PEM"),
     "cycles": (r"targets", r"^targets feed back into the rule's own source chain"),
