@@ -29,6 +29,7 @@ from infra.event_patterns import (
     inspector_scan_event_pattern,
     push_event_pattern,
     request_event_pattern,
+    watched_repository_globs,
 )
 from infra.lambda_runtime import POWERTOOLS_LAYER_PARAMETER
 from infra.monitoring import DASHBOARD_ID, add_monitoring
@@ -43,7 +44,7 @@ from infra.permissions import (
 from infra.props import ImagePromoterProps
 from infra.protection import RepositoryProtection
 from infra.queue_policies import nobody_sends, only_rules_send
-from infra.reconciliation import Reconciliation, ReconciliationParts
+from infra.reconciliation import HISTORY_READ_ACTIONS, Reconciliation, ReconciliationParts
 from infra.remote_targets import grant_remote_targets, promoter_role_names
 from promoter import settings
 from promoter.model.config import requester_account
@@ -199,6 +200,8 @@ class ImagePromoter(Construct):
         )
         grant_remote_targets(self, self.role, config.remote_targets())
         grant_tables(self.role, self.idempotency_table, self.history_table)
+        # The out-of-band check reads a target tag's history (promoter.workflows.out_of_band).
+        self.history_table.grant(self.role, *HISTORY_READ_ACTIONS)
         # cfn-lint's IAM action list predates ecr:ListImageReferrers (W3037); botocore's ECR model
         # has it, and the infra tests check every granted action against botocore's models instead.
         policy = self.role.node.find_child("DefaultPolicy").node.default_child
@@ -470,24 +473,24 @@ class ImagePromoter(Construct):
         return basic, inspector, sweep
 
     def _rules(self, config: PromotionConfig, request_source: str) -> tuple[events.Rule | None, events.Rule]:
-        """The push rule on the default bus (only if some rule fires on push) and the request rule
-        on the promotion bus (always: a request naming no request rule still gets its failure result)."""
+        """The push rule on the default bus (when some rule fires on push or writes a target in this
+        registry: the targets' pushes are checked for writes behind the promoter's back) and the
+        request rule on the promotion bus (always: a request naming no request rule still gets its
+        failure result)."""
         target = targets.SqsQueue(
             self.queue,
             dead_letter_queue=self.delivery_dead_letter_queue,
             retry_attempts=TARGET_RETRY_ATTEMPTS,
             max_event_age=TARGET_MAX_EVENT_AGE,
         )
-        push_rules = config.rules_for("push")
+        watched = watched_repository_globs(config)
         push_rule = None
-        if push_rules:
+        if watched:
             push_rule = events.Rule(
                 self,
                 "PushRule",
-                description="Tagged ECR pushes into the source repositories of the push rules",
-                event_pattern=_to_events_pattern(
-                    push_event_pattern((r.source.repository_glob for r in push_rules), Stack.of(self).account)
-                ),
+                description="Tagged ECR pushes into the push rules' sources and the target repositories",
+                event_pattern=_to_events_pattern(push_event_pattern(watched, Stack.of(self).account)),
                 targets=[target],
             )
         request_rule = events.Rule(

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from promoter import settings
+from promoter.model.config import TRIGGER_PUSH, PromotionConfig
 
 ECR_EVENT_SOURCE = "aws.ecr"
 ECR_IMAGE_ACTION = "ECR Image Action"
@@ -64,6 +65,14 @@ def _in_account(pattern: dict[str, Any], account: str | None) -> dict[str, Any]:
     return {**pattern, "account": [account]} if account is not None else pattern
 
 
+def watched_repository_globs(config: PromotionConfig) -> tuple[str, ...]:
+    """The repositories whose tagged pushes the promoter receives, sorted: the push rules' sources
+    (a push there fires promotions) and every target in the promoter's own registry (a push there
+    that no promotion of ours explains is a write behind its back: workflows.out_of_band)."""
+    sources = (rule.source.repository_glob for rule in config.rules_for(TRIGGER_PUSH))
+    return tuple(sorted({*sources, *config.target_repository_globs()}))
+
+
 def push_event_pattern(push_source_globs: Iterable[str], account: str | None = None) -> dict[str, Any]:
     """The default-bus pattern: successful tagged ECR pushes into the push rules' source repositories
     of `account` (the stack's own; None matches any account's, for tests of the pattern alone).
@@ -86,9 +95,9 @@ def push_event_pattern(push_source_globs: Iterable[str], account: str | None = N
     size = len(json.dumps(pattern, separators=(",", ":")))
     if size > EVENT_PATTERN_MAX_CHARS:
         raise ValueError(
-            f"the push rules name {len(filters or ())} source repositories and the EventBridge pattern "
-            f"for them is {size} characters, over the {EVENT_PATTERN_MAX_CHARS} EventBridge accepts: "
-            "cover related repositories with one glob (e.g. 'team/*')"
+            f"the push rules' sources and the targets are {len(filters or ())} repository filters and "
+            f"the EventBridge pattern for them is {size} characters, over the {EVENT_PATTERN_MAX_CHARS} "
+            "EventBridge accepts: cover related repositories with one glob (e.g. 'team/*')"
         )
     return pattern
 

@@ -16,7 +16,11 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from promoter import settings
-from promoter.metrics import HISTORY_WRITE_FAILURES_METRIC, UNEXPECTED_ERROR_METRIC
+from promoter.metrics import (
+    HISTORY_WRITE_FAILURES_METRIC,
+    OUT_OF_BAND_WRITES_METRIC,
+    UNEXPECTED_ERROR_METRIC,
+)
 
 ALARM_PERIOD = Duration.minutes(5)
 DASHBOARD_PERIOD = Duration.minutes(5)
@@ -164,6 +168,17 @@ def add_monitoring(
     alarms.append(
         _alarm(
             scope,
+            "OutOfBandWritesAlarm",
+            function_metric(OUT_OF_BAND_WRITES_METRIC),
+            "A target repository's tag was written or moved by something other than the promoter "
+            "(event 'Image Written Outside The Promoter'; promoter status shows it as foreign): find "
+            "who wrote it; the reconciliation puts back what the rules say the tag should hold",
+            topic,
+        )
+    )
+    alarms.append(
+        _alarm(
+            scope,
             "FunctionThrottlesAlarm",
             function.metric_throttles(period=ALARM_PERIOD, statistic="Sum"),
             "The promoter function was throttled: promotions are delayed",
@@ -180,6 +195,7 @@ def add_monitoring(
                 function.metric_throttles(period=DASHBOARD_PERIOD, statistic="Sum"),
                 unexpected_errors_metric(DASHBOARD_PERIOD),
                 function_metric(HISTORY_WRITE_FAILURES_METRIC, DASHBOARD_PERIOD),
+                function_metric(OUT_OF_BAND_WRITES_METRIC, DASHBOARD_PERIOD),
             ],
         ),
         cloudwatch.GraphWidget(

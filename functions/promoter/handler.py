@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -38,13 +38,15 @@ from promoter import settings
 from promoter.aws.gate_store import DynamoDbGates
 from promoter.aws.history import DynamoDbHistory
 from promoter.aws.idempotency import idempotent_runner, make_persistence
+from promoter.aws.ledger import IdempotencyLedger
 from promoter.aws.registry import EcrRegistry, make_ecr_client
 from promoter.aws.results import EventBridgeResults
 from promoter.exceptions import EventError, MalformedMessageError, PromoterError
 from promoter.metrics import record_event_result, record_invalid_event, record_unexpected_error
 from promoter.model.config import PromotionConfig, load_config
-from promoter.model.events import parse_json_event
-from promoter.model.senders import record_sender, sender_refusal
+from promoter.model.events import PromotionRequested, parse_json_event
+from promoter.model.senders import delivery_note, record_sender, sender_refusal
+from promoter.workflows.out_of_band import push_check
 from promoter.workflows.promote import Promoter
 from promoter.workflows.service import handle_event
 
@@ -130,6 +132,8 @@ def handle_queue(event: dict[str, Any], context: Any) -> dict[str, Any]:
     state = runtime()
     registry = EcrRegistry(state.ecr)
     run = idempotent_runner(Promoter(registry), state.persistence, context)
+    # After the runner: it configures the persistence layer whose keys the check looks up.
+    out_of_band = push_check(state.config, IdempotencyLedger(state.persistence), state.history)
 
     def record_handler(record: SQSRecord) -> dict[str, Any]:
         logger.set_correlation_id(None)  # the event id, once this record's body parses
@@ -171,7 +175,18 @@ def handle_queue(event: dict[str, Any], context: Any) -> dict[str, Any]:
             )
             record_invalid_event(metrics)
             raise RetryLaterError(f"record {record.message_id}: {refused}")
-        result = handle_event(parsed, state.config, registry, run, state.history, state.results, state.gates)
+        if isinstance(parsed, PromotionRequested):  # what reached the queue how, said as an inference
+            parsed = replace(parsed, delivery=delivery_note(*record_sender(record.raw_event)))
+        result = handle_event(
+            parsed,
+            state.config,
+            registry,
+            run,
+            state.history,
+            state.results,
+            state.gates,
+            out_of_band=out_of_band,
+        )
         record_event_result(metrics, result)
         logger.info("event handled", result=result.to_dict())
         if result.retry:

@@ -10,6 +10,7 @@ from promoter.model.outcomes import (
     BLOCKED,
     CONFLICT,
     FAILED,
+    FOREIGN,
     GATE_PENDING,
     GATE_TIMEOUT,
     KEPT,
@@ -44,6 +45,8 @@ BYTES_COPIED_METRIC = "BytesCopied"
 # An exception no outcome names (a bug, an SDK without an operation, a dependency's surprise): the
 # record goes back to the queue and the UnexpectedErrors alarm fires. A public name: keep it.
 UNEXPECTED_ERROR_METRIC = "UnexpectedErrors"
+# A target tag written or moved by anything but the promoter (issue 18; an alarm watches it). Public.
+OUT_OF_BAND_WRITES_METRIC = "OutOfBandWrites"
 
 _OUTCOME_METRICS = {
     PROMOTED: PROMOTED_METRIC,
@@ -56,6 +59,7 @@ _OUTCOME_METRICS = {
     GATE_PENDING: GATE_PENDING_METRIC,
     GATE_TIMEOUT: GATE_TIMEOUT_METRIC,
     UNVERIFIED: UNVERIFIED_METRIC,
+    FOREIGN: OUT_OF_BAND_WRITES_METRIC,
 }
 
 

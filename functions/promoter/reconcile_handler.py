@@ -26,6 +26,7 @@ from promoter.aws.reconcile_state import LEASE_MARGIN_SECONDS, DynamoDbCursorSto
 from promoter.aws.registry import EcrRegistry
 from promoter.handler import runtime
 from promoter.metrics import record_event_result, record_unexpected_error
+from promoter.workflows.out_of_band import repair_note
 from promoter.workflows.promote import Promoter
 from promoter.workflows.reconcile import RECONCILE_EVENT_PREFIX, ReconcileReport, reconcile
 from promoter.workflows.rollback import rollback_hold
@@ -100,6 +101,7 @@ def _run(context: Any) -> dict[str, Any]:
         cursors=cursor_store(),
         remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,
         hold_back=rollback_hold(state.history),
+        repair_note=repair_note(state.history),
         results=state.results,
     )
     record_report(report)

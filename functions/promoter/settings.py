@@ -57,7 +57,14 @@ REQUEST_DETAIL_TYPE = "Image Promotion Requested"
 PROMOTED_DETAIL_TYPE = "Image Promoted"
 FAILED_DETAIL_TYPE = "Image Promotion Failed"
 BLOCKED_DETAIL_TYPE = "Image Promotion Blocked"
-RESULT_DETAIL_TYPES = (PROMOTED_DETAIL_TYPE, FAILED_DETAIL_TYPE, BLOCKED_DETAIL_TYPE)
+# A tag of a target repository written by anything but the promoter (issue 18).
+OUT_OF_BAND_DETAIL_TYPE = "Image Written Outside The Promoter"
+RESULT_DETAIL_TYPES = (
+    PROMOTED_DETAIL_TYPE,
+    FAILED_DETAIL_TYPE,
+    BLOCKED_DETAIL_TYPE,
+    OUT_OF_BAND_DETAIL_TYPE,
+)
 # Environment variable that switches blob mounting off even when the account setting enables it.
 BLOB_MOUNTING_ENV = "PROMOTER_BLOB_MOUNTING"
 # Set by the stack to its promotion bus: where requests arrive on AWS and results may be published.

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from infra.event_patterns import push_event_pattern, request_event_pattern
+from infra.event_patterns import push_event_pattern, request_event_pattern, watched_repository_globs
 from infra.queue_policies import eventbridge_sends, nobody_sends, only_rules_send
 from promoter import settings
 from promoter.model.config import TRIGGER_PUSH, TRIGGER_REQUEST, PromotionConfig
@@ -79,10 +79,11 @@ def route_stack(
     redrive_principals: tuple[str, ...] = (),
 ) -> StackRoute:
     """What infra/construct.py wires, on the local AWS: the queue and its DLQ; the promotion bus;
-    on the default bus a rule with the stack's push pattern for `account`'s pushes (only when some
-    rule fires on push); on the promotion bus the request rule (always: a request naming no request
-    rule still gets its failure result); each rule's target with the stack's retries and the
-    delivery dead-letter queue. Raises botocore's ClientError when the local AWS refuses a call."""
+    on the default bus a rule with the stack's push pattern for `account`'s pushes (when some rule
+    fires on push or writes a target here); on the promotion bus the request rule (always: a request
+    naming no request rule still gets its failure result); each rule's target with the stack's
+    retries and the delivery dead-letter queue. Raises botocore's ClientError when the local AWS
+    refuses a call."""
     queue_url, dlq_url = _queue_with_dlq(sqs, queue_name, visibility_timeout_seconds, max_receive_count)
     delivery_dlq_url = str(sqs.create_queue(QueueName=f"{queue_name}-delivery-dlq")["QueueUrl"])
     target = {
@@ -96,10 +97,10 @@ def route_stack(
     }
     push_rule = None
     rule_arns: list[str] = []
-    push_rules = config.rules_for(TRIGGER_PUSH)
-    if push_rules:
+    watched = watched_repository_globs(config)  # the push rules' sources and the targets, as the stack
+    if watched:
         push_rule = f"{queue_name}-pushes"
-        pattern = push_event_pattern((r.source.repository_glob for r in push_rules), account)
+        pattern = push_event_pattern(watched, account)
         put = events.put_rule(Name=push_rule, EventPattern=json.dumps(pattern), State="ENABLED")
         rule_arns.append(str(put["RuleArn"]))
         events.put_targets(Rule=push_rule, Targets=[target])

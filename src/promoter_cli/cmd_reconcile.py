@@ -40,6 +40,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from promoter.aws.idempotency import idempotent_runner, make_persistence
     from promoter.aws.registry import EcrRegistry, make_ecr_client
     from promoter.aws.results import EventBridgeResults
+    from promoter.workflows.out_of_band import repair_note
     from promoter.workflows.promote import Promoter
     from promoter.workflows.reconcile import reconcile
     from promoter.workflows.rollback import rollback_hold
@@ -57,6 +58,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             run,
             history=None if args.dry_run else history,
             hold_back=rollback_hold(history),
+            repair_note=repair_note(history),
             results=None if args.dry_run else EventBridgeResults(),
         )
     except PromoterError as exc:

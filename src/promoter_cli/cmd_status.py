@@ -51,6 +51,11 @@ STATUS_COLUMNS = ("stage", "tags", "digest", "state", "last change")
 # request rule.
 SOURCE_STATE = "source"
 HELD_STATE = "held"  # rolled back on purpose: reconciliation leaves it
+# Written outside the promoter (its newest record is an out-of-band write of the digest it holds):
+# the same word as that record's outcome (promoter.model.outcomes.FOREIGN).
+FOREIGN_STATE = "foreign"
+# How a protected target (`protect: true`) is marked in the table, the heading and the graph.
+PROTECTED_MARK = " (protected)"
 NOT_REQUESTED = "not-requested"  # a request rule's target: it moves only when asked
 
 
@@ -175,6 +180,7 @@ def rule_status(
     decides them: `workflows.service.sweep_gate_check`) lets that image through; else the gate's
     outcome and reason (`gate`)."""
     from promoter.exceptions import RegistryError
+    from promoter.workflows.out_of_band import repair_note
     from promoter.workflows.reconcile import (
         BEHIND,
         DEFAULT_PAGE_SIZE,
@@ -199,6 +205,7 @@ def rule_status(
     if repository is not None and rule.source.repository_pattern.matches(repository):
         repositories = [r for r in repositories if r == repository]
     hold_back = rollback_hold(history)
+    written_outside = repair_note(history)
     for source_repository in repositories:
         try:
             images = _all_tagged_images(registry, source_repository, DEFAULT_PAGE_SIZE)
@@ -232,6 +239,8 @@ def rule_status(
                 # nothing will on its own (reconciliation leaves it, and so does no request yet).
                 if hold_back(action, holds if isinstance(holds, str) else None):
                     state = HELD_STATE
+                elif isinstance(holds, str) and written_outside(action, holds):
+                    state = FOREIGN_STATE
                 elif rule.trigger != TRIGGER_PUSH:
                     state = NOT_REQUESTED
             counts[state] += 1
@@ -247,6 +256,9 @@ def rule_status(
                     "account": action.target_account,
                     "region": action.target_region,
                     "tag": action.target_tag,
+                    "protected": config.protects(
+                        action.target_repository, action.target_account, action.target_region
+                    ),
                     "should_hold": action.source.digest,
                     "holds": holds if isinstance(holds, str) else None,
                     "state": state,
@@ -310,7 +322,7 @@ def _iso(epoch: float) -> str:
 def _target_text(target: TargetSpec) -> str:
     registry = target.registry
     where = qualified(target.repository, registry.account, registry.region) if registry else target.repository
-    return f"{where}:{','.join(target.tags)}"
+    return f"{where}:{','.join(target.tags)}" + (PROTECTED_MARK if target.protect else "")
 
 
 def _gates_text(rule: Rule) -> list[str]:
@@ -363,6 +375,7 @@ def _target_rows(targets: list[dict[str, Any]]) -> list[list[str]]:
     grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for target in targets:
         stage = qualified(target["repository"], target["account"], target["region"])
+        stage += PROTECTED_MARK if target.get("protected") else ""
         grouped.setdefault((stage, target["holds"] or "", target["state"]), []).append(target)
     rows = []
     for (stage, holds, state), group in grouped.items():
@@ -414,7 +427,7 @@ def mermaid_graph(config: PromotionConfig) -> str:
                 qualified(target.repository, registry.account, registry.region)
                 if registry
                 else target.repository
-            )
+            ) + (PROTECTED_MARK if target.protect else "")
             details = [
                 rule.trigger,
                 f"{','.join(rule.source.tags)} → {','.join(target.tags)}",

@@ -117,10 +117,17 @@ def test_failed_push_is_rejected(push_matches, load_event):
 
 
 @pytest.mark.parametrize(
-    "repository", ["other-repository", "teams/service", "my-repository-name-prod", "svc-a-web"]
+    "repository", ["other-repository", "teams/service", "my-repository-name-dev", "svc-a-web"]
 )
 def test_push_into_an_unconfigured_repository_is_rejected(push_matches, load_event, repository):
     assert not push_matches(_with_detail(load_event("ecr-push.json"), repository_name=repository))
+
+
+@pytest.mark.parametrize("repository", ["my-repository-name-prod", "release/team/service", "app-prod"])
+def test_pushes_into_the_target_repositories_reach_the_promoter(push_matches, load_event, repository):
+    """Issue 18: a push into a target that no promotion explains is a write behind the promoter's back,
+    so the promoter must see every target's pushes (its own included: it recognises those)."""
+    assert push_matches(_with_detail(load_event("ecr-push.json"), repository_name=repository))
 
 
 def test_push_into_a_request_only_source_is_rejected(push_matches, load_event):
@@ -197,7 +204,7 @@ def test_empty_repository_glob_is_refused():
 
 def test_a_pattern_over_eventbridges_size_quota_fails_synth_with_advice():
     many = [f"service-number-{i:04d}" for i in range(200)]
-    with pytest.raises(ValueError, match=r"200 source repositories .* over the 2048 .* one glob"):
+    with pytest.raises(ValueError, match=r"200 repository filters .* over the 2048 .* one glob"):
         push_event_pattern(many)
 
 

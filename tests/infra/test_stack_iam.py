@@ -14,6 +14,7 @@ from infra.permissions import (
     IDEMPOTENCY_TABLE_ACTIONS,
     iam_resource_pattern,
 )
+from promoter.model.protection import POLICY_MANAGE_ACTIONS
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -114,9 +115,10 @@ def test_idempotency_table_gets_exactly_the_four_powertools_actions(synthesized,
     assert set(IDEMPOTENCY_TABLE_ACTIONS) == grants[_table_id(synthesized, "IdempotencyTable")]
 
 
-def test_function_may_only_append_to_the_history_table(synthesized, statements):
+def test_function_may_only_append_to_the_history_table_and_read_a_targets_records(synthesized, statements):
+    """Query: the out-of-band check reads a target tag's records (promoter.workflows.out_of_band)."""
     grants = _dynamodb_grants(statements)
-    assert grants[_table_id(synthesized, "HistoryTable")] == {"dynamodb:PutItem"}
+    assert grants[_table_id(synthesized, "HistoryTable")] == {"dynamodb:PutItem", "dynamodb:Query"}
     assert set(HISTORY_TABLE_ACTIONS) == {"dynamodb:PutItem"}
     assert set(grants) == {
         _table_id(synthesized, "IdempotencyTable"),
@@ -178,7 +180,9 @@ def test_every_ecr_call_in_the_engine_is_granted(synthesized):
         for action in _as_list(statement["Action"])
         if action.startswith("ecr:")
     }
-    # DescribeImageScanFindings is granted only with scan-gated rules (test_stack_release).
-    assert called - {"DescribeImageScanFindings"} <= granted, (
+    # DescribeImageScanFindings is granted only with scan-gated rules (test_stack_release), the
+    # repository-policy calls only to the protection's role with protected targets (test_stack_protection).
+    only_with = {"DescribeImageScanFindings", *(a.removeprefix("ecr:") for a in POLICY_MANAGE_ACTIONS)}
+    assert called - only_with <= granted, (
         f"called but not granted: {sorted(called - granted)}"
     )

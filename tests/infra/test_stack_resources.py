@@ -47,7 +47,7 @@ def test_stack_has_exactly_the_expected_resources(synthesized):
         "AWS::IAM::Policy": 2,
         "AWS::Lambda::Permission": 1,  # the schedule may invoke the reconciliation
         "AWS::Logs::LogGroup": 2,
-        "AWS::CloudWatch::Alarm": 6,
+        "AWS::CloudWatch::Alarm": 7,
         "AWS::CloudWatch::Dashboard": 1,
     }
     for cfn_type, count in counts.items():
@@ -239,6 +239,7 @@ def test_alarms_watch_both_dead_letter_queues_errors_throttles_and_unexpected_er
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
         (settings.METRICS_NAMESPACE, "HistoryWriteFailures"),
+        (settings.METRICS_NAMESPACE, "OutOfBandWrites"),
         (settings.METRICS_NAMESPACE, "UnexpectedErrors"),
     ]
     for alarm in synthesized.resources("AWS::CloudWatch::Alarm").values():
@@ -248,7 +249,7 @@ def test_alarms_watch_both_dead_letter_queues_errors_throttles_and_unexpected_er
         assert props["TreatMissingData"] == "notBreaching"
 
 
-@pytest.mark.parametrize("metric", ["UnexpectedErrors", "HistoryWriteFailures"])
+@pytest.mark.parametrize("metric", ["UnexpectedErrors", "HistoryWriteFailures", "OutOfBandWrites"])
 def test_unexpected_errors_and_lost_audit_alarms_watch_the_metric_both_handlers_emit(synthesized, metric):
     (alarm,) = [
         a["Properties"]

@@ -304,11 +304,12 @@ def test_the_local_route_keeps_the_stacks_retry_settings():
     assert construct.TARGET_MAX_EVENT_AGE.to_seconds() == stack_route.TARGET_MAX_EVENT_AGE_SECONDS
 
 
-def test_the_stack_route_puts_requests_on_the_promotion_bus_and_wires_no_push_rule_without_push_rules(
+def test_the_stack_route_puts_requests_on_the_promotion_bus_and_watches_only_targets_without_push_rules(
     aws_env, unique_name
 ):
-    """As infra/construct.py: no push rule when no rule fires on push; the request rule on the
-    promotion bus with the stack's pattern; the target dead-letters to the delivery DLQ."""
+    """As infra/construct.py: without push rules, the push rule watches the targets only (issue 18:
+    writes behind the promoter's back); the request rule on the promotion bus with the stack's
+    pattern; the target dead-letters to the delivery DLQ."""
     from infra.event_patterns import request_event_pattern
     from local_aws.stack_route import queue_arn, route_stack
     from promoter.model.config import parse_config
@@ -320,7 +321,7 @@ def test_the_stack_route_puts_requests_on_the_promotion_bus_and_wires_no_push_ru
                     "name": "to-prod",
                     "trigger": "request",
                     "source": {"repository": "app-staging", "tags": ["v*"]},
-                    "targets": [{"repository": "app-prod"}],
+                    "targets": [{"repository": "app-prod"}, {"repository": "app-dr", "region": "eu-west-1"}],
                 }
             ]
         }
@@ -337,8 +338,9 @@ def test_the_stack_route_puts_requests_on_the_promotion_bus_and_wires_no_push_ru
         visibility_timeout_seconds=30,
         max_receive_count=5,
     )
-    assert route.push_rule is None
-    assert events.list_rules(NamePrefix=name)["Rules"] == []  # nothing on the default bus
+    (pushes,) = events.list_rules(NamePrefix=name)["Rules"]  # on the default bus: app-prod's pushes
+    assert pushes["Name"] == route.push_rule
+    assert json.loads(pushes["EventPattern"])["detail"]["repository-name"] == ["app-prod"]
     (rule,) = events.list_rules(NamePrefix=name, EventBusName=route.event_bus)["Rules"]
     assert json.loads(rule["EventPattern"]) == request_event_pattern()
     (target,) = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=route.event_bus)["Targets"]

@@ -36,6 +36,7 @@ def test_tagged_push_sample_becomes_image_pushed():
         repository="my-repository-name",
         digest="sha256:7f5b2640fe6fb4f46592dfd3410c4a79dac4f89e4782432e0378abcd12345678",
         tag="latest",
+        time="2026-11-20T10:15:30Z",  # the envelope's: when the push happened (out-of-band writes)
     )
 
 

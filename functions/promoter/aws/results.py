@@ -1,6 +1,8 @@
 """Result events: every executed action is announced on the promoter's bus, so deploy pipelines
 and chat notifications can subscribe (`Image Promoted`, `Image Promotion Failed`,
-`Image Promotion Blocked`).
+`Image Promotion Blocked`), and so is a target tag written behind the promoter's back
+(`Image Written Outside The Promoter`: repository, tag, digest, when, and what the promoter expected
+there).
 
 Publishing is best effort, like the history: ECR is the source of truth, and a result that could
 not be published is logged, never a reason to redo a promotion. The detail-types differ from the
@@ -22,6 +24,7 @@ from promoter import settings
 from promoter.model.outcomes import (
     ALREADY_PRESENT,
     FAILED_OUTCOMES,
+    FOREIGN,
     KEPT,
     MAX_METADATA_BYTES,
     MAX_REASON_BYTES,
@@ -52,8 +55,10 @@ class ResultSink(Protocol):
 
 def detail_type_for(outcome: str) -> str:
     """Promoted (or already there, or kept on a newer image by design); failed (a conflict, a gate
-    timeout); anything else did not happen for a stated reason (a blocking finding, a pending scan,
-    a skipped target): blocked."""
+    timeout); a write outside the promoter; anything else did not happen for a stated reason (a
+    blocking finding, a pending scan, a skipped target): blocked."""
+    if outcome == FOREIGN:
+        return settings.OUT_OF_BAND_DETAIL_TYPE
     if outcome in PROMOTED_OUTCOMES:
         return settings.PROMOTED_DETAIL_TYPE
     if outcome in FAILED_OUTCOMES:
@@ -63,6 +68,8 @@ def detail_type_for(outcome: str) -> str:
 
 def result_detail(result: ActionResult, provenance: Provenance) -> dict[str, Any]:
     """The `detail` of a result event (keys in the style of ECR's own events)."""
+    if result.outcome == FOREIGN:
+        return foreign_detail(result)
     return {
         "source": {
             "repository-name": result.source_repository,
@@ -88,6 +95,24 @@ def result_detail(result: ActionResult, provenance: Provenance) -> dict[str, Any
         "finding-severity-counts": dict(result.blocking_findings or {}),
         "signature": dict(result.signature or {}),
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def foreign_detail(result: ActionResult) -> dict[str, Any]:
+    """The `detail` of `Image Written Outside The Promoter`: what was written where and when, and
+    the digest the promoter last placed on that tag ("" when it never placed one)."""
+    return {
+        "repository-name": result.target_repository,
+        "image-tag": result.target_tag,
+        "image-digest": result.target_digest or "",
+        "time": result.written_at or "",
+        "expected-digest": result.expected_digest or "",
+        "rules": [name for name in result.rule.split(",") if name],
+        "target-account": result.target_account or "",
+        "target-region": result.target_region or "",
+        "outcome": result.outcome,
+        "outcome-reason": clip(result.reason or "", MAX_REASON_BYTES),
+        "detected-at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 

@@ -40,6 +40,7 @@ class ImagePushed:
     digest: str
     tag: str  # "" for an untagged push (index children, referrers)
     media_type: str | None = None
+    time: str = ""  # the envelope's `time`: when ECR took the push
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ class PromotionRequested:
     # when the request was first handled (a promotion waiting on a scan keeps what was tested), so
     # the tag is not bound to it again when the wait resumes.
     tag_resolved: bool = False
+    # Set only by the handler, from SQS's SenderId (promoter.model.senders.delivery_note): how the
+    # request reached the queue, and that it is an inference; "" when SQS named no sender.
+    delivery: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,8 @@ def parse_event(data: object) -> Event:
     if not isinstance(detail, Mapping):
         raise MalformedMessageError(f"event {event_id!r} has no 'detail' object")
     if source == ECR_SOURCE and detail_type == ECR_IMAGE_ACTION:
-        return _parse_image_action(event_id, detail)
+        pushed = _parse_image_action(event_id, detail)
+        return replace(pushed, time=_text(data, "time") or "") if isinstance(pushed, ImagePushed) else pushed
     if source == ECR_SOURCE and detail_type == ECR_IMAGE_SCAN:
         return ImageScanned(
             event_id=event_id,

@@ -25,6 +25,10 @@ GATE_PENDING = "gate-pending"
 GATE_TIMEOUT = "gate-timeout"
 # Signature gates (issue 11): no signature that a listed verifier accepts. Final: never retried.
 UNVERIFIED = "unverified"
+# Issue 18: a tag of a target repository written or moved by anything but the promoter (a push no
+# promotion of ours explains: promoter.workflows.out_of_band). Announced, counted, recorded; not a
+# promotion, and not a failure of one.
+FOREIGN = "foreign"
 OUTCOMES = (
     PROMOTED,
     ALREADY_PRESENT,
@@ -36,6 +40,7 @@ OUTCOMES = (
     GATE_PENDING,
     GATE_TIMEOUT,
     UNVERIFIED,
+    FOREIGN,
 )
 SUCCESSFUL_OUTCOMES = frozenset({PROMOTED, ALREADY_PRESENT, KEPT})
 # Final failures: a gate that never opened is one too (a pending one is still "blocked").
@@ -103,6 +108,10 @@ class ActionResult:
     signature: dict[str, str] | None = None
     # `promoter plan` only: what each of the rule's gates would decide, by gate name.
     gates: dict[str, str] | None = None
+    # A `foreign` write only: the digest the promoter last placed on the tag (None: none), and when
+    # the write happened (the push event's time).
+    expected_digest: str | None = None
+    written_at: str | None = None
 
     @property
     def succeeded(self) -> bool:

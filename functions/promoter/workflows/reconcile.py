@@ -36,7 +36,7 @@ from promoter.model.config import TRIGGER_PUSH, PromotionConfig, Rule
 from promoter.model.events import ImagePushed, PromotionRequested
 from promoter.model.manifests import Manifest
 from promoter.model.ordering import push_is_newer, version_is_newer
-from promoter.model.outcomes import FAILED, FAILED_OUTCOMES, KEPT, ActionResult
+from promoter.model.outcomes import FAILED, FAILED_OUTCOMES, KEPT, PROMOTED, ActionResult
 from promoter.model.plan import Action, Provenance, plan_event
 from promoter.workflows.service import WOULD_PROMOTE, ActionRunner, record_history, sweep_gate_check
 
@@ -92,6 +92,9 @@ class CursorStore(Protocol):
 # A hook that may hold back a behind target (e.g. a tag someone rolled back on purpose): given the
 # action and the digest the target tag holds now, the reason to leave it, or None.
 HoldBack = Callable[[Action, str | None], str | None]
+# A hook that names what a promotion repaired (an out-of-band write: workflows.out_of_band.repair_note):
+# given the action and the digest the target held before, the outcome's reason, or None.
+RepairNote = Callable[[Action, str | None], str | None]
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,7 @@ def reconcile(
     page_size: int = DEFAULT_PAGE_SIZE,
     hold_back: HoldBack | None = None,
     results: ResultSink | None = None,
+    repair_note: RepairNote | None = None,
 ) -> ReconcileReport:
     """One pass (or the rest of one) over every push rule. `run=None` is a dry run: reads only,
     behind targets reported as `would-promote`, no cursor written. What runs is recorded in
@@ -226,6 +230,7 @@ def reconcile(
                         results,
                         tally,
                         gate,
+                        repair_note,
                     )
                 except PromoterError as exc:
                     if exc.retryable:
@@ -373,6 +378,7 @@ def _reconcile_page(
     results: ResultSink | None,
     tally: _Tally,
     gate: Callable[[Action], tuple[ActionResult | None, dict[str, str] | None]],
+    repair_note: RepairNote | None = None,
 ) -> None:
     """Plans the page's images as their push events, reads the targets in batches, runs the rest
     through the rule's gates first: an image its event was refused (unsigned, blocked) stays out.
@@ -423,6 +429,9 @@ def _reconcile_page(
         result = run(action)  # retryable errors propagate: the caller keeps the place
         if signature and not result.replayed:
             result = replace(result, signature=signature)
+        if repair_note is not None and result.outcome == PROMOTED and not result.replayed:
+            note = repair_note(action, held)
+            result = replace(result, reason=note) if note else result
         tally.results.append(result)
         if result.replayed:
             continue

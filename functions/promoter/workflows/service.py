@@ -28,7 +28,7 @@ from promoter.gates import scan as gating
 from promoter.gates.base import PASSED, PENDING, Gate, GateImage, Verdict, gates_of
 from promoter.gates.base import UNVERIFIED as UNVERIFIED_VERDICT
 from promoter.model.config import PromotionConfig
-from promoter.model.events import Event, ImageScanned, PromotionRequested, SweepDue
+from promoter.model.events import Event, ImagePushed, ImageScanned, PromotionRequested, SweepDue
 from promoter.model.outcomes import (
     ALREADY_PRESENT,
     BLOCKED,
@@ -49,6 +49,9 @@ from promoter.model.plan import (
 logger = logging.getLogger(__name__)
 
 ActionRunner = Callable[[Action], ActionResult]
+# The out-of-band check of a push (promoter.workflows.out_of_band.push_check): its `foreign` result,
+# or None when the push is the promoter's own or not into a target.
+PushCheck = Callable[[ImagePushed], ActionResult | None]
 # Epoch seconds, read at call time: scan-gate deadlines are compared against it (tests move it).
 clock: Callable[[], float] = time.time
 WOULD_PROMOTE = "would-promote"
@@ -122,10 +125,49 @@ def handle_event(
     history: History | None = None,
     results: ResultSink | None = None,
     gates: gating.GateStore | None = None,
+    *,
+    out_of_band: PushCheck | None = None,
 ) -> EventResult:
     """Runs every action of the event; one action's failure does not stop the others. Each
     executed action's outcome is recorded in `history` and announced on `results` when given.
-    A scan event resumes the promotions waiting on that image's scan (`gates`)."""
+    A scan event resumes the promotions waiting on that image's scan (`gates`). A push that
+    `out_of_band` finds written behind the promoter's back is recorded and announced first, and
+    its `foreign` result leads the event's results."""
+    if out_of_band is None or not isinstance(event, ImagePushed):
+        return _handle(event, config, registry, run, history, results, gates)
+    try:
+        foreign = out_of_band(event)
+    except PromoterError as exc:
+        if not exc.retryable:
+            raise
+        return EventResult(event.event_id, error=str(exc), retry=True)  # both checks run again
+    unrecorded = 0
+    if foreign is not None:
+        provenance = Provenance(trigger="push", request_id=event.event_id)
+        if history is not None and not record_history(history, event.event_id, foreign, provenance):
+            unrecorded = 1
+        if results is not None:
+            results.publish([foreign], provenance)
+    handled = _handle(event, config, registry, run, history, results, gates)
+    if foreign is None:
+        return handled
+    return replace(
+        handled,
+        results=(foreign, *handled.results),
+        history_failures=handled.history_failures + unrecorded,
+    )
+
+
+def _handle(
+    event: Event,
+    config: PromotionConfig,
+    registry: Registry,
+    run: ActionRunner,
+    history: History | None,
+    results: ResultSink | None,
+    gates: gating.GateStore | None,
+) -> EventResult:
+    """`handle_event` without the out-of-band check."""
     if isinstance(event, ImageScanned):
         return _resume_gated(event, config, registry, run, history, results, gates)
     if isinstance(event, SweepDue):
