@@ -127,6 +127,17 @@ def cmd_request(args: argparse.Namespace) -> int:
         if not sep or not key:
             return bad_input(f"--metadata takes KEY=VALUE, got {item!r}")
         metadata[key] = value
+    from promoter.aws.history import unwritable_text
+    from promoter.model.plan import Provenance
+
+    declared = Provenance(
+        requested_by=requester(args.requested_by), reason=args.reason or "", metadata=metadata
+    )
+    unwritable = unwritable_text(declared)
+    if unwritable is not None:  # the promoter would refuse it: no record could hold it
+        return bad_input(
+            f"--{unwritable} is not Unicode text (an undecodable byte?): no record could hold it"
+        )
     detail: dict[str, Any] = {
         "repository-name": args.repository,
         "requested-by": requester(args.requested_by),

@@ -302,3 +302,20 @@ def test_a_rollback_whose_reason_no_record_can_hold_moves_nothing(released, ecr)
     assert "not Unicode text" in rolled.stderr
     assert tag_digest(ecr, released.target, "current") == released.digests["v3"]
     assert DynamoDbHistory().for_target(released.target, "current") == before
+
+
+def test_promoter_request_refuses_free_text_no_record_could_hold_as_bad_input(aws_env):
+    requested = _cli_bytes(
+        "request",
+        "--repository",
+        "app-staging",
+        "--tag",
+        "v1",
+        "--bus",
+        "default",
+        "--reason",
+        UNDECODABLE_REASON,
+    )
+
+    assert requested.returncode == 2, requested.stderr
+    assert "--reason is not Unicode text" in requested.stderr and "Traceback" not in requested.stderr
