@@ -374,8 +374,11 @@ def test_a_non_requesters_request_is_refused_by_the_bus_and_a_requesters_is_prom
     assert invocations and not any(i.failed_ids or i.error for i in invocations)
     assert stack.promoted() == stack.digest
     (record,) = DynamoDbHistory().for_target(stack.prod, "v1")
-    # The envelope's account is the poster's, as EventBridge sets it.
-    assert f"account {OTHER}" in record["authenticated_as"]
+    # The envelope's account is the poster's, as EventBridge sets it; how it came is an inference.
+    assert record["authenticated_as"] == (
+        f"account {OTHER}, a requester of rule to-prod, "
+        f"delivered by EventBridge (inferred from SQS SenderId {EVENTBRIDGE_SENDER_ID})"
+    )
 
 
 def test_a_message_sent_straight_to_the_queue_is_refused_and_one_that_slips_through_is_never_promoted(
@@ -462,6 +465,11 @@ def test_an_event_eventbridge_could_not_deliver_is_dead_lettered_and_redriven_in
     assert (delivery["moved"], delivery["refused"]) == (1, 0)
     stack.run_promoter()
     assert stack.promoted() == stack.digest
+    (record,) = DynamoDbHistory().for_target(stack.prod, "v1")
+    assert record["authenticated_as"].endswith(
+        f"redriven by {HOME} from a message delivered by EventBridge "
+        f"(inferred from its SQS SenderId {EVENTBRIDGE_SENDER_ID})"
+    )
 
 
 # --- promoter local credentials ---------------------------------------------------------------

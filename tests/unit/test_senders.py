@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from promoter.model.senders import REDRIVEN_SENDER_ATTRIBUTE, record_sender, sender_refusal
+from promoter.model.senders import REDRIVEN_SENDER_ATTRIBUTE, delivery_note, record_sender, sender_refusal
 
 ROOT = "123456789012"
 ROLE_SESSION = "AROAEXAMPLEROLEID1234:ci-run-7"
@@ -38,3 +38,15 @@ def test_the_record_as_lambda_hands_it_over():
     }
     assert record_sender(record) == (ROOT, SERVICE_OR_USER)
     assert record_sender({"attributes": {}, "messageAttributes": {}}) == (None, None)
+
+
+def test_the_delivery_note_says_it_is_an_inference():
+    assert (
+        delivery_note(SERVICE_OR_USER)
+        == f"delivered by EventBridge (inferred from SQS SenderId {SERVICE_OR_USER})"
+    )
+    assert delivery_note(ROLE_SESSION, SERVICE_OR_USER) == (
+        f"redriven by {ROLE_SESSION} from a message delivered by EventBridge "
+        f"(inferred from its SQS SenderId {SERVICE_OR_USER})"
+    )
+    assert delivery_note(None) == ""

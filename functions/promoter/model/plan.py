@@ -229,12 +229,16 @@ def _needs_tag(rule: Rule) -> bool:
 def authenticated_requester(event: PromotionRequested) -> str:
     """What AWS vouches for about who posted a request, as EventBridge delivers it: the envelope's
     `account` (the poster's account), and on a rule's own source that the poster is one of the
-    rule's requesters (the bus policy denies that source to anyone else). "" when it says nothing."""
+    rule's requesters (the bus policy denies that source to anyone else). Both hold only for what
+    EventBridge delivered, which the handler infers from SQS's SenderId and says so (`delivery`;
+    the queue policy is what AWS enforces). "" when it says nothing."""
     parts = [f"account {event.sender_account}"] if event.sender_account else []
     if event.source_rule:
         parts.append(f"a requester of rule {event.source_rule}")
     elif parts:
         parts.append("a principal the promotion bus trusts")
+    if event.delivery:
+        parts.append(event.delivery)
     return ", ".join(parts)
 
 

@@ -59,3 +59,16 @@ def record_sender(record: Mapping[str, Any]) -> tuple[str | None, str | None]:
     redriven = (record.get("messageAttributes") or {}).get(REDRIVEN_SENDER_ATTRIBUTE)
     value = redriven.get("stringValue") if isinstance(redriven, Mapping) else None
     return attributes.get("SenderId"), (str(value) if value is not None else None)
+
+
+def delivery_note(sender_id: str | None, redriven_sender: str | None = None) -> str:
+    """How an accepted message reached the queue, for the history's `authenticated` field: an
+    inference from SenderId, and said to be one. "" when SQS named no sender."""
+    if not sender_id:
+        return ""
+    if redriven_sender is not None and principal_kind(sender_id) is not None:
+        return (
+            f"redriven by {sender_id} from a message delivered by EventBridge "
+            f"(inferred from its SQS SenderId {redriven_sender})"
+        )
+    return f"delivered by EventBridge (inferred from SQS SenderId {sender_id})"
