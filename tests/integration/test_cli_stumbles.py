@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from local_aws import images as im
+from promoter.aws.idempotency import CLI_IN_PROGRESS_SECONDS
 from promoter_cli.main import main
 
 pytestmark = pytest.mark.integration
@@ -177,11 +179,8 @@ def test_a_promotion_blocked_by_a_killed_run_says_until_when_and_how_to_clear_it
     assert action["outcome"] == "failed"
     until = re.search(r"blocks it until (\S+Z)\)", action["reason"])
     assert until is not None, action["reason"]
-    assert (
-        0
-        < time.mktime(time.strptime(until.group(1), "%Y-%m-%dT%H:%M:%SZ")) - time.mktime(time.gmtime())
-        <= 900
-    )
+    expires = datetime.strptime(until.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert datetime.now(UTC) < expires <= datetime.now(UTC) + timedelta(seconds=CLI_IN_PROGRESS_SECONDS)
     clear = re.search(r"aws dynamodb delete-item --table-name (\S+) --key '([^']+)'", action["reason"])
     assert clear is not None, action["reason"]
     # Doing what the message says frees the promotion.
