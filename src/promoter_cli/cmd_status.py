@@ -370,6 +370,7 @@ def print_status(document: dict[str, Any]) -> None:
 
 def _target_rows(targets: list[dict[str, Any]]) -> list[list[str]]:
     """Target tags of one repository holding one digest in one state share a row."""
+    from promoter.model.outcomes import GATE_PENDING
     from promoter.workflows.reconcile import IN_SYNC
 
     grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -382,7 +383,9 @@ def _target_rows(targets: list[dict[str, Any]]) -> list[list[str]]:
         shown_state = state
         should_hold, gate = group[0]["should_hold"], group[0].get("gate")
         if state != IN_SYNC and should_hold != holds:
-            if gate:  # never offered: its gate refuses it (the reason is in --json)
+            if gate and gate["outcome"] == GATE_PENDING:  # a scan still to come decides it
+                shown_state = f"{state}: would get {short_digest(should_hold)} once its gate passes"
+            elif gate:  # never offered: its gate refuses it (the reason is in --json)
                 shown_state = f"{state}: {short_digest(should_hold)} stopped by a gate ({gate['outcome']})"
             else:
                 shown_state = f"{state}: would get {short_digest(should_hold)}"

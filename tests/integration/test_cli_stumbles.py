@@ -290,6 +290,35 @@ def test_status_never_offers_an_image_its_signature_gate_refuses(
     assert f"missing: {unsigned.digest[:19]} stopped by a gate (unverified)" in table
 
 
+def test_status_says_a_target_waiting_on_a_scan_gets_its_image_once_the_gate_passes(
+    aws_env, ecr, unique_name, pusher, tmp_path, capsys
+):
+    dev, stage = unique_name("dev"), unique_name("stage")
+    for name in (dev, stage):
+        ecr.create_repository(repositoryName=name)
+    unscanned = im.image((64,))
+    pusher.push(dev, unscanned, "sha-1")
+    config = write_config(
+        tmp_path / "promotion.json",
+        [
+            {
+                "name": "to-stage",
+                "source": {"repository": dev, "tags": ["sha-*"]},
+                "require": {"scan": {"max_severity": "HIGH"}},
+                "targets": [{"repository": stage}],
+            }
+        ],
+    )
+
+    code, out, err = promoter(capsys, "status", "--config", config, "--json")
+    _, table, _ = promoter(capsys, "status", "--config", config)
+
+    assert code == 0, err
+    (target,) = json.loads(out)["rules"][0]["targets"]
+    assert target["gate"]["outcome"] == "gate-pending"
+    assert f"missing: would get {unscanned.digest[:19]} once its gate passes" in table
+
+
 # --- 6. reconcile: errors first, then a summary that says it failed -----------------------------
 
 
