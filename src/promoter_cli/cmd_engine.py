@@ -69,7 +69,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for gate in _gate_lines(rule):
             print(f"    gate: {gate}")
         for target in rule.targets:
-            print(f"    -> {target.repository}:{'|'.join(target.tags)} ({_registry_text(target.registry)})")
+            where = _registry_text(target.registry) + (", protected" if target.protect else "")
+            print(f"    -> {target.repository}:{'|'.join(target.tags)} ({where})")
     return EXIT_OK
 
 
@@ -121,7 +122,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return loaded
     config, event = loaded
     result = preview_event(event, config, EcrRegistry(make_ecr_client()))
-    _print(result.to_dict(), args.json)
+    document = result.to_dict()
+    for action in document["results"]:  # which targets only the promoter may write (`protect: true`)
+        action["protected"] = config.protects(
+            action["target_repository"], action["target_account"], action["target_region"]
+        )
+    _print(document, args.json)
     return EXIT_OK if result.error is None else EXIT_NOT_ALL_PROMOTED
 
 

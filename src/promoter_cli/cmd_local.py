@@ -268,11 +268,16 @@ def pattern_lines(config: PromotionConfig, created: list[str], endpoint: str) ->
 
 
 def create_configured_repositories(
-    config: PromotionConfig, endpoint: str, region: str, extra: Mapping[str, str] | None = None
+    config: PromotionConfig,
+    endpoint: str,
+    region: str,
+    extra: Mapping[str, str] | None = None,
+    account: str | None = None,
 ) -> list[str]:
     """Creates the repositories `config` names exactly in the home registry (sources and targets
     without templates; another account's or region's targets are left alone) and the `extra` ones
-    (name: tag mutability, from `--create`); returns their names."""
+    (name: tag mutability, from `--create`); returns their names. With `account`, the protected
+    targets get the stack's protection (promoter_cli.local_protection)."""
     import boto3
 
     wanted: dict[str, str] = dict(extra or {})
@@ -292,6 +297,10 @@ def create_configured_repositories(
     for name, mutability in sorted(wanted.items()):
         with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
             ecr.create_repository(repositoryName=name, imageTagMutability=mutability)
+    if account is not None:
+        from promoter_cli.local_protection import protect_local_repositories
+
+        protect_local_repositories(ecr, config, account)
     return sorted(wanted)
 
 
@@ -371,7 +380,7 @@ def run_local(args: argparse.Namespace) -> int:
     promoter = None
     try:
         created = (
-            create_configured_repositories(config, local.endpoint, local.region, extra)
+            create_configured_repositories(config, local.endpoint, local.region, extra, local.account)
             if config is not None
             else []
         )

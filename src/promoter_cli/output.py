@@ -84,7 +84,8 @@ def action_row(result: Mapping[str, Any]) -> list[str]:
     if result.get("replayed"):
         reason = f"{reason} (answered from the idempotency record)".strip()
     digest = short_digest(result["source_digest"])
-    return [result["outcome"], f"{target}:{result['target_tag']}", digest, reason]
+    protected = " (protected)" if result.get("protected") else ""  # `plan`: a `protect: true` target
+    return [result["outcome"], f"{target}:{result['target_tag']}{protected}", digest, reason]
 
 
 def print_actions(results: Sequence[Mapping[str, Any]], out: TextIO | None = None) -> None:
