@@ -135,8 +135,10 @@ def cmd_handle(args: argparse.Namespace) -> int:
     from promoter.aws.gate_store import DynamoDbGates
     from promoter.aws.history import DynamoDbHistory
     from promoter.aws.idempotency import idempotent_runner, make_persistence
+    from promoter.aws.ledger import IdempotencyLedger
     from promoter.aws.registry import EcrRegistry, make_ecr_client
     from promoter.aws.results import EventBridgeResults
+    from promoter.workflows.out_of_band import push_check
     from promoter.workflows.promote import Promoter
     from promoter.workflows.service import handle_event
 
@@ -146,10 +148,19 @@ def cmd_handle(args: argparse.Namespace) -> int:
     config, event = loaded
     registry = EcrRegistry(make_ecr_client())
     try:
-        run = idempotent_runner(Promoter(registry), make_persistence())
-        # The same history, result events and scan-gate waits as the Lambda (issue 5).
+        persistence = make_persistence()
+        run = idempotent_runner(Promoter(registry), persistence)
+        history = DynamoDbHistory()
+        # The same history, result events, scan-gate waits and out-of-band check as the Lambda.
         result = handle_event(
-            event, config, registry, run, DynamoDbHistory(), EventBridgeResults(), DynamoDbGates()
+            event,
+            config,
+            registry,
+            run,
+            history,
+            EventBridgeResults(),
+            DynamoDbGates(),
+            out_of_band=push_check(config, IdempotencyLedger(persistence), history),
         )
     except PromoterError as exc:
         print(f"promoter: {exc}", file=sys.stderr)

@@ -250,3 +250,57 @@ def test_a_write_outside_the_promoter_is_announced_counted_recorded_shown_and_re
     emf = handle(push_event(pushes, staging, promoted.digest), capsys)
     assert counted(emf) == 0
     assert bus.drain() == []
+
+
+def test_a_break_glass_promote_and_a_rollback_are_the_promoters_too(chain, pusher, ecr, capsys):
+    """`promoter promote` runs under the idempotency record of its `manual` action; a rollback
+    restores a digest the history shows the promoter placed on that tag before."""
+    dev, staging, _config, pushes, bus = chain
+    first, second = im.image((256,)), im.image((384,))
+    promote(pusher, pushes, dev, first, capsys)
+    handle(push_event(pushes, staging, first.digest), capsys)
+    pusher.push(dev, second, "v2")
+
+    manual = cli("promote", f"{dev}:v2", "--to", f"{staging}:v1", "--reason", "hotfix")
+    assert manual.returncode == 0, manual.stderr
+    emf = handle(push_event(pushes, staging, second.digest), capsys)
+    assert counted(emf) == 0
+
+    rolled = cli("rollback", "--repository", staging, "--tag", "v1", "--reason", "bad hotfix")
+    assert rolled.returncode == 0, rolled.stderr
+    held = ecr.batch_get_image(repositoryName=staging, imageIds=[{"imageTag": "v1"}])["images"]
+    assert held[0]["imageId"]["imageDigest"] == first.digest
+    emf = handle(push_event(pushes, staging, first.digest), capsys)
+
+    assert counted(emf) == 0
+    assert bus.drain() == []
+    assert FOREIGN not in [r["outcome"] for r in DynamoDbHistory().for_target(staging, "v1")]
+
+
+def test_promoter_handle_checks_a_push_as_the_lambda_does(chain, pusher, ecr):
+    """The command-line twin of the handler: the same check, the same record; exit 1, since the
+    event shows something went around the promoter."""
+    _dev, staging, config, pushes, _bus = chain
+    foreign = im.image((256,))
+    pusher.push(staging, foreign, "v9")
+    event = push_event(pushes, staging, foreign.digest)
+
+    handled = subprocess.run(
+        [*PROMOTER, "handle", "-", "--config", config, "--json"],
+        env=dict(os.environ),
+        input=json.dumps(event),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert handled.returncode == 1, handled.stderr
+    (action,) = json.loads(handled.stdout)["actions"]
+    assert (action["outcome"], action["target_digest"], action["expected_digest"]) == (
+        FOREIGN,
+        foreign.digest,
+        None,
+    )
+    assert "never placed an image there" in action["reason"]
+    (record,) = DynamoDbHistory().for_target(staging, "v9")
+    assert record["outcome"] == FOREIGN
