@@ -115,6 +115,15 @@ _RETRYABLE_IMAGE_FAILURES = frozenset({"KmsError", "UpstreamUnavailable", "Upstr
 
 # ListImageReferrers answers 20 referrers a page unless maxResults asks for up to 50 (service model).
 LIST_REFERRERS_PAGE_SIZE = 50
+# Without a filter ListImageReferrers lists ACTIVE referrers only (service model, ListImageReferrersFilter):
+# a signature or SBOM a lifecycle rule archived would vanish from a promotion unannounced. ANY lists
+# every status, each referrer with its `artifactStatus`.
+REFERRER_STATUS_ANY = "ANY"
+# GetAuthorizationToken's token lives 12 hours (`expiresAt`); a cached one is fetched again this long
+# before it expires, so no request of a long-lived container goes out with a token about to lapse.
+AUTH_TOKEN_REFRESH_SECONDS = 5 * 60
+# When an answer carries no `expiresAt` (ECR always sends it), the lifetime ECR documents.
+AUTH_TOKEN_LIFETIME_SECONDS = 12 * 3600
 # ECR's image statuses (ImageStatus): an ARCHIVED image cannot be pulled until a restore
 # (ACTIVATING, up to 20 minutes) makes it ACTIVE again.
 IMAGE_ACTIVE = "ACTIVE"
@@ -130,7 +139,12 @@ class Registry(Protocol):
         ...
 
     def list_referrers(self, repository: str, digest: str) -> tuple[str, ...]:
-        """Digests of the OCI 1.1 referrers of an image."""
+        """Digests of the OCI 1.1 referrers of an image, of every status (archived ones included)."""
+        ...
+
+    def referrer_statuses(self, repository: str, digest: str) -> dict[str, str]:
+        """The OCI 1.1 referrers of an image, of every status: digest -> ACTIVE, ARCHIVED or
+        ACTIVATING, in the order listed. Raises what listing raises (AccessDeniedError, ...)."""
         ...
 
     def missing_blobs(self, repository: str, digests: Sequence[str]) -> set[str]:
@@ -368,12 +382,20 @@ def _ecr_errors(
 class EcrRegistry:
     """`Registry` on the ECR API. `opener` fetches URLs (download URLs, /v2 mounts)."""
 
-    def __init__(self, client: Any, opener: Callable[..., Any] = urllib.request.urlopen) -> None:
+    def __init__(
+        self,
+        client: Any,
+        opener: Callable[..., Any] = urllib.request.urlopen,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._ecr = client
         pace_put_image(client)
         self._open = opener
+        self._clock = clock  # epoch seconds: when the cached registry token must be fetched again
         self._mounting: bool | None = None
         self._auth: tuple[str, str] | None = None
+        self._auth_expires = 0.0  # epoch seconds: the cached token's `expiresAt`
         self._auth_lock = threading.Lock()  # blob workers share one token
 
     # --- manifests -------------------------------------------------------------------------
@@ -408,23 +430,30 @@ class EcrRegistry:
         }
 
     def list_referrers(self, repository: str, digest: str) -> tuple[str, ...]:
+        return tuple(self.referrer_statuses(repository, digest))
+
+    def referrer_statuses(self, repository: str, digest: str) -> dict[str, str]:
         if not hasattr(self._ecr, "list_image_referrers"):
             # The Lambda runtime's botocore is AWS's choice and lags PyPI: ListImageReferrers first
             # appears in botocore 1.41.0, older clients have no such method (AttributeError). The
-            # registry's OCI referrers API answers the same question with the same credentials.
-            return self._referrers_from_registry(repository, digest)
-        digests: list[str] = []
+            # registry's OCI referrers API answers the same question with the same credentials; it
+            # says nothing of storage classes (an archived referrer it lists is found archived when
+            # it is read: workflows.promote).
+            return dict.fromkeys(self._referrers_from_registry(repository, digest), IMAGE_ACTIVE)
+        statuses: dict[str, str] = {}
         kwargs: dict[str, Any] = {
             "repositoryName": repository,
             "subjectId": {"imageDigest": digest},
+            "filter": {"artifactStatus": REFERRER_STATUS_ANY},
             "maxResults": LIST_REFERRERS_PAGE_SIZE,
         }
         while True:
             with _ecr_errors("ListImageReferrers", repository):
                 response = self._ecr.list_image_referrers(**kwargs)
-            digests += [r["digest"] for r in response.get("referrers") or ()]
+            for referrer in response.get("referrers") or ():
+                statuses[referrer["digest"]] = referrer.get("artifactStatus") or IMAGE_ACTIVE
             if not response.get("nextToken"):
-                return tuple(digests)
+                return statuses
             kwargs["nextToken"] = response["nextToken"]
 
     def _referrers_from_registry(self, repository: str, digest: str) -> tuple[str, ...]:
@@ -648,12 +677,16 @@ class EcrRegistry:
             pass  # an abandoned upload session expires on its own
 
     def _authorization(self) -> tuple[str, str]:
-        """The registry endpoint and basic-auth token (`AWS:<password>`, base64), fetched once."""
+        """The registry endpoint and basic-auth token (`AWS:<password>`, base64), cached until
+        AUTH_TOKEN_REFRESH_SECONDS before its `expiresAt` (12 hours after it was issued): a
+        container that lives longer fetches a new one rather than fall back to the layer API."""
         with self._auth_lock:
-            if self._auth is None:
+            now = self._clock()
+            if self._auth is None or now >= self._auth_expires - AUTH_TOKEN_REFRESH_SECONDS:
                 with _ecr_errors("GetAuthorizationToken", "registry"):
                     data = self._ecr.get_authorization_token()["authorizationData"][0]
                 self._auth = ((data.get("proxyEndpoint") or "").rstrip("/"), data["authorizationToken"])
+                self._auth_expires = _epoch(data.get("expiresAt")) or now + AUTH_TOKEN_LIFETIME_SECONDS
             return self._auth
 
     def layer_download_url(self, repository: str, digest: str) -> str:

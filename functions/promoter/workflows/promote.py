@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from promoter.aws.registry import IMAGE_ACTIVATING, IMAGE_ARCHIVED, Registry, cosign_tags
+from promoter.aws.registry import IMAGE_ACTIVATING, IMAGE_ACTIVE, IMAGE_ARCHIVED, Registry, cosign_tags
 from promoter.aws.remote import TargetRegistries, default_target_registries
 from promoter.exceptions import (
     ImageNotFoundError,
@@ -67,6 +67,15 @@ class ImageTree:
 
     def manifests(self) -> tuple[Manifest, ...]:
         return (*self.dependencies, *(m for _, m in self.signatures), self.image)
+
+
+class TrustMaterialArchivedError(RegistryError):
+    """Referrers of an image being promoted (signatures, SBOMs, attestations) are in ECR's archive
+    storage class: they cannot be pulled, so they cannot go along until they are restored."""
+
+    def __init__(self, message: str, archived: dict[str, str]) -> None:
+        super().__init__(message)
+        self.archived = archived  # digest -> ARCHIVED or ACTIVATING
 
 
 class Promoter:
@@ -163,9 +172,23 @@ class Promoter:
             tree = self._read_tree(source, digest)
         except ImageNotFoundError:
             return self._source_unreadable(action)
+        except TrustMaterialArchivedError as exc:
+            return self._trust_material_archived(action, exc)
         # The first read answered the top digest and its cosign tags (a missing reference is an
         # answer too: absent). A signature is compared by its tag, so its own digest needs no read.
-        asked = {tag, digest, *cosign_tags(digest)}
+        stats = self._put_trust_material(source, target, tree, present, {tag, digest, *cosign_tags(digest)})
+        result = self._put_tag(action, tree.image, current)
+        stats = replace(stats, manifests_put=stats.manifests_put + (result.outcome == PROMOTED))
+        return ActionResult.for_action(
+            action, result.outcome, target_digest=result.target_digest, reason=result.reason, stats=stats
+        )
+
+    def _put_trust_material(
+        self, source: str, target: str, tree: ImageTree, present: dict[str, Manifest], asked: set[str]
+    ) -> CopyStats:
+        """Everything of `tree` but its top manifest's tag that the target lacks: blobs, children and
+        referrers by digest, cosign tags. `present` holds what was read of the target (`asked`:
+        the references that read named); the rest is read here, once."""
         unanswered = [m.digest for m in tree.dependencies] + [t for t, _ in tree.signatures]
         unanswered = [r for r in dict.fromkeys(unanswered) if r not in asked]
         if unanswered:
@@ -183,11 +206,46 @@ class Promoter:
             held = present.get(sig_tag)
             if held is None or held.digest != manifest.digest:
                 puts += self._put_signature(target, sig_tag, manifest)
-        result = self._put_tag(action, tree.image, current)
-        stats = CopyStats(mounted, copied, nbytes, puts + (result.outcome == PROMOTED))
-        return ActionResult.for_action(
-            action, result.outcome, target_digest=result.target_digest, reason=result.reason, stats=stats
-        )
+        return CopyStats(mounted, copied, nbytes, puts)
+
+    def carry_trust_material(self, action: Action) -> ActionResult:
+        """Trust material that arrived after the image was promoted (a signature, an SBOM, an
+        attestation: referrers and cosign tags, and theirs) put into the action's target, which
+        holds the image already; the target tag is not touched. `promoted` when something was
+        written, `already-present` when the target lacked nothing (a replay costs reads only),
+        `failed` when the target no longer holds the image, or as `promote` says for a source that
+        is gone or trust material that is archived. Raises only retryable errors."""
+        if action.same_repository:
+            return ActionResult.for_action(action, ALREADY_PRESENT, target_digest=action.source.digest)
+        try:
+            return self._for_target(action)._carry(action)
+        except RegistryError as exc:
+            if exc.retryable:
+                raise
+            return ActionResult.for_action(action, FAILED, reason=str(exc))
+
+    def _carry(self, action: Action) -> ActionResult:
+        source, target, digest = action.source.repository, action.target_repository, action.source.digest
+        asked = {digest, *cosign_tags(digest)}
+        try:
+            present = self._registry.get_manifests(target, list(asked))
+        except RepositoryNotFoundError:
+            return ActionResult.for_action(
+                action, FAILED, reason=f"target repository {target!r} does not exist"
+            )
+        if digest not in present:
+            return ActionResult.for_action(
+                action, FAILED, reason=f"{target} no longer holds {digest}: its trust material is not carried"
+            )
+        try:
+            tree = self._read_tree(source, digest)
+        except ImageNotFoundError:
+            return self._source_unreadable(action)
+        except TrustMaterialArchivedError as exc:
+            return self._trust_material_archived(action, exc)
+        stats = self._put_trust_material(source, target, tree, present, asked)
+        outcome = PROMOTED if stats.manifests_put else ALREADY_PRESENT
+        return ActionResult.for_action(action, outcome, target_digest=digest, stats=stats)
 
     def _source_unreadable(self, action: Action) -> ActionResult:
         """The source image could not be read: gone, or in ECR's archive storage class (not pullable
@@ -235,6 +293,46 @@ class Promoter:
             reason=(
                 f"source image {where} is archived; restore requested ({status}): the reconciliation "
                 "sweep promotes it once it is ACTIVE"
+            ),
+        )
+
+    def _trust_material_archived(self, action: Action, exc: TrustMaterialArchivedError) -> ActionResult:
+        """Trust material of the image is archived: the promotion names it (`failed`, nothing
+        written: the image would arrive without what verifies it), or, when its rule says
+        `source: {restore_archived: true}`, asks ECR to restore it and is `skipped` for now (the
+        reconciliation sweep promotes the image, with it, once it is ACTIVE again)."""
+        source = action.source.repository
+        named = ", ".join(f"{d} ({s})" for d, s in exc.archived.items())
+        if not action.restore_archived:
+            return ActionResult.for_action(
+                action,
+                FAILED,
+                reason=(
+                    f"trust material of {source}@{action.source.digest} is archived (ECR archive storage "
+                    f"class): {named}; not promoted without it (restore it with UpdateImageStorageClass "
+                    "to STANDARD; a rule with source.restore_archived restores it itself)"
+                ),
+            )
+        for digest, status in exc.archived.items():
+            if status != IMAGE_ARCHIVED:
+                continue  # ACTIVATING: a restore is under way already
+            try:
+                self._source.restore_image(source, digest)
+            except RegistryError as error:
+                if error.retryable:
+                    raise
+                return ActionResult.for_action(
+                    action,
+                    FAILED,
+                    reason=f"trust material {source}@{digest} is archived and could not be restored: {error}",
+                )
+            logger.info("restore of archived trust material %s@%s requested", source, digest)
+        return ActionResult.for_action(
+            action,
+            SKIPPED,
+            reason=(
+                f"trust material of {source}@{action.source.digest} is archived: {named}; restore "
+                "requested: the reconciliation sweep promotes the image with it once it is ACTIVE"
             ),
         )
 
@@ -312,8 +410,13 @@ class Promoter:
         manifests): past a bound the action fails with `TrustTreeTooLargeError` rather than carry a
         part of it, which would not verify in the target as the whole does here.
 
+        Referrers are listed with every status: an archived one (not pullable) stops the read with
+        `TrustMaterialArchivedError` naming it, and so does a listed referrer that cannot be read
+        because ECR holds it archived (the /v2 referrers API says no status). A failure to list
+        referrers is an error of the action, never a promotion without them.
+
         Raises ImageNotFoundError (no image), InvalidManifestError (an index lists a manifest that
-        is not there), TrustTreeTooLargeError."""
+        is not there), TrustTreeTooLargeError, TrustMaterialArchivedError, the listing's errors."""
         found = self._source.get_manifests(repository, [digest, *cosign_tags(digest)])
         image = found.get(digest)
         if image is None:
@@ -348,6 +451,7 @@ class Promoter:
             lost = [d for d in children if d not in found]
             if lost:
                 raise InvalidManifestError(f"index in {repository} lists {lost[0]}, which is not there")
+            self._raise_if_archived(repository, [d for d in referrers if d not in found])
             level = [found[d] for d in fresh if d in found]
             known.update((m.digest, m) for m in level)
             tagged = {t: found[t] for t in tags if t in found}
@@ -365,25 +469,44 @@ class Promoter:
         )
 
     def _referrers_of(self, repository: str, subjects: Sequence[str]) -> list[str]:
-        """The referrers of each subject (ListImageReferrers follows every page), listed side by side."""
+        """The referrers of each subject (ListImageReferrers follows every page), listed side by
+        side. Raises TrustMaterialArchivedError when any of them is archived."""
         if not subjects:
             return []
         if len(subjects) == 1:
-            return list(self._referrers(repository, subjects[0]))
-        with ThreadPoolExecutor(max_workers=min(self._concurrency, len(subjects))) as pool:
-            listed = list(pool.map(lambda subject: self._referrers(repository, subject), subjects))
-        return [d for digests in listed for d in digests]
+            listed = [self._referrers(repository, subjects[0])]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self._concurrency, len(subjects))) as pool:
+                listed = list(pool.map(lambda subject: self._referrers(repository, subject), subjects))
+        archived = {d: s for statuses in listed for d, s in statuses.items() if s != IMAGE_ACTIVE}
+        if archived:
+            raise TrustMaterialArchivedError(f"trust material in {repository} is archived", archived)
+        return [d for statuses in listed for d in statuses]
 
-    def _referrers(self, repository: str, digest: str) -> tuple[str, ...]:
+    def _referrers(self, repository: str, digest: str) -> dict[str, str]:
+        """The referrers of one subject with their status. A listing that fails for good (say
+        AccessDenied on ListImageReferrers) is the action's failure, naming it: the image never goes
+        without the signatures and SBOMs it may have. Retryable failures propagate as they are."""
         try:
-            return self._source.list_referrers(repository, digest)
+            return self._source.referrer_statuses(repository, digest)
         except RegistryError as exc:
             if exc.retryable:
                 raise
-            logger.warning(
-                "referrers of %s@%s not listed, promoting without them: %s", repository, digest, exc
-            )
-            return ()
+            raise type(exc)(
+                f"referrers of {repository}@{digest} could not be listed, so its signatures, SBOMs "
+                f"and attestations could not be carried: not promoted without them ({exc})"
+            ) from exc
+
+    def _raise_if_archived(self, repository: str, unread: Sequence[str]) -> None:
+        """Listed referrers the read did not return: deleted meanwhile (nothing to carry), or
+        archived (the /v2 referrers API lists them without a status): TrustMaterialArchivedError."""
+        archived: dict[str, str] = {}
+        for digest in unread:
+            status = self._source.image_status(repository, digest)
+            if status in (IMAGE_ARCHIVED, IMAGE_ACTIVATING):
+                archived[digest] = status
+        if archived:
+            raise TrustMaterialArchivedError(f"trust material in {repository} is archived", archived)
 
     def _transfer_blobs(self, source: str, target: str, blobs: Sequence[Blob]) -> tuple[int, int, int]:
         """Mounts or copies the blobs the target lacks; returns (mounted, copied, bytes copied)."""
