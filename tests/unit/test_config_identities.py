@@ -79,9 +79,30 @@ def test_an_identity_matching_everyone_is_refused(pattern, key):
     assert f"matches every {key}" in error.reason
 
 
+@pytest.mark.parametrize(
+    ("key", "pattern", "why"),
+    [
+        ("subject", "re:https://.*", "mallory-0/app"),
+        ("subject", r"re:https://github\.com/.*", "mallory-0/app"),
+        ("subject", r"re:https://gitlab\.com/.+", "mallory-0/app"),
+        ("subject", r"re:.*@gmail\.com", "mallory-0@gmail.com"),
+        ("issuer", "re:https://.*", "takes both"),
+        ("issuer", r"re:https://(gitlab\.com|accounts\.google\.com)", "takes both"),
+    ],
+)
+def test_an_identity_anyone_can_get_or_any_issuer_is_refused(key, pattern, why):
+    identity = {"issuer": ACTIONS_ISSUER, "subject": EXACT_SUBJECT, key: pattern}
+    error = _refusal(identity)
+    assert error.field == f"{FIELD}.{key}"
+    assert f"matches every {key}" in error.reason and why in error.reason
+
+
 def test_an_anchored_escaped_identity_pattern_is_accepted():
     subject = r"re:https://github\.com/acme/app/\.github/workflows/release\.yml@refs/tags/v[0-9.]+"
     assert _identity({"issuer": ACTIONS_ISSUER, "subject": subject}).subject == subject
+    assert _identity({"issuer": r"re:https://token\.actions\.githubusercontent\.com", "subject": subject})
+    owner = r"re:https://github\.com/acme/[a-z-]+/\.github/workflows/release\.yml@refs/tags/v.*"
+    assert _identity({"issuer": ACTIONS_ISSUER, "subject": owner}).subject == owner
 
 
 @pytest.mark.parametrize("pattern", [r"re:(a)\1", "re:(?=x)x", "re:(?i)x", r"re:\bx"])

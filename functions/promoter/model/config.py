@@ -35,8 +35,8 @@ from promoter.model.patterns import (
     check_pattern,
     check_regex,
     globs_overlap,
-    matches_anything,
     patterns_overlap,
+    too_wide_identity,
 )
 from promoter.model.templates import (
     SEMVER_FIELDS,
@@ -770,10 +770,11 @@ def _parse_identity(raw: object, rule: str, field: str) -> SigstoreIdentity:
                 regex = check_regex(value)
             except ValueError as exc:
                 raise ConfigError(str(exc), rule=rule, field=f"{field}.{key}") from exc
-            if matches_anything(regex):
+            too_wide = too_wide_identity(regex, key)
+            if too_wide is not None:
                 raise ConfigError(
-                    f"{value!r} matches every {key}: any signer with a certificate from the public "
-                    "Sigstore would pass; name the exact identity (or anchor and escape the regex: "
+                    f"{value!r} matches every {key} ({too_wide}): signers with certificates from the "
+                    "public Sigstore would pass; name the exact identity (or anchor and escape the regex: "
                     r"'re:https://github\.com/acme/app/\.github/workflows/release\.yml@refs/tags/v.*'), "
                     "or use the typed form {github: {repository, workflow, ref}}",
                     rule=rule,

@@ -104,14 +104,41 @@ _UNRELATED_PROBES = (
     "ünïcødé 名前",
     "a b\tc",
 )
+# Subjects anyone can get a certificate for from the public Sigstore: a workflow of a repository
+# they create on GitHub or GitLab, an address at a public mail provider.
+_ANYONES_SUBJECTS = (
+    "https://github.com/mallory-0/app/.github/workflows/release.yml@refs/tags/v1.0.0",
+    "https://gitlab.com/mallory-0/app//.gitlab-ci.yml@refs/tags/v1.0.0",
+    "mallory-0@gmail.com",
+)
+# Distinct OIDC issuers Fulcio trusts: an issuer pattern that takes two of them names none.
+_FULCIO_ISSUERS = (
+    "https://token.actions.githubusercontent.com",
+    "https://gitlab.com",
+    "https://accounts.google.com",
+    "https://github.com/login/oauth",
+    "https://oauth2.sigstore.dev/auth",
+)
 
 
-def matches_anything(regex: LinearRegex) -> bool:
-    """Whether a regex names no one in particular: it takes every one of several unrelated strings
-    (`.*`, `.+`, `[\\s\\S]*`, `(.|x)+`), or spells no letter or digit of its own (`[^@]*`,
-    `.*@.*`: its literal skeleton is wildcards and punctuation)."""
-    spelled = any(c.isalnum() for c in literal_glob(regex))
-    return not spelled or all(regex.matches(probe) for probe in _UNRELATED_PROBES)
+def too_wide_identity(regex: LinearRegex, key: str) -> str | None:
+    """Why an identity regex (`key`: "issuer" or "subject") names no one in particular, or None:
+    it takes every one of several unrelated strings (`.*`, `.+`, `[\\s\\S]*`), spells no letter or
+    digit of its own (`[^@]*`, `.*@.*`), takes a subject anyone can get (a workflow of any GitHub
+    repository, any Gmail address), or takes two of Fulcio's issuers."""
+    if not any(c.isalnum() for c in literal_glob(regex)):
+        return "it spells no letter or digit of its own"
+    if all(regex.matches(probe) for probe in _UNRELATED_PROBES):
+        return "it takes any string"
+    if key == "subject":
+        anyones = next((probe for probe in _ANYONES_SUBJECTS if regex.matches(probe)), None)
+        if anyones is not None:
+            return f"it takes {anyones!r}, an identity anyone can get"
+    else:
+        issuers = [issuer for issuer in _FULCIO_ISSUERS if regex.matches(issuer)]
+        if len(issuers) > 1:
+            return f"it takes both {issuers[0]!r} and {issuers[1]!r}"
+    return None
 
 
 def check_pattern(text: object, allowed: frozenset[str], what: str) -> NamePattern:
