@@ -17,8 +17,14 @@ from promoter.model.config import TRIGGER_PUSH, PromotionConfig
 
 ECR_EVENT_SOURCE = "aws.ecr"
 ECR_IMAGE_ACTION = "ECR Image Action"
+# A referrer (signature, SBOM, attestation) pushed or restored: trust material that follows its
+# image (workflows.late_trust). Its detail names the referrer, its `artifact-media-type` and no tag.
+ECR_REFERRER_ACTION = "ECR Referrer Action"
 PUSH_ACTION = "PUSH"
 SUCCESS_RESULT = "SUCCESS"
+UPDATE_STORAGE_CLASS_ACTION = "UPDATE_STORAGE_CLASS"
+# cosign's tags: sha256-<hex>.sig / .att / .sbom (EventBridge's prefix filter is the cheapest).
+COSIGN_TAG_PREFIX = "sha256-"
 
 # fnmatch metacharacters a repository glob may use. EventBridge's `wildcard` knows only `*`.
 _GLOB_SINGLE = re.compile(r"\?|\[[^\]]*\]")
@@ -73,9 +79,17 @@ def watched_repository_globs(config: PromotionConfig) -> tuple[str, ...]:
     return tuple(sorted({*sources, *config.target_repository_globs()}))
 
 
+def trust_material_globs(config: PromotionConfig) -> tuple[str, ...]:
+    """The repositories where trust material of promoted images arrives, sorted: every rule's source
+    (a signature pushed there after a promotion follows the image: workflows.late_trust)."""
+    return tuple(sorted({rule.source.repository_glob for rule in config.rules}))
+
+
 def push_event_pattern(push_source_globs: Iterable[str], account: str | None = None) -> dict[str, Any]:
     """The default-bus pattern: successful tagged ECR pushes into the push rules' source repositories
     of `account` (the stack's own; None matches any account's, for tests of the pattern alone).
+    A cosign tag (`sha256-<hex>.sig`) is a tagged push: in these repositories its late arrival
+    reaches the promoter through this pattern (workflows.late_trust).
 
     Untagged pushes (index children, referrers, attestations) carry `"image-tag": ""` or no tag at
     all; `anything-but [""]` rejects both, because a filter on a field never matches a missing field.
@@ -100,6 +114,43 @@ def push_event_pattern(push_source_globs: Iterable[str], account: str | None = N
             "EventBridge accepts: cover related repositories with one glob (e.g. 'team/*')"
         )
     return pattern
+
+
+def trust_material_event_pattern(
+    trust_source_globs: Iterable[str], account: str | None = None
+) -> dict[str, Any]:
+    """The default-bus pattern for trust material arriving in the rules' sources of `account`
+    (`trust_material_globs`; workflows.late_trust): a referrer pushed or restored from the archive
+    (`ECR Referrer Action`: it names no tag, and its artifact type), or a push of one of cosign's
+    tags (`ECR Image Action`, tag `sha256-<hex>.sig/.att/.sbom`). An untagged image push without a
+    tag field and restores to ARCHIVE match too; the Lambda passes them by.
+    Raises ValueError when the pattern would exceed EventBridge's size quota."""
+    in_sources: dict[str, Any] = {}
+    filters = repository_filters(trust_source_globs)
+    if filters is not None:
+        in_sources["repository-name"] = filters
+    cosign_tag = {"action-type": [PUSH_ACTION], "image-tag": [{"prefix": COSIGN_TAG_PREFIX}]}
+    referrer_pushed = {
+        "action-type": [PUSH_ACTION, UPDATE_STORAGE_CLASS_ACTION],
+        "image-tag": [{"exists": False}],
+        "artifact-media-type": [{"exists": True}],
+    }
+    referrer = _in_account(
+        {
+            "source": [ECR_EVENT_SOURCE],
+            "detail-type": [ECR_REFERRER_ACTION, ECR_IMAGE_ACTION],
+            "detail": {"$or": [cosign_tag, referrer_pushed], "result": [SUCCESS_RESULT], **in_sources},
+        },
+        account,
+    )
+    size = len(json.dumps(referrer, separators=(",", ":")))
+    if size > EVENT_PATTERN_MAX_CHARS:
+        raise ValueError(
+            f"the rules' sources are {len(filters or ())} repository filters and the EventBridge pattern "
+            f"for their trust material is {size} characters, over the {EVENT_PATTERN_MAX_CHARS} "
+            "EventBridge accepts: cover related repositories with one glob (e.g. 'team/*')"
+        )
+    return referrer
 
 
 def request_event_pattern(

@@ -467,6 +467,10 @@ class EcrService:
                 rec.name, parsed.digest, "PUSH", tag, parsed.media_type, parsed.config_media_type
             ),
         )
+        if parsed.subject:  # an OCI 1.1 referrer: ECR announces it apart (events/ecr-referrer-action.json)
+            self.events.emit(
+                scope, DETAIL_TYPE_REFERRER_ACTION, referrer_action_detail(rec.name, stored, "PUSH")
+            )
         return PutResult(stored, tag, created=True)
 
     def _image_size(self, scope: Scope, repo: str, parsed: ParsedManifest) -> int:
@@ -1040,6 +1044,12 @@ class EcrService:
             DETAIL_TYPE_IMAGE_ACTION,
             storage_class_detail(rec.name, stored, target),
         )
+        if stored.subject:
+            detail = {
+                **referrer_action_detail(rec.name, stored, "UPDATE_STORAGE_CLASS"),
+                "target-storage-class": target,
+            }
+            self.events.emit(scope, DETAIL_TYPE_REFERRER_ACTION, detail)
         image_id: dict[str, str] = {"imageDigest": stored.digest}
         if isinstance(p.get("imageId"), dict) and p["imageId"].get("imageTag"):
             image_id["imageTag"] = p["imageId"]["imageTag"]
@@ -1256,6 +1266,27 @@ def _setting_name(p: dict[str, Any]) -> str:
             f"expected one of {tuple(ACCOUNT_SETTINGS)}"
         )
     return name
+
+
+# A referrer pushed or moved between storage classes (inferred for PUSH: the sample and the CDK's
+# event schema show the fields, AWS documents only the UPDATE_STORAGE_CLASS event).
+DETAIL_TYPE_REFERRER_ACTION = "ECR Referrer Action"
+
+
+def referrer_action_detail(repo: str, image: ImageRecord, action: str) -> dict[str, str]:
+    """The `detail` of an `ECR Referrer Action`, shaped like events/ecr-referrer-action.json: it
+    names the referrer, not its subject (the referrer's manifest does)."""
+    detail = {
+        "action-type": action,
+        "image-digest": image.digest,
+        "repository-name": repo,
+        "result": "SUCCESS",
+        "manifest-media-type": image.media_type,
+    }
+    artifact_type = image.artifact_type or image.config_media_type
+    if artifact_type:
+        detail["artifact-media-type"] = artifact_type
+    return detail
 
 
 def storage_class_detail(repo: str, image: ImageRecord, target: str) -> dict[str, str]:

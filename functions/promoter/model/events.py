@@ -22,6 +22,12 @@ from promoter.model.templates import is_digest
 ECR_SOURCE = "aws.ecr"
 ECR_IMAGE_ACTION = "ECR Image Action"
 ECR_IMAGE_SCAN = "ECR Image Scan"
+# An OCI 1.1 referrer (signature, SBOM, attestation) pushed, restored or deleted
+# (events/ecr-referrer-action.json).
+ECR_REFERRER_ACTION = "ECR Referrer Action"
+# A referrer restored from the archive is pullable again: trust material that arrives, like a push.
+UPDATE_STORAGE_CLASS_ACTION = "UPDATE_STORAGE_CLASS"
+STANDARD_STORAGE_CLASS = "STANDARD"
 # Enhanced scanning: Inspector reports on the default bus; its repository-name is the repository ARN.
 INSPECTOR_SOURCE = "aws.inspector2"
 INSPECTOR_SCAN = "Inspector2 Scan"
@@ -80,6 +86,23 @@ class PromotionRequested:
 
 
 @dataclass(frozen=True)
+class ReferrerArrived:
+    """ECR Referrer Action, PUSH (or restored to STANDARD), SUCCESS: a referrer is pullable in a
+    repository. The event does not name its subject: the referrer's manifest does
+    (workflows.late_trust reads it)."""
+
+    event_id: str
+    repository: str
+    digest: str  # the referrer's own digest
+    artifact_type: str = ""
+
+    @property
+    def reason(self) -> str:
+        """Why the promotion planner passes it by: the late-trust workflow handles it."""
+        return "a referrer's arrival carries trust material to promoted images (workflows.late_trust)"
+
+
+@dataclass(frozen=True)
 class SweepDue:
     """The scheduled tick (EventBridge schedule): end scan-gate waits that passed their deadline."""
 
@@ -94,7 +117,7 @@ class IgnoredEvent:
     reason: str
 
 
-Event = ImagePushed | ImageScanned | PromotionRequested | SweepDue | IgnoredEvent
+Event = ImagePushed | ImageScanned | PromotionRequested | SweepDue | ReferrerArrived | IgnoredEvent
 
 
 def parse_json_event(body: str) -> Event:
@@ -130,6 +153,8 @@ def parse_event(data: object) -> Event:
             digest=_required(detail, "image-digest", event_id),
             status=_text(detail, "scan-status") or "",
         )
+    if source == ECR_SOURCE and detail_type == ECR_REFERRER_ACTION:
+        return _parse_referrer_action(event_id, detail)
     if source == SCHEDULE_SOURCE and detail_type == SCHEDULED_EVENT:
         return SweepDue(event_id)
     if source == INSPECTOR_SOURCE and detail_type == INSPECTOR_SCAN:
@@ -172,6 +197,26 @@ def _parse_image_action(event_id: str, detail: Mapping[str, Any]) -> Event:
         digest=digest,
         tag=_text(detail, "image-tag") or "",
         media_type=_text(detail, "manifest-media-type"),
+    )
+
+
+def _parse_referrer_action(event_id: str, detail: Mapping[str, Any]) -> Event:
+    action = _text(detail, "action-type")
+    result = _text(detail, "result")
+    storage_class = _text(detail, "target-storage-class")
+    restored = action == UPDATE_STORAGE_CLASS_ACTION and storage_class == STANDARD_STORAGE_CLASS
+    if action != PUSH_ACTION and not restored:
+        return IgnoredEvent(event_id, f"ECR referrer action {action!r} brings no trust material")
+    if result != SUCCESS_RESULT:
+        return IgnoredEvent(event_id, f"referrer action result is {result!r}, not SUCCESS")
+    digest = _required(detail, "image-digest", event_id)
+    if not is_digest(digest):
+        raise EventError(f"event {event_id!r}: image-digest {digest!r} is not a sha256 digest")
+    return ReferrerArrived(
+        event_id=event_id,
+        repository=_required(detail, "repository-name", event_id),
+        digest=digest,
+        artifact_type=_text(detail, "artifact-media-type") or "",
     )
 
 
