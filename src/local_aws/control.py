@@ -139,8 +139,12 @@ class ControlApi:
             findings = body.get("findings", [])
             if not isinstance(findings, list):
                 raise ValueError("findings must be a list")
-            self.store.set_findings(scope, str(body["repositoryName"]), str(body["imageDigest"]), findings)
-            return {"ok": True}
+            repository, digest = str(body["repositoryName"]), str(body["imageDigest"])
+            if self.ecr is None:
+                self.store.set_findings(scope, repository, digest, findings)
+                return {"ok": True, "scanned": False}
+            # A scanner finishing: the image's scan completes with these and its event is sent.
+            return {"ok": True, "scanned": self.ecr.complete_scan(scope, repository, digest, findings)}
         if path == "signer/revocations" and method == "POST":
             entities = body["entities"]
             if not isinstance(entities, list) or not all(isinstance(e, str) and e for e in entities):
@@ -287,10 +291,12 @@ class ControlClient:
         findings: list[dict[str, Any]],
         account: str | None = None,
         region: str | None = None,
-    ) -> None:
+    ) -> bool:
+        """The scan of `repository@digest` completes with `findings` and sends its `ECR Image Scan`
+        event; True when the image is there, False when the findings wait for its push and scan."""
         body: dict[str, Any] = {"repositoryName": repository, "imageDigest": digest, "findings": findings}
         if account:
             body["account"] = account
         if region:
             body["region"] = region
-        self._call("POST", "scan-findings", body)
+        return bool(self._call("POST", "scan-findings", body).get("scanned"))

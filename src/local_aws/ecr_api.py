@@ -39,6 +39,16 @@ from local_aws.manifests import (
 )
 from local_aws.principals import parse_principal, root_of
 from local_aws.registry import RegistryPool, RegistryProcess
+from local_aws.scanning import (
+    DETAIL_TYPE_IMAGE_SCAN,
+    REGISTRY_SCANNING_SETTING,
+    SCAN_COMPLETE,
+    load_configuration,
+    parse_scanning_configuration,
+    scan_event_detail,
+    scans_on_push,
+    severity_counts,
+)
 from local_aws.store import ACTIVATING, ACTIVE, ARCHIVED, ImageRecord, RepositoryRecord, Scope, Store, now
 
 MIB = 1024 * 1024
@@ -471,6 +481,11 @@ class EcrService:
             self.events.emit(
                 scope, DETAIL_TYPE_REFERRER_ACTION, referrer_action_detail(rec.name, stored, "PUSH")
             )
+        # Basic scanning scans images, not the lists and indexes over them.
+        if parsed.media_type not in INDEX_MEDIA_TYPES and scans_on_push(
+            self.scanning_configuration(scope), rec.name, rec.scan_on_push
+        ):
+            self.complete_scan(scope, rec.name, parsed.digest)
         return PutResult(stored, tag, created=True)
 
     def _image_size(self, scope: Scope, repo: str, parsed: ParsedManifest) -> int:
@@ -660,7 +675,7 @@ class EcrService:
         if image.subject:
             detail["subjectManifestDigest"] = image.subject
         if self.store.findings(scope, image.repo, image.digest) is not None:
-            detail["imageScanStatus"] = {"status": "COMPLETE", "description": "The scan was completed."}
+            detail["imageScanStatus"] = dict(SCAN_COMPLETE)
         return detail
 
     def op_ListImages(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
@@ -1061,19 +1076,50 @@ class EcrService:
         }
 
     # ---------------------------------------------------------------------------- scanning
+    def scanning_configuration(self, scope: Scope) -> dict[str, Any]:
+        """The registry's scanning configuration (`local_aws.scanning`); ECR's default without one."""
+        return load_configuration(self.store.setting(scope, REGISTRY_SCANNING_SETTING, ""))
+
+    def op_PutRegistryScanningConfiguration(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        configuration = parse_scanning_configuration(p)
+        self.store.set_setting(scope, REGISTRY_SCANNING_SETTING, json.dumps(configuration))
+        return {"registryScanningConfiguration": configuration}
+
+    def op_GetRegistryScanningConfiguration(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        return {"registryId": scope.account, "scanningConfiguration": self.scanning_configuration(scope)}
+
+    def complete_scan(
+        self, scope: Scope, repo: str, digest: str, findings: list[dict[str, Any]] | None = None
+    ) -> bool:
+        """A basic scan of `repo@digest` finishes: with `findings` when given, else with those set
+        for the image before (none if none were). When the image is in the repository its scan
+        event (`ECR Image Scan`) is sent and True returned; findings for an image not pushed yet
+        are kept for its scan."""
+        if findings is not None:
+            self.store.set_findings(scope, repo, digest, findings)
+        image = self.store.image(scope, repo, digest)
+        if image is None:
+            return False
+        reported = self.store.findings(scope, repo, digest)
+        if reported is None:
+            reported = []
+            self.store.set_findings(scope, repo, digest, reported)
+        detail = scan_event_detail(repo, digest, image.tags, severity_counts(reported))
+        self.events.emit(scope, DETAIL_TYPE_IMAGE_SCAN, detail)
+        return True
+
     def op_StartImageScan(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
         rec = self.require_repo(scope, p)
         image, failure = self.resolve(scope, rec.name, p.get("imageId"))
         if failure:
             raise e.ImageNotFoundException(f"The image {p.get('imageId')} does not exist in '{rec.name}'")
         assert image is not None
-        if self.store.findings(scope, rec.name, image.digest) is None:
-            self.store.set_findings(scope, rec.name, image.digest, [])
+        self.complete_scan(scope, rec.name, image.digest)
         return {
             "registryId": scope.account,
             "repositoryName": rec.name,
             "imageId": p["imageId"],
-            "imageScanStatus": {"status": "COMPLETE", "description": "The scan was completed."},
+            "imageScanStatus": dict(SCAN_COMPLETE),
         }
 
     def op_DescribeImageScanFindings(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
@@ -1085,16 +1131,13 @@ class EcrService:
         findings = self.store.findings(scope, rec.name, image.digest)
         if findings is None:
             raise e.ScanNotFoundException(f"Image scan does not exist for the image {image.digest}")
-        counts: dict[str, int] = {}
-        for f in findings:
-            sev = str(f.get("severity", "UNDEFINED"))
-            counts[sev] = counts.get(sev, 0) + 1
+        counts = severity_counts(findings)
         page, token = _paginate(findings, p)
         out: dict[str, Any] = {
             "registryId": scope.account,
             "repositoryName": rec.name,
             "imageId": {"imageDigest": image.digest},
-            "imageScanStatus": {"status": "COMPLETE", "description": "The scan was completed."},
+            "imageScanStatus": dict(SCAN_COMPLETE),
             "imageScanFindings": {
                 "imageScanCompletedAt": time.time(),
                 "vulnerabilitySourceUpdatedAt": time.time(),

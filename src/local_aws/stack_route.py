@@ -9,7 +9,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from infra.event_patterns import push_event_pattern, request_event_pattern, watched_repository_globs
+from infra.event_patterns import (
+    basic_scan_event_pattern,
+    push_event_pattern,
+    request_event_pattern,
+    watched_repository_globs,
+)
 from infra.queue_policies import eventbridge_sends, nobody_sends, only_rules_send
 from promoter import settings
 from promoter.model.config import TRIGGER_PUSH, TRIGGER_REQUEST, PromotionConfig
@@ -45,6 +50,7 @@ class StackRoute:
     event_bus: str
     push_rule: str | None
     request_rule: str
+    scan_rule: str | None = None  # finished basic scans of scan-gated sources (None: no scan gate)
 
 
 def route_pushes(
@@ -95,8 +101,15 @@ def route_stack(
             "MaximumEventAgeInSeconds": TARGET_MAX_EVENT_AGE_SECONDS,
         },
     }
-    push_rule = None
+    push_rule = scan_rule = None
     rule_arns: list[str] = []
+    gated = config.gated_source_repository_globs()
+    if gated:  # the stack's ScanRule: a waiting scan-gated promotion resumes on its scan event
+        scan_rule = f"{queue_name}-scans"
+        pattern = basic_scan_event_pattern(gated, account)
+        put = events.put_rule(Name=scan_rule, EventPattern=json.dumps(pattern), State="ENABLED")
+        rule_arns.append(str(put["RuleArn"]))
+        events.put_targets(Rule=scan_rule, Targets=[target])
     watched = watched_repository_globs(config)  # the push rules' sources and the targets, as the stack
     if watched:
         push_rule = f"{queue_name}-pushes"
@@ -117,7 +130,7 @@ def route_stack(
     rule_arns.append(str(put["RuleArn"]))
     events.put_targets(Rule=request_rule, EventBusName=event_bus, Targets=[target])
     restrict_queues(sqs, (queue_url, dlq_url, delivery_dlq_url), rule_arns, redrive_principals)
-    return StackRoute(queue_url, dlq_url, delivery_dlq_url, event_bus, push_rule, request_rule)
+    return StackRoute(queue_url, dlq_url, delivery_dlq_url, event_bus, push_rule, request_rule, scan_rule)
 
 
 def restrict_queues(

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from promoter_cli.cmd_local_credentials import EXAMPLE_PRINCIPAL, add_credentials_command
+from promoter_cli.cmd_local_scans import add_scan_findings_command
 
 if TYPE_CHECKING:
     from promoter.model.config import PromotionConfig
@@ -107,6 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.set_defaults(func=run_local)
     add_credentials_command(parser)
+    add_scan_findings_command(parser)
 
     sample = sub.add_parser(
         "sample-image",

@@ -42,7 +42,9 @@ from promoter.model.config import (
     HTTPS_SERVER_PATTERN,
     KMS_KEY_ARN_PATTERN,
     MAX_GATE_TIMEOUT_MINUTES,
+    MAX_SEVERITIES,
     MUTABLE,
+    NO_FINDINGS,
     PEM_CERTIFICATE_LABEL,
     PEM_PUBLIC_KEY_LABEL,
     REGION_PATTERN,
@@ -565,9 +567,10 @@ def _rule() -> dict[str, Any]:
                         {
                             "max_severity": {
                                 "type": "string",
-                                "enum": list(SEVERITIES),
+                                "enum": list(MAX_SEVERITIES),
                                 "description": "The most severe finding let through (ECR's severities, most "
-                                "severe first: " + " > ".join(SEVERITIES) + ").",
+                                "severe first: " + " > ".join(SEVERITIES) + "), or " + NO_FINDINGS + ": the "
+                                "scan must have found nothing at all.",
                             },
                             "timeout_minutes": {
                                 "type": "integer",

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from promoter.aws.registry import Registry
 from promoter.gates.base import BLOCKED, PASSED, PENDING, SCAN_GATE, GateImage, Verdict
-from promoter.model.config import ScanGate
+from promoter.model.config import NO_FINDINGS, ScanGate
 from promoter.model.events import Event, ImagePushed, PromotionRequested
 
 
@@ -50,7 +50,8 @@ def check_scan(registry: Registry, repository: str, digest: str, gate: ScanGate)
     blocking = gate.blocking(report.counts)
     if blocking:
         counts = ", ".join(f"{n} {s}" for s, n in blocking.items())
-        reason = f"scan of {where} found {counts} (rule allows up to {gate.max_severity})"
+        allowed = "no findings" if gate.max_severity == NO_FINDINGS else f"up to {gate.max_severity}"
+        reason = f"scan of {where} found {counts} (rule allows {allowed})"
         return Verdict(BLOCKED, reason, status=report.status, blocking=blocking)
     return Verdict(PASSED, status=report.status)
 

@@ -132,6 +132,9 @@ PEM_PUBLIC_KEY_LABEL = "PUBLIC KEY"
 PEM_CERTIFICATE_LABEL = "CERTIFICATE"
 # ECR's severities, most severe first; a scan gate lets through findings up to `max_severity`.
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
+# `max_severity: NONE`: the scan must be complete with no finding at all, of any severity.
+NO_FINDINGS = "NONE"
+MAX_SEVERITIES = (*SEVERITIES, NO_FINDINGS)
 # How long a gated promotion waits for its scan to complete before giving up (`gate-timeout`).
 DEFAULT_GATE_TIMEOUT_MINUTES = 60
 MAX_GATE_TIMEOUT_MINUTES = 7 * 24 * 60
@@ -217,7 +220,10 @@ class ScanGate:
 
     def blocking(self, counts: Mapping[str, int]) -> dict[str, int]:
         """The finding counts above the threshold (empty: the image may pass)."""
-        above = SEVERITIES[: SEVERITIES.index(self.max_severity)]
+        if self.max_severity == NO_FINDINGS:
+            above = SEVERITIES
+        else:
+            above = SEVERITIES[: SEVERITIES.index(self.max_severity)]
         return {s: int(counts[s]) for s in above if counts.get(s)}
 
 
@@ -650,9 +656,9 @@ def _parse_scan(scan: object, rule: str) -> ScanGate:
         raise ConfigError("must be a mapping with 'max_severity'", rule=rule, field="require.scan")
     _refuse_unknown_keys(scan, _SCAN_KEYS, rule=rule, field="require.scan")
     severity = scan.get("max_severity")
-    if severity not in SEVERITIES:
+    if severity not in MAX_SEVERITIES:
         raise ConfigError(
-            f"must be one of {', '.join(SEVERITIES)}, got {severity!r}",
+            f"must be one of {', '.join(MAX_SEVERITIES)}, got {severity!r}",
             rule=rule,
             field="require.scan.max_severity",
         )
