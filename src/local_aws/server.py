@@ -417,7 +417,10 @@ class LocalAws:
             from local_aws import persistence
 
             self._restored = False
-            persistence.save(self.data_dir)
+            try:
+                persistence.save(self.data_dir)
+            except Exception:  # the registries must still stop: say it, then go on stopping
+                LOG.exception("could not save the local AWS state into %s", self.data_dir)
         with self._endpoints_lock:
             endpoints, self._endpoints = list(self._endpoints.values()), {}
         for server in endpoints:

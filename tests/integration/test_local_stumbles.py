@@ -176,3 +176,24 @@ def test_a_busy_port_is_named_with_the_port_flag_to_pass():
     assert line.startswith(f"promoter local: port {port} is in use: pass --port "), line
     suggested = int(line.split("pass --port ")[1].split()[0])
     assert suggested not in (port, 0)
+
+
+def test_an_unreadable_state_file_is_reported_and_set_aside_and_the_local_aws_starts_without_it(tmp_path):
+    """A state file another moto version wrote (here: not a pickle at all) does not stop the start,
+    and is not overwritten by the next save."""
+    from local_aws.persistence import STATE_FILE, UNREADABLE_SUFFIX
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / STATE_FILE).write_bytes(b"not a pickle")
+    running = start_local(tmp_path, "--data", str(data))
+    try:
+        history = cli(running["env"], "history", "--json")
+        assert history.returncode == 0, history.stderr
+        assert json.loads(history.stdout) == []
+    finally:
+        assert stop(running["proc"]) == 0
+    stderr = running["proc"].stderr.read()
+    assert "could not read the local AWS state" in stderr
+    assert (data / (STATE_FILE + UNREADABLE_SUFFIX)).read_bytes() == b"not a pickle"
+    assert (data / STATE_FILE).exists()  # the new state, saved on stop
