@@ -62,7 +62,6 @@ def test_push_without_image_tag_field_is_tolerated_as_untagged():
     [
         ("ecr-delete.json", "'DELETE' is not a push"),
         ("ecr-archive.json", "'UPDATE_STORAGE_CLASS' is not a push"),
-        ("ecr-referrer-action.json", "do not trigger"),
         ("ecr-replication.json", "do not trigger"),
         ("ecr-pull-through-cache.json", "do not trigger"),
     ],
