@@ -73,16 +73,10 @@ class TrustArrival:
 
 
 class PromotionRecords(History, Protocol):
-    """The history, written and read by digest (promoter.aws.history.DynamoDbHistory): `find`
-    answers records newest first."""
+    """The history, written and read by target tag (promoter.aws.history.DynamoDbHistory): one
+    Query per target, what the stack grants the promoter (never a Scan)."""
 
-    def find(
-        self,
-        repository: str | None = None,
-        tag: str | None = None,
-        digest: str | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]: ...
+    def for_target(self, repository: str, tag: str, newest_first: bool = False) -> list[dict[str, Any]]: ...
 
 
 def trust_arrival(event: Event) -> TrustArrival | None:
@@ -110,7 +104,7 @@ def carry_late_trust_material(
     it may now let through (module docstring). Retryable failures make the event come back; the
     carry is idempotent (what the target holds is never put again)."""
     try:
-        subject, records = _promoted_subject(arrival, registry, history)
+        subject, records = _promoted_subject(arrival, config, registry, history)
     except PromoterError as exc:
         return EventResult(arrival.event_id, error=str(exc), retry=exc.retryable)
     if subject is None:
@@ -132,7 +126,7 @@ def carry_late_trust_material(
 
 
 def _promoted_subject(
-    arrival: TrustArrival, registry: Registry, history: PromotionRecords
+    arrival: TrustArrival, config: PromotionConfig, registry: Registry, history: PromotionRecords
 ) -> tuple[str | None, list[dict[str, Any]]]:
     """The image the arrival is trust material of, with the history's records of it (newest first):
     the subject, or its subject in turn, up to TRUST_TREE_MAX_DEPTH levels. (None, []) when no
@@ -144,15 +138,37 @@ def _promoted_subject(
             subject = _subject_of(manifest.document if manifest else {})
             if subject is None:
                 return None, []
-        records = [
-            r
-            for r in history.find(repository=repository, digest=subject)
-            if r.get("source_repository") == repository and r.get("source_digest") == subject
-        ]
+        records = _records_of(repository, subject, config, registry, history)
         if records:
             return subject, records
         digest, subject = subject, None
     return None, []
+
+
+def _records_of(
+    repository: str, subject: str, config: PromotionConfig, registry: Registry, history: PromotionRecords
+) -> list[dict[str, Any]]:
+    """The history's records of `repository@subject`, newest first per target: the targets are the
+    ones the rules give the image under each tag it carries in `repository` now (one DescribeImages),
+    each read with one Query. An untagged manifest (a referrer) has none."""
+    tags = registry.image_tags(repository, subject) or ()
+    records: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for rule in config.rules:
+        for tag in tags:
+            if COSIGN_TAG_PATTERN.fullmatch(tag) or not rule.source.matches(repository, tag):
+                continue
+            for action in plan_actions(SourceImage(repository, tag, subject), [rule]):
+                where = target_location(action.target_repository, action.target_account, action.target_region)
+                if (where, action.target_tag) in seen:
+                    continue
+                seen.add((where, action.target_tag))
+                records += [
+                    r
+                    for r in history.for_target(where, action.target_tag, newest_first=True)
+                    if r.get("source_repository") == repository and r.get("source_digest") == subject
+                ]
+    return records
 
 
 def _subject_of(document: Mapping[str, Any]) -> str | None:
