@@ -263,3 +263,46 @@ def test_a_request_that_stays_unverified_is_run_again_only_once(ecr, pusher, rep
 
     assert digest_at(ecr, prod, "v1") is None
     assert [r["outcome"] for r in _records(prod, "v1")] == [UNVERIFIED, UNVERIFIED]
+
+
+def test_a_carry_that_could_not_list_the_referrers_is_a_named_failure_and_a_later_delivery_carries_it(
+    ecr, pusher, repos, lambda_for, aws_env
+):
+    dev, staging = repos["dev"], repos["staging"]
+    deliver = lambda_for(
+        {
+            "rules": [
+                {
+                    "name": "dev-to-staging",
+                    "source": {"repository": dev, "tags": ["v*"]},
+                    "trigger": "push",
+                    "targets": [{"repository": staging}],
+                }
+            ]
+        }
+    )
+    image = im.image((512,))
+    pusher.push(dev, image, "v1")
+    deliver(json.dumps(push_event(dev, image.digest, "v1")))
+    routed = Routed(aws_env.endpoint, [dev])
+    signature = push_referrer_signature(pusher, dev, image, KeyPair().sign)
+    (event,) = routed.take()
+    aws_env.control.fail_next(
+        "ListImageReferrers", "AccessDeniedException", count=5, message="not authorized"
+    )
+
+    deliver(event)
+
+    (failed,) = [r for r in _records(staging, "v1") if r["trigger"] == TRIGGER_TRUST_MATERIAL]
+    assert failed["outcome"] == "failed" and "could not be listed" in failed["reason"]
+    assert not ecr.batch_get_image(repositoryName=staging, imageIds=[{"imageDigest": signature.digest}])[
+        "images"
+    ]
+
+    aws_env.control.clear_faults()
+    deliver(event)  # a redelivery (or the next arrival): the failed carry does not hide the target
+
+    held = ecr.batch_get_image(repositoryName=staging, imageIds=[{"imageDigest": signature.digest}])["images"]
+    assert held and held[0]["imageManifest"].encode() == signature.raw
+    outcomes = [r["outcome"] for r in _records(staging, "v1") if r["trigger"] == TRIGGER_TRUST_MATERIAL]
+    assert outcomes == ["failed", PROMOTED]

@@ -178,10 +178,12 @@ def _subject_of(document: Mapping[str, Any]) -> str | None:
 
 
 def _newest_per_target(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The newest record of each target tag (records come newest first)."""
+    """The newest record of each target tag (records come newest first) that says what the target
+    holds: a carry's own record (trigger `trust-material`) says what went along with it, not that."""
     newest: dict[str, dict[str, Any]] = {}
     for record in records:
-        newest.setdefault(str(record.get("pk", "")), record)
+        if record.get("trigger") != TRIGGER_TRUST_MATERIAL:
+            newest.setdefault(str(record.get("pk", "")), record)
     return newest
 
 
