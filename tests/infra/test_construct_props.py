@@ -85,15 +85,17 @@ def customized(tmp_path_factory) -> tuple[Template, dict[str, Any]]:
     return template, template.to_json()
 
 
-def test_request_only_configuration_has_no_push_rule(customized):
+def test_request_only_configuration_watches_only_its_targets_on_the_default_bus(customized):
+    """No push rule fires, but a target's pushes are watched for writes behind the promoter's back."""
     _, template = customized
     rules = [
         r
         for r in template["Resources"].values()
         if r["Type"] == "AWS::Events::Rule" and "EventPattern" in r["Properties"]
     ]
-    assert len(rules) == 1
-    assert "EventBusName" in rules[0]["Properties"]
+    (_requests,) = [r for r in rules if "EventBusName" in r["Properties"]]
+    (pushes,) = [r for r in rules if "EventBusName" not in r["Properties"]]
+    assert pushes["Properties"]["EventPattern"]["detail"]["repository-name"] == ["app-prod"]
 
 
 def test_optional_props_reach_the_template(customized):
@@ -125,7 +127,7 @@ def test_given_event_bus_and_alarm_topic_are_used_instead_of_new_ones(test_confi
     template = Template.from_stack(stack)
     template.resource_count_is("AWS::Events::EventBus", 0)
     alarms = [r for r in template.to_json()["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
-    assert len(alarms) == 6
+    assert len(alarms) == 7
     for alarm in alarms:
         (action,) = alarm["Properties"]["AlarmActions"]
         assert "Fn::ImportValue" in action  # the topic from the other stack

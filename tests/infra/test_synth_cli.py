@@ -124,9 +124,14 @@ def test_cdk_cli_synth_uses_the_config_given_with_dash_c(tmp_path, test_config_d
         and "EventBusName" not in r["Properties"]
         and "EventPattern" in r["Properties"]
     ]
+    # The push rules' sources and (issue 18: writes behind the promoter's back) every target.
     assert patterns[0]["detail"]["repository-name"] == [
+        "app-prod",
         "my-repository-name",
+        "my-repository-name-prod",
+        {"prefix": "release/team/"},
         {"prefix": "team/"},
+        {"wildcard": "mirror/svc-*-api"},
         {"wildcard": "svc-*-api"},
     ]
 
