@@ -169,6 +169,7 @@ def test_a_signature_pushed_after_the_promotion_reaches_every_target_in_one_even
             assert digest_at(ecr, target, signature_tag(image.digest)) == signature.digest
         carried = [r for r in _records(target, "v1") if r["trigger"] == TRIGGER_TRUST_MATERIAL]
         assert [(r["outcome"], r["source_digest"]) for r in carried] == [(PROMOTED, image.digest)]
+        assert carried[0]["reason"] == f"trust material that arrived after the promotion: {signature.digest}"
         (said,) = announced[target](1)
         assert said["detail-type"] == settings.PROMOTED_DETAIL_TYPE
         assert said["detail"]["target"]["image-digest"] == image.digest

@@ -247,6 +247,10 @@ def _carry(
             continue
         if signature and stopped is None:
             result = replace(result, signature=signature)
+        if result.outcome == PROMOTED:  # said in the history, the result event and the terminal line
+            result = replace(
+                result, reason=f"trust material that arrived after the promotion: {arrival.digest}"
+            )
         done.append(result)
         if result.outcome == ALREADY_PRESENT:
             continue  # nothing was missing: a replay, or another event carried it first
