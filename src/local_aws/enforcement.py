@@ -21,6 +21,7 @@ would. `apply()` patches moto once.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -28,7 +29,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
+from xml.sax.saxutils import escape as xml_escape
 
 from local_aws import policy
 from local_aws.policy import Principal
@@ -72,17 +74,46 @@ def refusal(
     return None
 
 
-def refused_reply(start_response: StartResponse, target: str, message: str) -> list[bytes]:
-    """AccessDenied in the JSON protocols' shape; SQS also names its query code (`AccessDenied`)."""
-    body = json.dumps(
-        {"__type": "com.amazon.coral.service#AccessDeniedException", "message": message}
-    ).encode()
+def request_of(target: str, raw: bytes, query_string: str, path: str) -> tuple[str, dict[str, Any]]:
+    """The operation (as an X-Amz-Target) and parameters of a JSON request, or of an SQS request in
+    the query protocol (`Action=SendMessage&QueueUrl=...`, or the queue's URL as the path), which
+    SQS still serves beside JSON: both are checked alike."""
+    if target:
+        try:
+            params = json.loads(raw or b"{}")
+        except ValueError:
+            params = {}
+        return target, params if isinstance(params, dict) else {}
+    form = parse_qs(query_string)
+    with contextlib.suppress(UnicodeDecodeError):
+        form.update(parse_qs(raw.decode()))
+    action = (form.get("Action") or [""])[0]
+    return f"AmazonSQS.{action}", {"QueueUrl": (form.get("QueueUrl") or [path])[0]}
+
+
+def refused_reply(
+    start_response: StartResponse, target: str, message: str, query: bool = False
+) -> list[bytes]:
+    """AccessDenied in the JSON protocols' shape (SQS also names its query code, `AccessDenied`),
+    or in the query protocol's XML for a query request."""
+    request_id = str(uuid.uuid4())
+    if query:
+        body = (
+            "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
+            f"<Message>{xml_escape(message)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        ).encode()
+        content_type = "text/xml"
+    else:
+        body = json.dumps(
+            {"__type": "com.amazon.coral.service#AccessDeniedException", "message": message}
+        ).encode()
+        content_type = "application/x-amz-json-1.0"
     headers = [
-        ("Content-Type", "application/x-amz-json-1.0"),
+        ("Content-Type", content_type),
         ("Content-Length", str(len(body))),
-        ("x-amzn-RequestId", str(uuid.uuid4())),
+        ("x-amzn-RequestId", request_id),
     ]
-    if target in SEND_OPERATIONS:
+    if target in SEND_OPERATIONS and not query:
         headers.append(("x-amzn-query-error", "AccessDenied;Sender"))
     start_response("400 Bad Request", headers)
     return [body]

@@ -105,12 +105,14 @@ class FrontApp:
         if failure is not None:
             return _service_error(start_response, failure.exception, failure.message)
         principal = principal_of(access_key_of(authorization), self.account)
-        if target in enforcement.CHECKED_TARGETS:
-            environ, params = _buffered_json(environ)
+        sqs_query = not target and bool(scope_match) and scope_match["service"] == "sqs"
+        if target in enforcement.CHECKED_TARGETS or sqs_query:
+            environ, raw = _buffered(environ)
+            checked, params = enforcement.request_of(target, raw, environ.get("QUERY_STRING", ""), path)
             region = scope_match["region"] if scope_match else self.region
-            why = enforcement.refusal(target, params, principal, self.account, region)
+            why = enforcement.refusal(checked, params, principal, self.account, region)
             if why is not None:
-                return enforcement.refused_reply(start_response, target, why)
+                return enforcement.refused_reply(start_response, checked, why, query=sqs_query)
         with enforcement.acting_as(principal):
             return self.moto(environ, start_response)
 
@@ -171,14 +173,10 @@ def _registry_scope(caller: Scope, params: dict[str, Any]) -> Scope:
     return Scope(registry_id, caller.region)
 
 
-def _buffered_json(environ: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The request's JSON body read (for a policy check) and put back for moto; {} if it is none."""
+def _buffered(environ: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+    """The request's body, read (for a policy check) and put back for moto."""
     raw = _read_body(environ, int(environ.get("CONTENT_LENGTH") or 0))
-    try:
-        params = json.loads(raw or b"{}")
-    except ValueError:
-        params = {}
-    return {**environ, "wsgi.input": io.BytesIO(raw)}, params if isinstance(params, dict) else {}
+    return {**environ, "wsgi.input": io.BytesIO(raw)}, raw
 
 
 def _read_body(environ: dict[str, Any], length: int) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -517,3 +518,26 @@ def test_promoter_local_credentials_refuses_what_is_no_principal_arn():
     assert refused.returncode == 2
     assert refused.stderr.startswith("promoter: not an IAM role, user or root ARN")
     assert refused.stdout == ""
+
+
+def test_the_sqs_query_protocol_is_held_to_the_same_queue_policy(stack):
+    """SQS still serves the query protocol (`Action=SendMessage`) beside JSON: no way around."""
+    key = credentials_for(f"arn:aws:iam::{HOME}:role/developer").access_key_id
+    form = urllib.parse.urlencode(
+        {"Action": "SendMessage", "QueueUrl": stack.route.queue_url, "MessageBody": stack.forged_request()}
+    ).encode()
+    request = urllib.request.Request(
+        stack.endpoint + "/",
+        data=form,
+        method="POST",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": f"AWS4-HMAC-SHA256 Credential={key}/20261206/us-east-1/sqs/aws4_request, "
+            "SignedHeaders=host, Signature=0",
+        },
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 400
+    assert "<Code>AccessDenied</Code>" in refused.value.read().decode()
+    assert stack.depth(stack.route.queue_url) == 0
