@@ -425,19 +425,24 @@ def test_nobody_can_put_a_message_into_either_dead_letter_queue(stack):
         assert stack.depth(url) == 0
 
 
-def test_a_forged_dead_letter_is_reported_by_redrive_and_never_moved(stack):
+@pytest.mark.parametrize("queue", ["processing", "delivery"])
+def test_a_forged_dead_letter_is_reported_by_redrive_and_never_moved(stack, queue):
+    url = stack.route.dlq_url if queue == "processing" else stack.route.delivery_dlq_url
     # As if the dead-letter queue's policy had been taken off: the forgery gets in.
-    stack.sqs.set_queue_attributes(QueueUrl=stack.route.dlq_url, Attributes={"Policy": ""})
-    stack.sqs.send_message(QueueUrl=stack.route.dlq_url, MessageBody=stack.forged_request())
+    stack.sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": ""})
+    stack.sqs.send_message(QueueUrl=url, MessageBody=stack.forged_request())
 
     dry = stack.redrive("--dry-run")
     assert dry.returncode == 1
     assert "refused (sent by 123456789012 (the account root), not by EventBridge)" in dry.stdout
     report = stack.redrive()
     assert report.returncode == 1
-    assert "1 message(s) not sent by EventBridge: refused, left in the dead-letter queue" in report.stderr
-    assert stack.depth(stack.route.queue_url) == 0 and stack.depth(stack.route.dlq_url) == 1
-    assert stack.promoted() is None
+    assert (
+        f"{queue}: 1 message(s) not sent by EventBridge: refused, left in the dead-letter queue"
+        in report.stderr
+    )
+    assert stack.depth(stack.route.queue_url) == 0 and stack.depth(url) == 1
+    assert stack.run_promoter() == [] and stack.promoted() is None
 
 
 def test_an_event_eventbridge_could_not_deliver_is_dead_lettered_and_redriven_into_a_promotion(stack):
