@@ -70,8 +70,10 @@ IDEMPOTENCY_TABLE_ACTIONS = (
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
 )
-# The function only appends history (promoter.aws.history.DynamoDbHistory.record: one PutItem per
-# action); reading it back (`for_target`, a Query) is the CLI's job, with the operator's credentials.
+# The function appends history (promoter.aws.history.DynamoDbHistory.record: one PutItem per
+# action). Its only read is one target tag's records (`for_target`, a Query: the out-of-band check
+# and late trust material), granted beside this (infra.reconciliation.HISTORY_READ_ACTIONS); the
+# listings `promoter history` makes are the CLI's, with the operator's credentials.
 HISTORY_TABLE_ACTIONS = ("dynamodb:PutItem",)
 
 # fnmatch classes (`[abc]`) have no IAM equivalent: each one stands for exactly one character.
