@@ -13,6 +13,7 @@ import urllib.request
 from email.message import Message
 from typing import Any
 
+import boto3
 import pytest
 
 from local_aws import images as im
@@ -186,7 +187,17 @@ def test_a_copy_into_another_accounts_registry_goes_to_that_registrys_endpoint(
     other_account = "210987654321"
     source, _, layer = layer_repos(2 * MIB)
     target = unique_name("remote")
-    ecr.create_repository(repositoryName=target, registryId=other_account)
+    arn = ecr.create_repository(repositoryName=target, registryId=other_account)["repository"][
+        "repositoryArn"
+    ]
+    # The other account lets this one push (the local AWS enforces repository policies across accounts).
+    pushes = ["ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage"]
+    allow = {"Effect": "Allow", "Principal": {"AWS": aws_env.account}, "Action": pushes, "Resource": arn}
+    boto3.client(
+        "ecr", endpoint_url=aws_env.endpoint, aws_access_key_id=other_account, aws_secret_access_key="x"
+    ).set_repository_policy(
+        repositoryName=target, policyText=json.dumps({"Version": "2012-10-17", "Statement": [allow]})
+    )
     home = EcrRegistry(make_ecr_client())
     remote = EcrRegistry(make_ecr_client(registry_id=other_account))  # its repository policy, no role
     aws_env.control.reset_calls()
