@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import re
 import threading
 import time
@@ -51,6 +52,7 @@ from local_aws.scanning import (
 )
 from local_aws.store import ACTIVATING, ACTIVE, ARCHIVED, ImageRecord, RepositoryRecord, Scope, Store, now
 
+LOG = logging.getLogger(__name__)
 MIB = 1024 * 1024
 # ECR quotas page: parts 5-10 MiB except the last; the service model caps a part at 20 MiB.
 MIN_PART_BYTES = 5 * MIB
@@ -58,6 +60,8 @@ MAX_PART_BYTES = 20 * MIB
 RETURNED_PART_SIZE = 10 * MIB
 MAX_LAYER_DIGESTS_PER_CHECK = 100
 MAX_IMAGE_IDS = 100
+# The largest manifest ECR takes (service model: imageManifest, 1-4194304), on both APIs.
+MAX_MANIFEST_BYTES = 4 * MIB
 TOKEN_TTL_SECONDS = 12 * 3600
 MUTABILITIES = ("MUTABLE", "IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION", "MUTABLE_WITH_EXCLUSION")
 # The account settings ECR names, with the values the current service model accepts (older
@@ -423,6 +427,8 @@ class EcrService:
         from_registry_api: bool,
     ) -> PutResult:
         """ECR's PutImage rules in ECR's order; the registry validates blobs and children."""
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise manifest_too_large()
         parsed = self._parse(raw, given_digest, media_type)
         with self.repo_lock(scope, rec.name):
             rec = self.store.repository(scope, rec.name) or rec
@@ -518,25 +524,32 @@ class EcrService:
         return parsed
 
     def _store_in_registry(self, scope: Scope, repo: str, parsed: ParsedManifest, raw: bytes) -> None:
+        """Stores the manifest in the registry behind. Its refusals are answered in ECR's words:
+        the registry's own text is logged, never handed to the client (ECR is not that server)."""
         resp = self.registry_for(scope).put_manifest(repo, parsed.digest, raw, parsed.media_type)
         if resp.status in (200, 201):
             return
         codes = resp.error_codes()
+        LOG.info("the registry refused %s@%s: %s %r", repo, parsed.digest, resp.status, resp.body[:500])
         if "MANIFEST_BLOB_UNKNOWN" in codes or "BLOB_UNKNOWN" in codes:
             if parsed.media_type in INDEX_MEDIA_TYPES:
                 raise e.ReferencedImagesNotFoundException(
-                    f"Some of the referenced images were not found: {resp.body.decode(errors='replace')}"
+                    f"Some of the referenced images were not found: {', '.join(parsed.children)}"
                 )
             raise e.LayersNotFoundException(
                 f"Layers with digests {list(parsed.blobs)} required for pushing image into repository "
-                f"with name "
-                f"'{repo}' in registry with id were not found: {resp.body.decode(errors='replace')}"
+                f"with name '{repo}' in registry with id '{scope.account}' were not found"
             )
         if "DIGEST_INVALID" in codes:
-            raise e.ImageDigestDoesNotMatchException(resp.body.decode(errors="replace"))
+            raise e.ImageDigestDoesNotMatchException(
+                f"The digest of the image manifest does not match '{parsed.digest}'"
+            )
         if "MANIFEST_INVALID" in codes or "MANIFEST_UNVERIFIED" in codes or "TAG_INVALID" in codes:
-            raise e.InvalidParameterException(f"Invalid image manifest: {resp.body.decode(errors='replace')}")
-        raise e.ServerException(f"registry answered {resp.status}: {resp.body.decode(errors='replace')}")
+            raise e.InvalidParameterException(
+                "Invalid parameter at 'ImageManifest': the image manifest is invalid"
+            )
+        LOG.error("the registry answered %s to %s@%s: %r", resp.status, repo, parsed.digest, resp.body[:500])
+        raise e.ServerException(f"The registry could not store the image manifest (status {resp.status})")
 
     def resolve(
         self, scope: Scope, repo: str, image_id: Any
@@ -624,7 +637,7 @@ class EcrService:
         ECR can convert it (new bytes, new digest), else None: by digest ECR never converts."""
         if not accepted or image.media_type in accepted:
             return image.manifest, image.media_type
-        return convert_manifest(image.manifest, accepted) if by_tag else None
+        return convert_manifest(image.manifest, accepted, image.media_type) if by_tag else None
 
     def op_DescribeImages(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
         rec = self.require_repo(scope, p)
@@ -1279,6 +1292,14 @@ def _no_paging_with(p: dict[str, Any], listed: str) -> None:
     for key in ("maxResults", "nextToken"):
         if p.get(key) is not None:
             raise e.InvalidParameterException(f"Invalid parameter: '{key}' cannot be used with '{listed}'")
+
+
+def manifest_too_large() -> e.InvalidParameterException:
+    """ECR's refusal of a manifest over MAX_MANIFEST_BYTES (the service model's length constraint)."""
+    return e.InvalidParameterException(
+        "Invalid parameter at 'ImageManifest' failed to satisfy constraint: "
+        f"'Member must have length less than or equal to {MAX_MANIFEST_BYTES}'"
+    )
 
 
 def archived_reason(image: ImageRecord) -> str:

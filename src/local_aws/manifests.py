@@ -156,17 +156,21 @@ DOCKER_TO_OCI_TYPES = {
 OCI_TO_DOCKER_TYPES = {oci: docker for docker, oci in DOCKER_TO_OCI_TYPES.items()}
 
 
-def convert_manifest(raw: bytes, accepted: tuple[str, ...] | list[str]) -> tuple[bytes, str] | None:
+def convert_manifest(
+    raw: bytes, accepted: tuple[str, ...] | list[str], stored_type: str | None = None
+) -> tuple[bytes, str] | None:
     """The manifest rewritten in a format of `accepted` (new bytes, so a new digest), or None when
     ECR has no conversion for it. Only the media types change; every descriptor keeps its digest
-    and size, so the converted manifest names the same blobs."""
+    and size, so the converted manifest names the same blobs. `stored_type` is the type the image
+    was stored with: an OCI manifest need not say its own `mediaType` (image-spec), and converts
+    like the rest."""
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         return None
     if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
         return None
-    source = doc.get("mediaType")
+    source = doc.get("mediaType") or stored_type
     if source == DOCKER_MANIFEST and OCI_MANIFEST in accepted:
         table = DOCKER_TO_OCI_TYPES
     elif source == OCI_MANIFEST and DOCKER_MANIFEST in accepted:

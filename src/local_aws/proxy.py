@@ -19,14 +19,19 @@ from urllib.parse import parse_qs, urlencode
 from werkzeug.wsgi import get_input_stream
 
 from local_aws import errors as e
-from local_aws.ecr_api import EcrService, archived_reason, unaccepted_reason
+from local_aws.ecr_api import (
+    MAX_MANIFEST_BYTES,
+    EcrService,
+    archived_reason,
+    manifest_too_large,
+    unaccepted_reason,
+)
 from local_aws.faults import Faults
-from local_aws.manifests import DIGEST_RE, TAG_RE, sha256_digest
+from local_aws.manifests import DIGEST_RE, sha256_digest
 from local_aws.policy import Principal
 from local_aws.registry import CHUNK_BYTES, RegistryProcess, stream_response
 from local_aws.store import ACTIVE, Scope
 
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -46,6 +51,16 @@ PATH_RE = re.compile(r"^/v2/(?P<name>.+?)/(?P<kind>manifests|blobs|tags|referrer
 REGISTRY_PAGE_SIZE = 100
 MAX_REGISTRY_PAGE_SIZE = 1000
 UPLOAD_ID_RE = re.compile(r"[0-9a-fA-F-]{36}")
+# A tag in a `/v2/` path: the OCI distribution spec's grammar, at most 128 characters (PutImage's
+# imageTag takes up to 300, but the registry API refuses more than the spec allows).
+V2_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+# The methods each `/v2/` route defines (OCI distribution spec); any other is 405 UNSUPPORTED with
+# `Allow`, never answered as if it were a GET.
+BASE_METHODS = ("GET", "HEAD")
+MANIFEST_METHODS = ("GET", "HEAD", "PUT", "DELETE")
+BLOB_METHODS = ("GET", "HEAD", "DELETE")
+UPLOADS_METHODS = ("POST",)
+UPLOAD_METHODS = ("GET", "PATCH", "PUT", "DELETE")
 OCI_INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 # How many descriptors one answer of the referrers API holds before it pages with a `Link` header.
 # The OCI spec lets a registry page this API and ECR does not document a size, so the local one
@@ -87,11 +102,22 @@ class RegistryProxy:
                 [("WWW-Authenticate", challenge(self.scope))],
             )
         path = environ.get("PATH_INFO", "")
+        method = environ["REQUEST_METHOD"]
+        match = PATH_RE.match(path)
+        allowed = route_methods(path, match["kind"] if match else "", match["rest"] if match else "")
+        if allowed is not None and method not in allowed:
+            _drain(environ)
+            return _error(
+                start_response,
+                405,
+                "UNSUPPORTED",
+                f"The operation is unsupported: {method} is not defined on {path}",
+                [("Allow", ", ".join(allowed))],
+            )
         if path in ("/v2", "/v2/"):
             return _json(start_response, 200, {}, [("Docker-Distribution-API-Version", "registry/2.0")])
         if path == "/v2/_catalog":
             return self._catalog(environ, start_response)
-        match = PATH_RE.match(path)
         if not match:
             return _error(start_response, 404, "NAME_UNKNOWN", "unsupported registry path")
         name, kind, rest = match["name"], match["kind"], match["rest"]
@@ -103,7 +129,6 @@ class RegistryProxy:
                 f"The repository with name '{name}' does not exist in the registry with id "
                 f"'{self.scope.account}'",
             )
-        method = environ["REQUEST_METHOD"]
         action = registry_write_action(method, kind, rest)
         if action is not None:
             try:
@@ -147,7 +172,7 @@ class RegistryProxy:
         self, environ: dict[str, Any], start_response: StartResponse, method: str, name: str, ref: str
     ) -> Iterable[bytes]:
         is_digest = bool(DIGEST_RE.match(ref))
-        if not is_digest and not TAG_RE.match(ref):
+        if not is_digest and not V2_TAG_RE.match(ref):
             return _error(start_response, 400, "TAG_INVALID", f"invalid reference {ref!r}")
         if method == "PUT":
             return self._put_manifest(environ, start_response, name, ref, is_digest)
@@ -287,10 +312,8 @@ class RegistryProxy:
         `Range` and `Location`) for a `Content-Range` that does not start where the upload ends."""
         known = UPLOAD_ID_RE.fullmatch(upload) is not None
         state = f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else ""
-        if (
-            not known
-            or self.registry.request("GET", f"/v2/{name}/blobs/uploads/{upload}{state}").status != 204
-        ):
+        status = self.registry.request("GET", f"/v2/{name}/blobs/uploads/{upload}{state}") if known else None
+        if status is None or status.status != 204:
             _drain(environ)
             return _error(start_response, 404, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry")
         content_range = environ.get("HTTP_CONTENT_RANGE")
@@ -299,7 +322,10 @@ class RegistryProxy:
             first = _range_start(content_range)
             if first != size:
                 _drain(environ)
-                location = f"/v2/{name}/blobs/uploads/{upload}"
+                # Where to go on: the registry's own Location for the upload as it stands (with the
+                # `_state` the registry needs to resume it), on this endpoint.
+                location = self._public_location(status.headers.get("location", ""))
+                location = location or f"/v2/{name}/blobs/uploads/{upload}{state}"
                 return _error(
                     start_response,
                     416,
@@ -318,9 +344,14 @@ class RegistryProxy:
         self, environ: dict[str, Any], start_response: StartResponse, name: str, ref: str, is_digest: bool
     ) -> Iterable[bytes]:
         length = int(environ.get("CONTENT_LENGTH") or 0)
-        if length > MAX_MANIFEST_BYTES:
-            return _error(start_response, 400, "MANIFEST_INVALID", "manifest too large")
-        raw = get_input_stream(environ).read(MAX_MANIFEST_BYTES + 1)
+        stream = get_input_stream(environ)
+        raw = _read_at_most(stream, MAX_MANIFEST_BYTES + 1)
+        if length > MAX_MANIFEST_BYTES or len(raw) > MAX_MANIFEST_BYTES:
+            # Read to its end (a client streaming it gets an answer, not a cut connection), refused
+            # in ECR's words before any other server sees it (a chunked body has no length to check).
+            while stream.read(CHUNK_BYTES):
+                pass
+            return _error(start_response, 400, "MANIFEST_INVALID", manifest_too_large().message)
         media_type = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip() or None
         rec = self.ecr.store.repository(self.scope, name)
         try:
@@ -454,13 +485,33 @@ class RegistryProxy:
             if lower in HOP_BY_HOP and lower != "content-length":
                 continue
             if lower == "location":
-                value = value.replace(f"http://{self.registry.host}", self.ecr.endpoint_for(self.scope))
+                value = self._public_location(value)
             headers.append((key, value))
         start_response(f"{resp.status} {resp.reason}", headers)
         if method == "HEAD":
             conn.close()
             return [b""]
         return stream_response(resp, conn)
+
+    def _public_location(self, location: str) -> str:
+        """A `Location` of the registry behind, as this endpoint's."""
+        return location.replace(f"http://{self.registry.host}", self.ecr.endpoint_for(self.scope))
+
+
+def route_methods(path: str, kind: str, rest: str) -> tuple[str, ...] | None:
+    """The methods the `/v2/` route of `path` defines (its `kind` and `rest` from PATH_RE), None
+    when the path is no route (answered 404 elsewhere)."""
+    if path in ("/v2", "/v2/", "/v2/_catalog") or kind in ("tags", "referrers"):
+        return BASE_METHODS
+    if kind == "manifests":
+        return MANIFEST_METHODS
+    if kind == "blobs" and DIGEST_RE.match(rest):
+        return BLOB_METHODS
+    if kind == "blobs" and rest in ("uploads", "uploads/"):
+        return UPLOADS_METHODS
+    if kind == "blobs" and rest.startswith("uploads/"):
+        return UPLOAD_METHODS
+    return None
 
 
 def _json(
@@ -478,6 +529,8 @@ def _json(
         401: "Unauthorized",
         403: "Forbidden",
         404: "Not Found",
+        405: "Method Not Allowed",
+        416: "Requested Range Not Satisfiable",
         429: "Too Many Requests",
         500: "Internal Server Error",
     }.get(status, "")
@@ -523,6 +576,17 @@ def _drain(environ: dict[str, Any]) -> None:
     stream = get_input_stream(environ)
     while stream.read(CHUNK_BYTES):
         pass
+
+
+def _read_at_most(stream: Any, limit: int) -> bytes:
+    """Up to `limit` bytes of a request body's stream. A chunked body's stream answers one chunk a
+    read, so it is read until `limit` or its end (one read took the first chunk for the whole body)."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit and (chunk := stream.read(min(CHUNK_BYTES, limit - size))):
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
 
 
 def _range_start(content_range: str) -> int:
