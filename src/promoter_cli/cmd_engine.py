@@ -71,6 +71,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for target in rule.targets:
             where = _registry_text(target.registry) + (", protected" if target.protect else "")
             print(f"    -> {target.repository}:{'|'.join(target.tags)} ({where})")
+    from promoter_cli.mutability import check_with_credentials, warning_lines
+
+    for line in warning_lines(check_with_credentials(config)):  # floating tags the repository pins
+        print(f"  {line}")
     return EXIT_OK
 
 
@@ -127,7 +131,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
         action["protected"] = config.protects(
             action["target_repository"], action["target_account"], action["target_region"]
         )
+    from promoter_cli.mutability import check_with_credentials, warning_lines
+
+    check = check_with_credentials(config)  # floating tags the target repositories would pin
+    document["warnings"], document["notes"] = list(check.warnings), list(check.notes)
     _print(document, args.json)
+    if not args.json:
+        for line in warning_lines(check):
+            print(f"promoter: {line}", file=sys.stderr)
     return EXIT_OK if result.error is None else EXIT_NOT_ALL_PROMOTED
 
 
