@@ -314,8 +314,9 @@ def test_blob_mounting_moves_no_layer_bytes_and_copying_does(
         "PutImage": 7,
     }
     assert counts[True] == {**reads, "GetAuthorizationToken": 1}
-    # Copied blobs: a pre-signed download URL each, then the registry's /v2 upload (POST, PATCH,
-    # PUT: registry requests, not ECR API calls) with one registry token for all of them.
+    # Copied blobs: a pre-signed download URL each, then the registry's /v2 upload (POST, then a
+    # PUT ?digest= carrying the whole body: these layers are far below V2_CHUNK_BYTES, so no PATCH;
+    # registry requests, not ECR API calls) with one registry token for all of them.
     blobs = len(unique_blobs)
     assert counts[False] == {**reads, "GetDownloadUrlForLayer": blobs, "GetAuthorizationToken": 1}
     print(json.dumps({"mounted": counts[True], "copied": counts[False], "bytes": blob_bytes}))
