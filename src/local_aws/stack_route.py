@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from infra.bus_policies import request_statements
 from infra.event_patterns import (
     basic_scan_event_pattern,
     push_event_pattern,
@@ -130,6 +131,8 @@ def route_stack(
     rule_arns.append(str(put["RuleArn"]))
     events.put_targets(Rule=request_rule, EventBusName=event_bus, Targets=[target])
     restrict_queues(sqs, (queue_url, dlq_url, delivery_dlq_url), rule_arns, redrive_principals)
+    if event_bus != settings.DEFAULT_EVENT_BUS:  # the default bus is the account's, not the stack's
+        restrict_bus(events, event_bus, account, config, request_source)
     return StackRoute(queue_url, dlq_url, delivery_dlq_url, event_bus, push_rule, request_rule, scan_rule)
 
 
@@ -147,6 +150,18 @@ def restrict_queues(
     for url, statements in policies.items():
         document = {"Version": "2012-10-17", "Statement": statements}
         sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(document)})
+
+
+def restrict_bus(events: Any, bus: str, account: str, config: PromotionConfig, request_source: str) -> None:
+    """The stack's request statements on the promotion bus (infra.bus_policies): requests on the
+    shared source only from `account`, on a rule's own source only from its requesters."""
+    arn = str(events.describe_event_bus(Name=bus)["Arn"])
+    requested = [(r.name, r.requesters) for r in config.rules_for(TRIGGER_REQUEST) if r.requesters]
+    document = {
+        "Version": "2012-10-17",
+        "Statement": request_statements(arn, account, requested, request_source),
+    }
+    events.put_permission(EventBusName=bus, Policy=json.dumps(document))
 
 
 def _queue_with_dlq(

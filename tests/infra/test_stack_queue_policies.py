@@ -17,6 +17,7 @@ import aws_cdk as cdk
 import pytest
 
 from infra.app import REDRIVE_PRINCIPALS_CONTEXT_KEY, build_app
+from infra.bus_policies import request_statements
 from infra.props import ImagePromoterProps
 from infra.stack import STACK_NAME
 from local_aws import policy
@@ -234,3 +235,37 @@ def test_redrive_principals_are_exact_role_or_user_arns(test_config):
     for bad in (ACCOUNT, f"arn:aws:iam::{ACCOUNT}:role/*", f"arn:aws:iam::{ACCOUNT}:root", "ops"):
         with pytest.raises(ValueError, match="redrive_principals takes exact IAM role or user ARNs"):
             ImagePromoterProps(config=test_config, redrive_principals=(bad,))
+
+
+def _normalized(value: Any) -> Any:
+    """A policy element as IAM reads it: a one-item list is its item; lists compare as sets."""
+    if isinstance(value, dict):
+        return {k: _normalized(v) for k, v in value.items()}
+    if isinstance(value, list):
+        items = sorted((_normalized(v) for v in value), key=json.dumps)
+        return items[0] if len(items) == 1 else items
+    return value
+
+
+def test_the_local_aws_puts_the_stacks_request_statements_on_its_bus(template, test_config):
+    """promoter local --config writes infra.bus_policies' statements (no CDK there): they are the
+    synthesized ones, so trying `requesters:` locally tries what the stack deploys."""
+    resolve = Resolver(template)
+    (bus_id,) = _of_type(template, "AWS::Events::EventBus")
+    synthesized = {
+        p["Properties"]["StatementId"].removeprefix("cdk-"): _normalized(
+            resolve(p["Properties"]["Statement"])
+        )
+        for p in _of_type(template, "AWS::Events::EventBusPolicy").values()
+    }
+    local = {
+        s.pop("Sid"): _normalized(s)
+        for s in request_statements(resolve.arn(bus_id), ACCOUNT, [("to-prod", (REQUESTER,))])
+    }
+    assert set(local) == {
+        "OnlyTrustedPrincipalsRequest",
+        "OnlyRequestersOfRequestRule0",
+        "RequestersOfRequestRule0MayRequest",
+    }
+    for sid, statement in local.items():
+        assert statement == {k: v for k, v in synthesized[sid].items() if k != "Sid"}, sid

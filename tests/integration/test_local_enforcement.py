@@ -209,35 +209,10 @@ ADMIN = (
 )
 
 
-def bus_policy(bus_arn: str, source: str) -> str:
-    """The stack's statements for a rule with requesters (infra/construct.py, _restrict_rule_source):
-    the rule's source is denied to all but its requesters, and allowed to their account."""
-    on_source = {"events:detail-type": settings.REQUEST_DETAIL_TYPE, "events:source": source}
-    statements = [
-        {
-            "Sid": "OnlyRequestersOfRequestRule0",
-            "Effect": "Deny",
-            "Principal": {"AWS": "*"},
-            "Action": "events:PutEvents",
-            "Resource": bus_arn,
-            "Condition": {"StringEquals": on_source, "ArnNotLike": {"aws:PrincipalArn": [REQUESTER]}},
-        },
-        {
-            "Sid": "RequestersOfRequestRule0MayRequest",
-            "Effect": "Allow",
-            "Principal": {"AWS": f"arn:aws:iam::{OTHER}:root"},
-            "Action": "events:PutEvents",
-            "Resource": bus_arn,
-            "Condition": {"StringEquals": on_source},
-        },
-    ]
-    return json.dumps({"Version": "2012-10-17", "Statement": statements})
-
-
 @dataclass
 class Stack:
-    """The stack's route on the local AWS (route_stack: its queue policies) with the stack's bus
-    policy for one rule with requesters, and the promoter's handler to run what is queued."""
+    """The stack's route on the local AWS (route_stack: its queue policies and its bus policy, here
+    for one rule with requesters), and the promoter's handler to run what is queued."""
 
     endpoint: str
     route: StackRoute
@@ -349,10 +324,6 @@ def stack(aws_env, ecr, unique_name, tmp_path, monkeypatch) -> Iterator[Stack]:
         visibility_timeout_seconds=30,
         max_receive_count=1,
         redrive_principals=(ADMIN,),
-    )
-    bus_arn = events.describe_event_bus(Name=route.event_bus)["Arn"]
-    events.put_permission(
-        EventBusName=route.event_bus, Policy=bus_policy(bus_arn, settings.rule_request_source("to-prod"))
     )
     environment = settings.function_environment(config_path=str(config_file), event_bus=route.event_bus)
     for key, value in environment.items():
