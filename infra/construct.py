@@ -43,6 +43,7 @@ from infra.permissions import (
 )
 from infra.props import ImagePromoterProps
 from infra.protection import RepositoryProtection
+from infra.pull_times import exclude_from_pull_times
 from infra.queue_policies import nobody_sends, only_rules_send
 from infra.reconciliation import HISTORY_READ_ACTIONS, Reconciliation, ReconciliationParts
 from infra.remote_targets import grant_remote_targets, promoter_role_names
@@ -245,6 +246,12 @@ class ImagePromoter(Construct):
         )
         self.protections = self._protect(config, code, props)
         self._restrict_bus(props)
+        # The promoter's own reads (and the reconciliation's) do not keep images alive under
+        # "since last pulled" lifecycle rules (infra.pull_times).
+        readers = {"Function": self.role.role_arn}
+        if self.reconciliation is not None:
+            readers["Reconciliation"] = self.reconciliation.role.role_arn
+        self.pull_time_exclusions = exclude_from_pull_times(self, readers)
 
         self.alarms = add_monitoring(
             self,

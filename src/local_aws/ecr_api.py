@@ -39,6 +39,14 @@ from local_aws.manifests import (
     wildcard_match,
 )
 from local_aws.principals import parse_principal, root_of
+from local_aws.pull_times import (
+    MAX_EXCLUSIONS,
+    exclusions,
+    last_pull,
+    principal_arn,
+    record_pull,
+    save_exclusions,
+)
 from local_aws.registry import RegistryPool, RegistryProcess
 from local_aws.scanning import (
     DETAIL_TYPE_IMAGE_SCAN,
@@ -164,6 +172,8 @@ class EcrService:
             return handler(scope, params, caller)
         if isinstance(params.get("repositoryName"), str):
             self.authorize(scope, params["repositoryName"], op, caller)
+        if op == "BatchGetImage":  # a pull records its time unless the caller is excluded
+            return handler(scope, params, caller)
         return handler(scope, params)
 
     @staticmethod
@@ -585,7 +595,9 @@ class EcrService:
             return None, _failure(image_id, "ImageNotFound", "Requested image not found")
         return image, None
 
-    def op_BatchGetImage(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+    def op_BatchGetImage(
+        self, scope: Scope, p: dict[str, Any], principal: policy.Principal | None = None
+    ) -> dict[str, Any]:
         rec = self.require_repo(scope, p)
         ids = _image_ids(p)
         accepted = p.get("acceptedMediaTypes")
@@ -614,6 +626,7 @@ class EcrService:
                 failures.append(_failure(image_id, "ImageNotFound", unaccepted_reason(image, accepted or [])))
                 continue
             raw, media_type = served
+            record_pull(self.store, scope, rec.name, image.digest, principal or root_of(scope.account))
             echo = {"imageDigest": sha256_digest(raw)}
             if image_id.get("imageTag"):
                 echo["imageTag"] = image_id["imageTag"]
@@ -681,6 +694,9 @@ class EcrService:
             detail["lastArchivedAt"] = image.last_archived_at
         if image.last_activated_at is not None:
             detail["lastActivatedAt"] = image.last_activated_at
+        pulled = last_pull(self.store, scope, image.repo, image.digest)
+        if pulled is not None:
+            detail["lastRecordedPullTime"] = pulled
         if image.tags:
             detail["imageTags"] = list(image.tags)
         if image.config_media_type:
@@ -1032,6 +1048,38 @@ class EcrService:
         return (
             self.store.setting(scope, "BLOB_MOUNTING", ACCOUNT_SETTING_DEFAULTS["BLOB_MOUNTING"]) == "ENABLED"
         )
+
+    # ---------------------------------------------------------------------------- pull times
+    def op_RegisterPullTimeUpdateExclusion(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        """The principal's pulls stop updating images' lastRecordedPullTime (`local_aws.pull_times`)."""
+        arn = principal_arn(p.get("principalArn"))
+        with self.repo_lock(scope, ""):
+            excluded = exclusions(self.store, scope)
+            if arn in excluded:
+                raise e.ExclusionAlreadyExistsException(f"The principal '{arn}' is already excluded")
+            if len(excluded) >= MAX_EXCLUSIONS:
+                raise e.LimitExceededException(
+                    f"The registry already has {MAX_EXCLUSIONS} pull time update exclusions"
+                )
+            excluded[arn] = now()
+            save_exclusions(self.store, scope, excluded)
+        return {"principalArn": arn, "createdAt": excluded[arn]}
+
+    def op_DeregisterPullTimeUpdateExclusion(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        arn = principal_arn(p.get("principalArn"))
+        with self.repo_lock(scope, ""):
+            excluded = exclusions(self.store, scope)
+            if excluded.pop(arn, None) is None:
+                raise e.ExclusionNotFoundException(f"The principal '{arn}' is not excluded")
+            save_exclusions(self.store, scope, excluded)
+        return {"principalArn": arn}
+
+    def op_ListPullTimeUpdateExclusions(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        page, token = _paginate(sorted(exclusions(self.store, scope)), p)
+        out: dict[str, Any] = {"pullTimeUpdateExclusions": page}
+        if token:
+            out["nextToken"] = token
+        return out
 
     # ---------------------------------------------------------------------------- storage class
     def op_UpdateImageStorageClass(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:

@@ -122,6 +122,18 @@ class AccessDeniedException(EcrError):
     """A repository policy denies the caller the action (or, across accounts, allows it nothing)."""
 
 
+class ExclusionAlreadyExistsException(EcrError):
+    """RegisterPullTimeUpdateExclusion of a principal already excluded."""
+
+
+class ExclusionNotFoundException(EcrError):
+    """DeregisterPullTimeUpdateExclusion of a principal not excluded."""
+
+
+class LimitExceededException(EcrError):
+    """A registry quota is reached (e.g. 100 pull-time update exclusions)."""
+
+
 class ServerException(EcrError):
     """A fault on our side (the registry failed unexpectedly)."""
 

@@ -29,6 +29,7 @@ from local_aws.ecr_api import (
 from local_aws.faults import Faults
 from local_aws.manifests import DIGEST_RE, sha256_digest
 from local_aws.policy import Principal
+from local_aws.pull_times import record_pull
 from local_aws.registry import CHUNK_BYTES, RegistryProcess, stream_response
 from local_aws.store import ACTIVE, Scope
 
@@ -136,7 +137,7 @@ class RegistryProxy:
             except e.AccessDeniedException as exc:
                 return _error(start_response, 403, "DENIED", exc.message)
         if kind == "manifests":
-            return self._manifest(environ, start_response, method, name, rest)
+            return self._manifest(environ, start_response, method, name, rest, caller)
         if kind == "tags":
             return self._tags(environ, start_response, name, rest)
         if kind == "referrers":
@@ -169,7 +170,13 @@ class RegistryProxy:
         return self.ecr.principal_of_password(self.scope, password)
 
     def _manifest(
-        self, environ: dict[str, Any], start_response: StartResponse, method: str, name: str, ref: str
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        method: str,
+        name: str,
+        ref: str,
+        caller: Principal,
     ) -> Iterable[bytes]:
         is_digest = bool(DIGEST_RE.match(ref))
         if not is_digest and not V2_TAG_RE.match(ref):
@@ -181,7 +188,9 @@ class RegistryProxy:
             return _error(start_response, 404, "MANIFEST_UNKNOWN", f"manifest {ref} unknown")
         if method == "DELETE":
             return self._delete_manifest(start_response, name, digest, None if is_digest else ref)
-        return self._serve_manifest(environ, start_response, method, name, digest, by_tag=not is_digest)
+        return self._serve_manifest(
+            environ, start_response, method, name, digest, by_tag=not is_digest, puller=caller
+        )
 
     def _serve_manifest(
         self,
@@ -192,6 +201,7 @@ class RegistryProxy:
         digest: str,
         *,
         by_tag: bool,
+        puller: Principal | None = None,
     ) -> Iterable[bytes]:
         """GET/HEAD of a manifest from the exact stored bytes. An archived image is a 404 (ECR:
         "Requests to pull the archived image will fail with a 404 error"); a stored type the
@@ -207,6 +217,8 @@ class RegistryProxy:
         if served is None:
             return _error(start_response, 404, "MANIFEST_UNKNOWN", unaccepted_reason(image, accepted or []))
         raw, media_type = served
+        if method == "GET" and puller is not None:  # a pull: recorded unless the puller is excluded
+            record_pull(self.ecr.store, self.scope, name, digest, puller)
         served_digest = sha256_digest(raw)
         start_response(
             "200 OK",

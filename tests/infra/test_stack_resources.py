@@ -49,6 +49,7 @@ def test_stack_has_exactly_the_expected_resources(synthesized):
         "AWS::Logs::LogGroup": 2,
         "AWS::CloudWatch::Alarm": 7,
         "AWS::CloudWatch::Dashboard": 1,
+        "AWS::ECR::PullTimeUpdateExclusion": 2,  # the promoter's and the reconciliation's reads
     }
     for cfn_type, count in counts.items():
         synthesized.template.resource_count_is(cfn_type, count)
