@@ -58,17 +58,29 @@ class TargetHistory(Protocol):
     def for_target(self, repository: str, tag: str, newest_first: bool = False) -> list[dict[str, Any]]: ...
 
 
-def rules_writing(config: PromotionConfig, repository: str) -> tuple[str, ...]:
-    """The rules with a target in the promoter's own registry that can name `repository`."""
+def rules_writing(config: PromotionConfig, repository: str, tag: str) -> tuple[str, ...]:
+    """The rules with a target in the promoter's own registry that can put `tag` on `repository`:
+    a repository that is one rule's source and another's target holds tags no rule writes (a CI
+    push of `sha-1` into a repository a request rule writes only `released-*` to is no one's
+    business here)."""
     found = []
     for rule in config.rules:
-        globs = {
-            template_to_glob(t.repository, rule.source.repository_glob, "*")
-            for t in rule.targets
-            if t.registry is None
-        }
-        if any(NamePattern(glob).matches(repository) for glob in globs):
-            found.append(rule.name)
+        source = rule.source
+        for target in rule.targets:
+            if target.registry is not None:
+                continue
+            if not NamePattern(template_to_glob(target.repository, source.repository_glob, "*")).matches(
+                repository
+            ):
+                continue
+            tag_globs = {
+                template_to_glob(template, source.repository_glob, pattern.as_glob())
+                for template in target.tags
+                for pattern in source.tag_patterns
+            }
+            if any(NamePattern(glob).matches(tag) for glob in tag_globs):
+                found.append(rule.name)
+                break
     return tuple(found)
 
 
@@ -82,12 +94,12 @@ def check_push(
     event: ImagePushed, config: PromotionConfig, records: PromotionRecords, history: TargetHistory
 ) -> ActionResult | None:
     """The `foreign` result for a push into a target repository that no promotion of ours
-    explains; None for the promoter's own writes, untagged pushes, cosign tags and repositories
-    no rule writes. Raises what the idempotency table or the history raise (retryable: the event
+    explains; None for the promoter's own writes, untagged pushes, cosign tags and tags no rule
+    writes. Raises what the idempotency table or the history raise (retryable: the event
     is delivered again)."""
     if not event.tag or COSIGN_TAG_PATTERN.fullmatch(event.tag):
         return None
-    rules = rules_writing(config, event.repository)
+    rules = rules_writing(config, event.repository, event.tag)
     if not rules:
         return None
     for rule in (*rules, MANUAL_RULE):
