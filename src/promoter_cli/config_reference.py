@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from promoter.model.config_file import MAX_CONFIG_BYTES
+from promoter.model.config_file import MAX_CONFIG_BYTES, MAX_JSON_CONFIG_BYTES
 from promoter.model.linear_regex import MAX_PROGRAM_SIZE
 from promoter.model.patterns import MAX_NAME_CHARS, REGEX_PREFIX
 from promoter.model.templates import SHORT_DIGEST_HEX_CHARS
@@ -98,6 +98,24 @@ rules:
 
 The IAM grants and the EventBridge pattern of such a rule have a wildcard exactly where a group
 stands (`svc/*-dev` read, `svc/*-staging` written). A group may not be named after a template field.
+A named group may not form the whole target repository name or a whole path segment of it
+(`{{name}}`, `svc/{{team}}/api`): give it a literal part in its segment (`svc/{{team}}-api`). A source
+repository needs a literal letter or digit (`*` and `re:.+` are refused), so no grant of the
+promoter's is ever `repository/*` (the one exception: to list the repositories a glob source
+stands for, the reconciliation's role may `ecr:DescribeRepositories` on the account's
+repositories, which reads metadata only).
+
+## Protected targets
+
+`protect: true` (on a target, on a rule for all its targets, or top-level `defaults: {{protect:
+true}}`; the target's word wins, then the rule's) makes the stack put a repository policy on that
+repository that denies image writes, deletes, lifecycle policies, tag-mutability changes and
+policy changes to everyone but the promoter's roles and the break-glass principals (`-c
+break_glass_principals=ARN,...`: exact role or user ARNs). The policy's other statements are kept;
+removing `protect` removes only the statements whose Sid starts with `ImagePromoterProtect`. A
+protected target needs an exact repository name (a repository a template names later would be left
+open). `promoter promote` and `promoter rollback` on a protected target need break-glass
+credentials.
 
 ## Patterns: globs and regexes
 
@@ -127,9 +145,13 @@ promoter: invalid configuration: FILE:LINE: rule 'NAME', field 'FIELD': REASON
 ```
 
 The file and line, the rule, the field (`targets[0].tags[1]`) and the reason, on one line, exit 2;
-an unknown key names the closest known one ("did you mean 'targets'?"). The file is read with limits
-(over {MAX_CONFIG_BYTES // 1024 // 1024} MiB, too deep or too large once YAML aliases are expanded:
-refused before anything is built), and JSON configurations are read the same way, without PyYAML.
+a YAML or JSON syntax error also names its column (`FILE:LINE:COLUMN`), and a key written twice in
+one mapping is refused (YAML would silently keep the last one). An unknown key names the closest
+known one ("did you mean 'targets'?"). The file is read with limits (over
+{MAX_CONFIG_BYTES // 1024 // 1024} MiB, too deep or too large once YAML aliases are expanded:
+refused before anything is built), and JSON configurations are read the same way, without PyYAML,
+with a limit of {MAX_JSON_CONFIG_BYTES // 1024 // 1024} MiB: it also bounds the configuration
+`cdk synth` stages as JSON into the Lambda package, which the function reads with the same checks.
 """
 
 

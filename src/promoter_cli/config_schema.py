@@ -152,8 +152,9 @@ VALIDATOR_ONLY_CHECKS = (
     ValidatorOnlyCheck(
         "identity-names-everyone",
         f"a `{REGEX_PREFIX}` Sigstore issuer or subject that names no one in particular (`re:.*`, "
-        "`re:.+`, `re:[^@]*`): it takes every one of several unrelated strings, or spells no letter or "
-        "digit of its own",
+        "`re:.+`, `re:[^@]*`): it takes every one of several unrelated strings, a subject anyone can "
+        "get (any GitHub or GitLab repository's workflow, any Gmail address), or two of Fulcio's "
+        "issuers, or spells no letter or digit of its own",
         "it runs the regex on sample strings and reads its literal part",
     ),
     ValidatorOnlyCheck(
@@ -175,7 +176,8 @@ VALIDATOR_ONLY_CHECKS = (
     ValidatorOnlyCheck(
         "shared-target-tags",
         "two targets (of one rule or of two) that can write the same tag of the same repository in "
-        "the same registry",
+        "the same registry (the same name in another account or region is another repository; the "
+        "tags of one target may coincide)",
         "it intersects patterns across rules",
     ),
 )
@@ -366,8 +368,9 @@ def _source() -> dict[str, Any]:
             ),
             "restore_archived": {
                 "type": "boolean",
-                "description": "Restore a source image in ECR's archive storage class (and promote it once "
-                "restored) instead of reporting it as archived.",
+                "description": "Restore a source image, or its signatures, SBOMs and attestations, in "
+                "ECR's archive storage class (and promote it once restored) instead of reporting it as "
+                "archived.",
                 "default": False,
             },
         },
