@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from local_aws import creation_templates as rct
 from local_aws import errors as e
 from local_aws import policy
 from local_aws.blob_host import BlobHost
@@ -112,6 +113,9 @@ STATUS_FILTERS = (ACTIVE, ARCHIVED, ACTIVATING, "ANY")
 # How long a restore from the archive stays ACTIVATING. ECR says "within 20 minutes"; the local
 # one takes a minute unless the control API sets another period (tests set 0 or finish restores).
 DEFAULT_RESTORE_SECONDS = 60.0
+# The JSON API's pushes into a repository that may not exist yet: a CREATE_ON_PUSH creation template
+# creates it (`EcrService.create_on_push`); `/v2/` does the same for a manifest PUT and an upload.
+CREATE_ON_PUSH_OPERATIONS = frozenset({"PutImage", "InitiateLayerUpload"})
 
 
 @dataclass
@@ -170,6 +174,8 @@ class EcrService:
         caller = principal or root_of(scope.account)
         if op == "GetAuthorizationToken":
             return handler(scope, params, caller)
+        if op in CREATE_ON_PUSH_OPERATIONS and isinstance(params.get("repositoryName"), str):
+            self.create_on_push(scope, params["repositoryName"])
         if isinstance(params.get("repositoryName"), str):
             self.authorize(scope, params["repositoryName"], op, caller)
         if op == "BatchGetImage":  # a pull records its time unless the caller is excluded
@@ -312,6 +318,117 @@ class EcrService:
                 f"The repository with name '{name}' already exists in the registry with id '{scope.account}'"
             )
         return {"repository": self.repository_json(scope, rec)}
+
+    # ---------------------------------------------------------------------------- creation templates
+    def _templates(self, scope: Scope) -> dict[str, dict[str, Any]]:
+        return rct.load(self.store.setting(scope, rct.TEMPLATES_SETTING, ""))
+
+    def _save_template(self, scope: Scope, p: dict[str, Any], *, new: bool) -> dict[str, Any]:
+        prefix = rct.prefix_of(p)
+        with self.repo_lock(scope, ""):
+            templates = self._templates(scope)
+            old = templates.get(prefix)
+            if new and old is not None:
+                raise e.TemplateAlreadyExistsException(
+                    f"The repository creation template '{prefix}' already exists"
+                )
+            if not new and old is None:
+                raise e.TemplateNotFoundException(
+                    f"The repository creation template '{prefix}' does not exist"
+                )
+            template = rct.template_fields(p, old)
+            if new or "imageTagMutability" in p:
+                mutability, filters = _mutability(p)
+                template["imageTagMutability"] = mutability
+                template["imageTagMutabilityExclusionFilters"] = [
+                    {"filterType": "WILDCARD", "filter": f} for f in filters
+                ]
+            stamp = now()
+            template.update(prefix=prefix, updatedAt=stamp, createdAt=(old or {}).get("createdAt", stamp))
+            templates[prefix] = template
+            self.store.set_setting(scope, rct.TEMPLATES_SETTING, json.dumps(templates))
+        return {"registryId": scope.account, "repositoryCreationTemplate": template}
+
+    def op_CreateRepositoryCreationTemplate(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        return self._save_template(scope, p, new=True)
+
+    def op_UpdateRepositoryCreationTemplate(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        return self._save_template(scope, p, new=False)
+
+    def op_DeleteRepositoryCreationTemplate(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        prefix = rct.prefix_of(p)
+        with self.repo_lock(scope, ""):
+            templates = self._templates(scope)
+            template = templates.pop(prefix, None)
+            if template is None:
+                raise e.TemplateNotFoundException(
+                    f"The repository creation template '{prefix}' does not exist"
+                )
+            self.store.set_setting(scope, rct.TEMPLATES_SETTING, json.dumps(templates))
+        return {"registryId": scope.account, "repositoryCreationTemplate": template}
+
+    def op_DescribeRepositoryCreationTemplates(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        templates = self._templates(scope)
+        prefixes = p.get("prefixes")
+        if prefixes is not None:
+            wanted = [rct.prefix_of({"prefix": x}) for x in prefixes]
+            found = [templates[x] for x in wanted if x in templates]
+        else:
+            found = [templates[x] for x in sorted(templates)]
+        page, token = _paginate(found, p)
+        out: dict[str, Any] = {"registryId": scope.account, "repositoryCreationTemplates": page}
+        if token:
+            out["nextToken"] = token
+        return out
+
+    def create_on_push(self, scope: Scope, name: str) -> RepositoryRecord | None:
+        """Creates `name` with the settings of the CREATE_ON_PUSH template that covers it, when it
+        does not exist and one does (`local_aws.creation_templates`); the repository, or None."""
+        existing = self.store.repository(scope, name)
+        if existing is not None or not (2 <= len(name) <= 256) or not REPOSITORY_RE.match(name):
+            return existing
+        template = rct.template_for(self._templates(scope), name, rct.CREATE_ON_PUSH)
+        if template is None:
+            return None
+        filters = tuple(f["filter"] for f in template.get("imageTagMutabilityExclusionFilters") or ())
+        rec = RepositoryRecord(
+            name=name,
+            created_at=now(),
+            mutability=template.get("imageTagMutability", "MUTABLE"),
+            filters=filters,
+            scan_on_push=False,
+            encryption=str((template.get("encryptionConfiguration") or {}).get("encryptionType", "AES256")),
+        )
+        if self.store.add_repository(scope, rec):  # else a concurrent push created it first
+            for setting, key in (
+                (REPOSITORY_POLICY_SETTING, "repositoryPolicy"),
+                (rct.LIFECYCLE_POLICY_SETTING, "lifecyclePolicy"),
+            ):
+                if template.get(key):
+                    self.store.set_setting(scope, setting + name, template[key])
+            if template.get("resourceTags"):
+                self.store.set_setting(
+                    scope, rct.RESOURCE_TAGS_SETTING + name, json.dumps(template["resourceTags"])
+                )
+        return self.store.repository(scope, name)
+
+    def op_GetLifecyclePolicy(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.require_repo(scope, p)
+        text = self.store.setting(scope, rct.LIFECYCLE_POLICY_SETTING + rec.name, "")
+        if not text:
+            raise e.LifecyclePolicyNotFoundException(
+                f"Lifecycle policy does not exist for the repository with name '{rec.name}' in the registry "
+                f"with id '{scope.account}'"
+            )
+        return {"registryId": scope.account, "repositoryName": rec.name, "lifecyclePolicyText": text}
+
+    def op_ListTagsForResource(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
+        arn = _required_str(p, "resourceArn")
+        prefix = f"arn:aws:ecr:{scope.region}:{scope.account}:repository/"
+        name = arn.removeprefix(prefix)
+        if not arn.startswith(prefix) or self.store.repository(scope, name) is None:
+            raise e.RepositoryNotFoundException(f"The repository '{arn}' does not exist")
+        return {"tags": json.loads(self.store.setting(scope, rct.RESOURCE_TAGS_SETTING + name, "") or "[]")}
 
     def op_DescribeRepositories(self, scope: Scope, p: dict[str, Any]) -> dict[str, Any]:
         _check_registry_id(scope, p)

@@ -134,6 +134,18 @@ class LimitExceededException(EcrError):
     """A registry quota is reached (e.g. 100 pull-time update exclusions)."""
 
 
+class TemplateAlreadyExistsException(EcrError):
+    """CreateRepositoryCreationTemplate for a prefix that has one."""
+
+
+class TemplateNotFoundException(EcrError):
+    """No repository creation template for the prefix."""
+
+
+class LifecyclePolicyNotFoundException(EcrError):
+    """The repository has no lifecycle policy."""
+
+
 class ServerException(EcrError):
     """A fault on our side (the registry failed unexpectedly)."""
 

@@ -122,6 +122,8 @@ class RegistryProxy:
         if not match:
             return _error(start_response, 404, "NAME_UNKNOWN", "unsupported registry path")
         name, kind, rest = match["name"], match["kind"], match["rest"]
+        if is_push(method, kind, rest):  # a CREATE_ON_PUSH creation template creates a missing repository
+            self.ecr.create_on_push(self.scope, name)
         if self.ecr.store.repository(self.scope, name) is None:
             return _error(
                 start_response,
@@ -508,6 +510,13 @@ class RegistryProxy:
     def _public_location(self, location: str) -> str:
         """A `Location` of the registry behind, as this endpoint's."""
         return location.replace(f"http://{self.registry.host}", self.ecr.endpoint_for(self.scope))
+
+
+def is_push(method: str, kind: str, rest: str) -> bool:
+    """Whether a `/v2/` request begins or ends a push: a manifest PUT, or the POST opening an upload."""
+    return (method, kind) == ("PUT", "manifests") or (
+        method == "POST" and kind == "blobs" and rest in ("uploads", "uploads/")
+    )
 
 
 def route_methods(path: str, kind: str, rest: str) -> tuple[str, ...] | None:

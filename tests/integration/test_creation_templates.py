@@ -1,0 +1,168 @@
+"""Repository creation templates on the local ECR (issue 21, item 3): templates are created,
+described, updated and deleted as ECR's API says; a push (a layer upload or PutImage, skopeo's
+manifest PUT on /v2) into a repository that does not exist, covered by a CREATE_ON_PUSH template,
+creates it with the template's settings (tag mutability and exclusions, encryption, lifecycle
+policy, repository policy, tags); without such a template the push is refused as before."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from botocore.exceptions import ClientError
+
+from local_aws import images as im
+from local_aws.images import EcrPusher
+from tests.integration.test_local_registry_api import v2
+
+pytestmark = pytest.mark.integration
+LIFECYCLE = {
+    "rules": [
+        {
+            "rulePriority": 1,
+            "selection": {
+                "tagStatus": "untagged",
+                "countType": "sinceImagePulled",
+                "countUnit": "days",
+                "countNumber": 30,
+            },
+            "action": {"type": "expire"},
+        }
+    ]
+}
+POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Sid": "pull",
+            "Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::210987654321:root"},
+            "Action": "ecr:BatchGetImage",
+        }
+    ],
+}
+
+
+@pytest.fixture
+def template(ecr, unique_name):
+    """A CREATE_ON_PUSH template for a fresh prefix; deleted after the test."""
+    prefix = unique_name("tpl")
+    ecr.create_repository_creation_template(
+        prefix=prefix,
+        description="releases",
+        appliedFor=["CREATE_ON_PUSH", "REPLICATION"],
+        imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+        imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "latest"}],
+        encryptionConfiguration={"encryptionType": "KMS"},
+        lifecyclePolicy=json.dumps(LIFECYCLE),
+        repositoryPolicy=json.dumps(POLICY),
+        resourceTags=[{"Key": "team", "Value": "platform"}],
+    )
+    yield prefix
+    ecr.delete_repository_creation_template(prefix=prefix)
+
+
+def _assert_created_with_the_templates_settings(ecr, name: str) -> None:
+    (repo,) = ecr.describe_repositories(repositoryNames=[name])["repositories"]
+    assert repo["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
+    assert repo["imageTagMutabilityExclusionFilters"] == [{"filterType": "WILDCARD", "filter": "latest"}]
+    assert repo["encryptionConfiguration"]["encryptionType"] == "KMS"
+    assert json.loads(ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"]) == LIFECYCLE
+    assert json.loads(ecr.get_repository_policy(repositoryName=name)["policyText"]) == POLICY
+    assert ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"])["tags"] == [
+        {"Key": "team", "Value": "platform"}
+    ]
+
+
+def test_templates_are_created_described_updated_and_deleted_as_ecr_does(ecr, template):
+    (found,) = ecr.describe_repository_creation_templates(prefixes=[template])["repositoryCreationTemplates"]
+    assert (found["prefix"], found["appliedFor"], found["description"]) == (
+        template,
+        ["CREATE_ON_PUSH", "REPLICATION"],
+        "releases",
+    )
+    assert template in [
+        t["prefix"] for t in ecr.describe_repository_creation_templates()["repositoryCreationTemplates"]
+    ]
+
+    updated = ecr.update_repository_creation_template(prefix=template, appliedFor=["PULL_THROUGH_CACHE"])
+    assert updated["repositoryCreationTemplate"]["appliedFor"] == ["PULL_THROUGH_CACHE"]
+    assert updated["repositoryCreationTemplate"]["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"  # kept
+
+    refusals = [
+        (
+            ecr.create_repository_creation_template,
+            {"prefix": template, "appliedFor": ["CREATE_ON_PUSH"]},
+            "TemplateAlreadyExistsException",
+        ),
+        (
+            ecr.delete_repository_creation_template,
+            {"prefix": template + "-never"},
+            "TemplateNotFoundException",
+        ),
+        (
+            ecr.create_repository_creation_template,
+            {"prefix": "Bad_Prefix", "appliedFor": ["CREATE_ON_PUSH"]},
+            "InvalidParameterException",
+        ),
+        (
+            ecr.create_repository_creation_template,
+            {"prefix": template + "-x", "appliedFor": ["ON_PULL"]},
+            "InvalidParameterException",
+        ),
+    ]
+    for call, params, code in refusals:
+        with pytest.raises(ClientError) as exc:
+            call(**params)
+        assert exc.value.response["Error"]["Code"] == code, params
+
+
+def test_a_layer_upload_and_put_image_into_a_missing_repository_create_it_with_the_templates_settings(
+    ecr, template
+):
+    name = f"{template}/app"
+    image = im.image((64,))
+
+    ecr.initiate_layer_upload(repositoryName=name)  # a push begins with an upload
+    EcrPusher(ecr).push(name, image, "v1")
+
+    _assert_created_with_the_templates_settings(ecr, name)
+    assert ecr.describe_images(repositoryName=name, imageIds=[{"imageTag": "v1"}])["imageDetails"]
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo needed")
+def test_skopeo_pushing_into_a_missing_repository_under_the_prefix_creates_it(
+    local_aws, ecr, template, tmp_path
+):
+    name = f"{template}/team/api"
+    image = im.image((64,))
+    layout = tmp_path / "layout"
+    im.write_oci_layout(layout, image, tag="build")
+    host = local_aws.endpoint.split("//", 1)[1]
+
+    done = subprocess.run(
+        ["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", f"AWS:{local_aws.password}",
+         f"oci:{layout}:build", f"docker://{host}/{name}:v1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    _assert_created_with_the_templates_settings(ecr, name)
+    (detail,) = ecr.describe_images(repositoryName=name, imageIds=[{"imageTag": "v1"}])["imageDetails"]
+    assert detail["imageDigest"] == image.digest
+
+
+def test_without_a_create_on_push_template_a_push_into_a_missing_repository_is_refused(
+    local_aws, ecr, template, unique_name
+):
+    ecr.update_repository_creation_template(prefix=template, appliedFor=["PULL_THROUGH_CACHE"])
+    outside = unique_name("none") + "/app"  # no template covers it
+    for name in (f"{template}/app", outside, template):  # a prefix covers what is under it, not itself
+        with pytest.raises(ClientError) as exc:
+            ecr.initiate_layer_upload(repositoryName=name)
+        assert exc.value.response["Error"]["Code"] == "RepositoryNotFoundException", name
+        assert v2(local_aws, "POST", f"/v2/{name}/blobs/uploads/", b"")[0] == 404
+        with pytest.raises(ClientError):
+            ecr.describe_repositories(repositoryNames=[name])
