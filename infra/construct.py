@@ -29,6 +29,8 @@ from infra.event_patterns import (
     inspector_scan_event_pattern,
     push_event_pattern,
     request_event_pattern,
+    trust_material_event_pattern,
+    trust_material_globs,
     watched_repository_globs,
 )
 from infra.lambda_runtime import POWERTOOLS_LAYER_PARAMETER
@@ -108,6 +110,7 @@ class ImagePromoter(Construct):
             "DeliveryDeadLetterQueue", retention_period=DLQ_RETENTION
         )
         self.push_rule, self.request_rule = self._rules(config, props.request_source)
+        self.trust_material_rule = self._trust_material_rule(config)
         self.gate_rules = self._gate_rules(config, props.gate_sweep_minutes)
         self._restrict_queues(props.redrive_principals)
 
@@ -282,7 +285,11 @@ class ImagePromoter(Construct):
         """Only the stack's rules put work on the queue and the delivery dead-letter queue (and the
         named redrive principals on the queue); nobody sends to the processing dead-letter queue,
         which only SQS's own redrive fills (infra.queue_policies says why each holds)."""
-        rules = [r.rule_arn for r in (self.push_rule, self.request_rule, *self.gate_rules) if r is not None]
+        rules = [
+            r.rule_arn
+            for r in (self.push_rule, self.request_rule, self.trust_material_rule, *self.gate_rules)
+            if r is not None
+        ]
         for queue, statement in (
             (self.queue, only_rules_send(self.queue.queue_arn, rules, redrive_principals)),
             (self.dead_letter_queue, nobody_sends(self.dead_letter_queue.queue_arn)),
@@ -479,17 +486,37 @@ class ImagePromoter(Construct):
         )
         return basic, inspector, sweep
 
-    def _rules(self, config: PromotionConfig, request_source: str) -> tuple[events.Rule | None, events.Rule]:
-        """The push rule on the default bus (when some rule fires on push or writes a target in this
-        registry: the targets' pushes are checked for writes behind the promoter's back) and the
-        request rule on the promotion bus (always: a request naming no request rule still gets its
-        failure result)."""
-        target = targets.SqsQueue(
+    def _queue_target(self) -> targets.SqsQueue:
+        """A rule's target: the queue, with the delivery dead-letter queue for what EventBridge
+        cannot put there."""
+        return targets.SqsQueue(
             self.queue,
             dead_letter_queue=self.delivery_dead_letter_queue,
             retry_attempts=TARGET_RETRY_ATTEMPTS,
             max_event_age=TARGET_MAX_EVENT_AGE,
         )
+
+    def _trust_material_rule(self, config: PromotionConfig) -> events.Rule:
+        """Signatures, SBOMs and attestations that arrive in the rules' sources after their image
+        (ECR's `ECR Referrer Action`, and pushes of cosign's tags): workflows.late_trust carries them
+        to where the image was promoted. A cosign tag in a push rule's source also matches the push
+        rule; the second delivery costs reads only (idempotent)."""
+        return events.Rule(
+            self,
+            "TrustMaterialRule",
+            description="Signatures, SBOMs and attestations arriving in the rules' sources after their image",
+            event_pattern=_to_events_pattern(
+                trust_material_event_pattern(trust_material_globs(config), Stack.of(self).account)
+            ),
+            targets=[self._queue_target()],
+        )
+
+    def _rules(self, config: PromotionConfig, request_source: str) -> tuple[events.Rule | None, events.Rule]:
+        """The push rule on the default bus (when some rule fires on push or writes a target in this
+        registry: the targets' pushes are checked for writes behind the promoter's back) and the
+        request rule on the promotion bus (always: a request naming no request rule still gets its
+        failure result)."""
+        target = self._queue_target()
         watched = watched_repository_globs(config)
         push_rule = None
         if watched:

@@ -46,10 +46,9 @@ from promoter.metrics import record_event_result, record_invalid_event, record_u
 from promoter.model.config import PromotionConfig, load_config
 from promoter.model.events import PromotionRequested, parse_json_event
 from promoter.model.senders import delivery_note, record_sender, sender_refusal
-from promoter.workflows.late_trust import carry_late_trust_material, trust_arrival
 from promoter.workflows.out_of_band import push_check
 from promoter.workflows.promote import Promoter
-from promoter.workflows.service import handle_event
+from promoter.workflows.service import handle_delivered
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 ENGINE_LOGGER = "promoter"
@@ -179,22 +178,17 @@ def handle_queue(event: dict[str, Any], context: Any) -> dict[str, Any]:
             raise RetryLaterError(f"record {record.message_id}: {refused}")
         if isinstance(parsed, PromotionRequested):  # what reached the queue how, said as an inference
             parsed = replace(parsed, delivery=delivery_note(*record_sender(record.raw_event)))
-        arrival = trust_arrival(parsed)  # a signature, SBOM or attestation: it follows its image
-        if arrival is not None:
-            result = carry_late_trust_material(
-                arrival, state.config, registry, carrier, run, state.history, state.results, state.gates
-            )
-        else:
-            result = handle_event(
-                parsed,
-                state.config,
-                registry,
-                run,
-                state.history,
-                state.results,
-                state.gates,
-                out_of_band=out_of_band,
-            )
+        result = handle_delivered(
+            parsed,
+            state.config,
+            registry,
+            carrier,
+            run,
+            state.history,
+            state.results,
+            state.gates,
+            out_of_band=out_of_band,
+        )
         record_event_result(metrics, result)
         logger.info("event handled", result=result.to_dict())
         if result.retry:

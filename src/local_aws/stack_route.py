@@ -14,6 +14,8 @@ from infra.event_patterns import (
     basic_scan_event_pattern,
     push_event_pattern,
     request_event_pattern,
+    trust_material_event_pattern,
+    trust_material_globs,
     watched_repository_globs,
 )
 from infra.queue_policies import eventbridge_sends, nobody_sends, only_rules_send
@@ -118,6 +120,12 @@ def route_stack(
         put = events.put_rule(Name=push_rule, EventPattern=json.dumps(pattern), State="ENABLED")
         rule_arns.append(str(put["RuleArn"]))
         events.put_targets(Rule=push_rule, Targets=[target])
+    # the stack's TrustMaterialRule: signatures, SBOMs and attestations arriving after their image
+    trust_rule = f"{queue_name}-trust-material"
+    pattern = trust_material_event_pattern(trust_material_globs(config), account)
+    put = events.put_rule(Name=trust_rule, EventPattern=json.dumps(pattern), State="ENABLED")
+    rule_arns.append(str(put["RuleArn"]))
+    events.put_targets(Rule=trust_rule, Targets=[target])
     if event_bus != settings.DEFAULT_EVENT_BUS:
         known = {b["Name"] for b in events.list_event_buses(NamePrefix=event_bus)["EventBuses"]}
         if event_bus not in known:

@@ -1,6 +1,7 @@
 """`promoter validate | plan | handle`: the engine from the command line, on the Lambda's code path.
 
-`plan` only reads (BatchGetImage; never a write: the tests count the calls); `handle` promotes,
+`plan` only reads (BatchGetImage, and DescribeRepositories and DescribeRepositoryCreationTemplates
+for its warnings; never a write: the tests count the calls); `handle` promotes,
 through the same idempotency table as the Lambda. Exit codes: 0 every action promoted or already
 present (or nothing to do), 1 otherwise, 2 unreadable input or configuration.
 """
@@ -151,7 +152,7 @@ def cmd_handle(args: argparse.Namespace) -> int:
     from promoter.aws.results import EventBridgeResults
     from promoter.workflows.out_of_band import push_check
     from promoter.workflows.promote import Promoter
-    from promoter.workflows.service import handle_event
+    from promoter.workflows.service import handle_delivered
 
     loaded = _load(args)
     if isinstance(loaded, int):
@@ -160,13 +161,16 @@ def cmd_handle(args: argparse.Namespace) -> int:
     registry = EcrRegistry(make_ecr_client())
     try:
         persistence = make_persistence()
-        run = idempotent_runner(Promoter(registry), persistence)
+        promoter = Promoter(registry)
+        run = idempotent_runner(promoter, persistence)
         history = DynamoDbHistory()
-        # The same history, result events, scan-gate waits and out-of-band check as the Lambda.
-        result = handle_event(
+        # The same history, result events, scan-gate waits, out-of-band check and carrying of late
+        # trust material as the Lambda.
+        result = handle_delivered(
             event,
             config,
             registry,
+            promoter,
             run,
             history,
             EventBridgeResults(),

@@ -84,6 +84,11 @@ class Synthesized:
         """The rules that route events (not the reconciliation's schedule)."""
         return [r for r in self.resources("AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
 
+    def event_rule(self, name: str) -> dict[str, Any]:
+        """The one rule whose logical id holds `name` (`PushRule`, `RequestRule`, `TrustMaterialRule`)."""
+        (rule,) = [r for logical_id, r in self.resources("AWS::Events::Rule").items() if name in logical_id]
+        return rule
+
 
 def synthesize(config: PromotionConfig, outdir: Path) -> Synthesized:
     """Synth exactly as app.py does (stack + AwsSolutions checks) into `outdir`."""

@@ -26,13 +26,9 @@ FOREIGN_ACCOUNT = "999999999999"
 
 
 def _rule_pattern(synthesized, *, on_custom_bus: bool) -> dict[str, Any]:
-    rules = [
-        r["Properties"]
-        for r in synthesized.event_rules()
-        if ("EventBusName" in r["Properties"]) == on_custom_bus
-    ]
-    assert len(rules) == 1
-    return _deployed_in(rules[0]["EventPattern"], STACK_ACCOUNT)
+    rule = synthesized.event_rule("RequestRule" if on_custom_bus else "PushRule")
+    assert ("EventBusName" in rule["Properties"]) == on_custom_bus
+    return _deployed_in(rule["Properties"]["EventPattern"], STACK_ACCOUNT)
 
 
 def _deployed_in(pattern: Any, account: str) -> Any:
@@ -94,8 +90,9 @@ def test_a_push_in_another_account_is_rejected(push_matches, load_event):
 
 
 def test_the_push_rule_names_the_stack_account(synthesized):
-    (push_rule,) = [r for r in synthesized.event_rules() if "EventBusName" not in r["Properties"]]
-    assert push_rule["Properties"]["EventPattern"]["account"] == [{"Ref": "AWS::AccountId"}]
+    for name in ("PushRule", "TrustMaterialRule"):  # the default bus carries every account's events
+        rule = synthesized.event_rule(name)
+        assert rule["Properties"]["EventPattern"]["account"] == [{"Ref": "AWS::AccountId"}], name
 
 
 def test_untagged_push_with_empty_tag_is_rejected(push_matches, load_event):

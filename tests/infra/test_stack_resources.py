@@ -37,7 +37,7 @@ def test_stack_has_exactly_the_expected_resources(synthesized):
     counts = {
         "AWS::Events::EventBus": 1,
         "AWS::Events::EventBusPolicy": 2,  # requests only from trusted principals, results only from us
-        "AWS::Events::Rule": 3,  # push, request, the reconciliation's schedule
+        "AWS::Events::Rule": 4,  # push, request, trust material, the reconciliation's schedule
         "AWS::SQS::Queue": 3,
         "AWS::SQS::QueuePolicy": 3,
         "AWS::Lambda::Function": 2,  # the promoter, the reconciliation
@@ -115,7 +115,7 @@ def test_push_rule_is_on_the_default_bus_and_request_rule_on_the_promotion_bus(s
     bus = _logical_id(synthesized, "AWS::Events::EventBus", "PromotionBus")
     rules = synthesized.event_rules()
     buses = sorted(str(r["Properties"].get("EventBusName")) for r in rules)
-    assert buses == sorted(["None", str({"Ref": bus})])
+    assert buses == sorted(["None", "None", str({"Ref": bus})])  # push and trust material: default bus
 
 
 def test_function_runs_python_313_on_arm64_with_the_powertools_layer(synthesized):

@@ -338,9 +338,12 @@ def test_the_stack_route_puts_requests_on_the_promotion_bus_and_watches_only_tar
         visibility_timeout_seconds=30,
         max_receive_count=5,
     )
-    (pushes,) = events.list_rules(NamePrefix=name)["Rules"]  # on the default bus: app-prod's pushes
+    # On the default bus: app-prod's pushes, and trust material arriving in app-staging.
+    pushes, trust = sorted(events.list_rules(NamePrefix=name)["Rules"], key=lambda r: r["Name"])
     assert pushes["Name"] == route.push_rule
     assert json.loads(pushes["EventPattern"])["detail"]["repository-name"] == ["app-prod"]
+    assert trust["Name"] == f"{name}-trust-material"
+    assert json.loads(trust["EventPattern"])["detail"]["repository-name"] == ["app-staging"]
     (rule,) = events.list_rules(NamePrefix=name, EventBusName=route.event_bus)["Rules"]
     assert json.loads(rule["EventPattern"]) == request_event_pattern()
     (target,) = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=route.event_bus)["Targets"]

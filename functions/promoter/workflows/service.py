@@ -117,6 +117,29 @@ def resolve_plan(event: Event, config: PromotionConfig, registry: Registry) -> P
     return plan_event(event, config, image.digest)
 
 
+def handle_delivered(
+    event: Event,
+    config: PromotionConfig,
+    registry: Registry,
+    promoter: Any,
+    run: ActionRunner,
+    history: History | None = None,
+    results: ResultSink | None = None,
+    gates: gating.GateStore | None = None,
+    *,
+    out_of_band: PushCheck | None = None,
+) -> EventResult:
+    """Every delivered event, one path for the Lambda and `promoter handle`: a signature, SBOM or
+    attestation that arrives after its image is carried to where the image went
+    (workflows.late_trust, with `promoter`, the engine's Promoter); any other event is handled."""
+    from promoter.workflows.late_trust import carry_late_trust_material, trust_arrival  # imports us
+
+    arrival = trust_arrival(event)
+    if arrival is not None:
+        return carry_late_trust_material(arrival, config, registry, promoter, run, history, results, gates)
+    return handle_event(event, config, registry, run, history, results, gates, out_of_band=out_of_band)
+
+
 def handle_event(
     event: Event,
     config: PromotionConfig,
