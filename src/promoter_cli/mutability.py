@@ -8,6 +8,9 @@ tags matching one); filters are wildcards (`*`: any run of characters). A floati
 immutable there is a tag conflict at run time, from the second image on; this says so ahead, and
 which exclusion filter would let the tag move.
 
+The same reads say which targets do not exist, and whether a repository creation template
+(DescribeRepositoryCreationTemplates, CREATE_ON_PUSH) would create one on a push, with its settings.
+
 The repository's settings are read with DescribeRepositories when AWS credentials are present; when
 they are not, or the read fails, the output says the check was not made and why. Targets in another
 account or region, and repositories named by a template, are not read.
@@ -20,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from local_aws.creation_templates import CREATE_ON_PUSH, template_for
 from local_aws.manifests import wildcard_match
 from promoter.model.config import PromotionConfig
 from promoter.model.templates import is_floating_template
@@ -131,6 +135,53 @@ def check_floating_tags(
     return MutabilityCheck(tuple(warnings), tuple(notes))
 
 
+def check_missing_targets(
+    config: PromotionConfig,
+    describe: Callable[[str], RepositorySettings | None],
+    templates: Callable[[], dict[str, dict[str, Any]]],
+) -> MutabilityCheck:
+    """A warning for each target repository that does not exist, naming the CREATE_ON_PUSH creation
+    template that would create it on a push (and with which tag mutability), or saying none would.
+    A repository whose read failed is left to the floating-tag check's note."""
+    warnings: list[str] = []
+    notes: list[str] = []
+    names = sorted(
+        {
+            t.repository
+            for rule in config.rules
+            for t in rule.targets
+            if t.registry is None and not _is_template(t.repository)
+        }
+    )
+    found: dict[str, dict[str, Any]] | None = None
+    for name in names:
+        try:
+            if describe(name) is not None:
+                continue
+        except ReadError:
+            continue
+        if found is None:
+            try:
+                found = templates()
+            except ReadError as exc:
+                notes.append(f"could not read the repository creation templates: {exc}")
+                found = {}
+        template = template_for(found, name, CREATE_ON_PUSH)
+        if template is None:
+            warnings.append(
+                f"target repository {name} does not exist and no CREATE_ON_PUSH repository creation "
+                "template covers it: promotions into it fail until it is created"
+            )
+            continue
+        warnings.append(
+            f"target repository {name} does not exist: the repository creation template "
+            f"{template['prefix']!r} (CREATE_ON_PUSH) will create it on the first push into it, "
+            f"{template.get('imageTagMutability', 'MUTABLE')}; the promoter reads a target before it "
+            "writes and refuses a missing one, so push into it first (or create it)"
+        )
+    return MutabilityCheck(tuple(warnings), tuple(notes))
+
+
 def _is_template(name: str) -> bool:
     return any(field is not None for _l, field, _s, _c in string.Formatter().parse(name))
 
@@ -161,9 +212,35 @@ def ecr_describer(client: Any) -> Callable[[str], RepositorySettings | None]:
     return describe
 
 
+def ecr_templates(client: Any) -> Callable[[], dict[str, dict[str, Any]]]:
+    """DescribeRepositoryCreationTemplates, every page: the templates by prefix; ReadError when
+    they cannot be read (no permission, an SDK that predates the operation)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    def read() -> dict[str, dict[str, Any]]:
+        if not hasattr(client, "describe_repository_creation_templates"):
+            raise ReadError("this botocore predates DescribeRepositoryCreationTemplates")
+        found: dict[str, dict[str, Any]] = {}
+        params: dict[str, Any] = {}
+        try:
+            while True:
+                page = client.describe_repository_creation_templates(**params)
+                found.update({t["prefix"]: t for t in page.get("repositoryCreationTemplates", [])})
+                if not page.get("nextToken"):
+                    return found
+                params["nextToken"] = page["nextToken"]
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise ReadError(f"{error.get('Code')}: {error.get('Message')}") from exc
+        except BotoCoreError as exc:
+            raise ReadError(str(exc)) from exc
+
+    return read
+
+
 def check_with_credentials(config: PromotionConfig) -> MutabilityCheck:
-    """The check with the ECR client the CLI uses, when credentials and a region are configured;
-    otherwise the note that it was not made, and why."""
+    """The checks with the ECR client the CLI uses (floating tags, missing targets), when
+    credentials and a region are configured; otherwise the note that they were not made, and why."""
     import boto3
 
     session = boto3.session.Session()
@@ -173,7 +250,18 @@ def check_with_credentials(config: PromotionConfig) -> MutabilityCheck:
         return check_floating_tags(config, None, "no AWS region")
     from promoter.aws.registry import make_ecr_client
 
-    return check_floating_tags(config, ecr_describer(make_ecr_client(session)))
+    client = make_ecr_client(session)
+    described: dict[str, RepositorySettings | None] = {}
+    read_repository = ecr_describer(client)
+
+    def describe(name: str) -> RepositorySettings | None:  # each repository read once
+        if name not in described:
+            described[name] = read_repository(name)
+        return described[name]
+
+    floating = check_floating_tags(config, describe)
+    missing = check_missing_targets(config, describe, ecr_templates(client))
+    return MutabilityCheck(floating.warnings + missing.warnings, floating.notes + missing.notes)
 
 
 def warning_lines(check: MutabilityCheck) -> Iterable[str]:

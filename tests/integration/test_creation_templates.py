@@ -166,3 +166,24 @@ def test_without_a_create_on_push_template_a_push_into_a_missing_repository_is_r
         assert v2(local_aws, "POST", f"/v2/{name}/blobs/uploads/", b"")[0] == 404
         with pytest.raises(ClientError):
             ecr.describe_repositories(repositoryNames=[name])
+
+
+def test_validate_says_which_template_will_create_a_missing_target_and_when_none_will(
+    aws_env, ecr, template, unique_name, tmp_path
+):
+    from tests.integration.test_mutability_warnings import _config, _env, _run
+
+    covered, uncovered, existing = f"{template}/prod", unique_name("gone"), unique_name("here")
+    ecr.create_repository(repositoryName=existing)
+    config = _config(tmp_path, {covered: ["{tag}"], uncovered: ["{tag}"], existing: ["{tag}"]})
+
+    done = _run(_env(aws_env), "validate", "--config", str(config))
+
+    assert done.returncode == 0, done.stderr
+    warnings = [line.strip() for line in done.stdout.splitlines() if line.strip().startswith("warning:")]
+    (will,) = [w for w in warnings if covered in w]
+    assert f"the repository creation template {template!r} (CREATE_ON_PUSH) will create it" in will
+    assert "IMMUTABLE_WITH_EXCLUSION" in will
+    (wont,) = [w for w in warnings if uncovered in w]
+    assert "no CREATE_ON_PUSH repository creation template covers it" in wont
+    assert not [w for w in warnings if existing in w]
