@@ -88,13 +88,14 @@ def customized(tmp_path_factory) -> tuple[Template, dict[str, Any]]:
 def test_request_only_configuration_watches_only_its_targets_on_the_default_bus(customized):
     """No push rule fires, but a target's pushes are watched for writes behind the promoter's back."""
     _, template = customized
-    rules = [
-        r
-        for r in template["Resources"].values()
+    rules = {
+        logical_id: r
+        for logical_id, r in template["Resources"].items()
         if r["Type"] == "AWS::Events::Rule" and "EventPattern" in r["Properties"]
-    ]
-    (_requests,) = [r for r in rules if "EventBusName" in r["Properties"]]
-    (pushes,) = [r for r in rules if "EventBusName" not in r["Properties"]]
+    }
+    (_requests,) = [r for r in rules.values() if "EventBusName" in r["Properties"]]
+    (pushes,) = [r for logical_id, r in rules.items() if "PushRule" in logical_id]
+    assert "EventBusName" not in pushes["Properties"]
     assert pushes["Properties"]["EventPattern"]["detail"]["repository-name"] == ["app-prod"]
 
 
