@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from aws_cdk import Acknowledgment, ArnFormat, CfnOutput, Stack, Token, Validations
+from aws_cdk import Acknowledgment, ArnFormat, CfnOutput, CfnWaitConditionHandle, Stack, Token, Validations
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
@@ -185,6 +185,11 @@ class TargetAccountStack(Stack):
             ],
             check_break_glass_principals(break_glass_principals),
         )
+        if not self.roles and not self.protections:
+            # Only the RepositoryPolicy output to apply by hand: CloudFormation refuses a template
+            # without resources ("At least one Resources member must be defined"), so the stack
+            # holds a handle that creates nothing and costs nothing.
+            CfnWaitConditionHandle(self, "NothingToCreate")
 
     def _protect(
         self,

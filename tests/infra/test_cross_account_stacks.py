@@ -216,3 +216,28 @@ def test_a_role_less_target_gets_the_repository_policy_to_set(templates):
     assert statement["Principal"] == {"AWS": f"arn:aws:iam::{SOURCE_ACCOUNT}:root"}
     assert _trusted_arns(statement) == [PROMOTER_ROLE, RECONCILE_ROLE]
     assert sorted(statement["Action"]) == sorted(ECR_TARGET_WRITE_ACTIONS)
+
+
+def test_an_account_reached_only_by_repository_policy_still_gets_a_deployable_stack(tmp_path):
+    """Its stack has the RepositoryPolicy output and nothing to create: CloudFormation refuses a
+    template without resources, so it holds one that creates nothing."""
+    import aws_cdk as cdk
+
+    context = {"source_account": SOURCE_ACCOUNT, "source_region": SOURCE_REGION}
+    app = cdk.App(outdir=str(tmp_path), context=context)
+    config = {
+        "rules": [
+            {
+                "name": "mirror",
+                "source": {"repository": "app", "tags": ["v*"]},
+                "targets": [{"repository": "app-mirror", "account": PROD_ACCOUNT}],
+            }
+        ]
+    }
+    build_app(app, parse_config(config))
+    app.synth()
+    template = json.loads((tmp_path / f"{TARGET_STACK}.template.json").read_text())
+    assert "RepositoryPolicy" in template["Outputs"]
+    types = [r["Type"] for r in template.get("Resources", {}).values() if r["Type"] != "AWS::CDK::Metadata"]
+    assert types == ["AWS::CloudFormation::WaitConditionHandle"]
+    assert lint(json.dumps(template)) == []
