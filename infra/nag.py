@@ -100,14 +100,16 @@ def _account_actions_on_star(*, signer_revocation: bool = False) -> Acknowledgme
     if signer_revocation:
         return Acknowledgment(
             id=_finding("IAM5", "Resource::*"),
-            reason="Only ecr:GetAuthorizationToken, ecr:GetAccountSetting and signer:GetRevocationStatus "
-            "are on '*': none supports resource-level permissions (Service Authorization Reference for "
-            "Amazon ECR and AWS Signer).",
+            reason="Only ecr:GetAuthorizationToken, ecr:GetAccountSetting, "
+            "ecr:DescribeRepositoryCreationTemplates and signer:GetRevocationStatus are on '*': none "
+            "supports resource-level permissions (Service Authorization Reference for Amazon ECR and "
+            "AWS Signer).",
         )
     return Acknowledgment(
         id=_finding("IAM5", "Resource::*"),
-        reason="Only ecr:GetAuthorizationToken and ecr:GetAccountSetting are on '*': neither supports "
-        "resource-level permissions (Service Authorization Reference for Amazon ECR).",
+        reason="Only ecr:GetAuthorizationToken, ecr:GetAccountSetting and "
+        "ecr:DescribeRepositoryCreationTemplates are on '*': none supports resource-level permissions "
+        "(Service Authorization Reference for Amazon ECR).",
     )
 
 

@@ -45,6 +45,11 @@ ECR_TARGET_WRITE_ACTIONS = (
 )
 # The only ECR actions without resource-level permissions (Service Authorization Reference).
 ECR_ACCOUNT_ACTIONS = ("ecr:GetAccountSetting", "ecr:GetAuthorizationToken")
+# A target repository that does not exist is promoted into when a repository creation template
+# applied for CREATE_ON_PUSH covers it (ECR creates it on the first push): the engine reads the
+# registry's templates (promoter.aws.registry, creation_template_for). A registry-level read with no
+# resource type, so on '*' beside the two above; granted only to a role that has targets.
+ECR_CREATION_TEMPLATE_READ_ACTIONS = ("ecr:DescribeRepositoryCreationTemplates",)
 # Scan gates (promoter.gates.scan.check_scan): read an image's findings, on the source repositories of
 # gated rules only.
 ECR_SCAN_READ_ACTIONS = ("ecr:DescribeImageScanFindings",)
@@ -118,7 +123,8 @@ def grant_ecr(
     restore_globs: Iterable[str] = (),
 ) -> None:
     """Give `grantee` read on the sources, write on the targets, restores on the sources whose
-    rules restore archived images, and the two account-wide actions."""
+    rules restore archived images, and the account-wide actions (the creation templates' read
+    only with targets)."""
     sources = repository_arns(scope, source_globs)
     targets = repository_arns(scope, target_globs)
     restores = repository_arns(scope, restore_globs)
@@ -134,7 +140,8 @@ def grant_ecr(
         iam.Grant.add_to_principal(
             grantee=grantee, actions=list(ECR_TARGET_WRITE_ACTIONS), resource_arns=targets
         )
-    iam.Grant.add_to_principal(grantee=grantee, actions=list(ECR_ACCOUNT_ACTIONS), resource_arns=["*"])
+    account_actions = [*ECR_ACCOUNT_ACTIONS, *(ECR_CREATION_TEMPLATE_READ_ACTIONS if targets else ())]
+    iam.Grant.add_to_principal(grantee=grantee, actions=account_actions, resource_arns=["*"])
 
 
 def grant_tables(

@@ -22,11 +22,12 @@ from typing import Any
 
 from local_aws import errors as e
 
+# Which template applies is the engine's rule as much as ECR's: one copy of it, re-exported here.
+from promoter.model.creation_templates import CREATE_ON_PUSH, ROOT, covers, template_for  # noqa: F401
+
 TEMPLATES_SETTING = "repository-creation-templates"
 LIFECYCLE_POLICY_SETTING = "lifecycle-policy/"  # + repository name
 RESOURCE_TAGS_SETTING = "resource-tags/"  # + repository name
-ROOT = "ROOT"
-CREATE_ON_PUSH = "CREATE_ON_PUSH"
 APPLIED_FOR = ("REPLICATION", "PULL_THROUGH_CACHE", CREATE_ON_PUSH)
 # The service model's Prefix pattern (1-256 characters).
 PREFIX_RE = re.compile(r"^([a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*\/?|ROOT)$")
@@ -97,21 +98,3 @@ def template_fields(p: dict[str, Any], base: dict[str, Any] | None = None) -> di
 def load(stored: str) -> dict[str, dict[str, Any]]:
     """The registry's templates by prefix."""
     return json.loads(stored) if stored else {}
-
-
-def covers(prefix: str, repository: str) -> bool:
-    """Whether a template's prefix stands for `repository` (`prod` covers `prod/x`, but neither
-    `prod` nor `production/x`)."""
-    return prefix == ROOT or repository.startswith(prefix + "/")
-
-
-def template_for(
-    templates: dict[str, dict[str, Any]], repository: str, operation: str
-) -> dict[str, Any] | None:
-    """The template ECR applies when it creates `repository` for `operation`: the longest prefix
-    covering the name, ROOT last; None when none is applied for `operation`."""
-    candidates = [
-        t for prefix, t in templates.items() if covers(prefix, repository) and operation in t["appliedFor"]
-    ]
-    candidates.sort(key=lambda t: (t["prefix"] != ROOT, len(t["prefix"])), reverse=True)
-    return candidates[0] if candidates else None

@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from local_aws.creation_templates import CREATE_ON_PUSH, template_for
 from local_aws.manifests import wildcard_match
 from promoter.model.config import PromotionConfig
+from promoter.model.creation_templates import CREATE_ON_PUSH, template_for
 from promoter.model.templates import is_floating_template
 
 IMMUTABLE_MODES = ("IMMUTABLE", "IMMUTABLE_WITH_EXCLUSION", "MUTABLE_WITH_EXCLUSION")
@@ -176,8 +176,8 @@ def check_missing_targets(
         warnings.append(
             f"target repository {name} does not exist: the repository creation template "
             f"{template['prefix']!r} (CREATE_ON_PUSH) will create it on the first push into it, "
-            f"{template.get('imageTagMutability', 'MUTABLE')}; the promoter reads a target before it "
-            "writes and refuses a missing one, so push into it first (or create it)"
+            f"{template.get('imageTagMutability', 'MUTABLE')}; the promoter's first promotion into it "
+            "is that push"
         )
     return MutabilityCheck(tuple(warnings), tuple(notes))
 

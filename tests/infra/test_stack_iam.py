@@ -63,10 +63,16 @@ def test_no_write_action_reaches_a_source_only_repository(statements, action):
         assert not names & {"my-repository-name", "team/*", "svc-?-api"}
 
 
-def test_only_the_two_account_level_ecr_actions_are_on_star(statements):
+def test_only_the_account_level_ecr_actions_are_on_star(statements):
+    """The two without resource-level permissions, and the registry's creation templates (read to
+    promote into a missing target a CREATE_ON_PUSH template creates)."""
     on_star = [s for s in statements if "*" in _as_list(s["Resource"])]
     assert len(on_star) == 1
-    assert sorted(_as_list(on_star[0]["Action"])) == ["ecr:GetAccountSetting", "ecr:GetAuthorizationToken"]
+    assert sorted(_as_list(on_star[0]["Action"])) == [
+        "ecr:DescribeRepositoryCreationTemplates",
+        "ecr:GetAccountSetting",
+        "ecr:GetAuthorizationToken",
+    ]
     assert sorted(ECR_ACCOUNT_ACTIONS) == ["ecr:GetAccountSetting", "ecr:GetAuthorizationToken"]
 
 

@@ -2,7 +2,9 @@
 described, updated and deleted as ECR's API says; a push (a layer upload or PutImage, skopeo's
 manifest PUT on /v2) into a repository that does not exist, covered by a CREATE_ON_PUSH template,
 creates it with the template's settings (tag mutability and exclusions, encryption, lifecycle
-policy, repository policy, tags); without such a template the push is refused as before."""
+policy, repository policy, tags); without such a template the push is refused as before. The
+promoter promotes into such a missing target (its first push creates it); without a template a
+missing target stays a failed promotion that says why."""
 
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ from botocore.exceptions import ClientError
 
 from local_aws import images as im
 from local_aws.images import EcrPusher
+from promoter import handler, settings
+from promoter.aws.history import DynamoDbHistory
+from tests.integration.test_handler import FakeLambdaContext, push_event, sqs_batch, tag_digest
 from tests.integration.test_local_registry_api import v2
 
 pytestmark = pytest.mark.integration
@@ -187,3 +192,66 @@ def test_validate_says_which_template_will_create_a_missing_target_and_when_none
     (wont,) = [w for w in warnings if uncovered in w]
     assert "no CREATE_ON_PUSH repository creation template covers it" in wont
     assert not [w for w in warnings if existing in w]
+
+
+@pytest.fixture
+def staged_rules(aws_env, tmp_path, monkeypatch):
+    """Stages the function's configuration with the given rules (as test_handler's lambda_env)."""
+
+    def stage(rules: list[dict]) -> None:
+        path = tmp_path / settings.STAGED_CONFIG_FILE
+        path.write_text(json.dumps({"rules": rules}))
+        monkeypatch.setenv(settings.CONFIG_PATH_ENV, str(path))
+        handler.runtime.cache_clear()
+
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    yield stage
+    handler.runtime.cache_clear()
+
+
+def test_the_promoter_promotes_into_a_missing_target_a_create_on_push_template_creates(
+    aws_env, ecr, pusher, template, unique_name, staged_rules
+):
+    source, covered, uncovered = unique_name("dev"), f"{template}/app", unique_name("gone")
+    ecr.create_repository(repositoryName=source)
+    image = im.image((2048, 512))
+    pusher.push(source, image, "sha-abc")
+    staged_rules(
+        [
+            {
+                "name": "dev-to-release",
+                "source": {"repository": source, "tags": ["sha-*"]},
+                "targets": [{"repository": covered, "tags": ["{tag}", "latest"]}],
+            },
+            {
+                "name": "dev-to-nowhere",
+                "source": {"repository": source, "tags": ["sha-*"]},
+                "targets": [{"repository": uncovered, "tags": ["{tag}"]}],
+            },
+        ]
+    )
+    aws_env.control.reset_calls()
+
+    response = handler.handle_queue(
+        sqs_batch(json.dumps(push_event(source, image.digest, "sha-abc"))), FakeLambdaContext()
+    )
+
+    assert response["batchItemFailures"] == []
+    _assert_created_with_the_templates_settings(ecr, covered)
+    assert tag_digest(ecr, covered, "sha-abc") == image.digest
+    assert tag_digest(ecr, covered, "latest") == image.digest
+    digests = [b.digest for b in image.blobs]
+    blobs = ecr.batch_check_layer_availability(repositoryName=covered, layerDigests=digests)
+    assert {b["layerDigest"] for b in blobs["layers"] if b["layerAvailability"] == "AVAILABLE"} == {
+        b.digest for b in image.blobs
+    }
+    [promoted] = DynamoDbHistory().for_target(covered, "sha-abc")
+    assert (promoted["outcome"], promoted["target_digest"]) == ("promoted", image.digest)
+    # Without a template the missing target stays a failure that says so, and is not created.
+    [refused] = DynamoDbHistory().for_target(uncovered, "sha-abc")
+    assert refused["outcome"] == "failed"
+    assert "no CREATE_ON_PUSH repository creation template covers it" in refused["reason"]
+    with pytest.raises(ClientError):
+        ecr.describe_repositories(repositoryNames=[uncovered])
+    # Two missing targets, the registry's templates read once.
+    assert aws_env.control.calls()["DescribeRepositoryCreationTemplates"] == 1

@@ -44,6 +44,7 @@ from promoter.exceptions import (
     TagConflictError,
     TagDigestMismatchError,
 )
+from promoter.model.creation_templates import CREATE_ON_PUSH, template_for
 from promoter.model.manifests import ACCEPTED_MEDIA_TYPES, OCI_INDEX, Manifest
 from promoter.model.patterns import glob_to_regex
 from promoter.model.templates import is_digest
@@ -124,6 +125,11 @@ REFERRER_STATUS_ANY = "ANY"
 AUTH_TOKEN_REFRESH_SECONDS = 5 * 60
 # When an answer carries no `expiresAt` (ECR always sends it), the lifetime ECR documents.
 AUTH_TOKEN_LIFETIME_SECONDS = 12 * 3600
+# The registry's repository creation templates are read once (DescribeRepositoryCreationTemplates,
+# every page) and kept this long: a run asks at most once whatever the number of missing targets,
+# and a registry object that outlives a run (remote targets: one per process) sees a new template
+# within minutes.
+CREATION_TEMPLATES_CACHE_SECONDS = 5 * 60
 # ECR's image statuses (ImageStatus): an ARCHIVED image cannot be pulled until a restore
 # (ACTIVATING, up to 20 minutes) makes it ACTIVE again.
 IMAGE_ACTIVE = "ACTIVE"
@@ -198,6 +204,12 @@ class Registry(Protocol):
 
     def scan_findings(self, repository: str, digest: str) -> ScanReport:
         """The state of an image's vulnerability scan and its finding counts by severity."""
+        ...
+
+    def creation_template_for(self, repository: str) -> str | None:
+        """The prefix of the repository creation template applied for CREATE_ON_PUSH that ECR would
+        create the missing `repository` with on the first push into it; None when none covers it.
+        Raises what DescribeRepositoryCreationTemplates raises (AccessDeniedError, ...)."""
         ...
 
     def image_status(self, repository: str, digest: str) -> str | None:
@@ -397,6 +409,9 @@ class EcrRegistry:
         self._auth: tuple[str, str] | None = None
         self._auth_expires = 0.0  # epoch seconds: the cached token's `expiresAt`
         self._auth_lock = threading.Lock()  # blob workers share one token
+        self._templates: dict[str, dict[str, Any]] | None = None  # by prefix
+        self._templates_read_at = 0.0
+        self._templates_lock = threading.Lock()
 
     # --- manifests -------------------------------------------------------------------------
 
@@ -534,6 +549,33 @@ class EcrRegistry:
         details = self._image_details(repository, digest)
         # A botocore older than the archive storage class drops `imageStatus`: ACTIVE is all it knew.
         return (details[0].get("imageStatus") or IMAGE_ACTIVE) if details else None
+
+    def creation_template_for(self, repository: str) -> str | None:
+        template = template_for(self._creation_templates(), repository, CREATE_ON_PUSH)
+        return str(template["prefix"]) if template else None
+
+    def _creation_templates(self) -> dict[str, dict[str, Any]]:
+        """The registry's templates by prefix, read once per CREATION_TEMPLATES_CACHE_SECONDS.
+        Raises RegistryError (not retryable) when this runtime's botocore predates the operation."""
+        with self._templates_lock:
+            now = self._clock()
+            fresh = now < self._templates_read_at + CREATION_TEMPLATES_CACHE_SECONDS
+            if self._templates is not None and fresh:
+                return self._templates
+            describe = getattr(self._ecr, "describe_repository_creation_templates", None)
+            if describe is None:
+                raise RegistryError("this runtime's botocore has no DescribeRepositoryCreationTemplates")
+            found: dict[str, dict[str, Any]] = {}
+            kwargs: dict[str, Any] = {}
+            while True:
+                with _ecr_errors("DescribeRepositoryCreationTemplates", "registry"):
+                    response = describe(**kwargs)
+                found.update({t["prefix"]: t for t in response.get("repositoryCreationTemplates") or ()})
+                if not response.get("nextToken"):
+                    break
+                kwargs["nextToken"] = response["nextToken"]
+            self._templates, self._templates_read_at = found, now
+            return found
 
     def restore_image(self, repository: str, digest: str) -> str:
         """Raises RegistryError (not retryable) when this runtime's botocore predates

@@ -158,10 +158,12 @@ class Promoter:
         digest = action.source.digest
         try:
             present = self._registry.get_manifests(target, [tag, digest, *cosign_tags(digest)])
+            created_on_push = False
         except RepositoryNotFoundError:
-            return ActionResult.for_action(
-                action, FAILED, reason=f"target repository {target!r} does not exist"
-            )
+            refused = self._missing_target(action)
+            if refused is not None:
+                return refused
+            present, created_on_push = {}, True  # an empty target, until the first push creates it
         current = present.get(tag)
         if current is not None and current.digest == digest:
             return ActionResult.for_action(action, ALREADY_PRESENT, target_digest=current.digest)
@@ -176,7 +178,9 @@ class Promoter:
             return self._trust_material_archived(action, exc)
         # The first read answered the top digest and its cosign tags (a missing reference is an
         # answer too: absent). A signature is compared by its tag, so its own digest needs no read.
-        stats = self._put_trust_material(source, target, tree, present, {tag, digest, *cosign_tags(digest)})
+        stats = self._put_trust_material(
+            source, target, tree, present, {tag, digest, *cosign_tags(digest)}, created_on_push
+        )
         result = self._put_tag(action, tree.image, current)
         stats = replace(stats, manifests_put=stats.manifests_put + (result.outcome == PROMOTED))
         return ActionResult.for_action(
@@ -184,20 +188,30 @@ class Promoter:
         )
 
     def _put_trust_material(
-        self, source: str, target: str, tree: ImageTree, present: dict[str, Manifest], asked: set[str]
+        self,
+        source: str,
+        target: str,
+        tree: ImageTree,
+        present: dict[str, Manifest],
+        asked: set[str],
+        created_on_push: bool = False,
     ) -> CopyStats:
         """Everything of `tree` but its top manifest's tag that the target lacks: blobs, children and
         referrers by digest, cosign tags. `present` holds what was read of the target (`asked`:
-        the references that read named); the rest is read here, once."""
+        the references that read named); the rest is read here, once. A target that does not exist
+        yet (`created_on_push`: a creation template creates it on the first push) lacks everything
+        and is not read again: ECR would answer RepositoryNotFoundException."""
         unanswered = [m.digest for m in tree.dependencies] + [t for t, _ in tree.signatures]
         unanswered = [r for r in dict.fromkeys(unanswered) if r not in asked]
-        if unanswered:
+        if unanswered and not created_on_push:
             present = {**present, **self._registry.get_manifests(target, unanswered)}
         signature_held = {
             m.digest for t, m in tree.signatures if (held := present.get(t)) and held.digest == m.digest
         }
         needed = [m for m in tree.manifests() if m.digest not in present and m.digest not in signature_held]
-        mounted, copied, nbytes = self._transfer_blobs(source, target, [b for m in needed for b in m.blobs()])
+        mounted, copied, nbytes = self._transfer_blobs(
+            source, target, [b for m in needed for b in m.blobs()], created_on_push
+        )
         puts = 0
         for manifest in tree.dependencies:
             if manifest.digest not in present:
@@ -207,6 +221,44 @@ class Promoter:
             if held is None or held.digest != manifest.digest:
                 puts += self._put_signature(target, sig_tag, manifest)
         return CopyStats(mounted, copied, nbytes, puts)
+
+    def _missing_target(self, action: Action) -> ActionResult | None:
+        """The target repository does not exist. None when a repository creation template applied
+        for CREATE_ON_PUSH covers it: ECR creates it, with the template's settings, on the first
+        push-type call (a layer upload, PutImage), so the promotion goes on into an empty target.
+        Otherwise `failed`, saying so (a template read that fails for good is named there, and
+        logged). Raises only retryable errors."""
+        target = action.target_repository
+        try:
+            prefix = self._registry.creation_template_for(target)
+        except RegistryError as exc:
+            if exc.retryable:
+                raise
+            logger.warning("repository creation templates of the target's registry not read: %s", exc)
+            return ActionResult.for_action(
+                action,
+                FAILED,
+                reason=(
+                    f"target repository {target!r} does not exist (its registry's repository creation "
+                    f"templates could not be read: {exc})"
+                ),
+            )
+        if prefix is None:
+            return ActionResult.for_action(
+                action,
+                FAILED,
+                reason=(
+                    f"target repository {target!r} does not exist and no CREATE_ON_PUSH repository "
+                    "creation template covers it"
+                ),
+            )
+        logger.info(
+            "target repository %s does not exist: the repository creation template %r (CREATE_ON_PUSH) "
+            "creates it with the promotion's first push",
+            target,
+            prefix,
+        )
+        return None
 
     def carry_trust_material(self, action: Action) -> ActionResult:
         """Trust material that arrived after the image was promoted (a signature, an SBOM, an
@@ -508,11 +560,24 @@ class Promoter:
         if archived:
             raise TrustMaterialArchivedError(f"trust material in {repository} is archived", archived)
 
-    def _transfer_blobs(self, source: str, target: str, blobs: Sequence[Blob]) -> tuple[int, int, int]:
-        """Mounts or copies the blobs the target lacks; returns (mounted, copied, bytes copied)."""
+    def _transfer_blobs(
+        self, source: str, target: str, blobs: Sequence[Blob], created_on_push: bool = False
+    ) -> tuple[int, int, int]:
+        """Mounts or copies the blobs the target lacks; returns (mounted, copied, bytes copied).
+        A target a creation template creates on push lacks every blob (and ECR would not answer
+        BatchCheckLayerAvailability there): the first blob is copied alone, its upload creating
+        the repository, and the rest follow as usual."""
         if not blobs:
             return 0, 0, 0
-        missing = sorted(self._registry.missing_blobs(target, [b.digest for b in blobs]))
+        digests = [b.digest for b in blobs]
+        if created_on_push:
+            first = min(digests)
+            crossing = self._source is not self._registry
+            nbytes = self._registry.copy_blob(source, target, first, self._source if crossing else None)
+            rest = [b for b in blobs if b.digest != first]
+            mounted, copied, more_bytes = self._transfer_blobs(source, target, rest)
+            return mounted, copied + 1, nbytes + more_bytes
+        missing = sorted(self._registry.missing_blobs(target, digests))
         if not missing:
             return 0, 0, 0
         # Mounting works only inside one registry (same account and region).
