@@ -90,12 +90,18 @@ class Synthesized:
         return rule
 
 
+def cdk_json_context() -> dict[str, Any]:
+    """cdk.json's context (its feature flags), which the cdk CLI hands the app: an in-process App
+    gets the same, so these tests see the template a deploy makes."""
+    return dict(json.loads((REPO_ROOT / "cdk.json").read_text())["context"])
+
+
 def synthesize(config: PromotionConfig, outdir: Path) -> Synthesized:
     """Synth exactly as app.py does (stack + AwsSolutions checks) into `outdir`."""
     import aws_cdk as cdk
     from aws_cdk.assertions import Template
 
-    app = cdk.App(outdir=str(outdir))
+    app = cdk.App(outdir=str(outdir), context=cdk_json_context())
     build_app(app, config)
     error = None
     try:

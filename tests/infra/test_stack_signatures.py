@@ -63,10 +63,15 @@ def _asset_dir(synthesized) -> Path:
 @pytest.mark.parametrize("reconciliation", [False, True])
 def test_kms_verify_on_the_named_keys_only_and_signer_revocation_for_notation(signed_stack, reconciliation):
     statements = _statements(signed_stack, reconciliation)
-    kms = [s for s in statements if "kms:Verify" in json.dumps(s["Action"])]
-    signer = [s for s in statements if "signer:" in json.dumps(s["Action"])]
-    assert [(s["Action"], s["Resource"]) for s in kms] == [("kms:Verify", KMS_KEY)]
-    assert [(s["Action"], s["Resource"]) for s in signer] == [("signer:GetRevocationStatus", "*")]
+    # By grant, whatever statements cdk's minimizePolicies merges them into.
+    grants = {
+        (action, json.dumps(resource))
+        for st in statements
+        for action in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])
+        for resource in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]])
+        if action.startswith(("kms:", "signer:"))
+    }
+    assert grants == {("kms:Verify", json.dumps(KMS_KEY)), ("signer:GetRevocationStatus", '"*"')}
 
 
 def test_a_stack_without_signature_gates_has_no_kms_or_signer_grant(synthesized):
