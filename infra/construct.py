@@ -37,6 +37,7 @@ from infra.lambda_runtime import POWERTOOLS_LAYER_PARAMETER
 from infra.monitoring import DASHBOARD_ID, add_monitoring
 from infra.nag import acknowledge_findings
 from infra.permissions import (
+    grant_create_missing,
     grant_ecr,
     grant_gates_table,
     grant_scan_findings,
@@ -203,6 +204,13 @@ class ImagePromoter(Construct):
             config.restore_archived_source_globs(),
         )
         grant_remote_targets(self, self.role, config.remote_targets())
+        grant_create_missing(
+            self,
+            self.role,
+            config.created_target_repositories(),
+            config.created_tagged_target_repositories(),
+            config.created_target_kms_keys(),
+        )
         grant_tables(self.role, self.idempotency_table, self.history_table)
         # The out-of-band check reads a target tag's history (promoter.workflows.out_of_band).
         self.history_table.grant(self.role, *HISTORY_READ_ACTIONS)

@@ -43,6 +43,14 @@ ECR_TARGET_WRITE_ACTIONS = (
     "ecr:PutImage",
     "ecr:UploadLayerPart",
 )
+# Targets that say `create_missing`: the promoter creates such a repository when it is missing
+# (promoter.workflows.promote, CreateRepository), on those exact repository ARNs only; TagResource
+# too for the ones created with resource tags (tagging on create is authorized as tagging).
+ECR_CREATE_REPOSITORY_ACTIONS = ("ecr:CreateRepository",)
+ECR_TAG_ON_CREATE_ACTIONS = ("ecr:TagResource",)
+# A repository created with a customer managed KMS key: ECR creates a grant on it for the creator
+# and describes it (ECR user guide, "Encryption at rest"), on the named keys only.
+KMS_CREATE_REPOSITORY_ACTIONS = ("kms:CreateGrant", "kms:DescribeKey")
 # The only ECR actions without resource-level permissions (Service Authorization Reference).
 ECR_ACCOUNT_ACTIONS = ("ecr:GetAccountSetting", "ecr:GetAuthorizationToken")
 # A target repository that does not exist is promoted into when a repository creation template
@@ -142,6 +150,40 @@ def grant_ecr(
         )
     account_actions = [*ECR_ACCOUNT_ACTIONS, *(ECR_CREATION_TEMPLATE_READ_ACTIONS if targets else ())]
     iam.Grant.add_to_principal(grantee=grantee, actions=account_actions, resource_arns=["*"])
+
+
+def grant_create_missing(
+    scope: Construct,
+    grantee: iam.IGrantable,
+    repositories: Iterable[str],
+    tagged: Iterable[str] = (),
+    kms_keys: Iterable[str] = (),
+) -> None:
+    """ecr:CreateRepository on the exact target repositories rules create when missing
+    (`create_missing`), TagResource on those created with tags, the KMS actions on their keys;
+    nothing without such targets. Raises ValueError for a name that is a pattern."""
+    names = sorted(set(repositories))
+    for name in names:
+        if any(c in name for c in "*?[{"):
+            raise ValueError(f"create_missing needs an exact repository name, got {name!r}")
+    if names:
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=list(ECR_CREATE_REPOSITORY_ACTIONS),
+            resource_arns=repository_arns(scope, names),
+        )
+    tagged_names = sorted(set(tagged) & set(names))
+    if tagged_names:
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=list(ECR_TAG_ON_CREATE_ACTIONS),
+            resource_arns=repository_arns(scope, tagged_names),
+        )
+    keys = sorted(set(kms_keys))
+    if keys:
+        iam.Grant.add_to_principal(
+            grantee=grantee, actions=list(KMS_CREATE_REPOSITORY_ACTIONS), resource_arns=keys
+        )
 
 
 def grant_tables(

@@ -25,6 +25,7 @@ from constructs import Construct
 
 from infra.nag import acknowledge_reconcile_findings
 from infra.permissions import (
+    grant_create_missing,
     grant_ecr,
     grant_scan_findings,
     grant_signature_checks,
@@ -116,6 +117,13 @@ class Reconciliation(Construct):
         sources, destinations = config.source_repository_globs(), config.target_repository_globs()
         grant_ecr(self, self.role, sources, destinations, config.restore_archived_source_globs())
         grant_remote_targets(self, self.role, config.remote_targets())
+        grant_create_missing(
+            self,
+            self.role,
+            config.created_target_repositories(),
+            config.created_tagged_target_repositories(),
+            config.created_target_kms_keys(),
+        )
         list_all = any(not _is_exact(glob) for glob in sources)
         iam.Grant.add_to_principal(
             grantee=self.role,

@@ -313,10 +313,17 @@ class EcrService:
             scan_on_push=bool(scan.get("scanOnPush", False)),
             encryption=str(enc),
         )
+        tags = p.get("tags") or []
+        if not isinstance(tags, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("Key"), str) for t in tags
+        ):
+            raise e.InvalidParameterException("Invalid parameter at 'tags': a list of {Key, Value}")
         if not self.store.add_repository(scope, rec):
             raise e.RepositoryAlreadyExistsException(
                 f"The repository with name '{name}' already exists in the registry with id '{scope.account}'"
             )
+        if tags:  # tagged on create, as ListTagsForResource then reads them
+            self.store.set_setting(scope, rct.RESOURCE_TAGS_SETTING + name, json.dumps(tags))
         return {"repository": self.repository_json(scope, rec)}
 
     # ---------------------------------------------------------------------------- creation templates

@@ -26,12 +26,14 @@ from typing import Any
 from promoter.model.config import (
     ACCOUNT_ID_PATTERN,
     AWS_KMS_KEY_PREFIX,
+    DEFAULT_ENCRYPTION_TYPE,
     DEFAULT_GATE_TIMEOUT_MINUTES,
     DEFAULT_GITLAB_CI_CONFIG,
     DEFAULT_PROTECT,
     DEFAULT_SOURCE_TAGS,
     DEFAULT_TARGET_TAGS,
     DEFAULT_TRIGGER,
+    ENCRYPTION_TYPES,
     GIT_REF_PATTERN,
     GITHUB_ACTIONS_ISSUER,
     GITHUB_REPOSITORY_PATTERN,
@@ -172,6 +174,13 @@ VALIDATOR_ONLY_CHECKS = (
         "cycles",
         "rules whose targets feed back into their own source chain (every PutImage is a push event)",
         "it intersects patterns across rules",
+    ),
+    ValidatorOnlyCheck(
+        "create-missing",
+        "`create_missing` on a target whose repository is a template or that names another account, "
+        "region or role; its `image_tag_mutability` differing from the target's; a KMS key with "
+        "encryption type AES256",
+        "it compares the setting with the target's other keys and the rule's source",
     ),
     ValidatorOnlyCheck(
         "shared-target-tags",
@@ -424,6 +433,7 @@ def _target() -> dict[str, Any]:
                 "target repository's policy must allow.",
                 "examples": ["arn:aws:iam::210987654321:role/image-promoter-target"],
             },
+            "create_missing": _create_missing(),
             "protect": {
                 "type": "boolean",
                 "description": "Protect this target repository: " + _PROTECTED + " Needs an exact "
@@ -436,6 +446,53 @@ def _target() -> dict[str, Any]:
         **{
             "if": {"properties": {"role": {"type": "string"}}, "required": ["role"]},
             "then": {"properties": {"account": {"type": "string"}}, "required": ["account"]},
+        },
+    )
+
+
+def _create_missing() -> dict[str, Any]:
+    return _object(
+        "Create the target repository (CreateRepository) with these settings when it does not exist "
+        "and no CREATE_ON_PUSH repository creation template covers it (a template that does creates "
+        "it on the first push, with its own settings). An exact repository name in the promoter's own "
+        "registry: the stack grants ecr:CreateRepository on that repository only. `{}` creates it "
+        "with ECR's defaults.",
+        {
+            "image_tag_mutability": {
+                "type": "string",
+                "enum": list(TAG_MUTABILITIES),
+                "description": "The new repository's tag mutability; default: the target's "
+                "`image_tag_mutability` (which this sets when the target does not).",
+            },
+            "scan_on_push": {
+                "type": "boolean",
+                "default": False,
+                "description": "Basic scanning on push for the new repository.",
+            },
+            "encryption": _object(
+                "The new repository's encryption at rest.",
+                {
+                    "type": {
+                        "type": "string",
+                        "enum": list(ENCRYPTION_TYPES),
+                        "default": DEFAULT_ENCRYPTION_TYPE,
+                        "description": "ECR's encryption type: AES256 (S3-managed keys), KMS or KMS_DSSE.",
+                    },
+                    "kms_key": {
+                        "type": "string",
+                        "pattern": ecma_pattern(KMS_KEY_ARN_PATTERN),
+                        "description": "A KMS key ARN for KMS or KMS_DSSE (default: ECR's AWS managed "
+                        "key); the stack grants kms:CreateGrant and kms:DescribeKey on it.",
+                    },
+                },
+            ),
+            "tags": {
+                "type": "object",
+                "description": "Resource tags of the new repository (the stack then grants "
+                "ecr:TagResource on it).",
+                "propertyNames": {"minLength": 1, "maxLength": 128},
+                "additionalProperties": {"type": "string", "maxLength": 256},
+            },
         },
     )
 

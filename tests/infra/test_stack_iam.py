@@ -187,8 +187,13 @@ def test_every_ecr_call_in_the_engine_is_granted(synthesized):
         if action.startswith("ecr:")
     }
     # DescribeImageScanFindings is granted only with scan-gated rules (test_stack_release), the
-    # repository-policy calls only to the protection's role with protected targets (test_stack_protection).
-    only_with = {"DescribeImageScanFindings", *(a.removeprefix("ecr:") for a in POLICY_MANAGE_ACTIONS)}
+    # repository-policy calls only to the protection's role with protected targets (test_stack_protection),
+    # CreateRepository only with `create_missing` targets (test_create_missing_grants).
+    only_with = {
+        "CreateRepository",
+        "DescribeImageScanFindings",
+        *(a.removeprefix("ecr:") for a in POLICY_MANAGE_ACTIONS),
+    }
     assert called - only_with <= granted, (
         f"called but not granted: {sorted(called - granted)}"
     )

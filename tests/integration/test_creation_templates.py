@@ -19,8 +19,9 @@ from local_aws import images as im
 from local_aws.images import EcrPusher
 from promoter import handler, settings
 from promoter.aws.history import DynamoDbHistory
-from tests.integration.test_handler import FakeLambdaContext, push_event, sqs_batch, tag_digest
+from tests.integration.test_handler import push_event, tag_digest
 from tests.integration.test_local_registry_api import v2
+from tests.lambda_events import FakeLambdaContext, sqs_batch
 
 pytestmark = pytest.mark.integration
 LIFECYCLE = {
@@ -255,3 +256,46 @@ def test_the_promoter_promotes_into_a_missing_target_a_create_on_push_template_c
         ecr.describe_repositories(repositoryNames=[uncovered])
     # Two missing targets, the registry's templates read once.
     assert aws_env.control.calls()["DescribeRepositoryCreationTemplates"] == 1
+
+
+def test_a_target_that_says_create_missing_is_created_with_its_settings_and_promoted_into(
+    aws_env, ecr, pusher, unique_name, staged_rules
+):
+    source, target = unique_name("dev"), unique_name("made")  # no template covers it
+    ecr.create_repository(repositoryName=source)
+    image = im.image((1024,))
+    pusher.push(source, image, "sha-abc")
+    staged_rules(
+        [
+            {
+                "name": "dev-to-made",
+                "source": {"repository": source, "tags": ["sha-*"]},
+                "targets": [
+                    {
+                        "repository": target,
+                        "tags": ["{tag}"],
+                        "create_missing": {
+                            "image_tag_mutability": "IMMUTABLE",
+                            "scan_on_push": True,
+                            "tags": {"team": "platform"},
+                        },
+                    }
+                ],
+            }
+        ]
+    )
+
+    response = handler.handle_queue(
+        sqs_batch(json.dumps(push_event(source, image.digest, "sha-abc"))), FakeLambdaContext()
+    )
+
+    assert response["batchItemFailures"] == []
+    (repo,) = ecr.describe_repositories(repositoryNames=[target])["repositories"]
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"])["tags"] == [
+        {"Key": "team", "Value": "platform"}
+    ]
+    assert tag_digest(ecr, target, "sha-abc") == image.digest
+    [promoted] = DynamoDbHistory().for_target(target, "sha-abc")
+    assert (promoted["outcome"], promoted["target_digest"]) == ("promoted", image.digest)

@@ -46,6 +46,8 @@ PARSER_KEYS = {
     "rules[]": "_RULE_KEYS",
     "rules[].source": "_SOURCE_KEYS",
     "rules[].targets[]": ("_TARGET_KEYS", "_REGISTRY_KEYS"),
+    "rules[].targets[].create_missing": "_CREATE_MISSING_KEYS",
+    "rules[].targets[].create_missing.encryption": "_ENCRYPTION_KEYS",
     "rules[].require": "_REQUIRE_KEYS",
     "rules[].require.scan": "_SCAN_KEYS",
     "rules[].require.signature": "_SIGNATURE_KEYS",

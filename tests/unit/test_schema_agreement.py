@@ -31,7 +31,7 @@ import yaml
 from jsonschema import Draft7Validator
 
 from promoter.exceptions import ConfigError
-from promoter.model.config import SEVERITIES, TAG_MUTABILITIES, TRIGGERS, parse_config
+from promoter.model.config import ENCRYPTION_TYPES, SEVERITIES, TAG_MUTABILITIES, TRIGGERS, parse_config
 from promoter.model.config_file import read_config_data
 from promoter_cli.config_schema import VALIDATOR_ONLY_CHECKS, build_schema
 from tests.unit.record_configs import RECORD_ENV
@@ -66,6 +66,11 @@ VALIDATOR_ONLY_REFUSALS: dict[str, tuple[str | None, str]] = {
     "role-account": (r"targets\[\d+\]\.role", r"^role \S+ is in account \d+, not"),
     "pem": (r"require\.signature\..+", r"^not a readable PEM"),
     "cycles": (r"targets", r"^targets feed back into the rule's own source chain"),
+    "create-missing": (
+        r"targets\[\d+\]\.create_missing(\.image_tag_mutability|\.encryption\.kms_key)?",
+        r"^needs an exact repository name|^creates repositories in the promoter's own registry only|"
+        r"say it once$|^a KMS key needs encryption type",
+    ),
     "shared-target-tags": (r"targets\[\d+\]\.tags\[\d+\]", r"can write the same tag as rule"),
 }
 
@@ -344,7 +349,7 @@ ENUM_BASE = {
         {
             "name": "r",
             "source": {"repository": "app", "tags": ["sha-*"]},
-            "targets": [{"repository": "b1"}],
+            "targets": [{"repository": "b1", "create_missing": {"encryption": {}}}],
             "require": {"scan": {"max_severity": "HIGH"}},
         }
     ]
@@ -358,11 +363,13 @@ def test_every_enum_value_of_the_schema_is_one_the_parser_takes_and_no_other():
     assert {path for path, _values in locations} == {
         "rules[0].trigger",
         "rules[0].targets[0].image_tag_mutability",
+        "rules[0].targets[0].create_missing.image_tag_mutability",
+        "rules[0].targets[0].create_missing.encryption.type",
         "rules[0].require.scan.max_severity",
     }
     # Candidates besides the schema's own: every value the parser names, so a value the schema
     # dropped is met as well.
-    candidates = [*SEVERITIES, *TRIGGERS, *TAG_MUTABILITIES, "OTHER"]
+    candidates = [*SEVERITIES, *TRIGGERS, *TAG_MUTABILITIES, *ENCRYPTION_TYPES, "OTHER"]
     cases = []
     for path, values in locations:
         for value in dict.fromkeys([*values, values[0].lower(), *candidates]):

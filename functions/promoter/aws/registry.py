@@ -44,6 +44,7 @@ from promoter.exceptions import (
     TagConflictError,
     TagDigestMismatchError,
 )
+from promoter.model.config import CreateMissing
 from promoter.model.creation_templates import CREATE_ON_PUSH, template_for
 from promoter.model.manifests import ACCEPTED_MEDIA_TYPES, OCI_INDEX, Manifest
 from promoter.model.patterns import glob_to_regex
@@ -210,6 +211,11 @@ class Registry(Protocol):
         """The prefix of the repository creation template applied for CREATE_ON_PUSH that ECR would
         create the missing `repository` with on the first push into it; None when none covers it.
         Raises what DescribeRepositoryCreationTemplates raises (AccessDeniedError, ...)."""
+        ...
+
+    def create_repository(self, repository: str, settings: CreateMissing) -> bool:
+        """Creates a repository with these settings (CreateRepository: no creation template
+        applies); False when it exists already. Raises AccessDeniedError, RegistryError, ..."""
         ...
 
     def image_status(self, repository: str, digest: str) -> str | None:
@@ -553,6 +559,27 @@ class EcrRegistry:
     def creation_template_for(self, repository: str) -> str | None:
         template = template_for(self._creation_templates(), repository, CREATE_ON_PUSH)
         return str(template["prefix"]) if template else None
+
+    def create_repository(self, repository: str, settings: CreateMissing) -> bool:
+        encryption: dict[str, str] = {"encryptionType": settings.encryption_type}
+        if settings.kms_key:
+            encryption["kmsKey"] = settings.kms_key
+        params: dict[str, Any] = {
+            "repositoryName": repository,
+            "imageTagMutability": settings.image_tag_mutability,
+            "imageScanningConfiguration": {"scanOnPush": settings.scan_on_push},
+            "encryptionConfiguration": encryption,
+        }
+        if settings.tags:
+            params["tags"] = [{"Key": k, "Value": v} for k, v in settings.tags]
+        try:
+            with _ecr_errors("CreateRepository", repository):
+                self._ecr.create_repository(**params)
+        except RegistryError as exc:
+            if _error_code(exc) == "RepositoryAlreadyExistsException":  # created meanwhile
+                return False
+            raise
+        return True
 
     def _creation_templates(self) -> dict[str, dict[str, Any]]:
         """The registry's templates by prefix, read once per CREATION_TEMPLATES_CACHE_SECONDS.

@@ -52,6 +52,7 @@ from promoter.model.templates import (
 
 __all__ = [
     "ConfigError",
+    "CreateMissing",
     "PromotionConfig",
     "Rule",
     "ScanGate",
@@ -88,7 +89,16 @@ _TOP_KEYS = frozenset({"rules", "defaults"})
 _DEFAULTS_KEYS = frozenset({"protect"})
 _RULE_KEYS = frozenset({"name", "source", "trigger", "targets", "require", "requesters", "protect"})
 _SOURCE_KEYS = frozenset({"repository", "tags", "restore_archived"})
-_TARGET_KEYS = frozenset({"repository", "tags", "image_tag_mutability", "protect"})
+_TARGET_KEYS = frozenset({"repository", "tags", "image_tag_mutability", "protect", "create_missing"})
+# `create_missing: {...}` on a target: the promoter creates the target repository (CreateRepository)
+# with these settings when it does not exist and no CREATE_ON_PUSH repository creation template
+# covers it. Only an exact repository name in the promoter's own registry: IAM grants
+# ecr:CreateRepository on that repository's ARN, never on a pattern.
+_CREATE_MISSING_KEYS = frozenset({"image_tag_mutability", "scan_on_push", "encryption", "tags"})
+_ENCRYPTION_KEYS = frozenset({"type", "kms_key"})
+# ECR's encryptionType; KMS and KMS_DSSE take a KMS key (else ECR's AWS managed key for ECR).
+DEFAULT_ENCRYPTION_TYPE = "AES256"
+ENCRYPTION_TYPES = (DEFAULT_ENCRYPTION_TYPE, "KMS", "KMS_DSSE")
 # A target repository is protected (a repository policy lets only the promoter and the break-glass
 # principals write it) when its target says `protect: true`, else when its rule does, else when the
 # top-level `defaults: {protect: true}` does. Off unless one of them says so.
@@ -209,6 +219,46 @@ class TargetSpec:
     # Resolved from the target, its rule and `defaults:` (DEFAULT_PROTECT): only the promoter and the
     # break-glass principals may write the repository (infra/protection.py puts the policy in place).
     protect: bool = DEFAULT_PROTECT
+    # The settings the promoter creates the repository with when it is missing (`create_missing`);
+    # None: a missing target is not created by the promoter.
+    create_missing: CreateMissing | None = None
+
+
+@dataclass(frozen=True)
+class CreateMissing:
+    """How the promoter creates a missing target repository (CreateRepository): tag mutability,
+    scan on push, encryption (`AES256`, `KMS`, `KMS_DSSE`; a KMS key ARN, else ECR's AWS managed
+    key) and resource tags."""
+
+    image_tag_mutability: str = MUTABLE
+    scan_on_push: bool = False
+    encryption_type: str = DEFAULT_ENCRYPTION_TYPE
+    kms_key: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the configuration spells it (every setting, defaults included)."""
+        encryption: dict[str, str] = {"type": self.encryption_type}
+        if self.kms_key:
+            encryption["kms_key"] = self.kms_key
+        return {
+            "image_tag_mutability": self.image_tag_mutability,
+            "scan_on_push": self.scan_on_push,
+            "encryption": encryption,
+            "tags": dict(self.tags),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CreateMissing:
+        """From `to_dict` (an action carries it as JSON)."""
+        encryption = data.get("encryption") or {}
+        return cls(
+            image_tag_mutability=data.get("image_tag_mutability", MUTABLE),
+            scan_on_push=bool(data.get("scan_on_push", False)),
+            encryption_type=encryption.get("type", DEFAULT_ENCRYPTION_TYPE),
+            kms_key=encryption.get("kms_key"),
+            tags=tuple(sorted((data.get("tags") or {}).items())),
+        )
 
 
 @dataclass(frozen=True)
@@ -309,6 +359,7 @@ class Rule:
                     else {}
                 )
                 | ({"protect": True} if t.protect else {})
+                | ({"create_missing": t.create_missing.to_dict()} if t.create_missing else {})
                 for t in self.targets
             ],
         }
@@ -416,6 +467,40 @@ class PromotionConfig:
             and (registry.account if registry else None) == account
             and (registry.region if registry else None) == region
             for registry, name in self.protected_targets()
+        )
+
+    def created_target_repositories(self) -> tuple[str, ...]:
+        """The target repositories the promoter creates when missing (`create_missing`): exact
+        names in its own registry, sorted; IAM grants ecr:CreateRepository on these only."""
+        return tuple(
+            sorted({t.repository for rule in self.rules for t in rule.targets if t.create_missing})
+        )
+
+    def created_tagged_target_repositories(self) -> tuple[str, ...]:
+        """Of `created_target_repositories`, those created with resource tags (ecr:TagResource)."""
+        return tuple(
+            sorted(
+                {
+                    t.repository
+                    for rule in self.rules
+                    for t in rule.targets
+                    if t.create_missing is not None and t.create_missing.tags
+                }
+            )
+        )
+
+    def created_target_kms_keys(self) -> tuple[str, ...]:
+        """The KMS keys missing targets are created with (`create_missing.encryption.kms_key`),
+        sorted: ECR uses them for the new repository on the creator's behalf."""
+        return tuple(
+            sorted(
+                {
+                    t.create_missing.kms_key
+                    for rule in self.rules
+                    for t in rule.targets
+                    if t.create_missing is not None and t.create_missing.kms_key
+                }
+            )
         )
 
     def protected_repositories(self) -> tuple[str, ...]:
@@ -607,14 +692,6 @@ def _parse_target(
             rule=rule,
             field=f"{where}.image_tag_mutability",
         )
-    if mutability == IMMUTABLE and any(can_match_semver(p) for p in source.tag_patterns):
-        for i, tag in enumerate(tags):
-            if is_floating_template(tag):
-                raise ConfigError(
-                    f"floating tag {tag!r} in an IMMUTABLE repository could never move forward",
-                    rule=rule,
-                    field=f"{where}.tags[{i}]",
-                )
     registry = _parse_registry(raw, rule, where)
     protect = _flag(raw, "protect", protect_default[0], rule, f"{where}.protect")
     if protect and template_fields(repository, source.captures):
@@ -628,12 +705,109 @@ def _parse_target(
             rule=rule,
             field=f"{where}.protect" if "protect" in raw else f"{where}.repository",
         )
+    create_missing = None
+    if "create_missing" in raw:
+        create_missing = _parse_create_missing(raw, repository, registry, source, rule, where)
+        if "image_tag_mutability" not in raw:
+            mutability = create_missing.image_tag_mutability  # the repository will be so configured
+    if mutability == IMMUTABLE and any(can_match_semver(p) for p in source.tag_patterns):
+        for i, tag in enumerate(tags):
+            if is_floating_template(tag):
+                raise ConfigError(
+                    f"floating tag {tag!r} in an IMMUTABLE repository could never move forward",
+                    rule=rule,
+                    field=f"{where}.tags[{i}]",
+                )
     return TargetSpec(
         repository=repository,
         tags=tags,
         registry=registry,
         image_tag_mutability=mutability,
         protect=protect,
+        create_missing=create_missing,
+    )
+
+
+def _parse_create_missing(
+    raw: Mapping[Any, Any],
+    repository: str,
+    registry: TargetRegistry | None,
+    source: SourceSpec,
+    rule: str,
+    where: str,
+) -> CreateMissing:
+    """`create_missing: {image_tag_mutability, scan_on_push, encryption: {type, kms_key}, tags}`
+    (each optional: `{}` creates with ECR's defaults) on an exactly named target of the promoter's
+    own registry."""
+    field = f"{where}.create_missing"
+    block = _mapping(raw["create_missing"], _CREATE_MISSING_KEYS, rule, field)
+    if template_fields(repository, source.captures):
+        raise ConfigError(
+            f"needs an exact repository name, got the template {repository!r}: ecr:CreateRepository "
+            "is granted on each named repository only, never on a pattern",
+            rule=rule,
+            field=field,
+        )
+    if registry is not None:
+        raise ConfigError(
+            "creates repositories in the promoter's own registry only (this target names an account, "
+            "region or role): create the repository in its own account",
+            rule=rule,
+            field=field,
+        )
+    mutability = block.get("image_tag_mutability", raw.get("image_tag_mutability", MUTABLE))
+    if mutability not in TAG_MUTABILITIES:
+        raise ConfigError(
+            f"must be one of {', '.join(TAG_MUTABILITIES)}, got {mutability!r}",
+            rule=rule,
+            field=f"{field}.image_tag_mutability",
+        )
+    if "image_tag_mutability" in raw and mutability != raw["image_tag_mutability"]:
+        raise ConfigError(
+            f"is {mutability!r} but the target says image_tag_mutability {raw['image_tag_mutability']!r}: "
+            "say it once",
+            rule=rule,
+            field=f"{field}.image_tag_mutability",
+        )
+    scan_on_push = _flag(block, "scan_on_push", False, rule, f"{field}.scan_on_push")
+    encryption = _mapping(block.get("encryption") or {}, _ENCRYPTION_KEYS, rule, f"{field}.encryption")
+    encryption_type = encryption.get("type", DEFAULT_ENCRYPTION_TYPE)
+    if encryption_type not in ENCRYPTION_TYPES:
+        raise ConfigError(
+            f"must be one of {', '.join(ENCRYPTION_TYPES)}, got {encryption_type!r}",
+            rule=rule,
+            field=f"{field}.encryption.type",
+        )
+    kms_key = encryption.get("kms_key")
+    if kms_key is not None:
+        if encryption_type == DEFAULT_ENCRYPTION_TYPE:
+            raise ConfigError(
+                "a KMS key needs encryption type KMS or KMS_DSSE",
+                rule=rule,
+                field=f"{field}.encryption.kms_key",
+            )
+        if not isinstance(kms_key, str) or not KMS_KEY_ARN_PATTERN.fullmatch(kms_key):
+            raise ConfigError(
+                f"must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), got {kms_key!r}",
+                rule=rule,
+                field=f"{field}.encryption.kms_key",
+            )
+    tags = block.get("tags") or {}
+    if not isinstance(tags, Mapping) or not all(
+        isinstance(k, str) and 1 <= len(k) <= 128 and isinstance(v, str) and len(v) <= 256
+        for k, v in tags.items()
+    ):
+        raise ConfigError(
+            "must map tag keys (1-128 characters) to string values (at most 256)",
+            rule=rule,
+            field=f"{field}.tags",
+        )
+    return CreateMissing(
+        image_tag_mutability=mutability,
+        scan_on_push=scan_on_push,
+        encryption_type=encryption_type,
+        kms_key=kms_key,
+        tags=tuple(sorted(tags.items())),
     )
 
 

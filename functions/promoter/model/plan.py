@@ -9,6 +9,7 @@ one rule they name). Everything else is planned as nothing, with the reason.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
@@ -87,6 +88,9 @@ class Action:
     # every action planned from a rule (push, request, reconcile). A break-glass `promote` and a
     # rollback are explicit moves, built with False.
     forward_only: bool = True
+    # The target's `create_missing` settings (config.CreateMissing.to_dict, as JSON): the promoter
+    # creates the target repository with them when it is missing and no creation template covers it.
+    create_missing: str | None = None
 
     @property
     def remote_target(self) -> bool:
@@ -279,6 +283,9 @@ def _actions_for(sources: list[tuple[SourceImage, Rule]]) -> tuple[Action, ...]:
                 )
                 if rule.source.restore_archived:
                     action = replace(action, restore_archived=True)
+                if target.create_missing is not None:
+                    created_with = json.dumps(target.create_missing.to_dict(), sort_keys=True)
+                    action = replace(action, create_missing=created_with)
                 key = (action.target_account, action.target_region, action.target_repository)
                 key += (action.target_tag,)
                 if key in seen:

@@ -17,6 +17,7 @@ outcomes; retryable ones (`PromoterError.retryable`) propagate so the caller can
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from promoter.exceptions import (
     TagConflictError,
     TrustTreeTooLargeError,
 )
+from promoter.model.config import CreateMissing
 from promoter.model.manifests import Blob, Manifest
 from promoter.model.ordering import highest_version, push_is_newer, spell, version_is_newer
 from promoter.model.outcomes import (
@@ -158,12 +160,13 @@ class Promoter:
         digest = action.source.digest
         try:
             present = self._registry.get_manifests(target, [tag, digest, *cosign_tags(digest)])
-            created_on_push = False
+            empty_target = False
         except RepositoryNotFoundError:
             refused = self._missing_target(action)
             if refused is not None:
                 return refused
-            present, created_on_push = {}, True  # an empty target, until the first push creates it
+            # An empty target: created just now (create_missing), or by ECR on the first push.
+            present, empty_target = {}, True
         current = present.get(tag)
         if current is not None and current.digest == digest:
             return ActionResult.for_action(action, ALREADY_PRESENT, target_digest=current.digest)
@@ -179,7 +182,7 @@ class Promoter:
         # The first read answered the top digest and its cosign tags (a missing reference is an
         # answer too: absent). A signature is compared by its tag, so its own digest needs no read.
         stats = self._put_trust_material(
-            source, target, tree, present, {tag, digest, *cosign_tags(digest)}, created_on_push
+            source, target, tree, present, {tag, digest, *cosign_tags(digest)}, empty_target
         )
         result = self._put_tag(action, tree.image, current)
         stats = replace(stats, manifests_put=stats.manifests_put + (result.outcome == PROMOTED))
@@ -194,23 +197,23 @@ class Promoter:
         tree: ImageTree,
         present: dict[str, Manifest],
         asked: set[str],
-        created_on_push: bool = False,
+        empty_target: bool = False,
     ) -> CopyStats:
         """Everything of `tree` but its top manifest's tag that the target lacks: blobs, children and
         referrers by digest, cosign tags. `present` holds what was read of the target (`asked`:
-        the references that read named); the rest is read here, once. A target that does not exist
-        yet (`created_on_push`: a creation template creates it on the first push) lacks everything
-        and is not read again: ECR would answer RepositoryNotFoundException."""
+        the references that read named); the rest is read here, once. A target known to be empty
+        (`empty_target`: created just now, or not yet, by a creation template on the first push)
+        lacks everything and is not read again: ECR would answer RepositoryNotFoundException."""
         unanswered = [m.digest for m in tree.dependencies] + [t for t, _ in tree.signatures]
         unanswered = [r for r in dict.fromkeys(unanswered) if r not in asked]
-        if unanswered and not created_on_push:
+        if unanswered and not empty_target:
             present = {**present, **self._registry.get_manifests(target, unanswered)}
         signature_held = {
             m.digest for t, m in tree.signatures if (held := present.get(t)) and held.digest == m.digest
         }
         needed = [m for m in tree.manifests() if m.digest not in present and m.digest not in signature_held]
         mounted, copied, nbytes = self._transfer_blobs(
-            source, target, [b for m in needed for b in m.blobs()], created_on_push
+            source, target, [b for m in needed for b in m.blobs()], empty_target
         )
         puts = 0
         for manifest in tree.dependencies:
@@ -224,10 +227,11 @@ class Promoter:
 
     def _missing_target(self, action: Action) -> ActionResult | None:
         """The target repository does not exist. None when a repository creation template applied
-        for CREATE_ON_PUSH covers it: ECR creates it, with the template's settings, on the first
-        push-type call (a layer upload, PutImage), so the promotion goes on into an empty target.
-        Otherwise `failed`, saying so (a template read that fails for good is named there, and
-        logged). Raises only retryable errors."""
+        for CREATE_ON_PUSH covers it (ECR creates it, with the template's settings, on the first
+        push-type call: a layer upload, PutImage), or when none does and the target says
+        `create_missing` (created here, with CreateRepository): the promotion goes on into an empty
+        target. Otherwise `failed`, saying so (a template read that fails for good is named there,
+        and logged). Raises only retryable errors."""
         target = action.target_repository
         try:
             prefix = self._registry.creation_template_for(target)
@@ -243,6 +247,8 @@ class Promoter:
                     f"templates could not be read: {exc})"
                 ),
             )
+        if prefix is None and action.create_missing is not None:
+            return self._create_target(action)
         if prefix is None:
             return ActionResult.for_action(
                 action,
@@ -258,6 +264,26 @@ class Promoter:
             target,
             prefix,
         )
+        return None
+
+    def _create_target(self, action: Action) -> ActionResult | None:
+        """The rule's `create_missing`: CreateRepository with its settings (None: created, or
+        created meanwhile by another run; the promotion goes on into it), or `failed` saying why
+        it could not be created. Raises only retryable errors."""
+        target = action.target_repository
+        settings = CreateMissing.from_dict(json.loads(action.create_missing or "{}"))
+        try:
+            created = self._registry.create_repository(target, settings)
+        except RegistryError as exc:
+            if exc.retryable:
+                raise
+            return ActionResult.for_action(
+                action,
+                FAILED,
+                reason=f"target repository {target!r} does not exist and could not be created: {exc}",
+            )
+        if created:
+            logger.info("target repository %s created (create_missing): %s", target, action.create_missing)
         return None
 
     def carry_trust_material(self, action: Action) -> ActionResult:
@@ -561,16 +587,16 @@ class Promoter:
             raise TrustMaterialArchivedError(f"trust material in {repository} is archived", archived)
 
     def _transfer_blobs(
-        self, source: str, target: str, blobs: Sequence[Blob], created_on_push: bool = False
+        self, source: str, target: str, blobs: Sequence[Blob], empty_target: bool = False
     ) -> tuple[int, int, int]:
         """Mounts or copies the blobs the target lacks; returns (mounted, copied, bytes copied).
-        A target a creation template creates on push lacks every blob (and ECR would not answer
-        BatchCheckLayerAvailability there): the first blob is copied alone, its upload creating
-        the repository, and the rest follow as usual."""
+        An empty target lacks every blob (and one a creation template creates on push does not
+        answer BatchCheckLayerAvailability yet): the first blob is copied alone, its upload
+        creating such a repository, and the rest follow as usual."""
         if not blobs:
             return 0, 0, 0
         digests = [b.digest for b in blobs]
-        if created_on_push:
+        if empty_target:
             first = min(digests)
             crossing = self._source is not self._registry
             nbytes = self._registry.copy_blob(source, target, first, self._source if crossing else None)
