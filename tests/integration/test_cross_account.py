@@ -8,7 +8,6 @@ import json
 import boto3
 import pytest
 from botocore.config import Config
-from test_handler import FakeLambdaContext, push_event, sqs_batch
 
 from local_aws import images as im
 from local_aws.images import EcrPusher
@@ -16,6 +15,8 @@ from promoter import handler, settings
 from promoter.aws import remote
 from promoter.aws.history import DynamoDbHistory
 from promoter.aws.idempotency import IDEMPOTENCY_KEY_PREFIX
+from tests.integration.test_handler import push_event
+from tests.lambda_events import FakeLambdaContext, sqs_batch
 
 pytestmark = pytest.mark.integration
 

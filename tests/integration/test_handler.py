@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 
 import boto3
 import pytest
@@ -13,24 +12,11 @@ from local_aws import images as im
 from promoter import handler, settings
 from promoter.aws.history import DynamoDbHistory
 from promoter.aws.idempotency import IDEMPOTENCY_KEY_PREFIX
+from tests.lambda_events import FakeLambdaContext, sqs_batch
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass
-class FakeLambdaContext:
-    """The attributes Powertools reads from a Lambda context (a value, not a mock of the handler)."""
-
-    function_name: str = "image-promoter"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:image-promoter"
-    aws_request_id: str = "req-1"
-    log_group_name: str = "/aws/lambda/image-promoter"
-    log_stream_name: str = "stream"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 120_000
 
 
 @pytest.fixture
@@ -84,23 +70,6 @@ def push_event(repository: str, digest: str, tag: str, event_id: str | None = No
     }
 
 
-def sqs_batch(*bodies: str) -> dict:
-    return {
-        "Records": [
-            {
-                "messageId": f"msg-{i}",
-                "receiptHandle": f"handle-{i}",
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:promotions",
-                "awsRegion": "us-east-1",
-            }
-            for i, body in enumerate(bodies)
-        ]
-    }
 
 
 def tag_digest(ecr, repository: str, tag: str) -> str | None:

@@ -22,7 +22,7 @@ from local_aws import images as im
 from promoter import handler, settings
 from promoter.aws.history import DynamoDbHistory
 from tests.integration.test_rollback import released, tag_digest  # noqa: F401 - released is a fixture
-from tests.integration.test_signature_gate import FakeLambdaContext
+from tests.lambda_events import FakeLambdaContext, sqs_record
 
 pytestmark = pytest.mark.integration
 
@@ -74,18 +74,7 @@ def promoted(aws_env, ecr, unique_name, tmp_path, monkeypatch):
     handler.runtime.cache_clear()
 
     def handle(body: str) -> dict[str, Any]:
-        record = {
-            "messageId": f"msg-{uuid.uuid4().hex[:8]}",
-            "receiptHandle": "h",
-            "body": body,
-            "attributes": {"ApproximateReceiveCount": "1"},
-            "messageAttributes": {},
-            "md5OfBody": "",
-            "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:promotions",
-            "awsRegion": "us-east-1",
-        }
-        return handler.handle_queue({"Records": [record]}, FakeLambdaContext())
+        return handler.handle_queue({"Records": [sqs_record(body)]}, FakeLambdaContext())
 
     yield {"source": source, "target": target, "image": image, "handle": handle, "config": path}
     handler.runtime.cache_clear()

@@ -22,7 +22,6 @@ from promoter.aws.history import DynamoDbHistory
 from promoter.model.outcomes import PROMOTED, UNVERIFIED
 from promoter.workflows.late_trust import TRIGGER_TRUST_MATERIAL
 from tests.integration.test_signature_gate import (
-    FakeLambdaContext,
     KeyPair,
     digest_at,
     push_event,
@@ -31,6 +30,7 @@ from tests.integration.test_signature_gate import (
     result_events,
     signature_tag,
 )
+from tests.lambda_events import FakeLambdaContext, sqs_record
 
 pytestmark = pytest.mark.integration
 
@@ -73,18 +73,7 @@ def lambda_for(aws_env, tmp_path, monkeypatch) -> Iterator[Callable[[dict[str, A
         handler.runtime.cache_clear()
 
         def deliver(body: str) -> dict:
-            record = {
-                "messageId": str(uuid.uuid4()),
-                "receiptHandle": "h",
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:promotions",
-                "awsRegion": "us-east-1",
-            }
-            return handler.handle_queue({"Records": [record]}, FakeLambdaContext())
+            return handler.handle_queue({"Records": [sqs_record(body)]}, FakeLambdaContext())
 
         return deliver
 

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -25,6 +24,7 @@ from promoter.aws.history import DynamoDbHistory
 from promoter.aws.results import detail_type_for
 from promoter.model.outcomes import UNVERIFIED
 from tests.fixtures import SIGNATURES_DIR
+from tests.lambda_events import FakeLambdaContext, sqs_batch
 
 pytestmark = pytest.mark.integration
 
@@ -32,20 +32,6 @@ SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 COSIGN_ARTIFACT_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
 
 
-@dataclass
-class FakeLambdaContext:
-    """The attributes Powertools reads from a Lambda context (a value, not a mock of the handler)."""
-
-    function_name: str = "image-promoter"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:image-promoter"
-    aws_request_id: str = "req-sig"
-    log_group_name: str = "/aws/lambda/image-promoter"
-    log_stream_name: str = "stream"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 120_000
 
 
 # --- signing as cosign does ---------------------------------------------------------------------
@@ -171,18 +157,7 @@ def lambda_with(
 
         def push(repository: str, digest: str, tag: str) -> dict:
             body = json.dumps(push_event(repository, digest, tag))
-            record = {
-                "messageId": "msg-0",
-                "receiptHandle": "h",
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:promotions",
-                "awsRegion": "us-east-1",
-            }
-            return handler.handle_queue({"Records": [record]}, FakeLambdaContext())
+            return handler.handle_queue(sqs_batch(body), FakeLambdaContext())
 
         return push
 

@@ -18,6 +18,7 @@ from local_aws import images as im
 from promoter import handler, reconcile_handler, settings
 from promoter.metrics import UNEXPECTED_ERROR_METRIC
 from tests.fixtures import EVENTS_DIR
+from tests.lambda_events import sqs_batch
 
 pytestmark = pytest.mark.integration
 
@@ -92,23 +93,6 @@ def without(operation: str, monkeypatch) -> None:
     monkeypatch.setattr(reconcile_handler, "runtime", lambda: broken)
 
 
-def sqs_batch(*bodies: str) -> dict:
-    return {
-        "Records": [
-            {
-                "messageId": f"msg-{i}",
-                "receiptHandle": f"handle-{i}",
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:promotions",
-                "awsRegion": "us-east-1",
-            }
-            for i, body in enumerate(bodies)
-        ]
-    }
 
 
 @pytest.fixture

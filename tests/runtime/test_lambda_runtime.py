@@ -23,6 +23,7 @@ from infra.lambda_runtime import POWERTOOLS_VERSION, SDK_FLOOR
 from local_aws import images as im
 from local_aws.images import EcrPusher
 from promoter.model.outcomes import PROMOTED
+from tests.lambda_events import sqs_batch
 
 pytestmark = pytest.mark.integration
 
@@ -78,23 +79,6 @@ def push_event(repository: str, digest: str, tag: str) -> dict:
     }
 
 
-def sqs_batch(*bodies: str) -> dict:
-    return {
-        "Records": [
-            {
-                "messageId": f"m{i}",
-                "receiptHandle": f"h{i}",
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:{REGION}:000000000000:promotions",
-                "awsRegion": REGION,
-            }
-            for i, body in enumerate(bodies)
-        ]
-    }
 
 
 def test_the_runtime_sees_only_the_floor_sdk_the_layers_powertools_and_a_read_only_task_root(
@@ -183,7 +167,7 @@ def test_the_promoter_promotes_a_push_with_referrers_and_answers_a_partial_batch
     )
 
     assert answer.kind == "response", function.output()
-    assert answer.payload == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    assert answer.payload == {"batchItemFailures": [{"itemIdentifier": "msg-1"}]}
     calls = local_aws.control.calls()
     promoted = ecr.batch_get_image(
         repositoryName=deployment.target, imageIds=[{"imageTag": "v1"}], acceptedMediaTypes=[im.OCI_INDEX]

@@ -4,7 +4,6 @@ unreadable record does to the batch."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,18 +11,7 @@ import pytest
 from promoter import handler, settings
 from promoter.model.config import ConfigError
 from tests.fixtures import EVENTS_DIR
-
-
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "image-promoter"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:image-promoter"
-    aws_request_id: str = "req-unit"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+from tests.lambda_events import FakeLambdaContext
 
 
 @pytest.fixture
