@@ -141,8 +141,9 @@ def check_missing_targets(
     templates: Callable[[], dict[str, dict[str, Any]]],
 ) -> MutabilityCheck:
     """A warning for each target repository that does not exist, naming the CREATE_ON_PUSH creation
-    template that would create it on a push (and with which tag mutability), or saying none would.
-    A repository whose read failed is left to the floating-tag check's note."""
+    template that would create it on a push (and with which tag mutability), or saying none would
+    (and whether the target's `create_missing` has the promoter create it). A repository whose read
+    failed is left to the floating-tag check's note."""
     warnings: list[str] = []
     notes: list[str] = []
     names = sorted(
@@ -153,6 +154,7 @@ def check_missing_targets(
             if t.registry is None and not _is_template(t.repository)
         }
     )
+    created = set(config.created_target_repositories())
     found: dict[str, dict[str, Any]] | None = None
     for name in names:
         try:
@@ -167,6 +169,13 @@ def check_missing_targets(
                 notes.append(f"could not read the repository creation templates: {exc}")
                 found = {}
         template = template_for(found, name, CREATE_ON_PUSH)
+        if template is None and name in created:
+            warnings.append(
+                f"target repository {name} does not exist and no CREATE_ON_PUSH repository creation "
+                "template covers it: the promoter creates it (create_missing) on its first promotion "
+                "into it"
+            )
+            continue
         if template is None:
             warnings.append(
                 f"target repository {name} does not exist and no CREATE_ON_PUSH repository creation "

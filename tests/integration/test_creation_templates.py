@@ -180,8 +180,13 @@ def test_validate_says_which_template_will_create_a_missing_target_and_when_none
     from tests.integration.test_mutability_warnings import _config, _env, _run
 
     covered, uncovered, existing = f"{template}/prod", unique_name("gone"), unique_name("here")
+    created = unique_name("made")
     ecr.create_repository(repositoryName=existing)
-    config = _config(tmp_path, {covered: ["{tag}"], uncovered: ["{tag}"], existing: ["{tag}"]})
+    config = _config(
+        tmp_path, {covered: ["{tag}"], uncovered: ["{tag}"], existing: ["{tag}"], created: ["{tag}"]}
+    )
+    named = f"{{repository: {created},"  # the target the promoter creates itself says so
+    config.write_text(config.read_text().replace(named, f"{named} create_missing: {{}},"))
 
     done = _run(_env(aws_env), "validate", "--config", str(config))
 
@@ -192,6 +197,9 @@ def test_validate_says_which_template_will_create_a_missing_target_and_when_none
     assert "IMMUTABLE_WITH_EXCLUSION" in will
     (wont,) = [w for w in warnings if uncovered in w]
     assert "no CREATE_ON_PUSH repository creation template covers it" in wont
+    assert "promotions into it fail until it is created" in wont
+    (made,) = [w for w in warnings if created in w]
+    assert "the promoter creates it (create_missing)" in made
     assert not [w for w in warnings if existing in w]
 
 
