@@ -104,6 +104,10 @@ def test_status_shows_every_rule_when_one_takes_requests_only_from_its_requester
 # --- 2. Ctrl-C during promote -------------------------------------------------------------------
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_promote_held_in_put_image(aws_env, source: str, target: str) -> subprocess.Popen[str]:
     """`promoter promote SOURCE:sha-1 --to TARGET` in its own process, returned once its PutImage
     has reached the local AWS, which holds it (the run is then inside the promotion, its
@@ -117,6 +121,10 @@ def start_promote_held_in_put_image(aws_env, source: str, target: str) -> subpro
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as a terminal delivers it: a suite started as a background job of a non-interactive
+        # shell (`./dev test &` in a script) inherits SIGINT ignored, and Python keeps an ignored
+        # SIGINT ignored, as POSIX asks of background jobs.
+        preexec_fn=_sigint_default,
     )
     deadline = time.monotonic() + ARRIVAL_TIMEOUT_SECONDS
     while not control.requests().get("PutImage"):
