@@ -354,17 +354,10 @@ class Promoter:
                 ),
             )
         if status == IMAGE_ARCHIVED:
-            try:
-                status = self._source.restore_image(repository, digest)
-            except RegistryError as exc:
-                if exc.retryable:
-                    raise
-                return ActionResult.for_action(
-                    action,
-                    FAILED,
-                    reason=f"source image {where} is archived and could not be restored: {exc}",
-                )
-            logger.info("restore of archived source %s requested: %s", where, status)
+            restored = self._restore(action, repository, digest, f"source image {where}")
+            if isinstance(restored, ActionResult):
+                return restored
+            status = restored
         return ActionResult.for_action(
             action,
             SKIPPED,
@@ -373,6 +366,20 @@ class Promoter:
                 "sweep promotes it once it is ACTIVE"
             ),
         )
+
+    def _restore(self, action: Action, repository: str, digest: str, what: str) -> str | ActionResult:
+        """Asks ECR to restore an archived image: its status after, or the action's `failed` result
+        naming `what` when the restore is refused for good (a retryable refusal propagates)."""
+        try:
+            status = self._source.restore_image(repository, digest)
+        except RegistryError as exc:
+            if exc.retryable:
+                raise
+            return ActionResult.for_action(
+                action, FAILED, reason=f"{what} is archived and could not be restored: {exc}"
+            )
+        logger.info("restore of archived %s requested: %s", what, status)
+        return status
 
     def _trust_material_archived(self, action: Action, exc: TrustMaterialArchivedError) -> ActionResult:
         """Trust material of the image is archived: the promotion names it (`failed`, nothing
@@ -394,17 +401,9 @@ class Promoter:
         for digest, status in exc.archived.items():
             if status != IMAGE_ARCHIVED:
                 continue  # ACTIVATING: a restore is under way already
-            try:
-                self._source.restore_image(source, digest)
-            except RegistryError as error:
-                if error.retryable:
-                    raise
-                return ActionResult.for_action(
-                    action,
-                    FAILED,
-                    reason=f"trust material {source}@{digest} is archived and could not be restored: {error}",
-                )
-            logger.info("restore of archived trust material %s@%s requested", source, digest)
+            restored = self._restore(action, source, digest, f"trust material {source}@{digest}")
+            if isinstance(restored, ActionResult):
+                return restored
         return ActionResult.for_action(
             action,
             SKIPPED,
