@@ -98,6 +98,19 @@ def event_bus_name() -> str:
     return os.environ.get(EVENT_BUS_ENV) or DEFAULT_EVENT_BUS
 
 
+# Issue 19: the KMS key (ECC_NIST_P256, SIGN_VERIFY) that signs promotion attestations. The stack
+# sets its ARN on the functions (and outputs it as OUTPUT_ATTESTATION_KEY); unset, the promoter
+# writes no attestation and says so once at WARNING. The local AWS creates its key under
+# LOCAL_ATTESTATION_KEY_ALIAS, and `promoter local` points the variable at it.
+ATTESTATION_KEY_ENV = "ATTESTATION_KEY_ARN"
+LOCAL_ATTESTATION_KEY_ALIAS = "alias/image-promoter-attestation"
+
+
+def attestation_key_arn() -> str | None:
+    """The attestation signing key (ARN, key id or alias), None when none is configured."""
+    return os.environ.get(ATTESTATION_KEY_ENV) or None
+
+
 def function_environment(
     *,
     config_path: str,
@@ -106,11 +119,15 @@ def function_environment(
     gates_table: str = DEFAULT_GATES_TABLE,
     event_bus: str = DEFAULT_EVENT_BUS,
     request_source: str = DEFAULT_REQUEST_EVENT_SOURCE,
+    attestation_key: str | None = None,
 ) -> dict[str, str]:
     """The environment of the promoter function: the stack passes its resources' names (tokens);
     the demo, the benchmarks and the fault suite pass the local AWS's defaults, so the handler
-    runs there with the variables it has in Lambda."""
+    runs there with the variables it has in Lambda. `attestation_key`: the key that signs
+    attestations (None: none, and no attestation is written)."""
+    attestation = {ATTESTATION_KEY_ENV: attestation_key} if attestation_key else {}
     return {
+        **attestation,
         IDEMPOTENCY_TABLE_ENV: idempotency_table,
         HISTORY_TABLE_ENV: history_table,
         CONFIG_PATH_ENV: config_path,
@@ -138,6 +155,8 @@ OUTPUT_DEAD_LETTER_QUEUE_URL = "DeadLetterQueueUrl"
 OUTPUT_DELIVERY_DEAD_LETTER_QUEUE_URL = "DeliveryDeadLetterQueueUrl"
 OUTPUT_DASHBOARD_URL = "DashboardUrl"
 OUTPUT_ALARM_TOPIC_ARN = "AlarmTopicArn"
+# The attestation key's ARN (ATTESTATION_KEY_ENV): `promoter attestation key` prints its public key.
+OUTPUT_ATTESTATION_KEY = "AttestationPublicKeyArn"
 # `promoter redrive --queue NAME`: "delivery" is the rule targets' dead-letter queue (events
 # EventBridge could not put into the queue), "processing" the queue's own (messages the function
 # failed on maxReceiveCount times).

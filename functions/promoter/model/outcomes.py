@@ -112,6 +112,9 @@ class ActionResult:
     # the write happened (the push event's time).
     expected_digest: str | None = None
     written_at: str | None = None
+    # Issue 19: the digest of the promotion attestation (an OCI referrer of the promoted digest in
+    # the target repository) that this promotion wrote or found; None: none (not promoted, or no key).
+    attestation: str | None = None
 
     @property
     def succeeded(self) -> bool:
