@@ -1,0 +1,149 @@
+"""The approval notification: what one SNS message tells the approvers, as a subscriber receives it,
+and a publish that fails is logged and counted, never raised (moto's SNS and SQS, in process)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from aws_lambda_powertools import Metrics
+from moto import mock_aws
+
+from promoter import settings
+from promoter.aws.notify import (
+    APPROVAL_NOTIFICATION_FAILURES_METRIC,
+    approval_message,
+    notify_approval_wait,
+)
+
+REGION = "us-east-1"
+DIGEST = "sha256:" + "ab" * 32
+EXPIRES_AT = 1_796_000_400.0  # 2026-11-30T01:00:00Z
+EXPIRES_TEXT = "2026-11-30T01:00:00Z"
+
+
+@dataclass(frozen=True)
+class Wait:
+    repository: str = "app/api"
+    digest: str = DIGEST
+    rule: str = "prod"
+    wait_id: str = "k3v9q2x7m4pa"
+
+
+@dataclass(frozen=True)
+class Said:
+    state: str
+    reason: str
+
+
+VERDICTS = {
+    "signature": Said(
+        "passed", "signed by https://github.com/org/app/.github/workflows/release.yml@refs/heads/main"
+    ),
+    "scan": Said("passed", "no finding above HIGH"),
+}
+
+
+@pytest.fixture
+def sns_and_queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str, Any, str]]:
+    """(sns, topic ARN, sqs, queue URL): a topic with an SQS subscriber, on moto in process."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        sns, sqs = boto3.client("sns", region_name=REGION), boto3.client("sqs", region_name=REGION)
+        topic = sns.create_topic(Name="approvals")["TopicArn"]
+        queue = sqs.create_queue(QueueName="approvers")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+        yield sns, topic, sqs, queue
+
+
+@pytest.fixture
+def metrics() -> Iterator[Metrics]:
+    """The process's Powertools metric set (shared by every Metrics), emptied around the test."""
+    shared = Metrics(namespace=settings.METRICS_NAMESPACE, service=settings.SERVICE_NAME)
+    shared.clear_metrics()
+    yield shared
+    shared.clear_metrics()
+
+
+def received(sqs: Any, queue: str) -> list[dict[str, Any]]:
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    return [json.loads(m["Body"]) for m in messages]
+
+
+def test_the_message_is_a_chatbot_notification_naming_image_rule_requester_gates_expiry_and_commands(
+    sns_and_queue, metrics
+):
+    sns, topic, sqs, queue = sns_and_queue
+
+    published = notify_approval_wait(
+        topic,
+        Wait(),
+        "prod",
+        VERDICTS,
+        EXPIRES_AT,
+        "arn:aws:sts::111122223333:assumed-role/ci/run-42",
+        min_approvals=2,
+        targets=["app/prod:1.4.2"],
+        client=sns,
+    )
+
+    assert published is True
+    [envelope] = received(sqs, queue)
+    assert envelope["Subject"].startswith("Approval needed: app/api@sha256:abababababab")
+    message = json.loads(envelope["Message"])
+    assert (message["version"], message["source"]) == ("1.0", "custom")
+    content = message["content"]
+    assert content["textType"] == "client-markdown"
+    description = content["description"]
+    assert DIGEST in description and "app/api" in description
+    assert "`prod`" in description and "`app/prod:1.4.2`" in description
+    assert "arn:aws:sts::111122223333:assumed-role/ci/run-42" in description
+    assert "signature" in description and "no finding above HIGH" in description
+    assert EXPIRES_TEXT in description and "2 distinct approvers" in description
+    assert 'promoter approve k3v9q2x7m4pa --reason "..."' in description
+    assert 'promoter reject k3v9q2x7m4pa --reason "..."' in description
+    assert content["nextSteps"] == [
+        '`promoter approve k3v9q2x7m4pa --reason "..."`',
+        '`promoter reject k3v9q2x7m4pa --reason "..."`',
+    ]
+    assert message["metadata"]["threadId"] == "k3v9q2x7m4pa"
+    assert message["metadata"]["additionalContext"]["digest"] == DIGEST
+    assert APPROVAL_NOTIFICATION_FAILURES_METRIC not in metrics.metric_set
+
+
+def test_an_unknown_requester_is_said_so_and_free_text_cannot_break_out_of_its_code_span():
+    _, message = approval_message(
+        Wait(), "prod", {"scan": Said("passed", "ok `<!channel>`\x1b[2J")}, EXPIRES_AT, None
+    )
+    description = message["content"]["description"]
+    assert "*Requested by:* unknown" in description
+    assert "<!channel>" in description  # shown inside a code span: no mention, no formatting
+    assert "`ok '<!channel>''[2J`" in description
+    assert "\x1b" not in json.dumps(message, ensure_ascii=False)
+
+
+def test_a_publish_that_fails_is_logged_at_error_and_counted_never_raised(sns_and_queue, metrics, caplog):
+    sns, topic, sqs, queue = sns_and_queue
+    missing = topic.replace(":approvals", ":deleted-topic")
+
+    with caplog.at_level(logging.ERROR, logger="promoter.aws.notify"):
+        published = notify_approval_wait(missing, Wait(), "prod", VERDICTS, EXPIRES_AT, None, client=sns)
+
+    assert published is False
+    assert metrics.metric_set[APPROVAL_NOTIFICATION_FAILURES_METRIC]["Value"] == [1.0]
+    [record] = [r for r in caplog.records if r.name == "promoter.aws.notify"]
+    assert record.levelno == logging.ERROR
+    assert "k3v9q2x7m4pa" in record.getMessage() and "deleted-topic" in record.getMessage()
+    assert received(sqs, queue) == []
