@@ -23,6 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from promoter.exceptions import ConfigError, TemplateError
+from promoter.model.approvals import (
+    ALARM_TOPIC,
+    APPROVER_PATTERN,
+    DEFAULT_EXPIRES_AFTER_SECONDS,
+    DEFAULT_MIN_APPROVERS,
+    MAX_EXPIRES_AFTER_SECONDS,
+    ApprovalGate,
+    format_duration,
+    most_approvers,
+    parse_duration,
+)
 from promoter.model.config_file import line_of, read_config_data
 from promoter.model.linear_regex import LinearRegex, UnsupportedRegexError
 from promoter.model.patterns import (
@@ -51,6 +62,7 @@ from promoter.model.templates import (
 )
 
 __all__ = [
+    "ApprovalGate",
     "ConfigError",
     "CreateMissing",
     "PromotionConfig",
@@ -103,7 +115,11 @@ ENCRYPTION_TYPES = (DEFAULT_ENCRYPTION_TYPE, "KMS", "KMS_DSSE")
 # principals write it) when its target says `protect: true`, else when its rule does, else when the
 # top-level `defaults: {protect: true}` does. Off unless one of them says so.
 DEFAULT_PROTECT = False
-_REQUIRE_KEYS = frozenset({"scan", "signature"})
+_REQUIRE_KEYS = frozenset({"scan", "signature", "approval"})
+_APPROVAL_KEYS = frozenset({"approvers", "min", "requester_may_approve", "expires_after", "notify"})
+SNS_TOPIC_ARN_PATTERN = re.compile(
+    r"arn:aws(-[a-z-]+)?:sns:[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?"
+)
 _SCAN_KEYS = frozenset({"max_severity", "timeout_minutes"})
 _SIGNATURE_KEYS = frozenset({"cosign", "sigstore", "notation"})
 _COSIGN_KEYS = frozenset({"keys"})
@@ -333,6 +349,7 @@ class Rule:
     targets: tuple[TargetSpec, ...]
     scan_gate: ScanGate | None = None
     signature_gate: SignatureGate | None = None
+    approval_gate: ApprovalGate | None = None
     # Request rules: who may request this rule (account ids, IAM ARNs or ARN patterns), enforced by
     # the promotion bus's policy on the rule's own event source; () = the stack's trusted principals.
     requesters: tuple[str, ...] = ()
@@ -371,6 +388,8 @@ class Rule:
             }
         if self.signature_gate is not None:
             require["signature"] = self.signature_gate.to_dict()
+        if self.approval_gate is not None:
+            require["approval"] = self.approval_gate.to_dict()
         if require:
             data["require"] = require
         if self.requesters:
@@ -612,7 +631,7 @@ def _parse_rule(raw: object, index: int, protect_default: bool = DEFAULT_PROTECT
     targets = tuple(
         _parse_target(t, name, i, source, (rule_protect, defaults)) for i, t in enumerate(raw_targets)
     )
-    scan_gate, signature_gate = _parse_require(raw.get("require"), name)
+    scan_gate, signature_gate, approval_gate = _parse_require(raw.get("require"), name)
     requesters = _parse_requesters(raw.get("requesters"), name, trigger)
     rule = Rule(
         name=name,
@@ -621,6 +640,7 @@ def _parse_rule(raw: object, index: int, protect_default: bool = DEFAULT_PROTECT
         targets=targets,
         scan_gate=scan_gate,
         signature_gate=signature_gate,
+        approval_gate=approval_gate,
         requesters=requesters,
     )
     if rule.uses_semver and not any(can_match_semver(p) for p in source.tag_patterns):
@@ -811,17 +831,85 @@ def _parse_create_missing(
     )
 
 
-def _parse_require(raw: object, rule: str) -> tuple[ScanGate | None, SignatureGate | None]:
-    """`require: {scan: {...}, signature: {...}}`: each gate, or None when absent (both may stand
-    together: both must pass)."""
+def _parse_require(
+    raw: object, rule: str
+) -> tuple[ScanGate | None, SignatureGate | None, ApprovalGate | None]:
+    """`require: {scan: {...}, signature: {...}, approval: {...}}`: each gate, or None when absent
+    (any of them may stand together: all must pass)."""
     if raw is None:
-        return None, None
+        return None, None, None
     if not isinstance(raw, Mapping) or not raw:
-        raise ConfigError("must be a mapping with 'scan' and/or 'signature'", rule=rule, field="require")
+        raise ConfigError(
+            "must be a mapping with 'scan', 'signature' and/or 'approval'", rule=rule, field="require"
+        )
     _refuse_unknown_keys(raw, _REQUIRE_KEYS, rule=rule, field="require")
     scan = _parse_scan(raw["scan"], rule) if "scan" in raw else None
     signature = _parse_signature(raw["signature"], rule) if "signature" in raw else None
-    return scan, signature
+    approval = _parse_approval(raw["approval"], rule) if "approval" in raw else None
+    return scan, signature, approval
+
+
+def _parse_approval(raw: object, rule: str) -> ApprovalGate:
+    """`approval: {approvers: [ARN or ARN pattern, ...], min: 1, requester_may_approve: false,
+    expires_after: 24h, notify: <SNS topic ARN> | alarm-topic}` (promoter.model.approvals). A gate
+    no quorum could ever pass is refused: `min` above the distinct people its approvers can match
+    (only exact caller ARNs bound that; a role or a pattern matches any number of people)."""
+    where = "require.approval"
+    block = _mapping(raw, _APPROVAL_KEYS, rule, where)
+    if "approvers" not in block:
+        raise ConfigError("must list the approvers (principal ARNs or ARN patterns)", rule=rule, field=where)
+    approvers = _string_list(block["approvers"], rule, f"{where}.approvers")
+    for i, entry in enumerate(approvers):
+        if not APPROVER_PATTERN.fullmatch(entry):
+            raise ConfigError(
+                "must be an IAM principal ARN of a named account: arn:aws:iam::<account>:user/<name>, "
+                ":role/<name> (each of its sessions a person), arn:aws:sts::<account>:assumed-role/<role>/"
+                f"<session>, with '*' and '?' allowed after the type, got {entry!r}",
+                rule=rule,
+                field=f"{where}.approvers[{i}]",
+            )
+    if len(set(approvers)) != len(approvers):
+        raise ConfigError("names an approver twice", rule=rule, field=f"{where}.approvers")
+    least = block.get("min", DEFAULT_MIN_APPROVERS)
+    if isinstance(least, bool) or not isinstance(least, int) or least < 1:
+        raise ConfigError(
+            f"must be a whole number of approvers, at least 1, got {least!r}", rule=rule, field=f"{where}.min"
+        )
+    most = most_approvers(approvers)
+    if most is not None and least > most:
+        raise ConfigError(
+            f"min {least} can never be reached: the approvers name {most} person(s) exactly (list more, "
+            "or a role or pattern whose sessions are the people)",
+            rule=rule,
+            field=f"{where}.min",
+        )
+    may_self_approve = _flag(block, "requester_may_approve", False, rule, f"{where}.requester_may_approve")
+    expires = block.get("expires_after", format_duration(DEFAULT_EXPIRES_AFTER_SECONDS))
+    seconds = parse_duration(expires) if isinstance(expires, str) else None
+    if seconds is None or seconds > MAX_EXPIRES_AFTER_SECONDS:
+        raise ConfigError(
+            "must be a duration like 30m, 24h or 7d: more than zero and at most "
+            f"{format_duration(MAX_EXPIRES_AFTER_SECONDS)}, got {expires!r}",
+            rule=rule,
+            field=f"{where}.expires_after",
+        )
+    notify = block.get("notify")
+    if notify is not None and (
+        not isinstance(notify, str) or not (notify == ALARM_TOPIC or SNS_TOPIC_ARN_PATTERN.fullmatch(notify))
+    ):
+        raise ConfigError(
+            f"must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>) or {ALARM_TOPIC!r}, "
+            f"got {notify!r}",
+            rule=rule,
+            field=f"{where}.notify",
+        )
+    return ApprovalGate(
+        approvers=approvers,
+        min=least,
+        requester_may_approve=may_self_approve,
+        expires_after=seconds,
+        notify=notify,
+    )
 
 
 def _parse_scan(scan: object, rule: str) -> ScanGate:

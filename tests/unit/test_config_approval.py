@@ -1,0 +1,133 @@
+"""`require: approval:` in the configuration (issue 20, point 1): parsed with its defaults, staged
+and read back, and refused with file:line when it is malformed or could never be passed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from promoter.exceptions import ConfigError
+from promoter.model.approvals import ALARM_TOPIC, DEFAULT_EXPIRES_AFTER_SECONDS, ApprovalGate
+from promoter.model.config import load_config, parse_config
+
+ACCOUNT = "111122223333"
+SSO = f"arn:aws:sts::{ACCOUNT}:assumed-role/AWSReservedSSO_Release_*/*"
+ALICE, BOB = f"arn:aws:iam::{ACCOUNT}:user/alice", f"arn:aws:iam::{ACCOUNT}:user/bob"
+TOPIC = f"arn:aws:sns:eu-west-1:{ACCOUNT}:releases"
+
+
+def config_with(approval: object) -> dict:
+    return {
+        "rules": [
+            {
+                "name": "to-prod",
+                "trigger": "request",
+                "source": {"repository": "app-staging", "tags": ["v*"]},
+                "targets": [{"repository": "app-prod"}],
+                "require": {"scan": {"max_severity": "HIGH"}, "approval": approval},
+            }
+        ]
+    }
+
+
+def refusal(approval: object) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        parse_config(config_with(approval))
+    return info.value
+
+
+def test_an_approval_gate_takes_its_defaults_and_stands_beside_a_scan_gate():
+    rule = parse_config(config_with({"approvers": [SSO]})).rule("to-prod")
+    assert rule.approval_gate == ApprovalGate(approvers=(SSO,))
+    assert (rule.approval_gate.min, rule.approval_gate.requester_may_approve) == (1, False)
+    assert rule.approval_gate.expires_after == DEFAULT_EXPIRES_AFTER_SECONDS == 24 * 3600
+    assert rule.approval_gate.notify is None
+    assert rule.scan_gate is not None
+
+
+def test_every_key_is_read_and_the_staged_json_reads_back_the_same():
+    config = parse_config(
+        config_with(
+            {
+                "approvers": [ALICE, BOB],
+                "min": 2,
+                "requester_may_approve": True,
+                "expires_after": "30m",
+                "notify": TOPIC,
+            }
+        )
+    )
+    gate = config.rule("to-prod").approval_gate
+    assert gate == ApprovalGate(
+        (ALICE, BOB), min=2, requester_may_approve=True, expires_after=1800, notify=TOPIC
+    )
+    staged = json.loads(config.to_json())
+    assert staged["rules"][0]["require"]["approval"]["expires_after"] == "30m"
+    assert parse_config(staged) == config
+    assert (
+        parse_config(config_with({"approvers": [SSO], "notify": ALARM_TOPIC}))
+        .rule("to-prod")
+        .approval_gate.notify
+        == ALARM_TOPIC
+    )
+
+
+@pytest.mark.parametrize(
+    ("approval", "field", "said"),
+    [
+        ({"approvers": [ALICE, BOB], "min": 3}, "require.approval.min", "min 3 can never be reached"),
+        # The same person twice is one person.
+        ({"approvers": [ALICE, ALICE], "min": 2}, "require.approval.approvers", "twice"),
+        ({"approvers": [ALICE], "expires_after": "0h"}, "require.approval.expires_after", "30m, 24h or 7d"),
+        ({"approvers": [ALICE], "expires_after": "8d"}, "require.approval.expires_after", "at most 7d"),
+        ({"approvers": [ALICE], "expires_after": 3600}, "require.approval.expires_after", "got 3600"),
+        ({"approvers": [ALICE], "min": 0}, "require.approval.min", "at least 1"),
+        ({"approvers": [ALICE], "min": True}, "require.approval.min", "at least 1"),
+        ({"approvers": ["alice@example.com"]}, "require.approval.approvers[0]", "IAM principal ARN"),
+        ({"approvers": ["arn:aws:iam::*:user/alice"]}, "require.approval.approvers[0]", "named account"),
+        ({"approvers": [f"arn:aws:sts::{ACCOUNT}:user/alice"]}, "require.approval.approvers[0]", "ARN"),
+        ({"approvers": []}, "require.approval.approvers", "non-empty list"),
+        ({"min": 1}, "require.approval", "must list the approvers"),
+        ({"approvers": [ALICE], "notify": "releases"}, "require.approval.notify", "SNS topic ARN"),
+        (
+            {"approvers": [ALICE], "requester_may_approve": "yes"},
+            "require.approval.requester_may_approve",
+            "true or false",
+        ),
+        ({"approvers": [ALICE], "quorum": 1}, "require.approval.quorum", "unknown key"),
+        ("yes", "require.approval", "must be a mapping"),
+    ],
+)
+def test_a_malformed_or_impossible_gate_is_refused(approval, field, said):
+    error = refusal(approval)
+    assert (error.rule, error.field) == ("to-prod", field)
+    assert said in error.reason
+
+
+def test_a_role_or_a_pattern_bounds_nothing_so_any_min_may_be_reached():
+    for entry in (SSO, f"arn:aws:iam::{ACCOUNT}:role/Release", f"arn:aws:iam::{ACCOUNT}:user/release-*"):
+        gate = (
+            parse_config(config_with({"approvers": [ALICE, entry], "min": 5})).rule("to-prod").approval_gate
+        )
+        assert gate.min == 5
+
+
+def test_an_impossible_gate_is_refused_with_its_file_and_line(tmp_path: Path):
+    path = tmp_path / "promotion.yaml"
+    path.write_text(
+        "rules:\n"
+        "  - name: to-prod\n"
+        "    trigger: request\n"
+        "    source: {repository: app-staging}\n"
+        "    targets: [{repository: app-prod}]\n"
+        "    require:\n"
+        "      approval:\n"
+        f"        approvers: ['{ALICE}', '{BOB}']\n"
+        "        min: 3\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.location == f"{path}:9"
+    assert "the approvers name 2 person(s) exactly" in str(info.value.reason)
