@@ -184,8 +184,10 @@ def _constraints(schema: Mapping[str, Any]) -> list[str]:
     parts = []
     if "enum" in schema:
         parts.append("one of " + ", ".join(_code(v) for v in schema["enum"]))
-    if "minimum" in schema or "maximum" in schema:
+    if "maximum" in schema:
         parts.append(f"from {schema.get('minimum')} to {schema.get('maximum')}")
+    elif "minimum" in schema:
+        parts.append(f"at least {schema['minimum']}")
     if schema.get("minItems"):
         parts.append(f"at least {schema['minItems']} item(s)")
     if schema.get("uniqueItems"):

@@ -23,6 +23,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from promoter.model.approvals import (
+    ALARM_TOPIC,
+    APPROVER_PATTERN,
+    DEFAULT_EXPIRES_AFTER,
+    DEFAULT_MIN_APPROVERS,
+    MAX_EXPIRES_AFTER,
+)
 from promoter.model.config import (
     ACCOUNT_ID_PATTERN,
     AWS_KMS_KEY_PREFIX,
@@ -55,6 +62,7 @@ from promoter.model.config import (
     RULE_NAME_PATTERN,
     SEVERITIES,
     SIGNING_PROFILE_ARN_PATTERN,
+    SNS_TOPIC_ARN_PATTERN,
     TAG_MUTABILITIES,
     TRIGGER_REQUEST,
     TRIGGERS,
@@ -181,6 +189,12 @@ VALIDATOR_ONLY_CHECKS = (
         "region or role; its `image_tag_mutability` differing from the target's; a KMS key with "
         "encryption type AES256",
         "it compares the setting with the target's other keys and the rule's source",
+    ),
+    ValidatorOnlyCheck(
+        "approval-quorum",
+        "an approval gate whose `min` is more than the distinct people its approvers could ever match "
+        "(only exact user or session ARNs bound that; a role or a pattern matches any number of people)",
+        "it counts the approvers by the kind of ARN each one is",
     ),
     ValidatorOnlyCheck(
         "shared-target-tags",
@@ -497,6 +511,64 @@ def _create_missing() -> dict[str, Any]:
     )
 
 
+# `expires_after` as the parser reads it (promoter.model.approvals.parse_duration): a count of
+# minutes, hours or days, more than zero and at most MAX_EXPIRES_AFTER (7d = 168h = 10080m), spelled
+# out per unit since a pattern cannot compare numbers. tests/unit/test_config_approval.py holds it to
+# the parser on every count around the limits.
+EXPIRES_AFTER_SCHEMA_PATTERN = (
+    r"^(?:(?:[1-9][0-9]{0,3}|100[0-7][0-9]|10080)m|(?:[1-9][0-9]?|1[0-5][0-9]|16[0-8])h|[1-7]d)$"
+)
+
+
+def _approval() -> dict[str, Any]:
+    return _object(
+        "Promote only once `min` distinct people among the approvers approved, within `expires_after`; "
+        "one rejection ends the wait (outcome `rejected`), and so does the expiry (`expired`). Asked "
+        "last, once the other gates passed; the promotion is of exactly the digest that waited.",
+        {
+            "approvers": _strings(
+                "Who may approve or reject: IAM principal ARNs of a named account. A user "
+                "(`arn:aws:iam::<account>:user/<name>`), a role session "
+                "(`arn:aws:sts::<account>:assumed-role/<role>/<session>`, IAM Identity Center's form), or a "
+                "role (`arn:aws:iam::<account>:role/<name>`: each of its sessions is a person); `*` and `?` "
+                "allowed after the type, matched like IAM's ArnLike.",
+                item={"pattern": ecma_pattern(APPROVER_PATTERN)},
+                uniqueItems=True,
+                examples=[["arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_Release_*/*"]],
+            ),
+            "min": {
+                "type": "integer",
+                "minimum": 1,
+                "default": DEFAULT_MIN_APPROVERS,
+                "description": "How many distinct people must approve (one person approving twice counts "
+                "once).",
+            },
+            "requester_may_approve": {
+                "type": "boolean",
+                "default": False,
+                "description": "Whether the requester of a promotion (the principal ARN its `requested-by` "
+                "names) may approve it. Anyone who may approve may reject.",
+            },
+            "expires_after": {
+                "type": "string",
+                "pattern": EXPIRES_AFTER_SCHEMA_PATTERN,
+                "default": DEFAULT_EXPIRES_AFTER,
+                "description": f"How long a promotion waits for its approvals: `30m`, `24h`, `7d`; at most "
+                f"{MAX_EXPIRES_AFTER}, never zero.",
+            },
+            "notify": {
+                "type": "string",
+                "anyOf": [{"pattern": ecma_pattern(SNS_TOPIC_ARN_PATTERN)}, {"pattern": f"^{ALARM_TOPIC}$"}],
+                "description": "The SNS topic told when a promotion starts waiting (its ARN), or "
+                f"`{ALARM_TOPIC}` for the stack's alarm topic. Default: no notification "
+                "(`promoter approvals` lists the waits).",
+                "examples": ["arn:aws:sns:us-east-1:111122223333:releases"],
+            },
+        },
+        required=["approvers"],
+    )
+
+
 def _signature() -> dict[str, Any]:
     kms_key = re.compile(re.escape(AWS_KMS_KEY_PREFIX) + KMS_KEY_ARN_PATTERN.pattern)
     cosign_key = {
@@ -619,7 +691,7 @@ def _rule() -> dict[str, Any]:
                 "items": _target(),
             },
             "require": _object(
-                "Gates: the image is promoted only when each one given passes (both may stand together).",
+                "Gates: the image is promoted only when each one given passes (any may stand together).",
                 {
                     "scan": _object(
                         "Promote only a scanned image with no finding above `max_severity`; a promotion "
@@ -644,6 +716,7 @@ def _rule() -> dict[str, Any]:
                         required=["max_severity"],
                     ),
                     "signature": _signature(),
+                    "approval": _approval(),
                 },
                 type=["object", "null"],
                 minProperties=1,

@@ -131,3 +131,36 @@ def test_an_impossible_gate_is_refused_with_its_file_and_line(tmp_path: Path):
         load_config(path)
     assert info.value.location == f"{path}:9"
     assert "the approvers name 2 person(s) exactly" in str(info.value.reason)
+
+
+def test_the_schema_names_the_defaults_the_parser_applies():
+    from promoter.model.approvals import parse_duration
+    from promoter_cli.config_schema import build_schema
+
+    approval = build_schema()["properties"]["rules"]["items"]["properties"]["require"]["properties"][
+        "approval"
+    ]
+    defaults = {key: value.get("default") for key, value in approval["properties"].items()}
+    gate = parse_config(config_with({"approvers": [SSO]})).rule("to-prod").approval_gate
+    assert defaults["min"] == gate.min
+    assert defaults["requester_may_approve"] is gate.requester_may_approve
+    assert parse_duration(defaults["expires_after"]) == gate.expires_after
+
+
+def test_the_schema_pattern_of_expires_after_takes_exactly_what_the_parser_takes():
+    """A pattern cannot compare numbers: each unit's limit is spelled out, checked here on every count
+    up to past the limit."""
+    import re
+
+    from promoter_cli.config_schema import EXPIRES_AFTER_SCHEMA_PATTERN
+
+    pattern = re.compile(EXPIRES_AFTER_SCHEMA_PATTERN)
+    for unit, beyond in (("m", 10082), ("h", 170), ("d", 9)):
+        for count in ("0", "00", "01", *map(str, range(1, beyond))):
+            text = f"{count}{unit}"
+            try:
+                parse_config(config_with({"approvers": [SSO], "expires_after": text}))
+                parser_takes = True
+            except ConfigError:
+                parser_takes = False
+            assert parser_takes is bool(pattern.search(text)), text

@@ -57,6 +57,7 @@ PARSER_KEYS = {
     "rules[].require.signature.sigstore.identities[].github": "_GITHUB_KEYS",
     "rules[].require.signature.sigstore.identities[].gitlab": "_GITLAB_KEYS",
     "rules[].require.signature.notation": "_NOTATION_KEYS",
+    "rules[].require.approval": "_APPROVAL_KEYS",
 }
 
 

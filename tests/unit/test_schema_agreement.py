@@ -72,6 +72,7 @@ VALIDATOR_ONLY_REFUSALS: dict[str, tuple[str | None, str]] = {
         r"say it once$|^a KMS key needs encryption type",
     ),
     "shared-target-tags": (r"targets\[\d+\]\.tags\[\d+\]", r"can write the same tag as rule"),
+    "approval-quorum": (r"require\.approval\.min", r"^min \d+ can never be reached"),
 }
 
 

@@ -37,8 +37,8 @@ APPROVAL_GATE = "approval"
 APPROVE, REJECT = "approve", "reject"
 DECISIONS = (APPROVE, REJECT)
 DEFAULT_MIN_APPROVERS = 1
-DEFAULT_EXPIRES_AFTER_SECONDS = 24 * 3600
-MAX_EXPIRES_AFTER_SECONDS = 7 * 24 * 3600
+DEFAULT_EXPIRES_AFTER = "24h"
+MAX_EXPIRES_AFTER = "7d"
 # `notify: alarm-topic`: the stack's alarm topic rather than a topic of the rule's own.
 ALARM_TOPIC = "alarm-topic"
 # HTTP status codes of a refused decision, as the approval channel answers them: the caller may not
@@ -70,6 +70,16 @@ _ROLE = re.compile(
 )
 _DURATION = re.compile(r"(?P<count>[1-9][0-9]*)(?P<unit>[mhd])")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 24 * 3600}
+
+
+def parse_duration(text: object) -> int | None:
+    """`30m`, `24h`, `7d` -> seconds; None when it is not such a duration (zero is not one)."""
+    match = _DURATION.fullmatch(text) if isinstance(text, str) else None
+    return int(match["count"]) * _UNIT_SECONDS[match["unit"]] if match else None
+
+
+DEFAULT_EXPIRES_AFTER_SECONDS = parse_duration(DEFAULT_EXPIRES_AFTER) or 0
+MAX_EXPIRES_AFTER_SECONDS = parse_duration(MAX_EXPIRES_AFTER) or 0
 
 
 @dataclass(frozen=True)
@@ -129,12 +139,6 @@ class Refusal:
 
     code: int
     reason: str
-
-
-def parse_duration(text: str) -> int | None:
-    """`30m`, `24h`, `7d` -> seconds; None when it is not such a duration (zero is not one)."""
-    match = _DURATION.fullmatch(text) if isinstance(text, str) else None
-    return int(match["count"]) * _UNIT_SECONDS[match["unit"]] if match else None
 
 
 def format_duration(seconds: int) -> str:

@@ -26,11 +26,11 @@ from promoter.exceptions import ConfigError, TemplateError
 from promoter.model.approvals import (
     ALARM_TOPIC,
     APPROVER_PATTERN,
-    DEFAULT_EXPIRES_AFTER_SECONDS,
+    DEFAULT_EXPIRES_AFTER,
     DEFAULT_MIN_APPROVERS,
+    MAX_EXPIRES_AFTER,
     MAX_EXPIRES_AFTER_SECONDS,
     ApprovalGate,
-    format_duration,
     most_approvers,
     parse_duration,
 )
@@ -884,12 +884,12 @@ def _parse_approval(raw: object, rule: str) -> ApprovalGate:
             field=f"{where}.min",
         )
     may_self_approve = _flag(block, "requester_may_approve", False, rule, f"{where}.requester_may_approve")
-    expires = block.get("expires_after", format_duration(DEFAULT_EXPIRES_AFTER_SECONDS))
-    seconds = parse_duration(expires) if isinstance(expires, str) else None
+    expires = block.get("expires_after", DEFAULT_EXPIRES_AFTER)
+    seconds = parse_duration(expires)
     if seconds is None or seconds > MAX_EXPIRES_AFTER_SECONDS:
         raise ConfigError(
-            "must be a duration like 30m, 24h or 7d: more than zero and at most "
-            f"{format_duration(MAX_EXPIRES_AFTER_SECONDS)}, got {expires!r}",
+            f"must be a duration like 30m, 24h or 7d: more than zero and at most {MAX_EXPIRES_AFTER}, "
+            f"got {expires!r}",
             rule=rule,
             field=f"{where}.expires_after",
         )
