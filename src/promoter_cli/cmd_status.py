@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from promoter.aws.registry import ListedImage
     from promoter.gates.scan import Waiting
+    from promoter.model.approvals import ApprovalGate
     from promoter.model.outcomes import ActionResult
     from promoter.model.plan import Action
     from promoter.workflows.reconcile import SourceRegistry
@@ -325,13 +326,25 @@ def _target_text(target: TargetSpec) -> str:
     return f"{where}:{','.join(target.tags)}" + (PROTECTED_MARK if target.protect else "")
 
 
-def _gates_text(rule: Rule) -> list[str]:
+def _gates_text(rule: Rule, people: bool = True) -> list[str]:
+    """The rule's gates in words; `people=False` leaves the approval gate out (the graph draws it)."""
     gates = []
     if rule.scan_gate is not None:
         gates.append(f"scan up to {rule.scan_gate.max_severity}")
     if rule.signature_gate is not None:
         gates.append("signature")
+    if people and rule.approval_gate is not None:
+        gates.append(_approval_text(rule.approval_gate))
     return gates
+
+
+def _approval_text(gate: ApprovalGate) -> str:
+    """`approval: 2 of user/alice, user/bob within 1d`: the quorum, the approver entries (their
+    resource part: the account is the rule's reader's to know) and the expiry."""
+    from promoter.model.approvals import format_duration
+
+    names = ", ".join(entry.split(":", 5)[-1] for entry in gate.approvers)
+    return f"approval: {gate.min} of {names} within {format_duration(gate.expires_after)}"
 
 
 def print_status(document: dict[str, Any]) -> None:
@@ -413,7 +426,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def mermaid_graph(config: PromotionConfig) -> str:
     """The rules as a left-to-right Mermaid flowchart: a node per repository (pattern or template,
     with its registry when another account or region), an edge per rule target labelled with the
-    rule, its trigger, tags and gates; request rules dashed."""
+    rule, its trigger, tags and gates; request rules dashed. A rule with an approval gate passes
+    through a hexagon that names its quorum, approvers and expiry."""
     nodes: dict[str, str] = {}
 
     def node(label: str) -> str:
@@ -422,6 +436,7 @@ def mermaid_graph(config: PromotionConfig) -> str:
         return nodes[label]
 
     edges = []
+    approvals: dict[str, str] = {}  # a hexagon per rule with an approval gate: its id -> its text
     for rule in config.rules:
         source = node(rule.source.repository)
         for target in rule.targets:
@@ -434,13 +449,27 @@ def mermaid_graph(config: PromotionConfig) -> str:
             details = [
                 rule.trigger,
                 f"{','.join(rule.source.tags)} → {','.join(target.tags)}",
-                *_gates_text(rule),
+                *_gates_text(rule, people=False),
             ]
             label = _mermaid_text(f"{rule.name}<br/>{'<br/>'.join(details)}")
             arrow = "-->" if rule.trigger == TRIGGER_PUSH else "-.->"
-            edges.append(f'  {source} {arrow}|"{label}"| {node(where)}')
+            if rule.approval_gate is None:
+                edges.append(f'  {source} {arrow}|"{label}"| {node(where)}')
+                continue
+            # An approval gate is a step of its own, after the machine checks (GATE_ORDER): a
+            # hexagon between the source and the rule's targets, where the image stops until
+            # people decide. The rule's edge leads to it; from it, one edge per target.
+            gate = f"{source}_{re.sub(r'[^A-Za-z0-9]', '_', rule.name)[:40]}_approval"
+            if gate not in approvals:
+                approvals[gate] = _approval_text(rule.approval_gate)
+                checks = [rule.trigger, *_gates_text(rule, people=False)]
+                rule_label = _mermaid_text(f"{rule.name}<br/>{'<br/>'.join(checks)}")
+                edges.append(f'  {source} {arrow}|"{rule_label}"| {gate}')
+            tags = _mermaid_text(f"{','.join(rule.source.tags)} → {','.join(target.tags)}")
+            edges.append(f'  {gate} {arrow}|"{tags}"| {node(where)}')
     lines = ["flowchart LR"]
     lines += [f'  {ident}["{_mermaid_text(label)}"]' for label, ident in nodes.items()]
+    lines += [f'  {ident}{{{{"{_mermaid_text(text)}"}}}}' for ident, text in approvals.items()]
     return "\n".join([*lines, *edges])
 
 
