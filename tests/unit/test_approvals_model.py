@@ -165,3 +165,20 @@ def test_a_wait_past_deciding_is_a_conflict_409():
         assert may_decide(SSO_GATE, wait, CAROL, NOW) == refused.reason
     assert rejection_of(rejected).principal == BOB
     assert may_decide(SSO_GATE, Wait(deadline=NOW + 1), CAROL, NOW) is None
+
+
+def test_the_requester_is_read_from_the_waiting_request_when_the_record_names_none():
+    from promoter.model.events import PromotionRequested
+
+    @dataclass(frozen=True)
+    class RequestWait(Wait):
+        event: PromotionRequested | None = None
+
+    asked = PromotionRequested("req-1", "app", "v1", requested_by=ALICE)
+    refused = refusal(SSO_GATE, RequestWait(event=asked), ALICE, NOW)
+    assert refused is not None and refused.code == FORBIDDEN and "requested this promotion" in refused.reason
+    # Free text names nobody: the requester is unknown, and an approver is not taken for them.
+    unknown = RequestWait(event=PromotionRequested("req-2", "app", "v1", requested_by="alice@laptop"))
+    assert may_decide(SSO_GATE, unknown, ALICE, NOW) is None
+    # The record's word wins over the request's (what was recorded when the wait was announced).
+    assert may_decide(SSO_GATE, RequestWait(data={"requester": ""}, event=asked), ALICE, NOW) is None

@@ -51,6 +51,8 @@ APPROVALS_KEY = "approvals"
 REJECTION_KEY = "rejection"
 SUPERSEDED_BY_KEY = "superseded_by"
 TARGET_KEY = "target"
+# Set once, when the first delivery holding the wait told the approvers (promoter.aws.approval_waits).
+ANNOUNCED_KEY = "announced_at"
 
 _PARTITION = r"aws(-[a-z-]+)?"
 _ACCOUNT = r"(?P<account>\d{12})"
@@ -195,9 +197,12 @@ def most_approvers(approvers: tuple[str, ...]) -> int | None:
 
 
 def requester_of(wait: ApprovalWait) -> str:
-    """The requester's principal ARN, "" when unknown (the request named no ARN)."""
-    requester = str(wait.data.get(REQUESTER_KEY) or "")
-    return requester if person_of(requester) else ""
+    """The requester's principal ARN, "" when unknown: the record's `requester` when it has one,
+    else what its waiting request names (`requested_by`, when that is a principal ARN)."""
+    requester = wait.data.get(REQUESTER_KEY)
+    if requester is None:
+        requester = getattr(getattr(wait, "event", None), "requested_by", "")
+    return requester_from(str(requester or ""))
 
 
 def requester_from(requested_by: str) -> str:
