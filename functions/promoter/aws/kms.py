@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -55,22 +56,55 @@ RETRYABLE_CODES = frozenset(
 )
 
 
-class KmsVerifier:
-    """`kms_verify(reference, payload, signature) -> bool` for the cosign verifier."""
+# The key exists but cannot verify now, and waiting will not change that: a disabled key, a key in
+# another state (pending deletion, pending import, unavailable by design), or a key policy or role
+# that does not grant kms:Verify. What each means, in the words a failed verdict quotes.
+UNUSABLE_KEY_CODES = {
+    "DisabledException": "the key is disabled",
+    "KMSInvalidStateException": "the key is not in a state that verifies (pending deletion or import?)",
+    "AccessDeniedException": "kms:Verify on it is not granted to the promoter's role (key policy or IAM)",
+}
 
-    def __init__(self, client: Any = None) -> None:
+
+class KmsKeyUnusableError(ValueError):
+    """A listed KMS key that exists but cannot verify (disabled, in another state, or kms:Verify not
+    granted): a fault of the key or its grants, not a refused signature. A ValueError, so callers
+    that treat any unusable key alike still do; the signature gate names it as a failure."""
+
+    def __init__(self, key_id: str, code: str) -> None:
+        super().__init__(f"KMS Verify with {key_id}: {code}: {UNUSABLE_KEY_CODES.get(code, code)}")
+        self.key_id, self.code = key_id, code
+
+    @property
+    def state(self) -> str:
+        """What is wrong with the key, in words."""
+        return UNUSABLE_KEY_CODES.get(self.code, self.code)
+
+
+def kms_client() -> Any:
+    """A KMS client from the environment, with the promoter's retry policy."""
+    config = Config(retries={"mode": "standard", "total_max_attempts": KMS_MAX_ATTEMPTS})
+    return boto3.client("kms", config=config)
+
+
+class KmsVerifier:
+    """`kms_verify(reference, payload, signature) -> bool` for the cosign verifier. The client is
+    `client`, else made on first use by `client_factory` (default `kms_client`)."""
+
+    def __init__(self, client: Any = None, client_factory: Callable[[], Any] | None = None) -> None:
         self._client = client
+        self._client_factory = client_factory
 
     def _kms(self) -> Any:
         if self._client is None:
-            config = Config(retries={"mode": "standard", "total_max_attempts": KMS_MAX_ATTEMPTS})
-            self._client = boto3.client("kms", config=config)
+            self._client = (self._client_factory or kms_client)()
         return self._client
 
     def __call__(self, reference: str, payload: bytes, signature: bytes) -> bool:
         """True when the key named by `reference` ("awskms:///<key ARN>") verifies `signature` over
-        `payload`. Raises GateUnavailableError (throttled, KMS fault: retry the event later) and
-        ValueError (the key cannot be used: not found, disabled, access denied), with the reason."""
+        `payload`. Raises GateUnavailableError (throttled, KMS fault: retry the event later),
+        KmsKeyUnusableError (disabled, in another state, kms:Verify not granted) and ValueError (any
+        other reason the key cannot be used: not found, say), with the reason."""
         key_id = reference[len(AWS_KMS_KEY_PREFIX) :] if reference.startswith(AWS_KMS_KEY_PREFIX) else ""
         if not key_id:
             raise ValueError(f"{reference!r} is not an awskms:/// key reference")
@@ -95,6 +129,8 @@ class KmsVerifier:
                     continue
                 if code in RETRYABLE_CODES:
                     raise GateUnavailableError(f"KMS Verify with {key_id}: {code}") from exc
+                if code in UNUSABLE_KEY_CODES:
+                    raise KmsKeyUnusableError(key_id, code) from exc
                 raise ValueError(f"KMS Verify with {key_id}: {code}: {exc}") from exc
             except BotoCoreError as exc:
                 raise GateUnavailableError(f"KMS Verify with {key_id}: {exc}") from exc

@@ -24,8 +24,11 @@ says how many more were not tried. So a 33-layer cosign tag written by someone e
 valid signature stored as a referrer.
 
 Calls to AWS a verifier needs go through the adapters: KMS `Verify` for `awskms:///` keys
-(`promoter.aws.kms`), AWS Signer `GetRevocationStatus` for Notation signatures by AWS Signer
-(`promoter.aws.signer`). Throttling or a fault there, or in ECR, is retryable: the event comes back.
+(`promoter.aws.kms`, its client from `GateDeps.kms_client`), AWS Signer `GetRevocationStatus` for
+Notation signatures by AWS Signer (`promoter.aws.signer`). Throttling or a fault there, or in ECR, is
+retryable: the event comes back. A listed KMS key that cannot verify (disabled, in another state,
+kms:Verify not granted) is no verdict on the signature: when no candidate verifies, the verdict is
+`failed`, naming the key and its state (never `unverified`, never retried).
 """
 
 from __future__ import annotations
@@ -36,13 +39,14 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Any
 
-from promoter.aws.kms import KmsVerifier
+from promoter.aws.kms import KmsKeyUnusableError, KmsVerifier
 from promoter.aws.registry import Registry, cosign_tags
 from promoter.aws.signer import SignerRevocation
 from promoter.exceptions import PromoterError, RegistryError
-from promoter.gates.base import PASSED, SIGNATURE_GATE, UNVERIFIED, GateImage, Verdict
+from promoter.gates.base import GateDeps, GateImage
 from promoter.model.config import SignatureGate
 from promoter.model.manifests import Manifest
+from promoter.model.verdicts import FAILED, PASSED, SIGNATURE_GATE, UNVERIFIED, Evidence, Verdict, Waiting
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +78,13 @@ class Candidate:
     blob_digest: str
     media_type: str
     signature_b64: str = ""
+    manifest_digest: str = ""  # the manifest that holds it (the cosign tag's, or the referrer)
 
 
 class SignatureCheck:
-    """The signature gate of one rule. `kms_verify` and `revocation` default to the AWS adapters
-    (their clients made on first use, from the environment)."""
+    """The signature gate of one rule, reading `deps.registry`. `kms_verify` and `revocation`
+    default to the AWS adapters (KMS through `deps.kms_client` when given, else one client per
+    process; their clients made on first use, from the environment)."""
 
     name = SIGNATURE_GATE
     timeout_minutes: int | None = None  # a signature is there or not: never pending
@@ -86,16 +92,25 @@ class SignatureCheck:
     def __init__(
         self,
         gate: SignatureGate,
+        deps: GateDeps,
         *,
         kms_verify: KmsVerify | None = None,
         revocation: SignerRevocation | None = None,
     ) -> None:
         self.gate = gate
-        self._kms_verify = kms_verify or shared_kms_verifier()
+        self._registry = deps.registry
+        if kms_verify is None:
+            kms_verify = (
+                KmsVerifier(client_factory=deps.kms_client) if deps.kms_client else shared_kms_verifier()
+            )
+        self._kms_verify = kms_verify
         self._revocation = revocation or shared_signer_revocation()
+        self._unusable: dict[str, KmsKeyUnusableError] = {}  # keys found unusable, this decision
 
-    def decide(self, image: GateImage, registry: Registry) -> Verdict:
+    def decide(self, image: GateImage, waiting: Waiting | None = None) -> Verdict:
         """Finds and verifies the digest's signatures. Raises only retryable errors."""
+        registry = self._registry
+        self._unusable = {}
         repository, digest = image.repository, image.digest
         tag = _signature_tag(digest)
         try:
@@ -132,7 +147,14 @@ class SignatureCheck:
                 continue
             signature = {k: v for k, v in asdict(verified).items() if v is not None}
             said = f"{verified.verifier} signature by {verified.identity} ({candidate.where})"
-            return Verdict(PASSED, said, signature=signature)
+            where = candidate.manifest_digest
+            inputs = ({"uri": f"ecr://{repository}@{where}", "digest": where},) if where else ()
+            return Verdict(PASSED, said, Evidence(SIGNATURE_GATE, said, inputs, signature))
+        if self._unusable:  # no verdict on the signatures: a key could not be used at all
+            keys = "; ".join(f"KMS key {e.key_id}: {e.code} ({e.state})" for e in self._unusable.values())
+            reason = f"the signature gate cannot check the signatures of {image}: {keys}"
+            details = {"kms_keys": {k: e.code for k, e in self._unusable.items()}}
+            return Verdict(FAILED, reason, Evidence(SIGNATURE_GATE, reason, details=details))
         skipped = len(accepted) - MAX_SIGNATURES_CHECKED
         refusals += passed_over
         quoted = "; ".join(refusals[:MAX_REASONS_QUOTED])
@@ -189,10 +211,17 @@ class SignatureCheck:
 
         refused: list[str] = []
         for key in self.gate.cosign_keys:
+            unusable = self._unusable.get(key)
+            if unusable is not None:  # asked once per decision
+                refused.append(str(unusable))
+                continue
             try:
                 return verify_simple_signing(
                     payload, signature_b64, digest, [key], kms_verify=self._kms_verify
                 )
+            except KmsKeyUnusableError as exc:
+                self._unusable[key] = exc
+                refused.append(str(exc))
             except (SignatureRejected, ValueError) as exc:
                 refused.append(str(exc))
         distinct = list(dict.fromkeys(refused))
@@ -254,14 +283,26 @@ def _candidates(tagged: Manifest | None, tag: str, referrers: Sequence[Manifest]
         elif artifact_type.startswith(SIGSTORE_BUNDLE_TYPE_PREFIXES):
             found.append(
                 [
-                    Candidate("sigstore", where, layer["digest"], str(layer.get("mediaType", "")))
+                    Candidate(
+                        "sigstore",
+                        where,
+                        layer["digest"],
+                        str(layer.get("mediaType", "")),
+                        manifest_digest=manifest.digest,
+                    )
                     for layer in _layers(document)
                 ][:1]
             )
         elif artifact_type == NOTATION_ARTIFACT_TYPE:
             found.append(
                 [
-                    Candidate("notation", where, layer["digest"], str(layer["mediaType"]))
+                    Candidate(
+                        "notation",
+                        where,
+                        layer["digest"],
+                        str(layer["mediaType"]),
+                        manifest_digest=manifest.digest,
+                    )
                     for layer in _layers(document)
                     if layer.get("mediaType") in NOTATION_ENVELOPE_MEDIA_TYPES
                 ][:1]
@@ -275,7 +316,9 @@ def _simple_signing_layers(manifest: Manifest, where: str) -> list[Candidate]:
     except RegistryError:
         return []
     return [
-        Candidate("cosign", where, layer["digest"], SIMPLE_SIGNING_MEDIA_TYPE, str(annotation))
+        Candidate(
+            "cosign", where, layer["digest"], SIMPLE_SIGNING_MEDIA_TYPE, str(annotation), manifest.digest
+        )
         for layer in layers
         if layer.get("mediaType") == SIMPLE_SIGNING_MEDIA_TYPE
         and (annotation := (layer.get("annotations") or {}).get(COSIGN_SIGNATURE_ANNOTATION))
@@ -288,6 +331,10 @@ def _layers(document: dict[str, Any]) -> list[dict[str, Any]]:
         for layer in document.get("layers") or ()
         if isinstance(layer, dict) and isinstance(layer.get("digest"), str)
     ]
+
+
+def make_gate(config: SignatureGate, deps: GateDeps) -> SignatureCheck:
+    return SignatureCheck(config, deps)
 
 
 @cache

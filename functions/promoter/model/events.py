@@ -35,6 +35,10 @@ SCHEDULE_SOURCE = "aws.events"
 SCHEDULED_EVENT = "Scheduled Event"
 PUSH_ACTION = "PUSH"
 SUCCESS_RESULT = "SUCCESS"
+# The approval channel (promoter.aws.approvals) announces each recorded decision on the promoter's
+# own bus; the stack routes it into the queue, and the waiting promotion runs again.
+APPROVAL_SOURCE = "image-promoter.approvals"
+APPROVAL_DECIDED = "Promotion Approval Decided"
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,22 @@ class ReferrerArrived:
 
 
 @dataclass(frozen=True)
+class ApprovalDecided:
+    """Promotion Approval Decided: a decision was recorded on the wait `wait_id` (the decision
+    itself is on the wait's record, not in the event: the event only says when to look again)."""
+
+    event_id: str
+    wait_id: str
+    repository: str
+    digest: str
+
+    @property
+    def reason(self) -> str:
+        """Why the promotion planner passes it by: it only resumes the wait it names."""
+        return f"a decision only resumes the promotion waiting as {self.wait_id}"
+
+
+@dataclass(frozen=True)
 class SweepDue:
     """The scheduled tick (EventBridge schedule): end scan-gate waits that passed their deadline."""
 
@@ -117,7 +137,15 @@ class IgnoredEvent:
     reason: str
 
 
-Event = ImagePushed | ImageScanned | PromotionRequested | SweepDue | ReferrerArrived | IgnoredEvent
+Event = (
+    ImagePushed
+    | ImageScanned
+    | PromotionRequested
+    | SweepDue
+    | ReferrerArrived
+    | ApprovalDecided
+    | IgnoredEvent
+)
 
 
 def parse_json_event(body: str) -> Event:
@@ -157,6 +185,13 @@ def parse_event(data: object) -> Event:
         return _parse_referrer_action(event_id, detail)
     if source == SCHEDULE_SOURCE and detail_type == SCHEDULED_EVENT:
         return SweepDue(event_id)
+    if source == APPROVAL_SOURCE and detail_type == APPROVAL_DECIDED:
+        return ApprovalDecided(
+            event_id=event_id,
+            wait_id=_required(detail, "wait-id", event_id),
+            repository=_required(detail, "repository", event_id),
+            digest=_required(detail, "digest", event_id),
+        )
     if source == INSPECTOR_SOURCE and detail_type == INSPECTOR_SCAN:
         arn = _required(detail, "repository-name", event_id)
         return ImageScanned(

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from promoter.model.plan import Action
+from promoter.model.verdicts import PASSED, SIGNATURE_GATE
 
 PROMOTED = "promoted"
 ALREADY_PRESENT = "already-present"
@@ -25,6 +26,10 @@ GATE_PENDING = "gate-pending"
 GATE_TIMEOUT = "gate-timeout"
 # Signature gates (issue 11): no signature that a listed verifier accepts. Final: never retried.
 UNVERIFIED = "unverified"
+# Issue 20: a person rejected the promotion (approval gate): final. A wait that ran past its
+# deadline without a decision: final; a new request starts a new wait.
+REJECTED = "rejected"
+EXPIRED = "expired"
 # Issue 18: a tag of a target repository written or moved by anything but the promoter (a push no
 # promotion of ours explains: promoter.workflows.out_of_band). Announced, counted, recorded; not a
 # promotion, and not a failure of one.
@@ -40,11 +45,13 @@ OUTCOMES = (
     GATE_PENDING,
     GATE_TIMEOUT,
     UNVERIFIED,
+    REJECTED,
+    EXPIRED,
     FOREIGN,
 )
 SUCCESSFUL_OUTCOMES = frozenset({PROMOTED, ALREADY_PRESENT, KEPT})
 # Final failures: a gate that never opened is one too (a pending one is still "blocked").
-FAILED_OUTCOMES = frozenset({FAILED, CONFLICT, GATE_TIMEOUT})
+FAILED_OUTCOMES = frozenset({FAILED, CONFLICT, GATE_TIMEOUT, REJECTED, EXPIRED})
 
 # Free text that reaches result events (PutEvents: 256 KB a call) and history items (DynamoDB: 400 KB
 # an item) is cut to these many UTF-8 bytes, with TRUNCATION_MARKER saying how much was cut, so an
@@ -82,6 +89,22 @@ class CopyStats:
     manifests_put: int = 0
 
 
+def gates_said(evidence: tuple[dict[str, Any], ...] | None) -> dict[str, str] | None:
+    """What each gate decided, in a few words (`passed`, `unverified: <why>`), from the evidence."""
+    if not evidence:
+        return None
+    return {e["gate"]: f"{e['state']}: {e['reason']}" if e.get("reason") else e["state"] for e in evidence}
+
+
+def signature_of(evidence: tuple[dict[str, Any], ...] | None) -> dict[str, str] | None:
+    """The signature that passed the signature gate (verifier, identity, signed_digest, ...), from
+    the evidence; None when no signature gate passed."""
+    for entry in evidence or ():
+        if entry.get("gate") == SIGNATURE_GATE and entry.get("state") == PASSED:
+            return {str(k): str(v) for k, v in (entry.get("details") or {}).items() if v is not None}
+    return None
+
+
 @dataclass(frozen=True)
 class ActionResult:
     """The outcome of one action. `target_digest` is the digest the target tag points at afterwards
@@ -104,10 +127,16 @@ class ActionResult:
     target_account: str | None = None
     target_region: str | None = None
     # Passed a signature gate: the signature that verified (verifier, identity, signed_digest,
-    # signed_at), so history and result events say who vouched for the promoted digest.
+    # signed_at), so history and result events say who vouched for the promoted digest. Derived
+    # from `evidence` (the signature gate's details).
     signature: dict[str, str] | None = None
-    # `promoter plan` only: what each of the rule's gates would decide, by gate name.
+    # `promoter plan` only: what each of the rule's gates would decide, by gate name (derived from
+    # `evidence`: "<state>: <reason>", `gates_said`).
     gates: dict[str, str] | None = None
+    # What each of the rule's gates that decided found, in gate order (promoter.model.verdicts:
+    # `Verdict.record`): {gate, state, reason, summary, inputs: [{uri, digest}], details}. For history,
+    # result events and the attestation; None when the rule has no gate.
+    evidence: tuple[dict[str, Any], ...] | None = None
     # A `foreign` write only: the digest the promoter last placed on the tag (None: none), and when
     # the write happened (the push event's time).
     expected_digest: str | None = None
@@ -130,7 +159,14 @@ class ActionResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ActionResult:
-        return cls(**{**data, "stats": CopyStats(**data.get("stats") or {})})
+        evidence = data.get("evidence")
+        return cls(
+            **{
+                **data,
+                "stats": CopyStats(**data.get("stats") or {}),
+                "evidence": tuple(evidence) if evidence is not None else None,
+            }
+        )
 
     @classmethod
     def not_run(cls, action: Action) -> ActionResult:
@@ -150,6 +186,7 @@ class ActionResult:
         stats: CopyStats | None = None,
         blocking_findings: dict[str, int] | None = None,
         signature: dict[str, str] | None = None,
+        evidence: tuple[dict[str, Any], ...] | None = None,
     ) -> ActionResult:
         return cls(
             rule=action.rule,
@@ -164,6 +201,7 @@ class ActionResult:
             stats=stats or CopyStats(),
             blocking_findings=blocking_findings,
             signature=signature,
+            evidence=evidence,
             target_account=action.target_account,
             target_region=action.target_region,
         )

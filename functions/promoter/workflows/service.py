@@ -24,20 +24,10 @@ from promoter.exceptions import (
     PromoterError,
     TagDigestMismatchError,
 )
-from promoter.gates import scan as gating
-from promoter.gates.base import PASSED, PENDING, Gate, GateImage, Verdict, gates_of
-from promoter.gates.base import UNVERIFIED as UNVERIFIED_VERDICT
+from promoter.gates.base import GateDeps
 from promoter.model.config import PromotionConfig
-from promoter.model.events import Event, ImagePushed, ImageScanned, PromotionRequested, SweepDue
-from promoter.model.outcomes import (
-    ALREADY_PRESENT,
-    BLOCKED,
-    FAILED,
-    GATE_PENDING,
-    GATE_TIMEOUT,
-    UNVERIFIED,
-    ActionResult,
-)
+from promoter.model.events import Event, ImagePushed, PromotionRequested, SweepDue
+from promoter.model.outcomes import ALREADY_PRESENT, FAILED, ActionResult, gates_said, signature_of
 from promoter.model.plan import (
     Action,
     Plan,
@@ -45,6 +35,8 @@ from promoter.model.plan import (
     plan_event,
     request_provenance,
 )
+from promoter.model.verdicts import GateStore, Waiting
+from promoter.workflows import gating
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +44,16 @@ ActionRunner = Callable[[Action], ActionResult]
 # The out-of-band check of a push (promoter.workflows.out_of_band.push_check): its `foreign` result,
 # or None when the push is the promoter's own or not into a target.
 PushCheck = Callable[[ImagePushed], ActionResult | None]
-# Epoch seconds, read at call time: scan-gate deadlines are compared against it (tests move it).
+# Epoch seconds, read at call time: gate deadlines are compared against it (tests move it).
 clock: Callable[[], float] = time.time
+
+
+def gate_deps(registry: Registry, gates: GateStore | None = None) -> GateDeps:
+    """What the gates of a run get: the source registry, this module's clock (read at call time,
+    so a test that moves it moves every deadline) and the gates table."""
+    return GateDeps(registry, clock=lambda: clock(), store=gates)
+
+
 WOULD_PROMOTE = "would-promote"
 
 
@@ -125,7 +125,7 @@ def handle_delivered(
     run: ActionRunner,
     history: History | None = None,
     results: ResultSink | None = None,
-    gates: gating.GateStore | None = None,
+    gates: GateStore | None = None,
     *,
     out_of_band: PushCheck | None = None,
 ) -> EventResult:
@@ -147,7 +147,7 @@ def handle_event(
     run: ActionRunner,
     history: History | None = None,
     results: ResultSink | None = None,
-    gates: gating.GateStore | None = None,
+    gates: GateStore | None = None,
     *,
     out_of_band: PushCheck | None = None,
 ) -> EventResult:
@@ -188,19 +188,26 @@ def _handle(
     run: ActionRunner,
     history: History | None,
     results: ResultSink | None,
-    gates: gating.GateStore | None,
+    gates: GateStore | None,
 ) -> EventResult:
     """`handle_event` without the out-of-band check."""
-    if isinstance(event, ImageScanned):
-        return _resume_gated(event, config, registry, run, history, results, gates)
+    deps = gate_deps(registry, gates)
     if isinstance(event, SweepDue):
-        if gates is None or not any(rule.scan_gate for rule in config.rules):
-            return EventResult(event.event_id, ignored_reason="no rule has a scan gate: nothing to sweep")
+        if gates is None or not gating.has_waiting_gate(config):
+            return EventResult(
+                event.event_id, ignored_reason="no rule has a gate that waits: nothing to sweep"
+            )
         try:
             swept = sweep_gates(config, registry, run, gates, history, results)
         except PromoterError as exc:
             return EventResult(event.event_id, error=str(exc), retry=exc.retryable)
         return replace(swept, event_id=event.event_id)
+    try:
+        resumed = gating.waits_resumed_by(config, deps, event)
+    except PromoterError as exc:
+        return EventResult(event.event_id, error=str(exc), retry=exc.retryable)
+    if resumed is not None:
+        return _resume_gated(event, resumed, config, registry, run, history, results, gates)
     if isinstance(event, PromotionRequested):
         refused = refuse_unwritable(event.event_id, request_provenance(event))
         if refused is not None:
@@ -214,7 +221,7 @@ def _handle(
     if not plan.actions:
         logger.info("event %s ignored: %s", event.event_id, plan.ignored_reason)
         return EventResult(event.event_id, ignored_reason=plan.ignored_reason)
-    return run_plan(plan, run, history, results, _GateCheck(event, config, registry, gates))
+    return run_plan(plan, run, history, results, gating.GateCheck(event, config, deps))
 
 
 def _announce_bad_request(event: PromotionRequested, reason: str, results: ResultSink) -> None:
@@ -265,7 +272,7 @@ def run_plan(
     run: ActionRunner,
     history: History | None = None,
     results: ResultSink | None = None,
-    gate_check: _GateCheck | None = None,
+    gate_check: gating.GateCheck | None = None,
     audit_required: bool = False,
 ) -> EventResult:
     """Runs the actions of a plan (also `promoter promote`, which builds its plan by hand). With
@@ -286,9 +293,11 @@ def run_plan(
             done.append(ActionResult.not_run(action))
         else:
             try:
-                gated, signature = gate_check.check(action) if gate_check else (None, None)
-                result = gated or run(action)
-                done.append(replace(result, signature=signature) if signature and not gated else result)
+                gated = gate_check.run(action) if gate_check else gating.Gated(None)
+                result = gated.stopped or run(action)
+                if gated.stopped is None and gated.evidence:  # what the gates that passed found
+                    result = replace(result, evidence=gated.evidence, signature=signature_of(gated.evidence))
+                done.append(result)
             except PromoterError as exc:
                 if not exc.retryable:
                     raise  # a runner only lets retryable errors through; anything else is a bug
@@ -312,81 +321,6 @@ def run_plan(
     return EventResult(plan.event_id, tuple(done), error=error, retry=retry, history_failures=unrecorded)
 
 
-class _GateCheck:
-    """The gates of one event's rules (`promoter.gates.base`), in GATE_ORDER before any write; each
-    gate decides once per image (one set of reads per image, however many targets)."""
-
-    def __init__(
-        self,
-        event: Event | None,
-        config: PromotionConfig,
-        registry: Registry,
-        gates: gating.GateStore | None,
-    ) -> None:
-        self._event, self._config, self._registry, self._gates = event, config, registry, gates
-        self._rule_gates: dict[str, tuple[Gate, ...]] = {}
-        self._verdicts: dict[tuple[str, str, str], tuple[Verdict, gating.Waiting | None]] = {}
-        self._decided: list[gating.Waiting] = []
-
-    def gates(self, rule_name: str) -> tuple[Gate, ...]:
-        if rule_name not in self._rule_gates:
-            rule = self._config.rule(rule_name)
-            self._rule_gates[rule_name] = gates_of(rule) if rule else ()
-        return self._rule_gates[rule_name]
-
-    def check(self, action: Action) -> tuple[ActionResult | None, dict[str, str] | None]:
-        """(None, the signature that verified or None) when the action may run; else (its
-        blocked, pending, timed-out or unverified result, None)."""
-        signature: dict[str, str] | None = None
-        for gate in self.gates(action.rule):
-            key = (action.rule, gate.name, action.source.digest)
-            if key not in self._verdicts:
-                self._verdicts[key] = self._decide(action, gate)
-            verdict, waiting = self._verdicts[key]
-            stopped = _stopped_by(action, gate, verdict, waiting)
-            if stopped is not None:
-                return stopped, None
-            signature = dict(verdict.signature) if verdict.signature else signature
-        return None, signature
-
-    def decided(self, action: Action, gate: Gate) -> Verdict:
-        """What `gate` decides for the action's image, without holding anything (`promoter plan`)."""
-        key = (action.rule, gate.name, action.source.digest)
-        if key not in self._verdicts:
-            image = GateImage(action.source.repository, action.source.digest)
-            self._verdicts[key] = (gate.decide(image, self._registry), None)
-        return self._verdicts[key][0]
-
-    def verdict(self, action: Action) -> ActionResult | None:
-        """None when the action may run; else its blocked, pending, timed-out or unverified result."""
-        return self.check(action)[0]
-
-    def _decide(self, action: Action, gate: Gate) -> tuple[Verdict, gating.Waiting | None]:
-        verdict = gate.decide(GateImage(action.source.repository, action.source.digest), self._registry)
-        if self._gates is None or gate.timeout_minutes is None or self._event is None:
-            return verdict, None
-        # A request by tag waits with the digest it resolved to now: that is what was tested.
-        event = self._event
-        if isinstance(event, PromotionRequested) and event.digest is None:
-            event = replace(event, digest=action.source.digest, tag_resolved=True)
-        deadline = clock() + gate.timeout_minutes * 60
-        waiting = gating.Waiting(action.source.repository, action.source.digest, action.rule, event, deadline)
-        if verdict.state == PENDING:
-            waiting = self._gates.hold(waiting)
-            if waiting.deadline <= clock():
-                self._decided.append(waiting)
-        else:
-            self._decided.append(waiting)
-        return verdict, waiting
-
-    def release_decided(self) -> None:
-        """Final verdicts (passed, blocked, timed out) end the wait: nothing resumes them again."""
-        if self._gates is None:
-            return
-        for waiting in self._decided:
-            self._gates.release(waiting)
-
-
 def sweep_gate_check(
     config: PromotionConfig, registry: Registry
 ) -> Callable[[Action], tuple[ActionResult | None, dict[str, str] | None]]:
@@ -394,92 +328,58 @@ def sweep_gate_check(
     refused: each image decided once per pass, nothing held (a pending scan stays pending until the
     image's scan event or a later pass). Answers (the stopped result, None) or (None, the signature
     that passed the signature gate, if any)."""
-    return _GateCheck(None, config, registry, None).check
-
-
-def _said(verdict: Verdict) -> str:
-    """A verdict in a few words: `passed`, `unverified: <why>`, `pending: <why>`."""
-    return f"{verdict.state}: {verdict.reason}" if verdict.reason else verdict.state
-
-
-def _stopped_by(
-    action: Action, gate: Gate, verdict: Verdict, waiting: gating.Waiting | None
-) -> ActionResult | None:
-    """The outcome of an action whose gate did not pass (None: it passed)."""
-    if verdict.state == PASSED:
-        return None
-    if verdict.state == UNVERIFIED_VERDICT:
-        return ActionResult.for_action(action, UNVERIFIED, reason=verdict.reason)
-    if verdict.state == PENDING:
-        if waiting is not None and waiting.deadline <= clock():
-            where = f"{action.source.repository}@{action.source.digest}"
-            return ActionResult.for_action(
-                action,
-                GATE_TIMEOUT,
-                reason=f"the {gate.name} gate of {where} did not decide within {gate.timeout_minutes} min",
-            )
-        return ActionResult.for_action(action, GATE_PENDING, reason=verdict.reason)
-    return ActionResult.for_action(
-        action, BLOCKED, reason=verdict.reason, blocking_findings=dict(verdict.blocking) or None
-    )
+    return gating.GateCheck(None, config, gate_deps(registry)).check
 
 
 def _resume_gated(
-    event: ImageScanned,
+    event: Event,
+    waiting: list[Waiting],
     config: PromotionConfig,
     registry: Registry,
     run: ActionRunner,
     history: History | None,
     results: ResultSink | None,
-    gates: gating.GateStore | None,
+    gates: GateStore | None,
 ) -> EventResult:
-    """A scan finished: run again every event that waits on this image's scan."""
-    if gates is None or not any(rule.scan_gate for rule in config.rules):
-        return EventResult(event.event_id, ignored_reason="no rule has a scan gate: nothing waits on scans")
-    try:
-        waiting = gates.waiting_for(event.repository, event.digest)
-    except PromoterError as exc:
-        return EventResult(event.event_id, error=str(exc), retry=exc.retryable)
-    if not waiting:
-        return EventResult(
-            event.event_id, ignored_reason=f"no promotion waits on {event.repository}@{event.digest}"
+    """An event a waiting gate declared (a finished scan, an approval decision): run again every
+    event that waits on it (`waiting`, found by the gates it resumes)."""
+    if gates is None or not waiting:
+        where = (
+            getattr(event, "wait_id", "")
+            or f"{getattr(event, 'repository', '')}@{getattr(event, 'digest', '')}"
         )
-    combined: list[ActionResult] = []
-    retry = False
-    unrecorded = 0
-    for item in waiting:
-        resumed = handle_event(item.event, config, registry, run, history, results, gates)
-        combined.extend(resumed.results)
-        retry = retry or resumed.retry
-        unrecorded += resumed.history_failures
-        if resumed.error is not None:
-            logger.warning("waiting event %s failed on resume: %s", item.event.event_id, resumed.error)
-            gates.release(item)  # a request that became invalid will never pass: stop waiting
-    return EventResult(event.event_id, tuple(combined), retry=retry, history_failures=unrecorded)
+        return EventResult(event.event_id, ignored_reason=f"no promotion waits on {where}")
+
+    def rerun(waiting_event: Event) -> EventResult:
+        return handle_event(waiting_event, config, registry, run, history, results, gates)
+
+    resumed, retry = gating.rerun_waits(waiting, rerun, gates, end=False)
+    combined = tuple(r for item in resumed for r in item.results)
+    unrecorded = sum(item.history_failures for item in resumed)
+    return EventResult(event.event_id, combined, retry=retry, history_failures=unrecorded)
 
 
 def sweep_gates(
     config: PromotionConfig,
     registry: Registry,
     run: ActionRunner,
-    gates: gating.GateStore,
+    gates: GateStore,
     history: History | None = None,
     results: ResultSink | None = None,
     now: float | None = None,
 ) -> EventResult:
-    """The periodic sweep: every wait past its deadline is run once more (so a scan that finished
-    unannounced still promotes) and otherwise ends with `gate-timeout`."""
-    combined: list[ActionResult] = []
-    retry = False
-    unrecorded = 0
-    for item in gates.expired(clock() if now is None else now):
-        resumed = handle_event(item.event, config, registry, run, history, results, gates)
-        combined.extend(resumed.results)
-        retry = retry or resumed.retry
-        unrecorded += resumed.history_failures
-        if resumed.error is not None:
-            gates.release(item)
-    return EventResult("gate-sweep", tuple(combined), retry=retry, history_failures=unrecorded)
+    """The periodic sweep: every wait past its own deadline, whatever the gate, is run once more
+    (so a scan that finished unannounced still promotes) and otherwise ends (`gate-timeout`, or
+    the gate's own final verdict, e.g. `expired`); either way the wait ends."""
+
+    def rerun(waiting_event: Event) -> EventResult:
+        return handle_event(waiting_event, config, registry, run, history, results, gates)
+
+    expired = gates.expired(clock() if now is None else now)
+    resumed, retry = gating.rerun_waits(expired, rerun, gates, end=True)
+    combined = tuple(r for item in resumed for r in item.results)
+    unrecorded = sum(item.history_failures for item in resumed)
+    return EventResult("gate-sweep", combined, retry=retry, history_failures=unrecorded)
 
 
 def preview_event(event: Event, config: PromotionConfig, registry: Registry) -> EventResult:
@@ -492,7 +392,7 @@ def preview_event(event: Event, config: PromotionConfig, registry: Registry) -> 
     except PromoterError as exc:
         return EventResult(event.event_id, error=str(exc), retry=exc.retryable)
     results = []
-    gate_check = _GateCheck(event, config, registry, None)
+    gate_check = gating.GateCheck(event, config, gate_deps(registry))
     for action in plan.actions:
         if action.skip_reason:
             results.append(ActionResult.not_run(action))
@@ -502,11 +402,12 @@ def preview_event(event: Event, config: PromotionConfig, registry: Registry) -> 
         except PromoterError as exc:
             results.append(ActionResult.for_action(action, FAILED, reason=str(exc)))
             continue
-        said = {gate.name: _said(verdict) for gate, verdict in decided} or None
-        signature = next((dict(v.signature) for _, v in decided if v.signature), None)
-        stopped = next((r for g, v in decided if (r := _stopped_by(action, g, v, None))), None)
+        evidence = tuple(verdict.record(gate.name) for gate, verdict in decided) or None
+        said = gates_said(evidence)
+        signature = signature_of(evidence)
+        stopped = next((r for g, v in decided if (r := gating.outcome_of(action, g, v))), None)
         if stopped is not None:
-            results.append(replace(stopped, gates=said))
+            results.append(replace(stopped, gates=said, evidence=evidence))
             continue
         try:
             target = target_registry_of(action, registry)  # another account's or region's, maybe
@@ -525,5 +426,5 @@ def preview_event(event: Event, config: PromotionConfig, registry: Registry) -> 
                 target_digest=current.digest if current else None,
                 reason="the target tag holds another digest" if current else None,
             )
-        results.append(replace(result, gates=said, signature=signature))
+        results.append(replace(result, gates=said, signature=signature, evidence=evidence))
     return EventResult(event.event_id, tuple(results), ignored_reason=plan.ignored_reason)
