@@ -9,15 +9,18 @@ from promoter.model.outcomes import (
     ALREADY_PRESENT,
     BLOCKED,
     CONFLICT,
+    EXPIRED,
     FAILED,
     FOREIGN,
     GATE_PENDING,
     GATE_TIMEOUT,
     KEPT,
     PROMOTED,
+    REJECTED,
     SKIPPED,
     UNVERIFIED,
 )
+from promoter.model.verdicts import FAILED as FAILED_VERDICT
 from promoter.workflows.service import EventResult
 
 PROMOTED_METRIC = "ImagesPromoted"
@@ -32,6 +35,13 @@ BLOCKED_METRIC = "PromotionsBlocked"
 GATE_PENDING_METRIC = "PromotionsAwaitingScan"
 GATE_TIMEOUT_METRIC = "ScanGateTimeouts"
 UNVERIFIED_METRIC = "PromotionsUnverified"
+# Issue 20: a person rejected the promotion; a wait ran past its deadline without a decision.
+REJECTED_METRIC = "PromotionsRejected"
+EXPIRED_METRIC = "PromotionsExpired"
+# A gate that could not decide for a reason no retry fixes (a missing grant such as
+# ecr:DescribeImageScanFindings, a disabled KMS key): the action failed, named (an alarm watches it).
+# Counted besides PromotionFailures. A public name: keep it.
+GATE_FAILURES_METRIC = "GateFailures"
 INVALID_EVENT_METRIC = "InvalidEvents"
 # A duplicate delivery answered from the idempotency record: counted apart, so that a redelivered
 # event neither counts as a second promotion nor adds its blobs and bytes again.
@@ -59,6 +69,8 @@ _OUTCOME_METRICS = {
     GATE_PENDING: GATE_PENDING_METRIC,
     GATE_TIMEOUT: GATE_TIMEOUT_METRIC,
     UNVERIFIED: UNVERIFIED_METRIC,
+    REJECTED: REJECTED_METRIC,
+    EXPIRED: EXPIRED_METRIC,
     FOREIGN: OUT_OF_BAND_WRITES_METRIC,
 }
 
@@ -78,6 +90,8 @@ def record_event_result(metrics: Metrics, result: EventResult) -> None:
             metrics.add_metric(name=REPLAYED_METRIC, unit=MetricUnit.Count, value=1)
             continue
         metrics.add_metric(name=_OUTCOME_METRICS[action.outcome], unit=MetricUnit.Count, value=1)
+        if action.outcome == FAILED and any(e.get("state") == FAILED_VERDICT for e in action.evidence or ()):
+            metrics.add_metric(name=GATE_FAILURES_METRIC, unit=MetricUnit.Count, value=1)
         if action.stats.blobs_mounted:
             metrics.add_metric(
                 name=BLOBS_MOUNTED_METRIC, unit=MetricUnit.Count, value=action.stats.blobs_mounted
