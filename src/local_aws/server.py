@@ -33,6 +33,7 @@ from local_aws.control import ControlApi, ControlClient
 from local_aws.ecr_api import EcrService
 from local_aws.events import EventSink
 from local_aws.faults import Faults
+from local_aws.function_urls import FunctionUrls
 from local_aws.latency import LatencyLayer, LatencyModel
 from local_aws.policy import Principal
 from local_aws.principals import principal_of
@@ -63,6 +64,7 @@ class FrontApp:
         account: str,
         region: str,
         revocations: SignerRevocations | None = None,
+        function_urls: FunctionUrls | None = None,
     ) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
@@ -77,6 +79,7 @@ class FrontApp:
         self.account = account
         self.region = region
         self.revocations = revocations or SignerRevocations()
+        self.function_urls = function_urls or FunctionUrls(account, region)
         self.moto = DomainDispatcherApplication(create_backend_app)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -97,6 +100,9 @@ class FrontApp:
             )
         if path == "/v2" or path.startswith("/v2/"):
             return self.proxy(environ, start_response)
+        function_url = self.function_urls.find(path) if not target else None
+        if function_url is not None:  # a Lambda function URL (local_aws.function_urls)
+            return self.function_urls(function_url, environ, start_response)
         if scope_match and scope_match["service"] == "signer" and path == REVOCATIONS_PATH:
             return self.revocations(environ, start_response)  # moto lacks GetRevocationStatus
         if path.startswith("/_local/"):
@@ -294,6 +300,8 @@ class LocalAws:
         self._store: Store | None = None
         self._blob_host: BlobHost | None = None
         self.ecr: EcrService | None = None
+        # Lambda function URLs served on the front port (`function_urls.add`, e.g. the approvals').
+        self.function_urls = FunctionUrls(account, region)
         # Registry endpoints of other accounts and regions, started on first use.
         self._endpoints: dict[Scope, BaseWSGIServer] = {}
         self._endpoints_lock = threading.Lock()
@@ -373,6 +381,7 @@ class LocalAws:
                 self.account,
                 self.region,
                 revocations,
+                self.function_urls,
             )
             # Bound here, not by werkzeug: on a busy port werkzeug prints its own advice and calls
             # sys.exit; an OSError (EADDRINUSE) lets the caller say which flag to pass.

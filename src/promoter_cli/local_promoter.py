@@ -76,6 +76,7 @@ class LocalPromoter:
         self.work_dir = Path(tempfile.mkdtemp(prefix="promoter-local-")) if work_dir is None else work_dir
         self.log_path = self.work_dir / LOG_FILE
         self.route: Any = None
+        self.approval_path: str | None = None  # the approval channel's path, when it is served
         self._log: TextIO | None = None
         self._esm: Any = None
         self._poller: threading.Thread | None = None
@@ -109,6 +110,17 @@ class LocalPromoter:
         )
         self._point_environment_at_local_aws(config_file)
         handle_queue = self._load_handler()
+        from local_aws.approvals import serve_approvals
+
+        # The stack's approval channel (infra/approvals.py) when some rule requires approval; the
+        # promoter runs as the account's administrator here, so that principal never decides.
+        self.approval_path = serve_approvals(
+            self.local.function_urls,
+            self.config,
+            account=self.local.account,
+            region=self.local.region,
+            promoter_roles=(f"arn:aws:iam::{self.local.account}:root",),
+        )
         self._reporter = TerminalReporter(self, self.config)
         logging.getLogger(settings.SERVICE_NAME).addHandler(self._reporter)
 
@@ -138,6 +150,9 @@ class LocalPromoter:
     def stop(self) -> None:
         """Stops receiving; waits for the invocations in flight; removes a temporary work dir."""
         self._stopping.set()
+        if self.approval_path is not None:
+            self.local.function_urls.remove(self.approval_path)
+            self.approval_path = None
         if self._poller is not None:
             self._poller.join()
             self._poller = None
@@ -181,6 +196,13 @@ class LocalPromoter:
         lines += [
             f"#   a message the handler fails on {MAX_RECEIVE_COUNT} times goes to the dead-letter queue "
             "(promoter redrive)",
+        ]
+        if self.approval_path is not None:
+            lines.append(
+                f"#   approvals: POST {self.local.endpoint}{self.approval_path}, signed for the service "
+                "lambda (promoter approve/reject, keys from promoter local credentials --principal ARN)"
+            )
+        lines += [
             "# Its bus and queues, for promoter request and promoter redrive (paste this too):",
             "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in self.environment().items()),
             f"# The handler's JSON logs and metrics: {self.log_path}"
