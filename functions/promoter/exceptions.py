@@ -165,3 +165,13 @@ class GateStoreError(PromoterError):
     """The gates table could not record or read a waiting promotion: retry the event later."""
 
     retryable = True
+
+
+class AttestationError(PromoterError):
+    """The promotion attestation could not be signed or attached (KMS refused or failed, the target
+    refused its blobs or manifest). Retryable when the service may answer later (throttling, a
+    fault); otherwise the action fails before its tag is written, naming the key or the refusal."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
