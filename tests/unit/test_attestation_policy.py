@@ -7,8 +7,10 @@ refused with exit 2 before anything is written. Nothing here runs an admission c
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
+import cel
 import jsonschema
 import pytest
 import yaml
@@ -16,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from promoter.model.attestation import VERIFIER_ID, VSA_PREDICATE_TYPE, rule_level
+from promoter.model.attestation import VERIFIER_ID, VSA_PREDICATE_TYPE, build_statement, rule_level
 from promoter.model.config import parse_config
 from promoter_cli import attestation_policy as ap
 from tests.fixtures import FIXTURES
@@ -336,3 +338,67 @@ def test_required_levels_refuse_what_the_promoter_never_writes() -> None:
             ap.required_levels(config, None, level)
     with pytest.raises(ap.PolicyInputError, match="to-staging, to-prod, team-releases"):
         ap.required_levels(config, "no-such-rule", None)
+
+
+# --- the Kyverno policy's CEL, evaluated against the statement the promoter writes -----------------
+
+
+def promoter_statement(rule: str = "to-prod", gates: tuple[str, ...] = ("scan",)) -> dict[str, Any]:
+    """The in-toto Statement the promoter signs for a promotion (promoter.model.attestation)."""
+    statement = build_statement(
+        subject_digest="sha256:" + "ab" * 32,
+        target_registry=OWN,
+        target_repository="app-prod",
+        target_tag="v1.4.0",
+        rule=rule,
+        config_digest="cd" * 32,
+        config_name="promotion.yaml",
+        source=f"{OWN}/app-staging:v1.4.0",
+        source_digest="sha256:" + "ab" * 32,
+        requested_by="arn:aws:sts::111122223333:assumed-role/Release/alice",
+        trigger="request",
+        evidence=[{"gate": g, "summary": "passed", "inputs": (), "details": {}} for g in gates],
+        time_verified=datetime(2026, 12, 6, tzinfo=UTC),
+        version="1.0.0",
+    )
+    return json.loads(statement)
+
+
+def ivp_admits(
+    document: dict[str, Any], images: list[str], verified: int, statement: dict[str, Any]
+) -> list[str]:
+    """The messages of the ImageValidatingPolicy's validations that fail for a pod running `images`,
+    every one of which Kyverno found `verified` attestors for and extracted `statement` from (its
+    verifyAttestationSignatures and extractPayload, stood in for: what is tested is our CEL)."""
+    spec = document["spec"]
+    context = cel.Context()
+    context.add_variable(
+        "images", {"containers": images[:1], "initContainers": images[1:], "ephemeralContainers": []}
+    )
+    context.add_variable("attestations", {a["name"]: a for a in spec["attestations"]})
+    context.add_variable("attestors", {a["name"]: a for a in spec["attestors"]})
+    context.add_function("verifyAttestationSignatures", lambda image, attestation, attestors: verified)
+    context.add_function("extractPayload", lambda image, attestation: statement)
+    return [v["message"] for v in spec["validations"] if cel.evaluate(v["expression"], context) is not True]
+
+
+def test_image_validating_policy_admits_the_promoters_statement_and_nothing_less(pem: str) -> None:
+    images = [f"{OWN}/app-prod:v1.4.0", f"{OWN}/app-prod@sha256:{'ab' * 32}"]
+    plain = written((ap.KYVERNO, ap.IMAGE_VALIDATING_POLICY), request_for(pem))
+    narrowed = written(
+        (ap.KYVERNO, ap.IMAGE_VALIDATING_POLICY), request_for(pem, "to-prod", "ECR_PROMOTER_GATE_SCAN")
+    )
+    ours = promoter_statement()
+    assert ivp_admits(plain, images, 1, ours) == []
+    assert ivp_admits(narrowed, images, 1, ours) == []
+    assert ivp_admits(plain, images, 0, ours) == [plain["spec"]["validations"][0]["message"]]
+    failed = promoter_statement()
+    failed["predicate"]["verificationResult"] = "FAILED"
+    assert "verificationResult is not PASSED" in " ".join(ivp_admits(plain, images, 1, failed))
+    other_verifier = promoter_statement()
+    other_verifier["predicate"]["verifier"]["id"] = "https://example.com/verifier"
+    assert "verifier is not" in " ".join(ivp_admits(plain, images, 1, other_verifier))
+    other_rule = promoter_statement(rule="to-staging", gates=())
+    assert ivp_admits(plain, images, 1, other_rule) == []
+    refused = ivp_admits(narrowed, images, 1, other_rule)
+    assert [m.rsplit(" ", 1)[-1] for m in refused] == [rule_level("to-prod"), "ECR_PROMOTER_GATE_SCAN"]
