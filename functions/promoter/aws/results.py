@@ -30,6 +30,7 @@ from promoter.model.outcomes import (
     MAX_REASON_BYTES,
     MAX_REQUESTED_BY_BYTES,
     PROMOTED,
+    REJECTED,
     ActionResult,
     clip,
 )
@@ -55,12 +56,16 @@ class ResultSink(Protocol):
 
 def detail_type_for(outcome: str) -> str:
     """Promoted (or already there, or kept on a newer image by design); failed (a conflict, a gate
-    timeout); a write outside the promoter; anything else did not happen for a stated reason (a
-    blocking finding, a pending scan, a skipped target): blocked."""
+    timeout, an expired wait); a write outside the promoter; anything else did not happen for a
+    stated reason (a blocking finding, a pending scan, a skipped target, a person's rejection):
+    blocked. A rejection is final, and a failure for the CLI's exit code (FAILED_OUTCOMES), but a
+    person refused it: it is announced as blocked, as issue 20 says, not as a fault."""
     if outcome == FOREIGN:
         return settings.OUT_OF_BAND_DETAIL_TYPE
     if outcome in PROMOTED_OUTCOMES:
         return settings.PROMOTED_DETAIL_TYPE
+    if outcome == REJECTED:
+        return settings.BLOCKED_DETAIL_TYPE
     if outcome in FAILED_OUTCOMES:
         return settings.FAILED_DETAIL_TYPE
     return settings.BLOCKED_DETAIL_TYPE

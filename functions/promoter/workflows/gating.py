@@ -40,6 +40,7 @@ from promoter.model.outcomes import (
     UNVERIFIED,
     ActionResult,
     signature_of,
+    target_location,
 )
 from promoter.model.plan import Action
 from promoter.model.verdicts import BLOCKED as BLOCKED_VERDICT
@@ -85,6 +86,8 @@ class GateCheck:
         # Per (rule, digest): the waits this event holds, and whether its outcome is final.
         self._held: dict[tuple[str, str], list[tuple[Verdict, Waiting]]] = {}
         self._final: dict[tuple[str, str], bool] = {}
+        # Per (rule, digest): where this event's actions would go (`repository:tag`), for announcements.
+        self._targets: dict[tuple[str, str], list[str]] = {}
 
     def gates(self, rule_name: str) -> tuple[Gate, ...]:
         if rule_name not in self._rule_gates:
@@ -97,6 +100,9 @@ class GateCheck:
         evidence: list[dict[str, Any]] = []
         pending: list[tuple[Gate, Verdict]] = []
         stopped: ActionResult | None = None
+        targets = self._targets.setdefault((action.rule, action.source.digest), [])
+        where = target_location(action.target_repository, action.target_account, action.target_region)
+        targets.append(f"{where}:{action.target_tag}")
         for gate in self.gates(action.rule):
             verdict, waiting = self._decided_for(action, gate)
             evidence.append(verdict.record(gate.name))
@@ -174,11 +180,33 @@ class GateCheck:
         store = self._deps.store
         if store is None:
             return
+        self._announce_waits()
         for key, held in self._held.items():
             final = self._final.get(key, True)
             for verdict, waiting in held:
-                if final or verdict.state == PASSED:
+                # A gate that decides from its own record (an approval gate's approvals) keeps it
+                # until the outcome is final: released now, its decisions would be lost.
+                if final or (verdict.state == PASSED and not self._decides_from_record(key[0], waiting.gate)):
                     store.release(waiting)
+
+    def _decides_from_record(self, rule: str, gate_name: str) -> bool:
+        return any(getattr(g, "decides_from_record", False) for g in self.gates(rule) if g.name == gate_name)
+
+    def _announce_waits(self) -> None:
+        """A pending gate that announces its wait (`announce`: an approval gate tells its approvers)
+        is asked to once the gates before it passed, with their verdicts and this event's targets
+        of that rule and image; the gate says it once per wait, whoever asks first."""
+        for rule, digest in self._held:
+            before: dict[str, Verdict] = {}
+            for gate in self.gates(rule):
+                verdict, waiting = self._verdicts.get((rule, gate.name, digest), (None, None))
+                if verdict is None:
+                    break
+                announce = getattr(gate, "announce", None)
+                machine_checks_passed = all(v.state == PASSED for v in before.values())
+                if verdict.state == PENDING and waiting and announce and machine_checks_passed:
+                    announce(waiting, dict(before), tuple(self._targets.get((rule, digest), ())))
+                before[gate.name] = verdict
 
 
 def outcome_of(
