@@ -210,6 +210,14 @@ def test_min_2_promotes_only_after_two_distinct_people_approved_and_exactly_the_
     ] * 2
     assert all(i["digest"].startswith("sha256:") for i in evidence["inputs"])
     assert engine.gates.waiting_for(source, requested.digest) == []  # the wait ended with the promotion
+    # The audit: the history says who approved, when and why, and who asked.
+    recorded = DynamoDbHistory().for_target(target, "v1")[-1]
+    assert recorded["outcome"] == PROMOTED
+    assert [a["by"] for a in recorded["approval"]["approvals"]] == [
+        SSO + "alice@example.com",
+        SSO + "bob@example.com",
+    ]
+    assert recorded["approval"]["requester"] == DAVE and recorded["approval"]["wait_id"] == wait.wait_id
 
 
 def test_the_requester_may_not_approve_their_own_request_and_a_non_approver_may_not_decide(
@@ -269,9 +277,11 @@ def test_a_rejection_ends_the_wait_as_rejected_announced_blocked_and_nothing_is_
     assert late.value.code in (404, CONFLICT)  # the wait ended: nothing to approve any more
     assert target_digest(ecr, target, "v1") is None
     announced = results.drain(3)
-    assert [e["detail-type"] for e in announced if e["detail"]["outcome"] == REJECTED] == [
-        settings.BLOCKED_DETAIL_TYPE
-    ]
+    (event,) = [e for e in announced if e["detail"]["outcome"] == REJECTED]
+    assert event["detail-type"] == settings.BLOCKED_DETAIL_TYPE
+    assert event["detail"]["approval"]["rejection"]["by"] == BOB
+    assert event["detail"]["approval"]["rejection"]["reason"] == "CVE triage pending"
+    assert [a["by"] for a in event["detail"]["approval"]["approvals"]] == [ALICE]
     history = [i["outcome"] for i in DynamoDbHistory().for_target(target, "v1")]
     assert history[-1] == REJECTED and PROMOTED not in history
 

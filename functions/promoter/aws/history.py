@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from promoter import settings
 from promoter.aws.dynamodb import all_items
 from promoter.exceptions import HistoryWriteError
+from promoter.model.approvals import decisions_of
 from promoter.model.outcomes import (
     MAX_METADATA_BYTES,
     MAX_REASON_BYTES,
@@ -131,6 +132,9 @@ class DynamoDbHistory:
             "blocking_findings": dict(result.blocking_findings or {}),
             # The signature that passed the rule's signature gate (verifier, identity, ...).
             "signature": dict(result.signature or {}),
+            # The approval gate's decisions (issue 20): who approved or rejected, when and why, the
+            # requester and the quorum; {} without an approval gate.
+            "approval": decisions_of(result.evidence),
             "target_account": result.target_account or "",
             "target_region": result.target_region or "",
         }

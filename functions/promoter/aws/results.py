@@ -21,6 +21,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from promoter import settings
+from promoter.model.approvals import decisions_of
 from promoter.model.outcomes import (
     ALREADY_PRESENT,
     FAILED_OUTCOMES,
@@ -99,6 +100,7 @@ def result_detail(result: ActionResult, provenance: Provenance) -> dict[str, Any
         "outcome-reason": clip(result.reason or "", MAX_REASON_BYTES),
         "finding-severity-counts": dict(result.blocking_findings or {}),
         "signature": dict(result.signature or {}),
+        "approval": decisions_of(result.evidence),
         "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 

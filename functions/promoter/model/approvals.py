@@ -27,13 +27,14 @@ Everything here is pure: the engine (promoter.gates.approval) and the approval c
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-APPROVAL_GATE = "approval"
+from promoter.model.verdicts import APPROVAL_GATE
+
 APPROVE, REJECT = "approve", "reject"
 DECISIONS = (APPROVE, REJECT)
 DEFAULT_MIN_APPROVERS = 1
@@ -275,6 +276,21 @@ def may_decide(
     (`refusal` also says whether it is FORBIDDEN or a CONFLICT)."""
     refused = refusal(gate, wait, principal, now, decision)
     return refused.reason if refused else None
+
+
+def decisions_of(evidence: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+    """What an action's history record and result event say of its approval gate, from its evidence
+    (`ActionResult.evidence`): the wait, the requester, the quorum, each approval that counted and
+    the rejection (who, when, why), or why it was superseded; {} when the rule has no approval gate
+    or the gate did not decide."""
+    for entry in evidence or ():
+        if entry.get("gate") == APPROVAL_GATE and isinstance(entry.get("details"), Mapping):
+            details = entry["details"]
+            return {key: details[key] for key in _AUDITED if key in details}
+    return {}
+
+
+_AUDITED = ("wait_id", "requester", "min", "approvals", "rejection", "superseded_by", "expires")
 
 
 def iso_time(epoch: float) -> str:
