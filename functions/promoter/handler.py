@@ -46,6 +46,7 @@ from promoter.metrics import record_event_result, record_invalid_event, record_u
 from promoter.model.config import PromotionConfig, load_config
 from promoter.model.events import PromotionRequested, parse_json_event
 from promoter.model.senders import delivery_note, record_sender, sender_refusal
+from promoter.workflows.attest import Attestor, attestor_from_environment
 from promoter.workflows.out_of_band import push_check
 from promoter.workflows.promote import Promoter
 from promoter.workflows.service import handle_delivered
@@ -102,6 +103,7 @@ class Runtime:
     history: DynamoDbHistory
     results: EventBridgeResults
     gates: DynamoDbGates
+    attestor: Attestor | None = None  # signs each promotion's attestation (None: no key configured)
 
 
 def config_path() -> Path:
@@ -114,13 +116,15 @@ def config_path() -> Path:
 def runtime() -> Runtime:
     """Built once per container: the config is validated at cold start, clients are reused."""
     session = boto3.session.Session()
+    config = load_config(config_path())
     return Runtime(
-        config=load_config(config_path()),
+        config=config,
         ecr=make_ecr_client(session),
         persistence=make_persistence(),
         history=DynamoDbHistory(resource=session.resource("dynamodb")),
         results=EventBridgeResults(session.client("events")),
         gates=DynamoDbGates(resource=session.resource("dynamodb")),
+        attestor=attestor_from_environment(config),
     )
 
 
@@ -131,7 +135,7 @@ def handle_queue(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """SQS -> Lambda entry point: returns `batchItemFailures` for the records to redeliver."""
     state = runtime()
     registry = EcrRegistry(state.ecr)
-    carrier = Promoter(registry)
+    carrier = Promoter(registry, attestor=state.attestor)
     run = idempotent_runner(carrier, state.persistence, context)
     # After the runner: it configures the persistence layer whose keys the check looks up.
     out_of_band = push_check(state.config, IdempotencyLedger(state.persistence), state.history)

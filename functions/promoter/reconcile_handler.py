@@ -93,10 +93,12 @@ def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def _run(context: Any) -> dict[str, Any]:
     state = runtime()
     registry = EcrRegistry(state.ecr)
+    promoter = Promoter(registry, attestor=state.attestor)
     report = reconcile(
         state.config,
         registry,
-        idempotent_runner(Promoter(registry), state.persistence, context),
+        idempotent_runner(promoter, state.persistence, context),
+        attestations=promoter if promoter.attests else None,
         history=state.history,
         cursors=cursor_store(),
         remaining_seconds=lambda: context.get_remaining_time_in_millis() / 1000,

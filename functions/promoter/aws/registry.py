@@ -154,6 +154,25 @@ class Registry(Protocol):
         ACTIVATING, in the order listed. Raises what listing raises (AccessDeniedError, ...)."""
         ...
 
+    def referrer_annotations(
+        self, repository: str, digest: str, artifact_type: str
+    ) -> dict[str, dict[str, str]]:
+        """The OCI 1.1 referrers of an image of one artifact type, of every status, with the
+        annotations their descriptors carry: digest -> annotations (one listing, every page)."""
+        ...
+
+    def upload_blob(self, repository: str, data: bytes) -> str:
+        """Uploads a small blob made here (an attestation's bundle, the empty config); its digest."""
+        ...
+
+    def registry_host(self) -> str:
+        """The registry's host as images are named (`<account>.dkr.ecr.<region>.amazonaws.com`)."""
+        ...
+
+    def describe_repository(self, repository: str) -> RepositoryInfo:
+        """One repository's tag mutability and exclusion filters (DescribeRepositories)."""
+        ...
+
     def missing_blobs(self, repository: str, digests: Sequence[str]) -> set[str]:
         """The blobs among `digests` that are not available in `repository`."""
         ...
@@ -477,16 +496,48 @@ class EcrRegistry:
                 return statuses
             kwargs["nextToken"] = response["nextToken"]
 
+    def referrer_annotations(
+        self, repository: str, digest: str, artifact_type: str
+    ) -> dict[str, dict[str, str]]:
+        if not hasattr(self._ecr, "list_image_referrers"):  # an older runtime botocore: see above
+            return {
+                d["digest"]: _string_map(d.get("annotations"))
+                for d in self._referrer_descriptors_from_registry(repository, digest, artifact_type)
+            }
+        found: dict[str, dict[str, str]] = {}
+        kwargs: dict[str, Any] = {
+            "repositoryName": repository,
+            "subjectId": {"imageDigest": digest},
+            "filter": {"artifactTypes": [artifact_type], "artifactStatus": REFERRER_STATUS_ANY},
+            "maxResults": LIST_REFERRERS_PAGE_SIZE,
+        }
+        while True:
+            with _ecr_errors("ListImageReferrers", repository):
+                response = self._ecr.list_image_referrers(**kwargs)
+            for referrer in response.get("referrers") or ():
+                found[referrer["digest"]] = _string_map(referrer.get("annotations"))
+            if not response.get("nextToken"):
+                return found
+            kwargs["nextToken"] = response["nextToken"]
+
     def _referrers_from_registry(self, repository: str, digest: str) -> tuple[str, ...]:
-        """`GET /v2/<repository>/referrers/<digest>` (OCI 1.1: an image index of descriptors),
-        following `Link: <...>; rel="next"` pages. Raises RegistryUnavailableError (429, 5xx, no
-        connection), AccessDeniedError (401/403), RegistryError (any other answer)."""
+        return tuple(d["digest"] for d in self._referrer_descriptors_from_registry(repository, digest))
+
+    def _referrer_descriptors_from_registry(
+        self, repository: str, digest: str, artifact_type: str | None = None
+    ) -> list[dict[str, Any]]:
+        """`GET /v2/<repository>/referrers/<digest>` (OCI 1.1: an image index of descriptors, of
+        `artifact_type` only when given), following `Link: <...>; rel="next"` pages. Raises
+        RegistryUnavailableError (429, 5xx, no connection), AccessDeniedError (401/403),
+        RegistryError (any other answer)."""
         endpoint, token = self._authorization()
         if not endpoint:
             raise RegistryError(f"referrers of {repository}@{digest}: GetAuthorizationToken gave no endpoint")
         url: str | None = f"{endpoint}/v2/{repository}/referrers/{digest}"
+        if artifact_type:
+            url += "?" + urllib.parse.urlencode({"artifactType": artifact_type})
         headers = {"Authorization": f"Basic {token}", "Accept": OCI_INDEX}
-        digests: list[str] = []
+        digests: list[dict[str, Any]] = []
         while url:
             request = urllib.request.Request(url, method="GET", headers=headers)
             try:
@@ -505,10 +556,10 @@ class EcrRegistry:
             descriptors = index.get("manifests") if isinstance(index, dict) else None
             if not isinstance(descriptors, list):
                 raise RegistryError(f"referrers of {repository}@{digest}: not an image index")
-            digests += [d["digest"] for d in descriptors if isinstance(d, dict) and "digest" in d]
+            digests += [d for d in descriptors if isinstance(d, dict) and isinstance(d.get("digest"), str)]
             following = _LINK_NEXT_RE.search(link)
             url = _absolute(endpoint, following[1]) if following else None
-        return tuple(digests)
+        return digests
 
     def put_manifest(self, repository: str, manifest: Manifest, tag: str | None) -> bool:
         params: dict[str, Any] = {
@@ -692,6 +743,37 @@ class EcrRegistry:
             }
             missing.update(d for d in chunk if d not in available)
         return missing
+
+    def upload_blob(self, repository: str, data: bytes) -> str:
+        """The layer-upload API in one part (a blob made here is small: an attestation's bundle is
+        a few KB): InitiateLayerUpload, UploadLayerPart, CompleteLayerUpload; a blob the
+        repository holds already (LayerAlreadyExistsException) is no failure."""
+        digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        with _ecr_errors("InitiateLayerUpload", repository):
+            upload_id = self._ecr.initiate_layer_upload(repositoryName=repository)["uploadId"]
+        with _ecr_errors("UploadLayerPart", repository):
+            self._ecr.upload_layer_part(
+                repositoryName=repository,
+                uploadId=upload_id,
+                partFirstByte=0,
+                partLastByte=len(data) - 1,
+                layerPartBlob=data,
+            )
+        try:
+            with _ecr_errors("CompleteLayerUpload", repository):
+                self._ecr.complete_layer_upload(
+                    repositoryName=repository, uploadId=upload_id, layerDigests=[digest]
+                )
+        except RegistryError as exc:
+            if _error_code(exc) != "LayerAlreadyExistsException":
+                raise
+        return digest
+
+    def registry_host(self) -> str:
+        """The host of GetAuthorizationToken's proxyEndpoint (cached with the token, which /v2
+        copies use too): `<account>.dkr.ecr.<region>.amazonaws.com` on AWS."""
+        endpoint, _ = self._authorization()
+        return urllib.parse.urlsplit(endpoint).netloc or endpoint
 
     def blob_mounting_enabled(self) -> bool:
         if os.environ.get(settings.BLOB_MOUNTING_ENV, "").strip().lower() in MOUNTING_OFF_VALUES:
@@ -1021,6 +1103,13 @@ def _stream(source: Any, size: int | None, counter: _Counter) -> Iterator[bytes]
 def _content_length(response: Any) -> int | None:
     value = response.headers.get("Content-Length")
     return int(value) if value and value.isdigit() else None
+
+
+def _string_map(value: Any) -> dict[str, str]:
+    """A descriptor's annotations as strings (anything else in them is not ours to read)."""
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): v for k, v in value.items() if isinstance(v, str)}
 
 
 def _absolute(endpoint: str, location: str) -> str:

@@ -6,7 +6,7 @@ promotion in DynamoDB and hands it back verbatim on a duplicate delivery.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from promoter.model.plan import Action
@@ -156,6 +156,10 @@ class ActionResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def with_attestation(self, digest: str | None) -> ActionResult:
+        """This result naming the attestation written or found for it (None: unchanged)."""
+        return self if digest is None else replace(self, attestation=digest)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ActionResult:

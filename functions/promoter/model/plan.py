@@ -91,6 +91,14 @@ class Action:
     # The target's `create_missing` settings (config.CreateMissing.to_dict, as JSON): the promoter
     # creates the target repository with them when it is missing and no creation template covers it.
     create_missing: str | None = None
+    # Issue 19: what the action's attestation says besides the action itself, set by run_plan (not
+    # part of the idempotency key): the passing gates' evidence (`Evidence.to_dict`, gate order),
+    # what started it (push, request, reconcile, manual, rollback), the requester as AWS
+    # authenticated it ("" when unknown: a push, say), and the event's id.
+    evidence: tuple[Mapping[str, Any], ...] = ()
+    trigger: str = ""
+    authenticated_requester: str = ""
+    event_id: str = ""
 
     @property
     def remote_target(self) -> bool:
@@ -106,7 +114,8 @@ class Action:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Action:
-        return cls(**{**data, "source": SourceImage(**data["source"])})
+        evidence = tuple(data.get("evidence") or ())
+        return cls(**{**data, "source": SourceImage(**data["source"]), "evidence": evidence})
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,21 @@ Order of writes (as go-containerregistry's pusher does it), so that a failure pa
 a tag on an incomplete image and a retry only finishes what is missing:
 
     check the target tag  ->  read the source tree  ->  blobs (mount, else copy; in parallel)
-    ->  child manifests by digest  ->  referrers and cosign tags  ->  the tagged manifest, LAST
+    ->  child manifests by digest  ->  referrers and cosign tags  ->  OUR ATTESTATION (issue 19)
+    ->  the tagged manifest, LAST
+
+The attestation (with an `Attestor`: a signing key is configured) is the promoted digest's signed
+promotion record, an OCI 1.1 referrer put by digest in the target repository, its blobs (the empty
+config, the bundle) first. Exactly once per (digest, target, rule): one listing of the digest's
+bundle referrers in the target says whether ours is there already (a redelivery after a crash
+between the attestation and the tag finds it and writes none), and a tag already in place whose
+attestation is missing gets it (`already-present`, repaired). A referrer that came with the source
+tree (an attestation of ours on the source image, carried like any referrer) is never taken for
+this promotion's, even when its annotations say so. Nothing is attested for an action that writes
+no tag (kept, skipped, failed; the gates stop unverified ones before), and a tag move that ECR
+would refuse (an immutable tag) is found to be a conflict before anything is written. An
+attestation that cannot be signed or put fails the action before its tag (retryable errors
+propagate, as any other): a tag is never written on an image without its attestation.
 
 A target tag already at the wanted digest costs no PutImage (and so emits no PUSH event). A target
 tag that holds another image moves only if the image being promoted is newer (model/ordering.py:
@@ -26,6 +40,7 @@ from dataclasses import dataclass, replace
 from promoter.aws.registry import IMAGE_ACTIVATING, IMAGE_ACTIVE, IMAGE_ARCHIVED, Registry, cosign_tags
 from promoter.aws.remote import TargetRegistries, default_target_registries
 from promoter.exceptions import (
+    AttestationError,
     ImageNotFoundError,
     InvalidManifestError,
     RegistryError,
@@ -47,6 +62,7 @@ from promoter.model.outcomes import (
     CopyStats,
 )
 from promoter.model.plan import Action
+from promoter.workflows.attest import Attestor
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +110,13 @@ class Promoter:
         concurrency: int = BLOB_COPY_CONCURRENCY,
         source: Registry | None = None,
         targets: TargetRegistries | None = None,
+        attestor: Attestor | None = None,
     ) -> None:
         self._registry = registry  # where targets are read and written
         self._source = source or registry  # where sources are read
         self._targets = targets
         self._concurrency = concurrency
+        self._attestor = attestor  # None: no attestation (no signing key configured)
 
     def _for_target(self, action: Action) -> Promoter:
         """The Promoter that writes this action's target: this one, or one on the other registry."""
@@ -106,7 +124,9 @@ class Promoter:
             return self
         targets = self._targets or default_target_registries()
         registry = targets.registry_for(action.target_account, action.target_region, action.target_role)
-        return Promoter(registry, concurrency=self._concurrency, source=self._registry)
+        return Promoter(
+            registry, concurrency=self._concurrency, source=self._registry, attestor=self._attestor
+        )
 
     def target_digest(self, action: Action) -> str | None:
         """The digest the action's target tag holds now (one BatchGetImage in the target's registry);
@@ -130,10 +150,130 @@ class Promoter:
             if action.same_repository:
                 return self._retag(action)
             return self._for_target(action)._copy(action)
-        except RegistryError as exc:
+        except (RegistryError, AttestationError) as exc:
             if exc.retryable:
                 raise
             return ActionResult.for_action(action, FAILED, reason=str(exc))
+
+    def ensure_attestation(self, action: Action) -> ActionResult:
+        """For a target tag that holds the action's digest already (reconciliation's in-sync
+        targets): its attestation, attached when missing. `already-present` with the attestation's
+        digest (`stats.manifests_put` 1 when it was written now), `failed` when the tag no longer
+        holds the digest or the attestation could not be attached. Raises only retryable errors."""
+        try:
+            promoter = self if action.same_repository else self._for_target(action)
+            found = promoter._registry.get_manifests(action.target_repository, [action.target_tag])
+            held = found.get(action.target_tag)
+            if held is None or held.digest != action.source.digest:
+                where = f"{action.target_repository}:{action.target_tag}"
+                return ActionResult.for_action(
+                    action,
+                    FAILED,
+                    target_digest=held.digest if held else None,
+                    reason=f"{where} no longer holds {action.source.digest}: not attested",
+                )
+            return promoter._already_present(action, held)
+        except (RegistryError, AttestationError) as exc:
+            if exc.retryable:
+                raise
+            return ActionResult.for_action(action, FAILED, reason=str(exc))
+
+    def _already_present(self, action: Action, image: Manifest) -> ActionResult:
+        """The target tag holds the digest: nothing to copy; its attestation attached if missing."""
+        attestation, written = self._attest(action, image, None)
+        return ActionResult.for_action(
+            action, ALREADY_PRESENT, target_digest=image.digest, stats=CopyStats(manifests_put=written)
+        ).with_attestation(attestation)
+
+    def _attest(self, action: Action, image: Manifest, carried: set[str] | None) -> tuple[str | None, int]:
+        """Our attestation of `image` for the action in the target repository (this Promoter's
+        registry): (its digest, 1 when put now else 0); (None, 0) without an Attestor.
+
+        One listing of the digest's bundle referrers says whether it is there; a listed one whose
+        annotations name this rule and target is ours unless it came with the source tree
+        (`carried`: the digests put from the source; None = not known here, so a match is looked
+        up among the source image's own referrers, one more listing, only for a match in another
+        repository). Otherwise: its blobs the target lacks (one BatchCheckLayerAvailability, then
+        the layer-upload API), then the manifest by digest (PutImage, no tag).
+        Raises AttestationError, RegistryError."""
+        attestor = self._attestor
+        if attestor is None:
+            return None, 0
+        found = self._ours(attestor, action, image.digest, carried)
+        if found is not None:
+            return found, 0
+        repository = action.target_repository
+        host = self._registry.registry_host()
+        try:
+            artifact = attestor.build(
+                action, image, host, attestor.source(self._source.registry_host(), action)
+            )
+        except AttestationError as exc:
+            if exc.retryable or attestor.required:
+                raise
+            # A person's break-glass move or rollback: the key policy may not let them sign. The
+            # move goes on, unattested, and says so (`promoter status` shows the gap).
+            logger.error("%s:%s not attested: %s", repository, action.target_tag, exc)
+            return None, 0
+        for digest in sorted(self._registry.missing_blobs(repository, list(artifact.blobs))):
+            self._registry.upload_blob(repository, artifact.blobs[digest])
+        self._registry.put_manifest(repository, artifact.manifest, None)
+        logger.info(
+            "attestation %s of %s@%s for %s (rule %s) attached",
+            artifact.manifest.digest,
+            repository,
+            image.digest,
+            attestor.target(host, action),
+            action.rule,
+        )
+        return artifact.manifest.digest, 1
+
+    def _ours(self, attestor: Attestor, action: Action, digest: str, carried: set[str] | None) -> str | None:
+        """Our attestation of `digest` for the action's rule and target in the target repository
+        (this Promoter's registry), None when there is none; `carried` as `_attest` says."""
+        repository = action.target_repository
+        target = attestor.target(self._registry.registry_host(), action)
+        listed = self._registry.referrer_annotations(repository, digest, attestor.artifact_type)
+        ours = [d for d, notes in listed.items() if attestor.is_ours(notes, action, target)]
+        if ours and carried is None and not action.same_repository:
+            source = action.source
+            carried = set(
+                self._source.referrer_annotations(source.repository, source.digest, attestor.artifact_type)
+            )
+        return next((d for d in ours if d not in (carried or ())), None)
+
+    @property
+    def attests(self) -> bool:
+        """Whether this Promoter attaches attestations (a signing key is configured)."""
+        return self._attestor is not None
+
+    def attestation_of(self, action: Action) -> str | None:
+        """Our attestation of the action's digest for its rule and target, in the target
+        repository, None when it is missing (or nothing attests here): one listing of the digest's
+        bundle referrers. Raises RegistryError."""
+        if self._attestor is None:
+            return None
+        promoter = self if action.same_repository else self._for_target(action)
+        return promoter._ours(self._attestor, action, action.source.digest, None)
+
+    def _refused_tag(self, action: Action, current: Manifest | None) -> ActionResult | None:
+        """With an Attestor, a tag move ECR would refuse (the tag is immutable there) is the
+        `conflict` it would end in, found before the attestation is written: never an attestation
+        of a promotion that did not happen. One DescribeRepositories, only for a tag that moves."""
+        if self._attestor is None or current is None:
+            return None
+        info = self._registry.describe_repository(action.target_repository)
+        if not info.tag_is_immutable(action.target_tag):
+            return None
+        return ActionResult.for_action(
+            action,
+            CONFLICT,
+            target_digest=current.digest,
+            reason=(
+                f"{action.target_repository}:{action.target_tag} is immutable and holds {current.digest}: "
+                f"not moved to {action.source.digest}"
+            ),
+        )
 
     def _retag(self, action: Action) -> ActionResult:
         """Same repository: the blobs and children are there already; one read, at most one write."""
@@ -141,14 +281,20 @@ class Promoter:
         found = self._registry.get_manifests(repo, [digest, tag])
         current = found.get(tag)
         if current is not None and current.digest == digest:
-            return ActionResult.for_action(action, ALREADY_PRESENT, target_digest=digest)
+            return self._already_present(action, current)
         kept = self._kept(action, current)
         if kept is not None:
             return kept
         image = found.get(digest)
         if image is None:
             return self._source_unreadable(action)
-        return self._put_tag(action, image, current)
+        refused = self._refused_tag(action, current)
+        if refused is not None:
+            return refused
+        attestation, written = self._attest(action, image, set())
+        result = self._put_tag(action, image, current)
+        stats = CopyStats(manifests_put=written + (result.outcome == PROMOTED))
+        return replace(result, stats=stats).with_attestation(attestation)
 
     def _copy(self, action: Action) -> ActionResult:
         """Reads (bench/minimum.py; BENCHMARKS.md, figure 1): the target once up front for the tag,
@@ -169,10 +315,13 @@ class Promoter:
             present, empty_target = {}, True
         current = present.get(tag)
         if current is not None and current.digest == digest:
-            return ActionResult.for_action(action, ALREADY_PRESENT, target_digest=current.digest)
+            return self._already_present(action, current)
         kept = self._kept(action, current)
         if kept is not None:
             return kept
+        refused = self._refused_tag(action, current)
+        if refused is not None:
+            return refused
         try:
             tree = self._read_tree(source, digest)
         except ImageNotFoundError:
@@ -184,11 +333,13 @@ class Promoter:
         stats = self._put_trust_material(
             source, target, tree, present, {tag, digest, *cosign_tags(digest)}, empty_target
         )
+        carried = {m.digest for m in tree.manifests()}
+        attestation, written = self._attest(action, tree.image, carried)
         result = self._put_tag(action, tree.image, current)
-        stats = replace(stats, manifests_put=stats.manifests_put + (result.outcome == PROMOTED))
+        stats = replace(stats, manifests_put=stats.manifests_put + written + (result.outcome == PROMOTED))
         return ActionResult.for_action(
             action, result.outcome, target_digest=result.target_digest, reason=result.reason, stats=stats
-        )
+        ).with_attestation(attestation)
 
     def _put_trust_material(
         self,

@@ -36,9 +36,19 @@ from promoter.model.config import TRIGGER_PUSH, PromotionConfig, Rule
 from promoter.model.events import ImagePushed, PromotionRequested
 from promoter.model.manifests import Manifest
 from promoter.model.ordering import push_is_newer, version_is_newer
-from promoter.model.outcomes import FAILED, FAILED_OUTCOMES, KEPT, PROMOTED, ActionResult
+from promoter.model.outcomes import (
+    ALREADY_PRESENT,
+    FAILED,
+    FAILED_OUTCOMES,
+    KEPT,
+    PROMOTED,
+    ActionResult,
+    signature_of,
+)
 from promoter.model.plan import Action, Provenance, plan_event
-from promoter.workflows.service import WOULD_PROMOTE, ActionRunner, record_history, sweep_gate_check
+from promoter.workflows import gating
+from promoter.workflows.attest import attesting
+from promoter.workflows.service import WOULD_PROMOTE, ActionRunner, gate_deps, record_history
 
 # A target tag in its registry: (account, region, repository, tag); None = the promoter's own.
 TargetKey = tuple[str | None, str | None, str, str]
@@ -53,6 +63,14 @@ DEFAULT_TIME_RESERVE_SECONDS = 60.0
 RECONCILE_EVENT_PREFIX = "reconcile"
 # What history records and result events say started the promotions a sweep runs.
 RECONCILE_PROVENANCE = Provenance(trigger="reconcile")
+
+
+class AttestationRepair(Protocol):
+    """Finds and attaches a target's missing attestation (issue 19; `Promoter` has both)."""
+
+    def attestation_of(self, action: Action) -> str | None: ...
+
+    def ensure_attestation(self, action: Action) -> ActionResult: ...
 
 
 class SourceRegistry(Protocol):
@@ -177,13 +195,18 @@ def reconcile(
     hold_back: HoldBack | None = None,
     results: ResultSink | None = None,
     repair_note: RepairNote | None = None,
+    attestations: AttestationRepair | None = None,
 ) -> ReconcileReport:
     """One pass (or the rest of one) over every push rule. `run=None` is a dry run: reads only,
     behind targets reported as `would-promote`, no cursor written. What runs is recorded in
-    `history` and announced on `results` (trigger `reconcile`), as for an event."""
+    `history` and announced on `results` (trigger `reconcile`), as for an event. With
+    `attestations` (a signing key is configured), an in-sync target whose attestation is missing
+    gets it, once its rule's gates pass (one referrers listing per in-sync target)."""
     dry_run = run is None
     tally = _Tally()
-    gate = sweep_gate_check(config, registry)  # type: ignore[arg-type]  # EcrRegistry serves both
+    # The rule's gates, each image decided once per pass, nothing held (a pending scan stays
+    # pending until the image's scan event or a later pass): never promote what an event was refused.
+    gate = gating.GateCheck(None, config, gate_deps(registry)).run  # type: ignore[arg-type]
     start = loaded = cursors.load() if cursors is not None else None
     rules = config.rules_for(TRIGGER_PUSH)
     if start is not None and start.rule not in {r.name for r in rules}:
@@ -231,6 +254,7 @@ def reconcile(
                         tally,
                         gate,
                         repair_note,
+                        None if dry_run else attestations,
                     )
                 except PromoterError as exc:
                     if exc.retryable:
@@ -377,8 +401,9 @@ def _reconcile_page(
     hold_back: HoldBack | None,
     results: ResultSink | None,
     tally: _Tally,
-    gate: Callable[[Action], tuple[ActionResult | None, dict[str, str] | None]],
+    gate: Callable[[Action], gating.Gated],
     repair_note: RepairNote | None = None,
+    attestations: AttestationRepair | None = None,
 ) -> None:
     """Plans the page's images as their push events, reads the targets in batches, runs the rest
     through the rule's gates first: an image its event was refused (unsigned, blocked) stays out.
@@ -394,6 +419,8 @@ def _reconcile_page(
         state = target_state(target, held, registry, repository)
         if state == IN_SYNC:
             tally.in_sync += 1
+            if attestations is not None:
+                _repair_attestation(action, attestations, gate, target.event_id, history, results, tally)
             continue
         if isinstance(held, RegistryError):
             tally.results.append(ActionResult.for_action(action, FAILED, reason=str(held)))
@@ -405,9 +432,9 @@ def _reconcile_page(
         if reason is not None:
             tally.results.append(ActionResult.for_action(action, KEPT, target_digest=held, reason=reason))
             continue
-        stopped, signature = gate(action)
-        if stopped is not None:
-            tally.results.append(stopped)
+        gated = gate(action)
+        if gated.stopped is not None:
+            tally.results.append(gated.stopped)
             continue
         if run is None:
             tally.results.append(
@@ -426,9 +453,10 @@ def _reconcile_page(
             f"at {held}" if held else "missing",
             action.source.digest,
         )
-        result = run(action)  # retryable errors propagate: the caller keeps the place
-        if signature and not result.replayed:
-            result = replace(result, signature=signature)
+        # Retryable errors propagate: the caller keeps the place.
+        result = run(attesting(action, gated.evidence, RECONCILE_PROVENANCE, target.event_id))
+        if gated.evidence and not result.replayed:
+            result = replace(result, evidence=gated.evidence, signature=signature_of(gated.evidence))
         if repair_note is not None and result.outcome == PROMOTED and not result.replayed:
             note = repair_note(action, held)
             result = replace(result, reason=note) if note else result
@@ -439,6 +467,48 @@ def _reconcile_page(
             tally.history_failures += 1
         if results is not None:
             results.publish([result], RECONCILE_PROVENANCE)
+
+
+def _repair_attestation(
+    action: Action,
+    attestations: AttestationRepair,
+    gate: Callable[[Action], gating.Gated],
+    event_id: str,
+    history: History | None,
+    results: ResultSink | None,
+    tally: _Tally,
+) -> None:
+    """An in-sync target whose attestation is missing (promoted before a key was configured, an
+    attestation deleted, a break-glass move a person could not sign) gets it, once the rule's gates
+    pass for its image: recorded and announced as `already-present` naming the attestation."""
+    if attestations.attestation_of(action) is not None:
+        return
+    gated = gate(action)
+    if gated.stopped is not None:
+        logger.info(
+            "reconcile: %s:%s lacks its attestation; not attested: %s",
+            action.target_repository,
+            action.target_tag,
+            gated.stopped.reason,
+        )
+        return
+    result = attestations.ensure_attestation(
+        attesting(action, gated.evidence, RECONCILE_PROVENANCE, event_id)
+    )
+    if result.outcome == ALREADY_PRESENT and result.stats.manifests_put:
+        result = replace(
+            result,
+            evidence=gated.evidence or None,
+            signature=signature_of(gated.evidence),
+            reason=f"its attestation was missing: attached {result.attestation}",
+        )
+    elif result.outcome == ALREADY_PRESENT:
+        return  # attached meanwhile (a promotion of the same image ran): nothing to say
+    tally.results.append(result)
+    if history is not None and not record_history(history, event_id, result, RECONCILE_PROVENANCE):
+        tally.history_failures += 1
+    if results is not None:
+        results.publish([result], RECONCILE_PROVENANCE)
 
 
 def _supersedes(action: Action, image: ListedImage, prior: ListedImage) -> bool:

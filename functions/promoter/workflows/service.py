@@ -37,6 +37,7 @@ from promoter.model.plan import (
 )
 from promoter.model.verdicts import GateStore, Waiting
 from promoter.workflows import gating
+from promoter.workflows.attest import attesting
 
 logger = logging.getLogger(__name__)
 
@@ -294,7 +295,9 @@ def run_plan(
         else:
             try:
                 gated = gate_check.run(action) if gate_check else gating.Gated(None)
-                result = gated.stopped or run(action)
+                # The action carries its gates' evidence and provenance into its attestation.
+                attested = attesting(action, gated.evidence, plan.provenance, plan.event_id)
+                result = gated.stopped or run(attested)
                 if gated.stopped is None and gated.evidence:  # what the gates that passed found
                     result = replace(result, evidence=gated.evidence, signature=signature_of(gated.evidence))
                 done.append(result)
