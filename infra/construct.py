@@ -8,7 +8,7 @@ never reaches CloudFormation.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aws_cdk import Duration, Stack, Stage
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -25,6 +25,7 @@ from constructs import Construct
 
 from infra.asset import PACKAGE_NAME, fetch_verifier_wheels, stage_function_code
 from infra.event_patterns import (
+    approval_decided_event_pattern,
     basic_scan_event_pattern,
     inspector_scan_event_pattern,
     push_event_pattern,
@@ -51,7 +52,10 @@ from infra.queue_policies import nobody_sends, only_rules_send
 from infra.reconciliation import HISTORY_READ_ACTIONS, Reconciliation, ReconciliationParts
 from infra.remote_targets import grant_remote_targets, promoter_role_names
 from promoter import settings
+from promoter.aws.gate_store import WAIT_ID_INDEX
+from promoter.gates.base import waiting_gate_names
 from promoter.model.config import requester_account
+from promoter.model.verdicts import APPROVAL_GATE, SCAN_GATE
 
 if TYPE_CHECKING:
     from promoter.model.config import PromotionConfig
@@ -127,13 +131,19 @@ class ImagePromoter(Construct):
             sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
             removal_policy=props.table_removal_policy,
         )
-        # Promotions waiting on a scan gate (promoter.gates.scan); the TTL removes what nobody resumed.
+        # Promotions waiting on a gate (promoter.aws.gate_store): one record per image, rule, gate and
+        # request; the TTL removes what nobody resumed; `by-wait-id` finds a wait by its short id.
         self.gates_table = self._table(
             "GatesTable",
             partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
             time_to_live_attribute="expiration",
             removal_policy=props.table_removal_policy,
+        )
+        self.gates_table.add_global_secondary_index(
+            index_name=WAIT_ID_INDEX,
+            partition_key=dynamodb.Attribute(name="wait_id", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
         )
 
         self.log_group = logs.LogGroup(
@@ -460,39 +470,63 @@ class ImagePromoter(Construct):
         )
 
     def _gate_rules(self, config: PromotionConfig, sweep_minutes: int) -> tuple[events.Rule, ...]:
-        """With scan-gated rules: their sources' finished scans (basic and Inspector) and the
-        sweep that ends waits past their deadline, all into the same queue. Without: none."""
-        gated = config.gated_source_repository_globs()
-        if not gated:
+        """The events that resume waiting gates, and the sweep, all into the same queue: with
+        scan-gated rules, their sources' finished scans (basic and Inspector); with approval-gated
+        rules, the approval channel's decisions on the stack's own bus; with any gate that waits,
+        the sweep that ends waits past their deadline. Without waiting gates: none."""
+        waiting = waiting_gate_names(config)
+        if not waiting:
             return ()
-        target = targets.SqsQueue(
-            self.queue,
-            dead_letter_queue=self.delivery_dead_letter_queue,
-            retry_attempts=TARGET_RETRY_ATTEMPTS,
-            max_event_age=TARGET_MAX_EVENT_AGE,
+        account = Stack.of(self).account
+        resuming: list[tuple[str, str, dict[str, Any], events.IEventBus | None]] = []
+        gated = config.gated_source_repository_globs()
+        if SCAN_GATE in waiting and gated:
+            resuming.append(
+                (
+                    "ScanRule",
+                    "Finished basic scans of the source repositories of scan-gated rules",
+                    basic_scan_event_pattern(gated, account),
+                    None,
+                )
+            )
+            resuming.append(
+                (
+                    "InspectorScanRule",
+                    "Finished Inspector (enhanced) scans of the source repositories of scan-gated rules",
+                    inspector_scan_event_pattern(gated, account),
+                    None,
+                )
+            )
+        if APPROVAL_GATE in waiting:
+            resuming.append(
+                (
+                    "ApprovalDecidedRule",
+                    "Decisions of the stack's approval channel: the waiting promotion runs again",
+                    approval_decided_event_pattern(account),
+                    self.event_bus,
+                )
+            )
+        rules = [
+            events.Rule(
+                self,
+                construct_id,
+                description=description,
+                event_bus=bus,
+                event_pattern=_to_events_pattern(pattern),
+                targets=[self._queue_target()],
+            )
+            for construct_id, description, pattern, bus in resuming
+        ]
+        rules.append(
+            events.Rule(
+                self,
+                "GateSweepRule",
+                description="Ends gate waits past their deadline (gate-timeout, expired)",
+                schedule=events.Schedule.rate(Duration.minutes(sweep_minutes)),
+                targets=[self._queue_target()],
+            )
         )
-        basic = events.Rule(
-            self,
-            "ScanRule",
-            description="Finished basic scans of the source repositories of scan-gated rules",
-            event_pattern=_to_events_pattern(basic_scan_event_pattern(gated, Stack.of(self).account)),
-            targets=[target],
-        )
-        inspector = events.Rule(
-            self,
-            "InspectorScanRule",
-            description="Finished Inspector (enhanced) scans of the source repositories of scan-gated rules",
-            event_pattern=_to_events_pattern(inspector_scan_event_pattern(gated, Stack.of(self).account)),
-            targets=[target],
-        )
-        sweep = events.Rule(
-            self,
-            "GateSweepRule",
-            description="Ends scan-gate waits past their deadline (gate-timeout)",
-            schedule=events.Schedule.rate(Duration.minutes(sweep_minutes)),
-            targets=[target],
-        )
-        return basic, inspector, sweep
+        return tuple(rules)
 
     def _queue_target(self) -> targets.SqsQueue:
         """A rule's target: the queue, with the delivery dead-letter queue for what EventBridge

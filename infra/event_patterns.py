@@ -14,6 +14,7 @@ from typing import Any
 
 from promoter import settings
 from promoter.model.config import TRIGGER_PUSH, PromotionConfig
+from promoter.model.events import APPROVAL_DECIDED, APPROVAL_SOURCE
 
 ECR_EVENT_SOURCE = "aws.ecr"
 ECR_IMAGE_ACTION = "ECR Image Action"
@@ -192,3 +193,10 @@ def inspector_scan_event_pattern(
         filters.append({"wildcard": f"arn:*:ecr:*:*:repository/{widened}"})
     pattern = _in_account({"source": [INSPECTOR_EVENT_SOURCE], "detail-type": [INSPECTOR_SCAN]}, account)
     return {**pattern, "detail": {"repository-name": filters}} if filters else pattern
+
+
+def approval_decided_event_pattern(account: str | None = None) -> dict[str, Any]:
+    """The promotion bus: the approval channel's `Promotion Approval Decided` (of `account`: the
+    stack's own channel puts it); the decision itself is on the wait's record, the event only says
+    when to run the waiting promotion again."""
+    return _in_account({"source": [APPROVAL_SOURCE], "detail-type": [APPROVAL_DECIDED]}, account)

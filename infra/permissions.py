@@ -15,6 +15,8 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from promoter.aws.gate_store import WAIT_ID_INDEX
+
 # Pull an image out of a source repository, exactly the calls promoter.aws.registry makes there:
 # manifests and children (BatchGetImage), referrers (ListImageReferrers), blobs
 # (BatchCheckLayerAvailability, GetDownloadUrlForLayer; the same pair is the read side of a /v2
@@ -70,6 +72,8 @@ GATES_TABLE_ACTIONS = (
     "dynamodb:Query",
     "dynamodb:Scan",
 )
+# ... and find (Query on the `by-wait-id` index: an approval decision names its wait by id).
+GATES_INDEX_ACTIONS = ("dynamodb:Query",)
 # Signature gates (promoter.gates.signature): cosign's awskms:/// keys are checked with KMS Verify,
 # granted on the keys the rules name and no other.
 KMS_VERIFY_ACTIONS = ("kms:Verify",)
@@ -204,8 +208,16 @@ def grant_scan_findings(scope: Construct, grantee: iam.IGrantable, gated_source_
 
 
 def grant_gates_table(grantee: iam.IGrantable, gates_table: dynamodb.ITable) -> None:
-    """What promoter.gates.scan calls, on the gates table only."""
-    gates_table.grant(grantee, *GATES_TABLE_ACTIONS)
+    """What promoter.aws.gate_store calls: GATES_TABLE_ACTIONS on the gates table, and Query on
+    its `by-wait-id` index by name (Table.grant would add `index/*`)."""
+    iam.Grant.add_to_principal(
+        grantee=grantee, actions=list(GATES_TABLE_ACTIONS), resource_arns=[gates_table.table_arn]
+    )
+    iam.Grant.add_to_principal(
+        grantee=grantee,
+        actions=list(GATES_INDEX_ACTIONS),
+        resource_arns=[f"{gates_table.table_arn}/index/{WAIT_ID_INDEX}"],
+    )
 
 
 def grant_signature_checks(grantee: iam.IGrantable, kms_key_arns: Iterable[str], notation: bool) -> None:

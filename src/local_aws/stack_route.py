@@ -11,6 +11,7 @@ from typing import Any
 
 from infra.bus_policies import request_statements
 from infra.event_patterns import (
+    approval_decided_event_pattern,
     basic_scan_event_pattern,
     push_event_pattern,
     request_event_pattern,
@@ -20,7 +21,9 @@ from infra.event_patterns import (
 )
 from infra.queue_policies import eventbridge_sends, nobody_sends, only_rules_send
 from promoter import settings
+from promoter.gates.base import waiting_gate_names
 from promoter.model.config import TRIGGER_PUSH, TRIGGER_REQUEST, PromotionConfig
+from promoter.model.verdicts import APPROVAL_GATE
 
 # The local names of what the stack creates under generated names: its queue (the dead-letter
 # queues are `<queue>-dlq` and `<queue>-delivery-dlq`) and its promotion bus.
@@ -54,6 +57,7 @@ class StackRoute:
     push_rule: str | None
     request_rule: str
     scan_rule: str | None = None  # finished basic scans of scan-gated sources (None: no scan gate)
+    approval_rule: str | None = None  # approval decisions on the promotion bus (None: no approval gate)
 
 
 def route_pushes(
@@ -90,7 +94,8 @@ def route_stack(
     """What infra/construct.py wires, on the local AWS: the queue and its DLQ; the promotion bus;
     on the default bus a rule with the stack's push pattern for `account`'s pushes (when some rule
     fires on push or writes a target here); on the promotion bus the request rule (always: a request
-    naming no request rule still gets its failure result); each rule's target with the stack's
+    naming no request rule still gets its failure result) and, with an approval gate, the approval
+    channel's decisions (`Promotion Approval Decided`); each rule's target with the stack's
     retries and the delivery dead-letter queue. Raises botocore's ClientError when the local AWS
     refuses a call."""
     queue_url, dlq_url = _queue_with_dlq(sqs, queue_name, visibility_timeout_seconds, max_receive_count)
@@ -138,10 +143,21 @@ def route_stack(
     )
     rule_arns.append(str(put["RuleArn"]))
     events.put_targets(Rule=request_rule, EventBusName=event_bus, Targets=[target])
+    approval_rule = None
+    if APPROVAL_GATE in waiting_gate_names(config):  # the stack's ApprovalDecidedRule
+        approval_rule = f"{queue_name}-approvals"
+        pattern = approval_decided_event_pattern(account)
+        put = events.put_rule(
+            Name=approval_rule, EventBusName=event_bus, EventPattern=json.dumps(pattern), State="ENABLED"
+        )
+        rule_arns.append(str(put["RuleArn"]))
+        events.put_targets(Rule=approval_rule, EventBusName=event_bus, Targets=[target])
     restrict_queues(sqs, (queue_url, dlq_url, delivery_dlq_url), rule_arns, redrive_principals)
     if event_bus != settings.DEFAULT_EVENT_BUS:  # the default bus is the account's, not the stack's
         restrict_bus(events, event_bus, account, config, request_source)
-    return StackRoute(queue_url, dlq_url, delivery_dlq_url, event_bus, push_rule, request_rule, scan_rule)
+    return StackRoute(
+        queue_url, dlq_url, delivery_dlq_url, event_bus, push_rule, request_rule, scan_rule, approval_rule
+    )
 
 
 def restrict_queues(

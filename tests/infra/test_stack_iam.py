@@ -104,7 +104,14 @@ def _dynamodb_grants(statements) -> dict[str, set[str]]:
             continue
         assert len(actions) == len(_as_list(statement["Action"]))  # never mixed with other services
         for resource in _as_list(statement["Resource"]):
-            table = resource["Fn::GetAtt"][0]  # the table ARN itself: no index, no stream, no '*'
+            if "Fn::Join" in resource:  # an index, by its name: "<table ARN>/index/<name>", never '*'
+                (table_arn, suffix) = resource["Fn::Join"][1]
+                assert (
+                    table_arn["Fn::GetAtt"][1] == "Arn" and suffix.startswith("/index/") and "*" not in suffix
+                )
+                grants.setdefault(table_arn["Fn::GetAtt"][0] + suffix, set()).update(actions)
+                continue
+            table = resource["Fn::GetAtt"][0]  # the table ARN itself: no stream, no '*'
             assert resource["Fn::GetAtt"][1] == "Arn"
             grants.setdefault(table, set()).update(actions)
     return grants
@@ -130,7 +137,9 @@ def test_function_may_only_append_to_the_history_table_and_read_a_targets_record
         _table_id(synthesized, "IdempotencyTable"),
         _table_id(synthesized, "HistoryTable"),
         _table_id(synthesized, "GatesTable"),
+        _table_id(synthesized, "GatesTable") + "/index/by-wait-id",  # Query only: finding a wait by id
     }
+    assert grants[_table_id(synthesized, "GatesTable") + "/index/by-wait-id"] == {"dynamodb:Query"}
 
 
 def test_function_has_no_permission_the_engine_does_not_use(statements):
@@ -194,6 +203,4 @@ def test_every_ecr_call_in_the_engine_is_granted(synthesized):
         "DescribeImageScanFindings",
         *(a.removeprefix("ecr:") for a in POLICY_MANAGE_ACTIONS),
     }
-    assert called - only_with <= granted, (
-        f"called but not granted: {sorted(called - granted)}"
-    )
+    assert called - only_with <= granted, f"called but not granted: {sorted(called - granted)}"

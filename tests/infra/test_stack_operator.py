@@ -166,7 +166,7 @@ def test_release_workflow_context_keys_reach_the_bus_policy_and_the_gate_sweep(w
         r
         for r in _of_type(template, "AWS::Events::Rule")
         if "ScheduleExpression" in r["Properties"]
-        and r["Properties"].get("Description", "").startswith("Ends scan-gate waits")
+        and r["Properties"].get("Description", "").startswith("Ends gate waits")
     ]
     assert sweep["Properties"]["ScheduleExpression"] == "rate(15 minutes)"
     (function,) = [
