@@ -220,6 +220,26 @@ def test_min_2_promotes_only_after_two_distinct_people_approved_and_exactly_the_
     assert recorded["approval"]["requester"] == DAVE and recorded["approval"]["wait_id"] == wait.wait_id
 
 
+def test_a_request_naming_tag_and_digest_promotes_that_digest_when_approved_after_the_tag_moved(
+    ecr, pusher, repos, engine
+):
+    """The pair was bound when the request was first handled; what people approve is the digest, so
+    the tag moving while they decide does not undo the request."""
+    source, target = repos("ci", "prod")
+    requested = im.image((310,))
+    pusher.push(source, requested, "v1")
+    config = parse_config({"rules": [approval_rule(source, target)]})
+    request = PromotionRequested("q-9", source, "v1", digest=requested.digest, requested_by=DAVE)
+
+    waiting = engine.handle(request, config)
+    pusher.push(source, im.image((311,)), "v1")
+    approved = engine.decide(engine.approval_wait(source, requested.digest, "q-9"), ALICE, APPROVE, config)
+
+    assert outcomes(waiting) == [GATE_PENDING]
+    assert outcomes(approved) == [PROMOTED]
+    assert target_digest(ecr, target, "v1") == requested.digest
+
+
 def test_the_requester_may_not_approve_their_own_request_and_a_non_approver_may_not_decide(
     ecr, pusher, repos, engine
 ):

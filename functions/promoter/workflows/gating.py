@@ -161,9 +161,11 @@ class GateCheck:
         store = self._deps.store
         if store is None or self._event is None or not waits(gate):
             return None
-        # A request by tag waits with the digest it resolved to now: that is what was tested.
+        # A request by tag waits with the digest it resolved to now: that is what was tested (and
+        # approved). A request naming tag and digest had the pair checked now: the wait keeps the
+        # digest, and the tag moving while people decide does not undo the request.
         event = self._event
-        if isinstance(event, PromotionRequested) and event.digest is None:
+        if isinstance(event, PromotionRequested) and event.tag and not event.tag_resolved:
             event = replace(event, digest=action.source.digest, tag_resolved=True)
         deadline = self._deps.clock() + (gate.timeout_minutes or 0) * 60
         candidate = Waiting(
