@@ -33,7 +33,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from promoter.model.config import PromotionConfig
 
 INVOKE_URL = "lambda:InvokeFunctionUrl"
 INVOKE = "lambda:InvokeFunction"
@@ -46,6 +49,16 @@ DENY_SID = "PromoterRolesNeverDecide"
 # An exact IAM role (any path) or user: a principal a Lambda permission can name.
 _EXACT_IDENTITY = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+")
 _ACCOUNT = re.compile(r"arn:aws[a-z-]*:(iam|sts)::(?P<account>\d{12}):")
+
+
+def approvers_of(config: PromotionConfig) -> tuple[str, ...]:
+    """Every rule's approver entries, each once, in the rules' order (none: no rule requires
+    approval, and there is no approval channel)."""
+    entries: dict[str, None] = {}
+    for rule in config.rules:
+        if rule.approval_gate is not None:
+            entries.update(dict.fromkeys(rule.approval_gate.approvers))
+    return tuple(entries)
 
 
 def permission_principals(approvers: Iterable[str]) -> list[str]:

@@ -23,6 +23,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from infra.approvals import ApprovalChannel, ApprovalChannelParts, needs_approval_channel
 from infra.asset import PACKAGE_NAME, fetch_verifier_wheels, stage_function_code
 from infra.event_patterns import (
     approval_decided_event_pattern,
@@ -266,6 +267,28 @@ class ImagePromoter(Construct):
             else None
         )
         self.protections = self._protect(config, code, props)
+        # Issue 20: people decide approval waits through a function URL AWS authenticates (infra.approvals).
+        self.approvals = (
+            ApprovalChannel(
+                self,
+                "Approvals",
+                ApprovalChannelParts(
+                    config=config,
+                    code=code,
+                    layers=[powertools],
+                    environment=environment,
+                    gates_table=self.gates_table,
+                    event_bus=self.event_bus,
+                    runtime=RUNTIME,
+                    architecture=ARCHITECTURE,
+                    log_retention=props.log_retention,
+                    log_removal_policy=props.log_removal_policy,
+                    promoter_roles=[self.role, *([self.reconciliation.role] if self.reconciliation else [])],
+                ),
+            )
+            if needs_approval_channel(config)
+            else None
+        )
         self._restrict_bus(props)
         # The promoter's own reads (and the reconciliation's) do not keep images alive under
         # "since last pulled" lifecycle rules (infra.pull_times).

@@ -94,6 +94,12 @@ def acknowledge_reconcile_findings(
     _acknowledge_pinned_runtime(function)
 
 
+def acknowledge_approval_channel_findings(function: Construct) -> None:
+    """The approval channel's by-design finding: its runtime is pinned like the promoter's (its
+    grants name the gates table, its index and the bus: nothing to acknowledge)."""
+    _acknowledge_pinned_runtime(function)
+
+
 def _account_actions_on_star(*, signer_revocation: bool = False) -> Acknowledgment:
     """Both roles hold the two ECR actions that have no resource-level permissions; the promoter's
     also AWS Signer's revocation check when a rule accepts Notation signatures."""

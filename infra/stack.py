@@ -143,3 +143,10 @@ class PromoterStack(Stack):
         )
         if topic is not None:
             CfnOutput(self, settings.OUTPUT_ALARM_TOPIC_ARN, value=topic.topic_arn)
+        if promoter.approvals is not None:
+            CfnOutput(
+                self,
+                settings.OUTPUT_APPROVAL_URL,
+                value=promoter.approvals.url.url,
+                description="The approval channel: promoter approve/reject sign their decisions for it (IAM)",
+            )

@@ -157,6 +157,9 @@ OUTPUT_DASHBOARD_URL = "DashboardUrl"
 OUTPUT_ALARM_TOPIC_ARN = "AlarmTopicArn"
 # The attestation key's ARN (ATTESTATION_KEY_ENV): `promoter attestation key` prints its public key.
 OUTPUT_ATTESTATION_KEY = "AttestationPublicKeyArn"
+# Issue 20: the approval channel's function URL (`promoter approve/reject` POST decisions there);
+# only a stack with an approval rule has it.
+OUTPUT_APPROVAL_URL = "ApprovalUrl"
 # `promoter redrive --queue NAME`: "delivery" is the rule targets' dead-letter queue (events
 # EventBridge could not put into the queue), "processing" the queue's own (messages the function
 # failed on maxReceiveCount times).

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from infra.approval_policies import local_resource_policy
+from infra.approval_policies import approvers_of, local_resource_policy
 from local_aws.function_urls import FunctionUrl, FunctionUrls
 
 if TYPE_CHECKING:
@@ -34,15 +34,6 @@ def approval_url_of(endpoint: str) -> str:
 
 def approval_function_arn(account: str, region: str) -> str:
     return f"arn:aws:lambda:{region}:{account}:function:{APPROVAL_FUNCTION_NAME}"
-
-
-def approvers_of(config: PromotionConfig) -> tuple[str, ...]:
-    """Every rule's approver entries, each once, in the rules' order (none: no approval gate)."""
-    entries: dict[str, None] = {}
-    for rule in config.rules:
-        if rule.approval_gate is not None:
-            entries.update(dict.fromkeys(rule.approval_gate.approvers))
-    return tuple(entries)
 
 
 def serve_approvals(
