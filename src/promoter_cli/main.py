@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Sequence
 
 from promoter_cli import (
+    cmd_attestation,
     cmd_demo,
     cmd_engine,
     cmd_event,
@@ -41,6 +42,8 @@ COMMAND_MODULES = (
     cmd_release,
     cmd_redrive,
     cmd_schema,
+    # `attestation key|verify` (and H6's `attestation policy`, registered in cmd_attestation).
+    cmd_attestation,
 )
 # The commands that use deployed resources (tables, bus, queues): they take `--stack NAME`.
 STACK_COMMANDS = ("handle", "promote", "request", "history", "reconcile", "rollback", "redrive", "status")

@@ -377,3 +377,20 @@ def test_our_attestation_is_told_apart_by_its_annotations():
     provenance = copy.deepcopy(ours) | {"dev.sigstore.bundle.predicateType": "https://slsa.dev/provenance/v1"}
     assert not att.is_our_attestation(provenance)
     assert not att.is_our_attestation(None)
+
+
+def test_the_bundle_parses_as_a_protobuf_specs_bundle_the_way_sigstore_python_reads_one(key):
+    # sigstore-models: the protobuf-specs `Bundle` (sigstore_bundle.proto) sigstore-python parses with.
+    from sigstore_models.bundle.v1 import Bundle
+
+    bundle_bytes = _signed_bundle(key, _statement())
+    parsed = Bundle.from_json(bundle_bytes)
+    assert parsed.media_type == "application/vnd.dev.sigstore.bundle.v0.3+json"
+    assert parsed.verification_material.public_key.hint == KEYID
+    assert (
+        parsed.verification_material.certificate is None and parsed.verification_material.tlog_entries == []
+    )
+    assert parsed.dsse_envelope.payload == _statement()
+    assert parsed.dsse_envelope.signatures[0].keyid == KEYID
+    with pytest.raises(ValueError):  # the model does refuse what the proto does not allow
+        Bundle.from_json(bundle_bytes.replace(b'"publicKey":{"hint"', b'"publicKey":{"hint":1,"x"'))

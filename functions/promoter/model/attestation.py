@@ -360,7 +360,8 @@ def _object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
-def _load_key(public_key_pem: str | bytes) -> Any:
+def load_public_key(public_key_pem: str | bytes) -> Any:
+    """The ECDSA P-256 public key of a PEM (`cryptography`). Raises ValueError for anything else."""
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -432,7 +433,7 @@ def verify_bundle(
     Raises AttestationRefusedError (one line: what does not hold) and ValueError for a key that is not
     an ECDSA P-256 PEM public key (bad input, not a bad attestation).
     """
-    key = _load_key(public_key_pem)
+    key = load_public_key(public_key_pem)
     dsse = parse_bundle(bundle_bytes)
     payload_type = dsse.get("payloadType")
     if payload_type != IN_TOTO_PAYLOAD_TYPE:
