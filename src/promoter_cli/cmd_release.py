@@ -203,6 +203,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def history_row(item: dict[str, Any]) -> dict[str, Any]:
     """One history record as the CLI shows it (JSON keys = table columns, plus the details)."""
+    from promoter.aws.gate_store import _plain as plain_item  # DynamoDB's Decimals as numbers
+
     source = str(item.get("source", ""))
     digest = source.rpartition("@")[2]
     reason = item.get("reason") or item.get("request_reason") or ""
@@ -221,6 +223,9 @@ def history_row(item: dict[str, Any]) -> dict[str, Any]:
         "request_id": item.get("request_id", item.get("event_id", "")),
         "request_reason": item.get("request_reason", ""),
         "target_digest": item.get("target_digest", ""),
+        # The approval gate's decisions (issue 20): {wait_id, requester, min, approvals: [{by, at,
+        # reason}], rejection, superseded_by, expires}; {} without one (older records have none).
+        "approval": plain_item(item.get("approval") or {}),
     }
 
 
@@ -243,8 +248,23 @@ def _history_cell(row: dict[str, Any], column: str) -> str:
         return short_digest(str(row["digest"]))
     if column == "reason":
         given, engine = str(row["request_reason"]), str(row["reason"])
-        return "; ".join(dict.fromkeys(r for r in (given, engine) if r))
+        return "; ".join(dict.fromkeys(r for r in (given, engine, *decisions_text(row["approval"])) if r))
     return str(row[column])
+
+
+def decisions_text(approval: dict[str, Any]) -> list[str]:
+    """Each approval-gate decision of a record in words: who, when and why (`approved by ARN at
+    TIME: reason`), the rejection last."""
+    said = [
+        f"approved by {a.get('by', '')} at {a.get('at', '')}: {a.get('reason', '')}"
+        for a in approval.get("approvals") or ()
+    ]
+    rejection = approval.get("rejection") or {}
+    if rejection.get("by"):
+        said.append(
+            f"rejected by {rejection['by']} at {rejection.get('at', '')}: {rejection.get('reason', '')}"
+        )
+    return said
 
 
 def parse_image(text: str) -> tuple[str, str, str | None]:

@@ -35,10 +35,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from promoter.aws.registry import ListedImage
-    from promoter.gates.scan import Waiting
     from promoter.model.approvals import ApprovalGate
     from promoter.model.outcomes import ActionResult
     from promoter.model.plan import Action
+    from promoter.model.verdicts import Waiting
     from promoter.workflows.reconcile import SourceRegistry
     from promoter.workflows.rollback import HistoryReader
 
@@ -274,13 +274,28 @@ def rule_status(
         "images": sources,
         "targets": targets,
         "states": dict(counts),
-        "waiting": [
-            {"repository": w.repository, "digest": w.digest, "until": _iso(w.deadline)}
-            for w in waiting
-            if w.rule == rule.name
-        ],
+        "waiting": [_wait_status(rule, w) for w in waiting if w.rule == rule.name],
         "errors": errors,
     }
+
+
+def _wait_status(rule: Rule, wait: Waiting) -> dict[str, Any]:
+    """One wait of the rule: the image, its gate, its deadline; an approval wait also how many of
+    the rule's approvers approved so far (`tally`: distinct people who count) out of its `min`."""
+    from promoter.model.approvals import tally
+    from promoter.model.verdicts import APPROVAL_GATE
+
+    shown: dict[str, Any] = {
+        "repository": wait.repository,
+        "digest": wait.digest,
+        "gate": wait.gate,
+        "wait_id": wait.wait_id,
+        "until": _iso(wait.deadline),
+    }
+    if wait.gate == APPROVAL_GATE and rule.approval_gate is not None:
+        shown["approvals"] = len(tally(rule.approval_gate, wait))
+        shown["min"] = rule.approval_gate.min
+    return shown
 
 
 def _all_tagged_images(registry: SourceRegistry, repository: str, page_size: int) -> list[ListedImage]:
@@ -372,7 +387,11 @@ def print_status(document: dict[str, Any]) -> None:
             print("  no source image yet")
         for wait in rule["waiting"]:
             image = f"{wait['repository']}@{short_digest(wait['digest'])}"
-            print(printable(f"  waiting on a gate: {image} until {wait['until']}"))
+            if "min" in wait:  # an approval wait: people decide it (`promoter approve <wait id>`)
+                said = f"awaiting approval {wait['approvals']}/{wait['min']} until {wait['until']}"
+                print(printable(f"  {said}: {image} (wait {wait['wait_id']})"))
+            else:
+                print(printable(f"  waiting on the {wait['gate']} gate: {image} until {wait['until']}"))
         if rule["states"]:
             print("  " + ", ".join(f"{n} {state}" for state, n in sorted(rule["states"].items())))
         for error in rule["errors"]:

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Sequence
 
 from promoter_cli import (
+    cmd_approvals,
     cmd_attestation,
     cmd_demo,
     cmd_engine,
@@ -42,11 +43,24 @@ COMMAND_MODULES = (
     cmd_release,
     cmd_redrive,
     cmd_schema,
+    cmd_approvals,
     # `attestation key|verify` (and H6's `attestation policy`, registered in cmd_attestation).
     cmd_attestation,
 )
 # The commands that use deployed resources (tables, bus, queues): they take `--stack NAME`.
-STACK_COMMANDS = ("handle", "promote", "request", "history", "reconcile", "rollback", "redrive", "status")
+STACK_COMMANDS = (
+    "handle",
+    "promote",
+    "request",
+    "history",
+    "reconcile",
+    "rollback",
+    "redrive",
+    "status",
+    "approvals",
+    "approve",
+    "reject",
+)
 # Every command that calls AWS: before it runs, a missing region or a local AWS not started is
 # said in one line (exit 2), however the command would have met it. `event push` calls AWS only
 # to read the digest it was not given.
