@@ -29,7 +29,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from promoter.exceptions import GateStoreError
@@ -78,13 +78,12 @@ class ApprovalCheck:
     # record until the action's outcome is final, even once the quorum is there while a scan waits.
     decides_from_record = True
 
-    def __init__(self, gate: ApprovalGate, deps: GateDeps, waits: Callable[[], Any] | None = None) -> None:
+    def __init__(self, gate: ApprovalGate, deps: GateDeps) -> None:
         self.gate = gate
         # A wait's deadline: `expires_after` (whole minutes: the parser reads m, h, d only).
         self.timeout_minutes: int | None = gate.expires_after // 60
         self._clock = deps.clock
-        self._waits_factory = waits
-        self._waits: Any = None
+        self._waits: Any = None  # promoter.aws.approval_waits.ApprovalWaits, made when first needed
 
     def decide(self, image: GateImage, waiting: Waiting | None = None) -> Verdict:
         """The verdict the wait's record says (see the module docstring), with its evidence; without
@@ -198,12 +197,9 @@ class ApprovalCheck:
 
     def _approval_waits(self) -> Any:
         if self._waits is None:
-            if self._waits_factory is not None:
-                self._waits = self._waits_factory()
-            else:
-                from promoter.aws.approval_waits import ApprovalWaits
+            from promoter.aws.approval_waits import ApprovalWaits  # the gates table, from settings
 
-                self._waits = ApprovalWaits()
+            self._waits = ApprovalWaits()
         return self._waits
 
     def _needed(self) -> str:
