@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from promoter import settings
 from promoter.model import attestation as vsa
+from promoter.model.config import AWS_KMS_KEY_PREFIX
 from promoter.model.templates import is_digest, is_valid_repository, is_valid_tag
 from promoter_cli.cmd_engine import EXIT_BAD_INPUT, EXIT_NOT_ALL_PROMOTED, EXIT_OK
 from promoter_cli.output import add_json_flag, print_json, printable, short_digest
@@ -146,8 +147,9 @@ def kms_public_key(key_arn: str) -> str:
 
 
 def public_key_pem(args: argparse.Namespace, given: str | None = None) -> tuple[str, str]:
-    """(PEM, where it came from) for `given` (`--key`: a PEM file, PEM text or a KMS key) or the
-    default key. Raises BadInput, AttestationError (KMS)."""
+    """(PEM, where it came from) for `given` (`--key`: a PEM file, PEM text, or a KMS key ARN, alias
+    or id, also as cosign's `awskms:///<ARN>`) or the default key. Raises BadInput,
+    AttestationError (KMS)."""
     if given is None:
         arn = default_key_arn(args)
         return kms_public_key(arn), arn
@@ -159,8 +161,9 @@ def public_key_pem(args: argparse.Namespace, given: str | None = None) -> tuple[
             return path.read_text(encoding="utf-8"), str(path)
         except (OSError, UnicodeDecodeError) as exc:
             raise BadInput(f"--key {given}: {exc}") from exc
-    if KMS_KEY_REFERENCE.fullmatch(given):
-        return kms_public_key(given), given
+    key = given.removeprefix(AWS_KMS_KEY_PREFIX)  # cosign's spelling of a KMS key works too
+    if KMS_KEY_REFERENCE.fullmatch(key):
+        return kms_public_key(key), key
     raise BadInput(f"--key {given!r} is neither a PEM file, PEM text nor a KMS key ARN")
 
 

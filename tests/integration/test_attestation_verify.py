@@ -145,7 +145,8 @@ def test_an_attestation_signed_by_local_kms_is_verified_by_securesystemslib_and_
     pem = KmsAttestationSigner(key_arn).public_key_pem()
 
     sslib_verify(bundle, pem, key_arn)
-    code, out, err = promoter(capsys, "attestation", "verify", f"{repo}:v1", "--key", key_arn)
+    # cosign's spelling of a KMS key, as a Kyverno or cosign user already has it.
+    code, out, err = promoter(capsys, "attestation", "verify", f"{repo}:v1", "--key", f"awskms:///{key_arn}")
     assert (code, err) == (0, "")
     assert f"verified attestation {attestation}" in out
     assert "gates      signature, scan" in out
