@@ -414,3 +414,45 @@ def test_the_first_hold_tells_the_approvers_once_with_the_approve_command(
     text = json.dumps(messages[0])
     assert f"promoter approve {wait.wait_id}" in text and image.digest in text and DAVE in text
     assert f"{target}:v1" in text
+
+
+def test_people_are_asked_only_once_the_machine_checks_passed_and_are_told_what_they_found(
+    aws_env, ecr, pusher, repos, engine
+):
+    source, target = repos("ci", "prod")
+    image = im.image((312,))
+    pusher.push(source, image, "v1")
+    inbox = Queue(aws_env.endpoint)
+    rule = approval_rule(source, target, notify=inbox.on_topic())
+    rule["require"]["scan"] = {"max_severity": "HIGH"}
+    config = parse_config({"rules": [rule]})
+
+    engine.handle(PromotionRequested("q-10", source, "v1", requested_by=DAVE), config)
+    before_scan = inbox.drain(1, timeout=1.0)
+    aws_env.control.set_scan_findings(source, image.digest, [{"name": "CVE-2", "severity": "LOW"}])
+    engine.handle(ImageScanned("scan-10", source, image.digest, "COMPLETE"), config)
+    after_scan = inbox.drain(1)
+
+    assert before_scan == []  # the scan was pending: nobody is asked yet
+    (message,) = after_scan
+    text = message["content"]["description"]
+    assert (
+        "`scan` `passed`" in text
+        and f"promoter approve {engine.approval_wait(source, image.digest, 'q-10').wait_id}" in text
+    )
+
+
+def test_notify_alarm_topic_tells_the_stacks_alarm_topic(aws_env, ecr, pusher, repos, engine, monkeypatch):
+    from promoter.gates.approval import ALARM_TOPIC_ENV
+
+    source, target = repos("ci", "prod")
+    image = im.image((313,))
+    pusher.push(source, image, "v1")
+    inbox = Queue(aws_env.endpoint)
+    monkeypatch.setenv(ALARM_TOPIC_ENV, inbox.on_topic())
+    config = parse_config({"rules": [approval_rule(source, target, notify="alarm-topic")]})
+
+    engine.handle(PromotionRequested("q-11", source, "v1", requested_by=DAVE), config)
+
+    (message,) = inbox.drain(1)
+    assert message["metadata"]["additionalContext"]["digest"] == image.digest
