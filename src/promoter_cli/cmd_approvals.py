@@ -39,14 +39,14 @@ from promoter_cli.cmd_engine import (
 )
 from promoter_cli.output import add_json_flag, print_json, print_table, printable, short_digest
 
+# Where `--stack NAME` puts the stack's `ApprovalUrl` output, and where a person may set it by hand.
+from promoter_cli.resources import APPROVAL_URL_ENV
+
 if TYPE_CHECKING:
     from promoter.model.approvals import ApprovalGate
     from promoter.model.config import PromotionConfig
     from promoter.model.verdicts import Waiting
 
-# Where `--stack NAME` puts the stack's `ApprovalUrl` output (promoter_cli.resources.OUTPUT_ENV_VARS),
-# and where a person may set it by hand.
-APPROVAL_URL_ENV = "PROMOTER_APPROVAL_URL"
 # A wait id as the gates table keeps it (promoter.model.verdicts: lowercase hex).
 WAIT_ID_RE = re.compile(rf"[0-9a-f]{{{WAIT_ID_CHARS}}}")
 # Lambda function URLs are signed for the `lambda` service in the function's region; the region is
@@ -209,6 +209,7 @@ def post_decision(url: str, body: dict[str, str]) -> ChannelAnswer:
     import boto3
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
+    from botocore.exceptions import ConnectionError as BotoConnectionError
     from botocore.exceptions import HTTPClientError, NoCredentialsError
     from botocore.httpsession import URLLib3Session
 
@@ -224,7 +225,7 @@ def post_decision(url: str, body: dict[str, str]) -> ChannelAnswer:
     SigV4Auth(credentials.get_frozen_credentials(), SIGNING_SERVICE, signing_region(url)).add_auth(request)
     try:
         response = URLLib3Session(timeout=CHANNEL_TIMEOUT_SECONDS).send(request.prepare())
-    except HTTPClientError as exc:
+    except (HTTPClientError, BotoConnectionError) as exc:  # refused, DNS, TLS, timeouts
         raise ChannelUnreachableError(str(exc)) from exc
     return ChannelAnswer(response.status_code, _json_object(response.content))
 

@@ -25,6 +25,8 @@ from promoter.aws.reconcile_state import RECONCILE_TABLE_ENV
 QUEUE_URL_ENV = "PROMOTER_QUEUE_URL"
 DEAD_LETTER_QUEUE_URL_ENV = "PROMOTER_DEAD_LETTER_QUEUE_URL"
 DELIVERY_DEAD_LETTER_QUEUE_URL_ENV = "PROMOTER_DELIVERY_DEAD_LETTER_QUEUE_URL"
+# The approval channel's URL (`promoter approve` / `reject`): the stack's ApprovalUrl output.
+APPROVAL_URL_ENV = "PROMOTER_APPROVAL_URL"
 
 # Each stack output and the environment variable it stands for.
 OUTPUT_ENV_VARS = {
@@ -37,6 +39,7 @@ OUTPUT_ENV_VARS = {
     settings.OUTPUT_QUEUE_URL: QUEUE_URL_ENV,
     settings.OUTPUT_DEAD_LETTER_QUEUE_URL: DEAD_LETTER_QUEUE_URL_ENV,
     settings.OUTPUT_DELIVERY_DEAD_LETTER_QUEUE_URL: DELIVERY_DEAD_LETTER_QUEUE_URL_ENV,
+    settings.OUTPUT_APPROVAL_URL: APPROVAL_URL_ENV,
 }
 
 

@@ -236,3 +236,15 @@ def test_graph_draws_the_approval_gate_between_the_machine_checks_and_the_target
     assert '|"to-prod<br/>request<br/>scan up to HIGH"|' in into
     [out] = [line for line in lines if line.strip().startswith(f"{gate} ")]
     assert out.strip().endswith("n1_prod") and "current" in out
+
+
+def test_approve_finds_the_channel_in_the_stacks_approval_url_output(aws_env):
+    from tests.integration.test_operator_cli import deploy_outputs
+
+    nobody = "http://127.0.0.1:9/approvals/"  # the discard port: nothing answers there
+    stack = deploy_outputs(aws_env.endpoint, {settings.OUTPUT_APPROVAL_URL: nobody})
+
+    result = run("approve", UNKNOWN_WAIT, "--reason", "ok", "--stack", stack)
+
+    assert result.returncode == 1
+    assert f"the approval channel {nobody} did not answer" in result.stderr
