@@ -164,3 +164,29 @@ def test_the_schema_pattern_of_expires_after_takes_exactly_what_the_parser_takes
             except ConfigError:
                 parser_takes = False
             assert parser_takes is bool(pattern.search(text)), text
+
+
+def test_the_configuration_says_which_topics_approval_gates_notify():
+    other = f"arn:aws:sns:eu-west-1:{ACCOUNT}:security"
+    data = config_with({"approvers": [ALICE], "notify": TOPIC})
+    data["rules"].append(
+        {**data["rules"][0], "name": "to-qa", "require": {"approval": {"approvers": [BOB], "notify": other}}}
+    )
+    data["rules"].append(
+        {
+            **data["rules"][0],
+            "name": "to-dr",
+            "require": {"approval": {"approvers": [BOB], "notify": ALARM_TOPIC}},
+        }
+    )
+    data["rules"][1]["targets"] = [{"repository": "app-qa"}]
+    data["rules"][2]["targets"] = [{"repository": "app-dr"}]
+    config = parse_config(data)
+    assert config.approval_gated() and config.notifies_alarm_topic()
+    assert config.approval_notify_topics() == (TOPIC, other)
+    plain = parse_config({"rules": [{**data["rules"][0], "require": {"scan": {"max_severity": "HIGH"}}}]})
+    assert (
+        not plain.approval_gated()
+        and plain.approval_notify_topics() == ()
+        and not plain.notifies_alarm_topic()
+    )

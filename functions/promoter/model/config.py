@@ -440,6 +440,29 @@ class PromotionConfig:
         """Whether any rule accepts Notation signatures (AWS Signer's revocation check is then asked)."""
         return any(rule.signature_gate and rule.signature_gate.notation for rule in self.rules)
 
+    def approval_gated(self) -> bool:
+        """Whether any rule requires approval (the approval channel, its event route and the sweep
+        then exist)."""
+        return any(rule.approval_gate for rule in self.rules)
+
+    def approval_notify_topics(self) -> tuple[str, ...]:
+        """The SNS topics approval gates notify, by ARN, sorted: sns:Publish on these only
+        (`notify: alarm-topic` is the stack's own alarm topic, not listed)."""
+        return tuple(
+            sorted(
+                {
+                    rule.approval_gate.notify
+                    for rule in self.rules
+                    if rule.approval_gate and rule.approval_gate.notify not in (None, ALARM_TOPIC)
+                }
+            )
+        )
+
+    def notifies_alarm_topic(self) -> bool:
+        """Whether some approval gate says `notify: alarm-topic` (the function then needs the alarm
+        topic's ARN, ALARM_TOPIC_ARN, and sns:Publish on it)."""
+        return any(rule.approval_gate and rule.approval_gate.notify == ALARM_TOPIC for rule in self.rules)
+
     def source_repository_globs(self) -> tuple[str, ...]:
         """Every source repository pattern, sorted, for IAM scoping (globs are IAM-compatible)."""
         return tuple(sorted({rule.source.repository_glob for rule in self.rules}))
