@@ -86,6 +86,9 @@ class GateCheck:
         # Per (rule, digest): the waits this event holds, and whether its outcome is final.
         self._held: dict[tuple[str, str], list[tuple[Verdict, Waiting]]] = {}
         self._final: dict[tuple[str, str], bool] = {}
+        # Per (rule, digest): waits of gates not asked this time (after a final refusal), which an
+        # earlier run of the event may have held: a final outcome ends them too.
+        self._unasked: dict[tuple[str, str], list[Waiting]] = {}
         # Per (rule, digest): where this event's actions would go (`repository:tag`), for announcements.
         self._targets: dict[tuple[str, str], list[str]] = {}
 
@@ -103,7 +106,8 @@ class GateCheck:
         targets = self._targets.setdefault((action.rule, action.source.digest), [])
         where = target_location(action.target_repository, action.target_account, action.target_region)
         targets.append(f"{where}:{action.target_tag}")
-        for gate in self.gates(action.rule):
+        gates = self.gates(action.rule)
+        for index, gate in enumerate(gates):
             verdict, waiting = self._decided_for(action, gate)
             evidence.append(verdict.record(gate.name))
             if verdict.state == PASSED:
@@ -113,6 +117,8 @@ class GateCheck:
                 pending.append((gate, verdict))
                 continue
             stopped = outcome_of(action, gate, verdict, timed_out=timed_out)
+            unasked = (self._candidate(action, later, 0) for later in gates[index + 1 :])
+            self._unasked[(action.rule, action.source.digest)] = [w for w in unasked if w is not None]
             break
         if stopped is None and pending:
             stopped = outcome_of(action, *pending[0])
@@ -159,7 +165,13 @@ class GateCheck:
         """The gate's wait for this event, held (recorded unless it is already), when the gate may
         wait and there is an event and a store."""
         store = self._deps.store
-        if store is None or self._event is None or not waits(gate):
+        candidate = self._candidate(action, gate, self._deps.clock() + (gate.timeout_minutes or 0) * 60)
+        return store.hold(candidate) if store is not None and candidate is not None else None
+
+    def _candidate(self, action: Action, gate: Gate, deadline: float) -> Waiting | None:
+        """The gate's wait for this event, with `deadline` (None: the gate does not wait, or there
+        is no event or store to hold it in)."""
+        if self._deps.store is None or self._event is None or not waits(gate):
             return None
         # A request by tag waits with the digest it resolved to now: that is what was tested (and
         # approved). A request naming tag and digest had the pair checked now: the wait keeps the
@@ -167,11 +179,9 @@ class GateCheck:
         event = self._event
         if isinstance(event, PromotionRequested) and event.tag and not event.tag_resolved:
             event = replace(event, digest=action.source.digest, tag_resolved=True)
-        deadline = self._deps.clock() + (gate.timeout_minutes or 0) * 60
-        candidate = Waiting(
+        return Waiting(
             action.source.repository, action.source.digest, action.rule, gate.name, event, deadline
         )
-        return store.hold(candidate)
 
     def _past_deadline(self, waiting: Waiting | None) -> bool:
         return waiting is not None and waiting.deadline <= self._deps.clock()
@@ -189,6 +199,10 @@ class GateCheck:
                 # A gate that decides from its own record (an approval gate's approvals) keeps it
                 # until the outcome is final: released now, its decisions would be lost.
                 if final or (verdict.state == PASSED and not self._decides_from_record(key[0], waiting.gate)):
+                    store.release(waiting)
+        for key, unasked in self._unasked.items():
+            if self._final.get(key, True):
+                for waiting in unasked:
                     store.release(waiting)
 
     def _decides_from_record(self, rule: str, gate_name: str) -> bool:
@@ -257,7 +271,8 @@ def rerun_waits(
 ) -> tuple[list[Any], bool]:
     """Runs each waiting event once (two waits of one event, e.g. on two gates, run it once).
     A waiting event that fails (a request that became invalid) will never pass: its waits end; with
-    `end` (the sweep: past their deadlines), every wait not handed back for a retry ends too.
+    `end` (the sweep: past their deadlines), every wait not handed back for a retry ends too, and so
+    does an old-format wait once run (what still waits is then held per gate, from now on).
     Answers the EventResults and whether any asks for a retry."""
     by_event: dict[str, list[Waiting]] = {}
     for item in waits_:
@@ -270,8 +285,10 @@ def rerun_waits(
         retry = retry or result.retry
         if result.error is not None:
             logger.warning("waiting event %s failed on resume: %s", items[0].event.event_id, result.error)
-        if result.error is not None or (end and not result.retry):
-            for item in items:
+        for item in items:
+            # A wait recorded before waits were kept per gate has had its run: whatever still waits
+            # is held again under its gate's own record.
+            if result.error is not None or (end and not result.retry) or (item.legacy and not result.retry):
                 store.release(item)
     return resumed, retry
 
