@@ -30,6 +30,7 @@ from promoter import settings
 from promoter.model import attestation as vsa
 from promoter.model.config import AWS_KMS_KEY_PREFIX
 from promoter.model.templates import is_digest, is_valid_repository, is_valid_tag
+from promoter_cli import attestation_policy
 from promoter_cli.cmd_engine import EXIT_BAD_INPUT, EXIT_NOT_ALL_PROMOTED, EXIT_OK
 from promoter_cli.output import add_json_flag, print_json, printable, short_digest
 
@@ -63,7 +64,7 @@ class ImageReference:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Adds `attestation` with its `key` and `verify` sub-commands."""
+    """Adds `attestation` with its `key`, `verify` and `policy` sub-commands."""
     parser = sub.add_parser("attestation", help="the signed promotion attestations: the key, verification")
     commands = parser.add_subparsers(dest="attestation_command", required=True, metavar="SUBCOMMAND")
 
@@ -94,8 +95,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_stack(verify)
     verify.set_defaults(func=cmd_verify)
 
-    # `promoter attestation policy --for kyverno|policy-controller` (H6, issue 19 item 6) registers
-    # here, beside `key` and `verify`, and finds its key with `public_key_pem(args)` below.
+    # `promoter attestation policy --for kyverno|policy-controller` (issue 19 item 6): the admission
+    # policy, written by promoter_cli.attestation_policy; its key found as `verify` finds it.
+    policy = attestation_policy.add_parser(commands)
+    _add_stack(policy)
+    policy.set_defaults(func=attestation_policy.cmd_policy)
 
 
 def _add_stack(parser: argparse.ArgumentParser) -> None:
@@ -175,7 +179,7 @@ def cmd_key(args: argparse.Namespace) -> int:
     except BadInput as exc:
         return _fail(EXIT_BAD_INPUT, str(exc))
     except AttestationError as exc:
-        return _fail(EXIT_NOT_ALL_PROMOTED, str(exc))
+        return _kms_failed(exc)
     sys.stdout.write(pem)
     return EXIT_OK
 
@@ -292,7 +296,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(EXIT_BAD_INPUT, f"--key: {exc}")
     except AttestationError as exc:
-        return _fail(EXIT_NOT_ALL_PROMOTED, str(exc))
+        return _kms_failed(exc)
     repository = reference.repository
     try:
         host = registry.registry_host()
@@ -370,6 +374,16 @@ def _print_checked(checked: list[Checked], image: str, key_source: str) -> None:
         ]
         for label, value in rows:
             out.write(f"  {label:<10} {printable(value)}\n")
+
+
+def _kms_failed(exc: Exception) -> int:
+    """KMS could not give the key: exit 1 naming it; no region, no credentials or a local AWS not
+    started go up to `main`, which says them as for every command (exit 2)."""
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError, NoRegionError
+
+    if isinstance(exc.__cause__, NoRegionError | NoCredentialsError | EndpointConnectionError):
+        raise exc.__cause__
+    return _fail(EXIT_NOT_ALL_PROMOTED, str(exc))
 
 
 def _fail(code: int, message: str) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import cel
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from promoter.model.attestation import VERIFIER_ID, VSA_PREDICATE_TYPE, build_statement, rule_level
 from promoter.model.config import parse_config
 from promoter_cli import attestation_policy as ap
+from promoter_cli.main import main
 from tests.crd_schemas import SCHEMAS, schema_errors
 
 KINDS = list(SCHEMAS)
@@ -335,3 +337,87 @@ def test_image_validating_policy_admits_the_promoters_statement_and_nothing_less
     assert ivp_admits(plain, images, 1, other_rule) == []
     refused = ivp_admits(narrowed, images, 1, other_rule)
     assert [m.rsplit(" ", 1)[-1] for m in refused] == [rule_level("to-prod"), "ECR_PROMOTER_GATE_SCAN"]
+
+
+# --- the command: bad input, exit 2, nothing written ------------------------------------------------
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "promotion.yaml"
+    path.write_text(yaml.safe_dump(CONFIG))
+    return path
+
+
+@pytest.fixture
+def pem_file(tmp_path: Path, pem: str) -> Path:
+    path = tmp_path / "key.pem"
+    path.write_text(pem)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--rule", "no-such-rule"], "no rule named 'no-such-rule'"),
+        (["--level", "SLSA_BUILD_LEVEL_2"], "writes only its own levels"),
+        (["--level", "ECR_PROMOTER_RULE_gone"], "names no rule of the configuration"),
+        (
+            ["--kyverno-api", "clusterpolicy", "--for", "policy-controller"],
+            "--kyverno-api is for --for kyverno",
+        ),
+    ],
+)
+def test_bad_filter_is_refused_with_exit_2_and_nothing_written(
+    extra: list[str], message: str, config_file: Path, pem_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["attestation", "policy", "--for", "kyverno", "--config", str(config_file), "--key", str(pem_file)]
+    assert main([*argv, *extra]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert message in err and err.count("\n") == 1
+
+
+def test_a_key_that_is_not_a_p256_public_key_is_refused_with_exit_2(
+    tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rsa_like = tmp_path / "not-a-key.pem"
+    rsa_like.write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+    argv = ["attestation", "policy", "--for", "kyverno", "--config", str(config_file), "--key", str(rsa_like)]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "not a PEM public key" in err
+
+
+def test_an_unreadable_configuration_is_refused_with_exit_2(
+    tmp_path: Path, pem_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "attestation",
+        "policy",
+        "--for",
+        "kyverno",
+        "--config",
+        str(tmp_path / "missing.yaml"),
+        "--key",
+        str(pem_file),
+    ]
+    assert main(argv) == 2
+    assert "invalid configuration" in capsys.readouterr().err
+
+
+def test_an_unknown_controller_is_refused_by_argparse_with_exit_2(config_file: Path, pem_file: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "attestation",
+                "policy",
+                "--for",
+                "gatekeeper",
+                "--config",
+                str(config_file),
+                "--key",
+                str(pem_file),
+            ]
+        )
+    assert exit_info.value.code == 2
