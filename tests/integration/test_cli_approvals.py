@@ -248,3 +248,17 @@ def test_approve_finds_the_channel_in_the_stacks_approval_url_output(aws_env):
 
     assert result.returncode == 1
     assert f"the approval channel {nobody} did not answer" in result.stderr
+
+
+def test_a_rejection_ends_the_wait_and_a_later_approval_is_refused_with_exit_1(setup):
+    request_and_hold(setup)
+    [wait] = pending(setup)
+
+    rejected = decide("reject", wait["wait_id"], BOB, "CVE-1 is exploitable here")
+    late = decide("approve", wait["wait_id"], ALICE, "ok")
+
+    assert rejected.returncode == 0, rejected.stderr
+    assert f"rejected {wait['wait_id']}" in rejected.stdout and "(rejected)" in rejected.stdout
+    assert late.returncode == 1 and "already rejected" in late.stderr
+    assert pending(setup) == []  # decided: no longer open
+    assert run("approvals", "--config", setup.config, "--rule", "nope").returncode == 2
