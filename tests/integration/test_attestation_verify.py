@@ -10,7 +10,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 import urllib.request
 from datetime import UTC, datetime
 
@@ -411,3 +415,25 @@ def test_local_kms_answers_a_bad_signature_and_a_disabled_key_as_kms_does(kms, k
         with pytest.raises(ClientError) as disabled:
             call()
         assert disabled.value.response["Error"]["Code"] == "DisabledException"
+
+
+def test_a_local_aws_not_started_is_said_in_one_line_as_bad_setup(tmp_path):
+    # A real process, as a deploy pipeline runs it: KMS unreachable is the setup's fault (exit 2),
+    # said as every command says it, not an attestation refused (exit 1) nor a traceback.
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
+    for command in (["key", "--key-arn", "alias/image-promoter-attestation"], ["verify", "app:v1"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "promoter_cli.main", "attestation", *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 2, done
+        assert done.stderr.startswith(f"promoter: nothing answers at http://127.0.0.1:{port}"), done.stderr
+        assert done.stderr.count("\n") == 1 and done.stdout == ""

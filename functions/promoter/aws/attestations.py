@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 import textwrap
 from typing import Any
 
@@ -24,8 +23,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from promoter.aws.kms import KMS_MAX_RAW_MESSAGE_BYTES, RETRYABLE_CODES, kms_client
 from promoter.exceptions import AttestationError
-
-logger = logging.getLogger(__name__)
 
 SIGNING_ALGORITHM = "ECDSA_SHA_256"
 KEY_SPEC = "ECC_NIST_P256"
@@ -92,15 +89,16 @@ class KmsAttestationSigner:
         return der_to_pem(bytes(response["PublicKey"]))
 
     def _refusal(self, operation: str, action: str, exc: ClientError | BotoCoreError) -> AttestationError:
+        """The error to raise (the caller logs it: the engine with the action, the CLI as its line)."""
         if isinstance(exc, BotoCoreError):
-            logger.warning("KMS %s with %s failed: %s", operation, self.key_arn, exc)
             return AttestationError(f"KMS {operation} with {self.key_arn}: {exc}", retryable=True)
         code = exc.response.get("Error", {}).get("Code", "")
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if code in RETRYABLE_CODES or status >= 500:
-            logger.warning("KMS %s with %s: %s (retryable)", operation, self.key_arn, code)
             return AttestationError(f"KMS {operation} with {self.key_arn}: {code}", retryable=True)
         meaning = _NAMED_FAILURES.get(code, "refused")
-        message = f"KMS key {self.key_arn} {meaning.format(action=action)}: {operation}: {code}"
-        logger.error("%s: %s", message, exc.response.get("Error", {}).get("Message", ""))
-        return AttestationError(message)
+        detail = exc.response.get("Error", {}).get("Message", "")
+        return AttestationError(
+            f"KMS key {self.key_arn} {meaning.format(action=action)}: {operation}: {code}"
+            + (f": {detail}" if detail else "")
+        )
