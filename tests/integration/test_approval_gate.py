@@ -456,3 +456,35 @@ def test_notify_alarm_topic_tells_the_stacks_alarm_topic(aws_env, ecr, pusher, r
 
     (message,) = inbox.drain(1)
     assert message["metadata"]["additionalContext"]["digest"] == image.digest
+
+
+def test_the_newer_request_wins_whichever_scan_finishes_first(
+    aws_env, ecr, pusher, repos, engine, monkeypatch
+):
+    """Which request is newer is when its wait began: the older request's scan finishing first does
+    not make its wait the one people are asked about."""
+    source, target = repos("ci", "prod")
+    older_image, newer_image = im.image((314,)), im.image((315,))
+    inbox = Queue(aws_env.endpoint)
+    rule = approval_rule(source, target, notify=inbox.on_topic())
+    rule["require"]["scan"] = {"max_severity": "HIGH"}
+    config = parse_config({"rules": [rule]})
+    pusher.push(source, older_image, "v1")
+    engine.handle(PromotionRequested("q-12", source, "v1", requested_by=DAVE), config)
+    pusher.push(source, newer_image, "v1")
+    started = time.time()
+    monkeypatch.setattr(service, "clock", lambda: started + 5)  # the newer request, handled later
+    engine.handle(PromotionRequested("q-13", source, "v1", requested_by=DAVE), config)
+
+    for image in (older_image, newer_image):  # the older scan first
+        aws_env.control.set_scan_findings(source, image.digest, [])
+        engine.handle(ImageScanned(f"scan-{image.digest[7:15]}", source, image.digest, "COMPLETE"), config)
+    older = engine.approval_wait(source, older_image.digest, "q-12")
+    with pytest.raises(ApprovalRefusedError) as refused:
+        engine.decide(older, ALICE, APPROVE, config)
+    promoted = engine.decide(engine.approval_wait(source, newer_image.digest, "q-13"), ALICE, APPROVE, config)
+
+    assert refused.value.code == CONFLICT and "superseded by request q-13" in refused.value.reason
+    told = inbox.drain(2, timeout=2.0)
+    assert [m["metadata"]["additionalContext"]["digest"] for m in told] == [newer_image.digest]
+    assert outcomes(promoted) == [PROMOTED] and target_digest(ecr, target, "v1") == newer_image.digest

@@ -51,13 +51,18 @@ class ApprovalWaits:
     def claim_announcement(self, wait: Waiting, now: float, requester: str, targets: Sequence[str]) -> bool:
         """Marks the wait announced at `now`, with what `promoter approvals` shows of it (the
         requester's ARN, "" when unknown; the targets, `repository:tag`); True for the one caller
-        that marked it, False when it was announced already or has ended. Raises GateStoreError
-        (retryable) when the table fails."""
+        that marked it, False when it was announced already, was superseded or has ended. Raises
+        GateStoreError (retryable) when the table fails."""
         return self._update(
             wait,
             "SET #announced = :now, #requester = :requester, #target = :targets",
-            "attribute_exists(pk) AND attribute_not_exists(#announced)",
-            {"#announced": ANNOUNCED_KEY, "#requester": REQUESTER_KEY, "#target": TARGET_KEY},
+            "attribute_exists(pk) AND attribute_not_exists(#announced) AND attribute_not_exists(#superseded)",
+            {
+                "#announced": ANNOUNCED_KEY,
+                "#requester": REQUESTER_KEY,
+                "#target": TARGET_KEY,
+                "#superseded": SUPERSEDED_BY_KEY,
+            },
             {":now": iso_time(now), ":requester": requester, ":targets": list(targets)},
         )
 

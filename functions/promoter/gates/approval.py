@@ -142,9 +142,11 @@ class ApprovalCheck:
         """Once per wait, whoever asks first (`promoter.workflows.gating` asks once the gates before
         this one passed): records the requester and the targets on the wait, supersedes the older
         waits of the same rule and source tag, and tells the approvers (`verdicts`: the gates decided
-        before, by name; `targets`: `repository:tag` where it would go). A table that fails is
-        logged at ERROR and the wait stands unannounced: the next run of the event (a decision, the
-        sweep) asks again."""
+        before, by name; `targets`: `repository:tag` where it would go). Which request is newer is
+        the order their waits began in (`_recency`), not the order they are announced in: a wait
+        announced after a newer one (its scan took longer) is superseded itself, and nobody is told.
+        A table that fails is logged at ERROR and the wait stands unannounced: the next run of the
+        event (a decision, the sweep) asks again."""
         if waiting.data.get(ANNOUNCED_KEY):
             return
         waits = self._approval_waits()
@@ -153,19 +155,28 @@ class ApprovalCheck:
         try:
             if not waits.claim_announcement(waiting, now, requester, targets):
                 return
-            for older in waits.open_waits(waiting.rule):
-                superseded = _supersedes(waiting, older) and not quorum_reached(self.gate, older)
-                if superseded and waits.supersede(older, waiting.event.event_id, now):
-                    logger.info(
-                        "approval wait %s (%s) superseded by request %s",
-                        older.wait_id,
-                        older.image,
-                        waiting.event.event_id,
-                    )
+            rivals = [w for w in waits.open_waits(waiting.rule) if _same_target(w, waiting)]
+            newer = [w for w in rivals if _recency(w) > _recency(waiting)]
+            if newer:
+                self._supersede(waits, waiting, max(newer, key=_recency), now)
+                return
+            for older in rivals:
+                if not quorum_reached(self.gate, older):
+                    self._supersede(waits, older, waiting, now)
         except GateStoreError as exc:
             logger.error("approval wait %s (%s) not announced: %s", waiting.wait_id, waiting.image, exc)
             return
         self._notify(waiting, verdicts, targets, requester)
+
+    @staticmethod
+    def _supersede(waits: Any, older: Waiting, newer: Waiting, now: float) -> None:
+        if waits.supersede(older, newer.event.event_id, now):
+            logger.info(
+                "approval wait %s (%s) superseded by request %s",
+                older.wait_id,
+                older.image,
+                newer.event.event_id,
+            )
 
     def _notify(
         self, waiting: Waiting, verdicts: Mapping[str, Verdict], targets: Sequence[str], requester: str
@@ -254,13 +265,18 @@ def source_tag_of(waiting: Waiting) -> str:
     return getattr(waiting.event, "tag", "") or waiting.digest
 
 
-def _supersedes(newer: Waiting, older: Waiting) -> bool:
-    """`newer` (just announced) supersedes `older`: another request of the same rule for the same
-    source repository and tag, announced before."""
+def _same_target(other: Waiting, waiting: Waiting) -> bool:
+    """`other` is another request's wait of the same rule for the same source repository and tag."""
     return (
-        older.event.event_id != newer.event.event_id
-        and older.rule == newer.rule
-        and older.repository == newer.repository
-        and source_tag_of(older) == source_tag_of(newer)
-        and bool(older.data.get(ANNOUNCED_KEY))
+        other.event.event_id != waiting.event.event_id
+        and other.rule == waiting.rule
+        and other.repository == waiting.repository
+        and source_tag_of(other) == source_tag_of(waiting)
     )
+
+
+def _recency(waiting: Waiting) -> tuple[float, str]:
+    """Which of two waits of one rule began later: the deadline (when it began plus the rule's
+    `expires_after`), then the request id, so that two waits begun in the same second still have
+    exactly one newer."""
+    return (waiting.deadline, waiting.event.event_id)
