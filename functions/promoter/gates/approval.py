@@ -16,9 +16,11 @@ What is promoted on the quorum is the digest that waited: a request by tag waits
 the tag held when it was first handled (`promoter.workflows.gating`), and resuming runs that
 event, bound to that digest, never the tag's digest of the moment.
 
-The first delivery that holds a wait announces it, once (`ApprovalWaits.claim_announcement`): it
-supersedes the older waits of the same rule and source tag, and tells the approvers on the rule's
-`notify` topic (`promoter.aws.notify`). A decision resumes the wait through the `ApprovalDecided`
+The first run of the request that finds the wait pending with the gates before it passed (people
+are asked only about images the machine checks did not refuse) announces it, once
+(`ApprovalWaits.claim_announcement`): it supersedes the waits of the same rule and source tag that
+began before it (or, when one began after it, is superseded itself), and tells the approvers on
+the rule's `notify` topic (`promoter.aws.notify`). A decision resumes the wait through the `ApprovalDecided`
 event the channel puts on the promoter's bus; the event carries no decision (the record does), so
 a forged one only makes the promoter look again.
 """
