@@ -29,9 +29,14 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 ECR_TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
 # X-Amz-Target prefixes of the moto services, as the model names them.
-SERVICE_TARGET_NAMES = {"DynamoDB_20120810": "DynamoDB", "AmazonSQS": "SQS", "AWSEvents": "EventBridge"}
+SERVICE_TARGET_NAMES = {
+    "DynamoDB_20120810": "DynamoDB",
+    "AmazonSQS": "SQS",
+    "AWSEvents": "EventBridge",
+    "TrentService": "KMS",
+}
 # Services a model may name (ECR's own operations are named without a service).
-SERVICES = frozenset({"ECR", "Registry", "BlobHost", "DynamoDB", "SQS", "EventBridge", "STS"})
+SERVICES = frozenset({"ECR", "Registry", "BlobHost", "DynamoDB", "SQS", "EventBridge", "STS", "KMS"})
 CREDENTIAL_SCOPE_RE = re.compile(r"Credential=[^/]+/\d{8}/[a-z0-9-]+/(?P<service>[a-z0-9-]+)/")
 SCOPE_SERVICE_NAMES = {"sts": "STS", "dynamodb": "DynamoDB", "sqs": "SQS", "events": "EventBridge"}
 MAX_LATENCY_MS = 60_000.0
@@ -50,6 +55,7 @@ AWS_PRESET_MS: dict[str, float] = {
     "SQS": 16.0,  # SQS standard queue: 16 ms median measured through Lambda's poller (eu-west-1)
     "EventBridge": 30.0,  # assumed: PutEvents call (delivery to a target is ~150 ms more, not modelled)
     "STS": 30.0,  # assumed
+    "KMS": 50.0,  # assumed: KMS publishes quotas, not latencies; Sign with an ECC key (attestations)
 }
 AWS_PRESET_BLOB_MBPS = 85.0  # S3: "one concurrent request for each 85-90 MB/s"
 

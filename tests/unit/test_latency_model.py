@@ -104,6 +104,17 @@ def test_each_request_sleeps_its_operations_latency_in_the_server_and_is_recorde
     assert layer.requests() == {"PutImage": 1, "BatchGetImage": 1, "DynamoDB.PutItem": 1}
 
 
+def test_kms_requests_are_named_kms_and_the_aws_preset_delays_them():
+    """An attestation's KMS Sign (X-Amz-Target `TrentService.Sign`) is `KMS.Sign`, so `--latency aws`
+    counts and delays it like every other call the promotion makes."""
+    slept: list[float] = []
+    layer = LatencyLayer(parse_latency("aws"), sleep=slept.append)
+    _call(layer.wrap(_echo), "TrentService.Sign")
+    assert layer.requests() == {"KMS.Sign": 1}
+    assert slept == [AWS_PRESET_MS["KMS"] / 1000]
+    assert parse_latency("KMS.Sign=5").delay_ms("KMS", "Sign") == 5
+
+
 def test_registry_uploads_are_paced_to_the_blob_throughput():
     slept: list[float] = []
     layer = LatencyLayer(parse_latency("blob_mbps=1"), sleep=slept.append)
