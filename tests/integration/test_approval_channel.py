@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -22,9 +23,13 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from local_aws import images as im
 from local_aws.approvals import APPROVALS_PATH, approval_url_of, serve_approvals
+from local_aws.event_source_mapping import EventSourceMapping
+from local_aws.images import EcrPusher
 from local_aws.principals import credentials_for
-from promoter import approval_handler, settings
+from local_aws.stack_route import route_stack
+from promoter import approval_handler, handler, settings
 from promoter.aws.approvals import ApprovalRefusedError, ApprovalStore
 from promoter.aws.gate_store import DynamoDbGates
 from promoter.model.config import parse_config
@@ -221,6 +226,24 @@ def channel(aws_env, tmp_path, monkeypatch) -> Iterator[Channel]:
         approval_handler.runtime.cache_clear()
 
 
+@pytest.fixture
+def function_log() -> Iterator[list[logging.LogRecord]]:
+    """The records the function logs (its Powertools logger does not propagate to the root)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep(level=logging.DEBUG)
+    function_logger = logging.getLogger(settings.SERVICE_NAME)
+    function_logger.addHandler(keep)
+    try:
+        yield records
+    finally:
+        function_logger.removeHandler(keep)
+
+
 def test_two_principals_approve_each_counted_once_and_each_decision_is_announced(channel, aws_env):
     wait = channel.wait()
     bob = session_of(aws_env.endpoint, RELEASE_ROLE, "bob")
@@ -274,7 +297,7 @@ def test_a_principal_approving_twice_counts_once_and_the_second_call_changes_not
     assert list(before["approvals"]) == [ALICE]
 
 
-def test_a_body_claiming_another_identity_counts_for_nothing(channel):
+def test_a_body_claiming_another_identity_counts_for_nothing(channel, function_log):
     wait = channel.wait()
     claims = {"approver": CAROL, "principal": CAROL, "userArn": CAROL, "requestContext": {"userArn": CAROL}}
 
@@ -282,6 +305,9 @@ def test_a_body_claiming_another_identity_counts_for_nothing(channel):
 
     assert status == 200 and answer["approvals"] == 1
     assert set(channel.record(wait)["approvals"]) == {ALICE}
+    [warning] = [r for r in function_log if r.levelno == logging.WARNING]
+    assert "ignored" in warning.getMessage()
+    assert warning.ignored_fields == ["approver", "principal", "requestContext", "userArn"]
 
 
 def test_a_non_approver_claiming_an_approvers_identity_is_refused_and_nothing_changes(channel):
@@ -508,3 +534,124 @@ def test_a_decision_on_a_wait_that_ended_after_it_was_read_is_404(channel):
 
     assert refused.value.code == 404
     assert "Item" not in channel.table.get_item(Key={"pk": stale.pk, "sk": stale.sk}, ConsistentRead=True)
+
+
+def test_on_the_stack_route_two_approvals_through_the_channel_resume_the_wait_and_promote_its_digest(
+    aws_env, ecr, unique_name, tmp_path, monkeypatch
+):
+    """The whole path as deployed: a request waits for approval; each decision the channel records is
+    announced on the promotion bus, the stack's rule routes it into the queue, the promoter runs
+    the wait again; the second distinct approver's decision promotes the digest that waited."""
+    source, prod = unique_name("staging"), unique_name("prod")
+    for name in (source, prod):
+        ecr.create_repository(repositoryName=name)
+    image = im.image((333,))
+    EcrPusher(ecr).push(source, image, "v1")
+    config = {
+        "rules": [
+            {
+                "name": "to-prod",
+                "trigger": "request",
+                "source": {"repository": source, "tags": ["v*"]},
+                "targets": [{"repository": prod}],
+                "require": {"approval": {"approvers": [ALICE, RELEASE_ROLE], "min": 2}},
+            }
+        ]
+    }
+    config_file = tmp_path / settings.STAGED_CONFIG_FILE
+    config_file.write_text(json.dumps(config))
+    kw: dict[str, Any] = {"endpoint_url": aws_env.endpoint, "region_name": REGION}
+    sqs, events = boto3.client("sqs", **kw), boto3.client("events", **kw)
+    name = f"appr-{uuid.uuid4().hex[:10]}"
+    route = route_stack(
+        sqs,
+        events,
+        parse_config(config),
+        account=HOME,
+        queue_name=name,
+        event_bus=name,
+        visibility_timeout_seconds=30,
+        max_receive_count=3,
+    )
+    for key, value in settings.function_environment(config_path=str(config_file), event_bus=name).items():
+        monkeypatch.setenv(key, value)
+    handler.runtime.cache_clear()
+    approval_handler.runtime.cache_clear()
+    assert serve_approvals(aws_env.function_urls, parse_config(config), account=HOME, region=REGION)
+
+    def run_promoter() -> None:
+        esm = EventSourceMapping(sqs, route.queue_url, handler.handle_queue, max_concurrency=1)
+        try:
+            esm.drain(idle_polls=1, deadline_seconds=60)
+        finally:
+            esm.close()
+
+    def promoted() -> str | None:
+        found = ecr.batch_get_image(repositoryName=prod, imageIds=[{"imageTag": "v1"}])["images"]
+        return found[0]["imageId"]["imageDigest"] if found else None
+
+    try:
+        detail = {"repository-name": source, "image-tag": "v1", "requested-by": CAROL}
+        events.put_events(
+            Entries=[
+                {
+                    "EventBusName": name,
+                    "Source": settings.DEFAULT_REQUEST_EVENT_SOURCE,
+                    "DetailType": settings.REQUEST_DETAIL_TYPE,
+                    "Detail": json.dumps(detail),
+                }
+            ]
+        )
+        run_promoter()
+        [wait] = [w for w in DynamoDbGates().waiting_for(source, image.digest) if w.gate == APPROVAL_GATE]
+        assert promoted() is None
+
+        assert post(approval_url_of(aws_env.endpoint), approve(wait), credentials(ALICE))[0] == 200
+        run_promoter()
+        assert promoted() is None  # one of two
+
+        bob = session_of(aws_env.endpoint, RELEASE_ROLE, "bob")
+        status, answer = post(approval_url_of(aws_env.endpoint), approve(wait), bob)
+        assert (status, answer["state"]) == (200, "approved")
+        run_promoter()
+
+        assert promoted() == image.digest
+    finally:
+        aws_env.function_urls.remove(APPROVALS_PATH)
+        handler.runtime.cache_clear()
+        approval_handler.runtime.cache_clear()
+
+
+def test_an_unexpected_error_is_a_500_logged_at_error_and_records_nothing(channel, monkeypatch, function_log):
+    wait = channel.wait()
+    before = channel.record(wait)
+    monkeypatch.setenv(settings.GATES_TABLE_ENV, f"no-such-table-{uuid.uuid4().hex[:8]}")
+    approval_handler.runtime.cache_clear()
+
+    status, answer = post(channel.url, approve(wait), credentials(ALICE))
+
+    assert status == 500
+    assert "nothing was recorded" in answer["message"]
+    assert any(r.levelno == logging.ERROR and "unexpected error" in r.getMessage() for r in function_log)
+    assert channel.record(wait) == before
+
+
+def test_a_decision_whose_announcement_failed_is_announced_when_its_approver_calls_again(
+    channel, monkeypatch
+):
+    wait = channel.wait()
+    bus = settings.event_bus_name()
+    monkeypatch.setenv(settings.EVENT_BUS_ENV, f"no-such-bus-{uuid.uuid4().hex[:8]}")
+
+    status, answer = post(channel.url, approve(wait), credentials(ALICE))
+
+    assert status == 500 and "call again" in answer["message"]
+    assert set(channel.record(wait)["approvals"]) == {ALICE}  # recorded, not announced
+    assert channel.nothing_announced()
+    monkeypatch.setenv(settings.EVENT_BUS_ENV, bus)
+
+    status, answer = post(channel.url, approve(wait), credentials(ALICE))
+
+    assert status == 409 and "already approved" in answer["message"]  # still counted once
+    [announced] = channel.announced(1)
+    assert announced["detail"]["wait-id"] == wait.wait_id
