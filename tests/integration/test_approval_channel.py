@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -655,3 +657,45 @@ def test_a_decision_whose_announcement_failed_is_announced_when_its_approver_cal
     assert status == 409 and "already approved" in answer["message"]  # still counted once
     [announced] = channel.announced(1)
     assert announced["detail"]["wait-id"] == wait.wait_id
+
+
+def test_promoter_local_serves_the_channel_for_an_approval_rule_with_the_same_authentication(tmp_path):
+    """`promoter local --config` with an approval rule: the ready block names the channel; a principal's
+    signed call reaches the function (an unknown wait: 404, read through the gates table's index);
+    the administrator's keys the block prints, which the promoter itself runs with, are refused."""
+    from tests.integration.test_local_promoter import (
+        PROMOTER,
+        START_TIMEOUT_SECONDS,
+        Terminal,
+        pasted_environment,
+        stop,
+    )
+
+    config = tmp_path / "promotion.yaml"
+    config.write_text(
+        "rules:\n  - name: to-prod\n    trigger: request\n"
+        "    source: {repository: app-staging, tags: ['v*']}\n"
+        f"    require: {{approval: {{approvers: ['{ALICE}']}}}}\n"
+        "    targets: [{repository: app-prod}]\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = subprocess.Popen(
+        [*PROMOTER, "local", "--port", "0", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        terminal = Terminal(proc)
+        terminal.until(r"^# Ctrl-C", START_TIMEOUT_SECONDS)
+        pasted = pasted_environment(list(terminal.seen))
+        url = approval_url_of(pasted["AWS_ENDPOINT_URL"])
+        assert any(f"approvals: POST {url}" in line for line in terminal.seen)
+        unknown = {"wait_id": "0123456789ab", "decision": "approve", "reason": "ok"}
+
+        assert post(url, unknown, credentials(ALICE))[0] == 404
+        admin = Credentials(pasted["AWS_ACCESS_KEY_ID"], pasted["AWS_SECRET_ACCESS_KEY"])
+        assert post(url, unknown, admin)[0] == 403
+    finally:
+        assert stop(proc) == 0, proc.stderr.read() if proc.stderr else ""
