@@ -31,6 +31,8 @@ REGION = "us-east-1"
 ALICE = f"arn:aws:iam::{ACCOUNT}:user/alice"
 BOB = f"arn:aws:iam::{ACCOUNT}:user/bob"
 CAROL = f"arn:aws:iam::{ACCOUNT}:user/carol"  # an approver, and the requester below
+DAVE = f"arn:aws:iam::{ACCOUNT}:user/dave"  # no approver of any rule
+MALLORY = "arn:aws:iam::210987654321:user/mallory"  # another account's: no approver either
 UNKNOWN_WAIT = "0123456789ab"
 
 
@@ -203,7 +205,9 @@ def test_two_people_approve_with_their_own_credentials_and_approvals_status_hist
     assert f"approved by {ALICE} at " in table and ": canary is green" in table
 
 
-def test_an_unknown_wait_exits_2_and_the_requester_and_a_second_approval_exit_1_changing_nothing(setup):
+def test_an_unknown_wait_exits_2_and_the_requester_a_second_approval_and_an_outsider_exit_1_changing_nothing(
+    setup,
+):
     request_and_hold(setup)
     [wait] = pending(setup)
     assert decide("approve", wait["wait_id"], ALICE, "ok").returncode == 0
@@ -213,12 +217,17 @@ def test_an_unknown_wait_exits_2_and_the_requester_and_a_second_approval_exit_1_
     malformed = decide("approve", "not-a-wait", BOB, "ok")
     requester = decide("approve", wait["wait_id"], CAROL, "my own")
     twice = decide("approve", wait["wait_id"], ALICE, "again")
+    not_approver = decide("approve", wait["wait_id"], DAVE, "me too")
+    outsider = decide("approve", wait["wait_id"], MALLORY, "me too")
 
     assert (unknown.returncode, malformed.returncode) == (2, 2)
     assert UNKNOWN_WAIT in unknown.stderr and len(unknown.stderr.strip().splitlines()) == 1
     assert "is not a wait id" in malformed.stderr
     assert requester.returncode == 1 and "refused" in requester.stderr and "requested" in requester.stderr
     assert twice.returncode == 1 and "already approved" in twice.stderr
+    assert not_approver.returncode == 1 and f"{DAVE} is not an approver" in not_approver.stderr
+    # Refused by AWS before the channel runs: the function URL's policy admits only approvers.
+    assert outsider.returncode == 1 and "AWS did not let your credentials call" in outsider.stderr
     assert pending(setup) == [before]  # nothing changed: still alice's one approval of 2
 
 
