@@ -24,6 +24,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "3": ("bench.fig_cold", "cold start vs import boto3"),
     "4": ("bench.fig_burst", "burst under the PutImage quota"),
     "5": ("bench.fig_memory", "peak memory of a big layer copy"),
+    "6": ("bench.fig_attest", "the promotion attestation's cost, and the burst with it"),
 }
 
 

@@ -36,6 +36,19 @@ def stack_esm_settings() -> tuple[int, int]:
 
 
 def run(world: World, sizes: Sizes) -> list[Row]:
+    return run_burst(world, sizes)
+
+
+def run_burst(
+    world: World,
+    sizes: Sizes,
+    *,
+    figure: str = FIGURE,
+    extra_env: dict[str, str] | None = None,
+    put_image_per_event: int = PUT_IMAGE_PER_EVENT,
+) -> list[Row]:
+    """One burst, its rows under `figure`; `extra_env` for the function (an attestation key), and
+    the PutImage calls each promotion makes (the bound counts every one)."""
     events = sizes.burst_events
     source, target = world.repository("burst-src"), world.repository("burst-dst")
     path = wiring.wire(world, "bench-burst", source, target)
@@ -49,7 +62,7 @@ def run(world: World, sizes: Sizes) -> list[Row]:
     batch_size, concurrency = stack_esm_settings()
     overridden = "BENCH_MAX_CONCURRENCY" in os.environ
     pacing = "off (BENCH_NO_PUT_IMAGE_PACING)" if os.environ.get("BENCH_NO_PUT_IMAGE_PACING") else "on"
-    bound = events * PUT_IMAGE_PER_EVENT / sizes.burst_put_rate
+    bound = events * put_image_per_event / sizes.burst_put_rate
     control = world.local.control
     control.reset_calls()
     control.set_rate("PutImage", sizes.burst_put_rate)
@@ -65,7 +78,7 @@ def run(world: World, sizes: Sizes) -> list[Row]:
                     str(bound * 3 + 60),
                     str(world.work / "burst-lambda.log"),
                 ],
-                env=wiring.lambda_env(path.config_file),
+                env={**wiring.lambda_env(path.config_file), **(extra_env or {})},
                 timeout=bound * 3 + 180,
             )
     finally:
@@ -73,10 +86,11 @@ def run(world: World, sizes: Sizes) -> list[Row]:
     calls = control.calls()
 
     tagged = _tagged(world, target)
+    images = _images(world, target)
     attempts = out["put_image_attempts"]
     throttled = attempts.get("ThrottlingException", 0)
     admitted = sum(n for code, n in attempts.items() if code != "ThrottlingException")
-    duplicates = max(0, admitted - events)
+    duplicates = max(0, admitted - events * put_image_per_event)
     failures = out["records_failed"] + out["function_errors"] + (0 if out["finished"] else 1)
     dlq = wiring.queue_depth(sqs, path.dlq_url)
     per_event = {op: round(n / events, 2) for op, n in sorted(calls.items())}
@@ -86,8 +100,9 @@ def run(world: World, sizes: Sizes) -> list[Row]:
         f"maximumConcurrency {concurrency} "
         f"({'BENCH_MAX_CONCURRENCY' if overridden else 'the stack defaults, infra/props.py'}); mounting on; "
         f"adaptive PutImage rate {pacing}",
-        f"PutImage attempts: {json.dumps(attempts)} (local ECR counted {calls.get('PutImage', 0)}); "
-        f"target tags {tagged}/{events}; DLQ {dlq}; invocations {out['invocations']}",
+        f"PutImage attempts: {json.dumps(attempts)} (local ECR counted {calls.get('PutImage', 0)}, "
+        f"{put_image_per_event} per event); target tags {tagged}/{events}, images {images}; "
+        f"DLQ {dlq}; invocations {out['invocations']}",
         f"ECR calls per event: {json.dumps(per_event)}",
         f"handler time per event {busy * 1000:.0f} ms: {concurrency} workers can promote at most "
         f"{concurrency / busy:.1f}/s vs the quota's {sizes.burst_put_rate:g}/s",
@@ -95,10 +110,20 @@ def run(world: World, sizes: Sizes) -> list[Row]:
     if out["first_error"]:
         notes += (f"first function error: {out['first_error']}",)
     return [
-        Row(FIGURE, "wall time", out["seconds"], bound, "s", "quota bound", WITHIN_15_PERCENT, notes),
-        Row(FIGURE, "failures", float(failures), 0.0, "count", "none", ZERO),
+        Row(figure, "wall time", out["seconds"], bound, "s", "quota bound", WITHIN_15_PERCENT, notes),
+        Row(figure, "failures", float(failures), 0.0, "count", "none", ZERO),
         Row(
-            FIGURE,
+            figure,
+            "target manifests missing or extra",
+            float(abs(images - events * put_image_per_event)),
+            0.0,
+            "count",
+            "none",
+            ZERO,
+            (f"{images} manifests in the target for {events} events x {put_image_per_event} each",),
+        ),
+        Row(
+            figure,
             "throttled PutImage attempts",
             throttled / max(1, sum(attempts.values())),
             0.0,
@@ -108,7 +133,7 @@ def run(world: World, sizes: Sizes) -> list[Row]:
             (f"{throttled} of {sum(attempts.values())} attempts answered ThrottlingException",),
         ),
         Row(
-            FIGURE,
+            figure,
             "duplicate PutImage",
             float(duplicates),
             0.0,
@@ -139,6 +164,12 @@ def _push_images(world: World, repository: str, count: int, layer_bytes: int) ->
 
     with ThreadPoolExecutor(PUSH_THREADS) as pool:
         list(pool.map(push, range(count)))
+
+
+def _images(world: World, repository: str) -> int:
+    """Every image of the repository, tagged or not (an attestation is an untagged manifest)."""
+    pages = world.client("ecr").get_paginator("list_images").paginate(repositoryName=repository)
+    return sum(len({i["imageDigest"] for i in page["imageIds"]}) for page in pages)
 
 
 def _tagged(world: World, repository: str) -> int:

@@ -32,6 +32,6 @@ def test_quick_bench_produces_every_figure(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     figures = {row["figure"].split()[0] for row in rows}
-    assert figures == {"1", "2", "3", "4", "5"}
+    assert figures == {"1", "2", "3", "4", "5", "6"}
     assert all(row["ours"] >= 0 and row["reference"] >= 0 for row in rows)
     assert "== all figures (quick" in proc.stdout
