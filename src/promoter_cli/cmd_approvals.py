@@ -109,8 +109,8 @@ def cmd_decide(args: argparse.Namespace) -> int:
     wait_id = args.wait_id.strip()
     if not WAIT_ID_RE.fullmatch(wait_id):
         return bad_input(
-            f"{printable(args.wait_id)!r} is not a wait id (12 lowercase letters and digits, as "
-            "`promoter approvals` lists them)"
+            f"{printable(args.wait_id)!r} is not a wait id ({WAIT_ID_CHARS} lowercase hex characters, "
+            "as `promoter approvals` and the notification show them)"
         )
     reason = args.reason.strip()
     if not reason:
