@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from promoter.model.approvals import ALARM_TOPIC, DEFAULT_EXPIRES_AFTER, MAX_EXPIRES_AFTER
 from promoter.model.config_file import MAX_CONFIG_BYTES, MAX_JSON_CONFIG_BYTES
 from promoter.model.linear_regex import MAX_PROGRAM_SIZE
 from promoter.model.patterns import MAX_NAME_CHARS, REGEX_PREFIX
@@ -129,6 +130,46 @@ counted repeats expand past {MAX_PROGRAM_SIZE} automaton states. A name longer t
 ({MAX_NAME_CHARS} characters) matches nothing.
 """
 
+_APPROVALS = f"""\
+## Approval gates
+
+`require: approval:` holds a promotion until enough named people approve it:
+
+```yaml
+rules:
+  - name: staging-to-prod
+    trigger: request
+    source: {{repository: app-staging, tags: ["v*"]}}
+    targets: [{{repository: app-prod}}]
+    require:
+      scan: {{max_severity: HIGH}}
+      approval:
+        approvers:
+          - "arn:aws:sts::111122223333:assumed-role/AWSReservedSSO_Release_*/*"
+          - "arn:aws:iam::111122223333:user/release-manager"
+        min: 2
+        expires_after: 24h
+        notify: {ALARM_TOPIC}
+```
+
+A person is the principal ARN AWS authenticated for the caller: an IAM user, or a session of a role
+(`arn:aws:sts::<account>:assumed-role/<role>/<session>`, the form IAM Identity Center gives each
+person), so two people in one role are two approvers and one person approving twice counts once.
+An approver entry is such an ARN, a role ARN (`arn:aws:iam::<account>:role/<name>`: each of its
+sessions is a person), or either with `*` and `?` after the type, matched like IAM's `ArnLike`
+(case-sensitive, each colon-separated part on its own); the account is always named. `min` more than
+the exact ARNs listed can ever reach (no role, no pattern among them) is refused.
+
+The requester (the principal ARN the request's `requested-by` names; unknown when it names none, as
+for a push) may not approve their own promotion unless `requester_may_approve: true`; anyone who may
+approve may reject. The gate is asked last, and people are told (`notify`: an SNS topic ARN, or
+`{ALARM_TOPIC}`) once the gates before it passed; the wait lasts `expires_after` from the request
+(default {DEFAULT_EXPIRES_AFTER}, at most {MAX_EXPIRES_AFTER}). `min` approvals promote exactly the
+digest that waited, even if the source tag moved since; one rejection ends the wait as `rejected`;
+a wait nobody decided in time ends as `expired`; a newer request of the same rule for the same
+source tag supersedes an older wait, which ends as `expired`, "superseded by request X".
+"""
+
 _REFUSALS = """\
 ## What only `promoter validate` checks
 
@@ -238,5 +279,5 @@ def render_markdown(schema: Mapping[str, Any]) -> str:
         f"\n- **{check.name}**: {check.what}. Not in the schema: {check.why_not_in_schema}."
         for check in VALIDATOR_ONLY_CHECKS
     )
-    sections = [_INTRO, _keys_section(schema), _TEMPLATES, _REFUSALS + checks, _REPORTING]
+    sections = [_INTRO, _keys_section(schema), _TEMPLATES, _APPROVALS, _REFUSALS + checks, _REPORTING]
     return "\n".join(section.rstrip("\n") + "\n" for section in sections)
