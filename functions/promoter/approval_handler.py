@@ -43,6 +43,7 @@ from promoter import settings
 from promoter.aws.approvals import NOT_FOUND, ApprovalRefusedError, ApprovalStore
 from promoter.handler import config_path
 from promoter.model.approvals import (
+    APPROVALS_KEY,
     APPROVE,
     CONFLICT,
     DECISIONS,
@@ -269,7 +270,7 @@ def announce(events: Any, wait: Waiting) -> None:
 
 
 def _has_approved(wait: Waiting, caller: str) -> bool:
-    approvals = wait.data.get("approvals")
+    approvals = wait.data.get(APPROVALS_KEY)
     return isinstance(approvals, dict) and caller in approvals
 
 

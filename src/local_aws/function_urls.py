@@ -41,6 +41,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import cache
 from typing import Any
 
 from local_aws import policy
@@ -89,7 +90,8 @@ class AuthenticationError(Exception):
 
 
 class FunctionUrls:
-    """The function URLs of one local AWS (a WSGI app for the paths registered with `add`)."""
+    """The function URLs of one local AWS: `add` registers one, `find` the one a path is for, and
+    calling it with that one serves a request (the front server routes, see local_aws.server)."""
 
     def __init__(self, default_account: str, region: str) -> None:
         self.default_account = default_account
@@ -267,21 +269,12 @@ class _SignedRequest:
 
     def __init__(self, account: str, method: str, path: str, body: bytes, headers: dict[str, str]) -> None:
         from moto.core.exceptions import InvalidClientTokenIdError, SignatureDoesNotMatchError
-        from moto.iam.access_control import IAMRequest
 
         self._errors = (InvalidClientTokenIdError, SignatureDoesNotMatchError)
         self.key = access_key_of(headers["Authorization"]) or ""
-        local = principal_of_key(self.key) if self.key.startswith(LOCAL_KEY_PREFIX) else None
-        self._local = local
-
-        class Request(IAMRequest):
-            def _raise_invalid_access_key(self, reason: str) -> None:
-                if local is None:  # neither a principal's key nor one moto handed out
-                    super()._raise_invalid_access_key(reason)
-                self._access_key = _LocalKey(self._headers["Authorization"])
-
+        self._local = principal_of_key(self.key) if self.key.startswith(LOCAL_KEY_PREFIX) else None
         try:
-            self._request = Request(account, method, path, {}, body, headers, SIGNING_SERVICE)
+            self._request = _verifier()(account, method, path, {}, body, headers, SIGNING_SERVICE)
         except self._errors as exc:
             raise AuthenticationError(_moto_message(exc)) from None
         except KeyError:  # an assumed role's key without its session token
@@ -311,11 +304,27 @@ class _SignedRequest:
             raise AuthenticationError(f"{arn} is no principal a function URL serves") from None
 
 
+@cache
+def _verifier() -> type:
+    """moto's `IAMRequest` (its SigV4 check), taught the local principals' keys, which moto's IAM
+    does not hold: their secret is LOCAL_SECRET. Any other key moto does not know stays refused."""
+    from moto.iam.access_control import IAMRequest
+
+    class LocalIAMRequest(IAMRequest):
+        def _raise_invalid_access_key(self, reason: str) -> None:
+            key = access_key_of(self._headers["Authorization"]) or ""
+            if not key.startswith(LOCAL_KEY_PREFIX) or principal_of_key(key) is None:
+                super()._raise_invalid_access_key(reason)
+            self._access_key = _LocalKey(key)
+
+    return LocalIAMRequest
+
+
 class _LocalKey:
     """A principal's key (`local_aws.principals.credentials_for`): its secret is LOCAL_SECRET."""
 
-    def __init__(self, authorization: str) -> None:
-        self.key = access_key_of(authorization) or ""
+    def __init__(self, key: str) -> None:
+        self.key = key
 
     def create_credentials(self) -> Any:
         from botocore.credentials import Credentials
