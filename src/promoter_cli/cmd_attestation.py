@@ -196,10 +196,9 @@ def parse_image(image: str) -> ImageReference:
     registry = None
     if slash and (ECR_HOST.fullmatch(first) or ":" in first or first == "localhost"):
         registry, rest = first, remainder
-    repository, tag = rest, None
-    name = rest.rsplit("/", 1)[-1]
-    if ":" in name:
-        repository, tag = rest[: rest.rindex(":")], name.split(":", 1)[1]
+    head, slash, name = rest.rpartition("/")
+    name, colon, tag_text = name.partition(":")
+    repository, tag = head + slash + name, (tag_text if colon else None)
     if at and not is_digest(digest):
         raise BadInput(f"{image!r}: {digest!r} is not a sha256 digest")
     if not at and tag is None:
