@@ -58,6 +58,7 @@ class StackRoute:
     request_rule: str
     scan_rule: str | None = None  # finished basic scans of scan-gated sources (None: no scan gate)
     approval_rule: str | None = None  # approval decisions on the promotion bus (None: no approval gate)
+    attestation_key: str | None = None  # the ARN of the key that signs attestations (infra.attestation)
 
 
 def route_pushes(
@@ -90,14 +91,15 @@ def route_stack(
     visibility_timeout_seconds: int,
     max_receive_count: int,
     redrive_principals: tuple[str, ...] = (),
+    kms: Any = None,
 ) -> StackRoute:
     """What infra/construct.py wires, on the local AWS: the queue and its DLQ; the promotion bus;
     on the default bus a rule with the stack's push pattern for `account`'s pushes (when some rule
     fires on push or writes a target here); on the promotion bus the request rule (always: a request
     naming no request rule still gets its failure result) and, with an approval gate, the approval
     channel's decisions (`Promotion Approval Decided`); each rule's target with the stack's
-    retries and the delivery dead-letter queue. Raises botocore's ClientError when the local AWS
-    refuses a call."""
+    retries and the delivery dead-letter queue; with `kms`, the attestation key (`attestation_key`).
+    Raises botocore's ClientError when the local AWS refuses a call."""
     queue_url, dlq_url = _queue_with_dlq(sqs, queue_name, visibility_timeout_seconds, max_receive_count)
     delivery_dlq_url = str(sqs.create_queue(QueueName=f"{queue_name}-delivery-dlq")["QueueUrl"])
     target = {
@@ -156,8 +158,35 @@ def route_stack(
     if event_bus != settings.DEFAULT_EVENT_BUS:  # the default bus is the account's, not the stack's
         restrict_bus(events, event_bus, account, config, request_source)
     return StackRoute(
-        queue_url, dlq_url, delivery_dlq_url, event_bus, push_rule, request_rule, scan_rule, approval_rule
+        queue_url,
+        dlq_url,
+        delivery_dlq_url,
+        event_bus,
+        push_rule,
+        request_rule,
+        scan_rule,
+        approval_rule,
+        attestation_key(kms) if kms is not None else None,
     )
+
+
+def attestation_key(kms: Any, alias: str = settings.LOCAL_ATTESTATION_KEY_ALIAS) -> str:
+    """The stack's attestation key on the local KMS (infra.attestation: ECC_NIST_P256, SIGN_VERIFY),
+    found by its alias or created under it: one key however often the stack is wired (a restart
+    with --data finds it). Its ARN, for ATTESTATION_KEY_ARN. The key policy is not reproduced: the
+    local AWS signs for whoever asks (the stack's, which only the promoter's roles may Sign with,
+    is checked by tests/infra)."""
+    try:
+        return str(kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"])
+    except kms.exceptions.NotFoundException:
+        pass
+    key = kms.create_key(
+        Description="ECR image promoter: signs promotion attestations (local)",
+        KeySpec="ECC_NIST_P256",
+        KeyUsage="SIGN_VERIFY",
+    )["KeyMetadata"]
+    kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
+    return str(key["Arn"])
 
 
 def restrict_queues(

@@ -150,6 +150,7 @@ def cmd_handle(args: argparse.Namespace) -> int:
     from promoter.aws.ledger import IdempotencyLedger
     from promoter.aws.registry import EcrRegistry, make_ecr_client
     from promoter.aws.results import EventBridgeResults
+    from promoter.workflows.attest import attestor_from_environment
     from promoter.workflows.out_of_band import push_check
     from promoter.workflows.promote import Promoter
     from promoter.workflows.service import handle_delivered
@@ -161,7 +162,8 @@ def cmd_handle(args: argparse.Namespace) -> int:
     registry = EcrRegistry(make_ecr_client())
     try:
         persistence = make_persistence()
-        promoter = Promoter(registry)
+        # Attested as the Lambda attests, with the key ATTESTATION_KEY_ARN (or --stack) names.
+        promoter = Promoter(registry, attestor=attestor_from_environment(config))
         run = idempotent_runner(promoter, persistence)
         history = DynamoDbHistory()
         # The same history, result events, scan-gate waits, out-of-band check and carrying of late

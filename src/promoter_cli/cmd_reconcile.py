@@ -40,6 +40,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from promoter.aws.idempotency import idempotent_runner, make_persistence
     from promoter.aws.registry import EcrRegistry, make_ecr_client
     from promoter.aws.results import EventBridgeResults
+    from promoter.workflows.attest import attestor_from_environment
     from promoter.workflows.out_of_band import repair_note
     from promoter.workflows.promote import Promoter
     from promoter.workflows.reconcile import reconcile
@@ -51,11 +52,15 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     registry = EcrRegistry(make_ecr_client())
     history = DynamoDbHistory()
     try:
-        run = None if args.dry_run else idempotent_runner(Promoter(registry), make_persistence())
+        # Attested as the scheduled run attests (ATTESTATION_KEY_ARN, or --stack); in-sync targets
+        # whose attestation is missing get it.
+        promoter = Promoter(registry, attestor=attestor_from_environment(config))
+        run = None if args.dry_run else idempotent_runner(promoter, make_persistence())
         report = reconcile(
             config,
             registry,
             run,
+            attestations=promoter if promoter.attests else None,
             history=None if args.dry_run else history,
             hold_back=rollback_hold(history),
             repair_note=repair_note(history),

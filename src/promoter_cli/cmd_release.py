@@ -37,6 +37,7 @@ HISTORY_COLUMNS = (
     "source",
     "target",
     "digest",
+    "attestation",
     "by",
     "authenticated",
     "reason",
@@ -223,6 +224,8 @@ def history_row(item: dict[str, Any]) -> dict[str, Any]:
         "request_id": item.get("request_id", item.get("event_id", "")),
         "request_reason": item.get("request_reason", ""),
         "target_digest": item.get("target_digest", ""),
+        # The digest of the promotion's attestation in the target repository (issue 19; "" none).
+        "attestation": item.get("attestation", ""),
         # The approval gate's decisions (issue 20): {wait_id, requester, min, approvals: [{by, at,
         # reason}], rejection, superseded_by, expires}; {} without one (older records have none).
         "approval": plain_item(item.get("approval") or {}),
@@ -244,8 +247,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 def _history_cell(row: dict[str, Any], column: str) -> str:
     """A history row's cell as the table shows it: the digest shortened; as the reason, the one a
     person gave (`--reason`: a request's, a promotion's, a rollback's) before the engine's own."""
-    if column == "digest":
-        return short_digest(str(row["digest"]))
+    if column in ("digest", "attestation"):
+        return short_digest(str(row[column]))
     if column == "reason":
         given, engine = str(row["request_reason"]), str(row["reason"])
         return "; ".join(dict.fromkeys(r for r in (given, engine, *decisions_text(row["approval"])) if r))
@@ -265,6 +268,17 @@ def decisions_text(approval: dict[str, Any]) -> list[str]:
             f"rejected by {rejection['by']} at {rejection.get('at', '')}: {rejection.get('reason', '')}"
         )
     return said
+
+
+def caller_arn() -> str:
+    """The caller's principal ARN as STS says (GetCallerIdentity); "" when STS cannot say."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return str(boto3.client("sts").get_caller_identity()["Arn"])
+    except (ClientError, BotoCoreError):
+        return ""
 
 
 def parse_image(text: str) -> tuple[str, str, str | None]:
@@ -311,6 +325,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from promoter.aws.registry import EcrRegistry, make_ecr_client
     from promoter.aws.results import EventBridgeResults
     from promoter.model.plan import TRIGGER_MANUAL, Action, Plan, Provenance, SourceImage
+    from promoter.workflows.attest import attestor_from_environment
     from promoter.workflows.promote import Promoter
     from promoter.workflows.service import run_plan
 
@@ -344,9 +359,15 @@ def cmd_promote(args: argparse.Namespace) -> int:
         for target_repo, target_tag in targets
     )
     run_id = f"manual-{uuid.uuid4()}"
-    provenance = Provenance(TRIGGER_MANUAL, run_id, requester(args.requested_by), args.reason)
+    # The attestation names who AWS says ran it (STS), beside the requester they declared.
+    provenance = Provenance(
+        TRIGGER_MANUAL, run_id, requester(args.requested_by), args.reason, authenticated_as=caller_arn()
+    )
     try:
-        run = idempotent_runner(Promoter(registry), make_persistence())
+        # Attested with the stack's key when one is configured (ATTESTATION_KEY_ARN, or --stack);
+        # a caller the key policy does not let sign still promotes, unattested, said at ERROR.
+        attestor = attestor_from_environment(None, required=False)
+        run = idempotent_runner(Promoter(registry, attestor=attestor), make_persistence())
         # The audit is part of a break-glass promotion: an outcome not recorded fails it (exit 1).
         result = run_plan(
             Plan(run_id, actions, provenance=provenance),

@@ -46,8 +46,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from promoter.aws.history import DynamoDbHistory
     from promoter.aws.registry import EcrRegistry, make_ecr_client
     from promoter.aws.remote import TargetRegistries
+    from promoter.workflows.attest import attestor_from_environment
+    from promoter.workflows.promote import Promoter
     from promoter.workflows.rollback import RollbackTarget, rollback
-    from promoter_cli.cmd_release import requester
+    from promoter_cli.cmd_release import caller_arn, requester
 
     if not is_valid_repository(args.repository):
         return _fail(EXIT_BAD_INPUT, f"{args.repository!r} is not a valid ECR repository name")
@@ -62,6 +64,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     if args.role is not None and args.account is None:
         return _fail(EXIT_BAD_INPUT, "--role needs --account (the account the role writes to)")
     target = RollbackTarget(args.repository, args.tag, args.account, args.region)
+    attestor = attestor_from_environment(None, required=False)
     try:
         if args.account or args.region:
             registry = TargetRegistries().registry_for(args.account, args.region, args.role)
@@ -74,6 +77,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             to=args.to,
             requested_by=requester(args.requested_by),
             reason=args.reason,
+            # Attested with the stack's key when one is configured (ATTESTATION_KEY_ARN, --stack);
+            # a caller the key policy does not let sign still rolls back, unattested, said at ERROR.
+            attest=Promoter(registry, attestor=attestor).attach_attestation if attestor else None,
+            authenticated_as=caller_arn(),
         )
     except RollbackRefusedError as exc:
         return _fail(EXIT_NOT_ALL_PROMOTED, f"rollback refused: {exc}")

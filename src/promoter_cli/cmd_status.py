@@ -4,7 +4,10 @@
 event would be planned and reads what each target tag holds: the very functions reconciliation uses
 (`workflows.reconcile.desired_targets`, `current_digests`, `target_state`), so status and the
 sweep cannot disagree about what a target should hold. The history adds when and how each shown
-target tag last changed; the gates table adds what waits on a scan. Reads only.
+target tag last changed; the gates table adds what waits on a scan. With an attestation key
+configured (`ATTESTATION_KEY_ARN`, which `--stack` sets from the stack's output), each shown target
+that holds what it should is checked for its attestation (issue 19: one referrers listing each); a
+missing one is shown (`in-sync, attestation missing`) until reconciliation attaches it. Reads only.
 Exit codes: 0 read, 1 something could not be read (said in the output), 2 bad configuration.
 
 `graph` prints the rules as a Mermaid flowchart (GitHub renders it in Markdown).
@@ -20,6 +23,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from promoter import settings
 from promoter.exceptions import PromoterError
 from promoter.model.config import TRIGGER_PUSH, PromotionConfig, Rule, TargetSpec
 from promoter_cli.cmd_engine import (
@@ -44,6 +48,8 @@ if TYPE_CHECKING:
 
     # The rule's gates for one action: (the result that stops it, or None; the signature that passed).
     GateCheck = Callable[[Action], tuple[ActionResult | None, dict[str, str] | None]]
+    # Our attestation of an in-sync target (its digest; None: missing).
+    AttestationCheck = Callable[[Action], str | None]
 
 DEFAULT_STATUS_IMAGES = 5
 STATUS_COLUMNS = ("stage", "tags", "digest", "state", "last change")
@@ -109,10 +115,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         waiting = []
         errors.append(str(exc))
     gate = sweep_gate_check(config, registry)
+    attested = attestation_check(registry) if settings.attestation_key_arn() else None
     document = {
         "rules": [
             _rule_status_or_error(
-                rule, config, registry, history, waiting, args.repository, args.images, gate
+                rule, config, registry, history, waiting, args.repository, args.images, gate, attested
             )
             for rule in rules
         ],
@@ -145,11 +152,12 @@ def _rule_status_or_error(
     repository: str | None,
     shown_images: int,
     gate: GateCheck | None,
+    attested: AttestationCheck | None = None,
 ) -> dict[str, Any]:
     """`rule_status`, or the rule's heading with the error that stopped it: one rule that cannot
     be shown never takes the other rules' rows with it."""
     try:
-        return rule_status(rule, config, registry, history, waiting, repository, shown_images, gate)
+        return rule_status(rule, config, registry, history, waiting, repository, shown_images, gate, attested)
     except PromoterError as exc:
         empty: dict[str, Any] = {"images": [], "targets": [], "states": {}, "waiting": []}
         return {**_rule_heading(rule), **empty, "errors": [str(exc)]}
@@ -174,12 +182,14 @@ def rule_status(
     repository: str | None,
     shown_images: int,
     gate: GateCheck | None = None,
+    attested: AttestationCheck | None = None,
 ) -> dict[str, Any]:
     """One rule's chain: the newest source images, what each target tag holds against what the
     rule says it should hold, and the promotions waiting on this rule's gate. A target that is
     missing or behind names what it would get only when `gate` (the rule's gates, as the sweep
     decides them: `workflows.service.sweep_gate_check`) lets that image through; else the gate's
-    outcome and reason (`gate`)."""
+    outcome and reason (`gate`). With `attested`, a target that holds what it should says whether
+    its attestation is there (`attestation`: its digest, or None: missing)."""
     from promoter.exceptions import RegistryError
     from promoter.workflows.out_of_band import repair_note
     from promoter.workflows.reconcile import (
@@ -251,6 +261,12 @@ def rule_status(
             stopped = gate(action)[0] if offered and gate is not None else None
             if isinstance(holds, RegistryError):
                 errors.append(f"reading {action.target_repository}:{action.target_tag}: {holds}")
+            attestation: dict[str, Any] = {}
+            if attested is not None and state == IN_SYNC:
+                try:
+                    attestation = {"attestation": attested(action)}
+                except RegistryError as exc:
+                    errors.append(f"attestation of {action.target_repository}:{action.target_tag}: {exc}")
             targets.append(
                 {
                     "repository": action.target_repository,
@@ -267,6 +283,8 @@ def rule_status(
                     "last_change": _last_change(history, action),
                     # The gate that would stop `should_hold` now (None: it would get it).
                     "gate": {"outcome": stopped.outcome, "reason": stopped.reason} if stopped else None,
+                    # Checked (issue 19): the attestation's digest, or None when it is missing.
+                    **attestation,
                 }
             )
     return {
@@ -277,6 +295,19 @@ def rule_status(
         "waiting": [_wait_status(rule, w) for w in waiting if w.rule == rule.name],
         "errors": errors,
     }
+
+
+def attestation_check(registry: Any) -> AttestationCheck:
+    """Whether an in-sync target holds our attestation for its rule (its digest, None: missing),
+    read in the target's own registry."""
+    from promoter.aws.remote import target_registry_of
+    from promoter.workflows.attest import our_attestations
+
+    def attested(action: Action) -> str | None:
+        found = our_attestations(target_registry_of(action, registry), action, action.source.digest)
+        return found[0] if found else None
+
+    return attested
 
 
 def _wait_status(rule: Rule, wait: Waiting) -> dict[str, Any]:
@@ -409,7 +440,10 @@ def _target_rows(targets: list[dict[str, Any]]) -> list[list[str]]:
     for target in targets:
         stage = qualified(target["repository"], target["account"], target["region"])
         stage += PROTECTED_MARK if target.get("protected") else ""
-        grouped.setdefault((stage, target["holds"] or "", target["state"]), []).append(target)
+        state = target["state"]
+        if state == IN_SYNC and "attestation" in target and target["attestation"] is None:
+            state = f"{IN_SYNC}, attestation missing"  # issue 19: reconciliation attaches it
+        grouped.setdefault((stage, target["holds"] or "", state), []).append(target)
     rows = []
     for (stage, holds, state), group in grouped.items():
         shown_state = state

@@ -107,6 +107,7 @@ class LocalPromoter:
             max_receive_count=MAX_RECEIVE_COUNT,
             # `promoter redrive` runs with the exports `promoter local` prints: the administrator's.
             redrive_principals=(f"arn:aws:iam::{self.local.account}:root",),
+            kms=session.client("kms", endpoint_url=self.local.endpoint),
         )
         self._point_environment_at_local_aws(config_file)
         handle_queue = self._load_handler()
@@ -181,6 +182,8 @@ class LocalPromoter:
             QUEUE_URL_ENV: self.route.queue_url,
             DEAD_LETTER_QUEUE_URL_ENV: self.route.dlq_url,
             DELIVERY_DEAD_LETTER_QUEUE_URL_ENV: self.route.delivery_dlq_url,
+            # The key that signs attestations: `promoter promote` and `rollback` attest with it too.
+            settings.ATTESTATION_KEY_ENV: self.route.attestation_key,
         }
 
     def ready_lines(self) -> list[str]:
@@ -247,7 +250,11 @@ class LocalPromoter:
                 "AWS_DEFAULT_REGION": self.local.region,
                 "AWS_ACCESS_KEY_ID": credentials["aws_access_key_id"],
                 "AWS_SECRET_ACCESS_KEY": credentials["aws_secret_access_key"],
-                **settings.function_environment(config_path=str(config_file), event_bus=self.route.event_bus),
+                **settings.function_environment(
+                    config_path=str(config_file),
+                    event_bus=self.route.event_bus,
+                    attestation_key=self.route.attestation_key,
+                ),
             }
         )
 

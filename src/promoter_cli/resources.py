@@ -40,6 +40,8 @@ OUTPUT_ENV_VARS = {
     settings.OUTPUT_DEAD_LETTER_QUEUE_URL: DEAD_LETTER_QUEUE_URL_ENV,
     settings.OUTPUT_DELIVERY_DEAD_LETTER_QUEUE_URL: DELIVERY_DEAD_LETTER_QUEUE_URL_ENV,
     settings.OUTPUT_APPROVAL_URL: APPROVAL_URL_ENV,
+    # The attestation key: `promoter promote` and `rollback` sign with it, as the functions do.
+    settings.OUTPUT_ATTESTATION_KEY: settings.ATTESTATION_KEY_ENV,
 }
 
 

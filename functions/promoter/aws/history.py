@@ -137,6 +137,8 @@ class DynamoDbHistory:
             "approval": decisions_of(result.evidence),
             "target_account": result.target_account or "",
             "target_region": result.target_region or "",
+            # Issue 19: the digest of the promotion's attestation in the target repository ("" none).
+            "attestation": result.attestation or "",
         }
         try:
             self._table.put_item(Item=item)

@@ -137,6 +137,25 @@ class Attestor:
         return AttestationArtifact(manifest, blobs)
 
 
+class AttestationReader(Protocol):
+    """What finding an attestation reads from the target's registry (`EcrRegistry`)."""
+
+    def registry_host(self) -> str: ...
+
+    def referrer_annotations(
+        self, repository: str, digest: str, artifact_type: str
+    ) -> dict[str, dict[str, str]]: ...
+
+
+def our_attestations(registry: AttestationReader, action: Action, digest: str) -> list[str]:
+    """The digests of our attestations of `digest` for the action's rule and target among its
+    referrers in the target repository (`registry`: the target's): one listing of its bundle
+    referrers (the registry's host is read once per process). Raises RegistryError."""
+    target = Attestor.target(registry.registry_host(), action)
+    listed = registry.referrer_annotations(action.target_repository, digest, Attestor.artifact_type)
+    return [d for d, notes in listed.items() if Attestor.is_ours(notes, action, target)]
+
+
 def attesting(
     action: Action, evidence: Sequence[Mapping[str, Any]] | None, provenance: Provenance, event_id: str
 ) -> Action:

@@ -62,7 +62,7 @@ from promoter.model.outcomes import (
     CopyStats,
 )
 from promoter.model.plan import Action
-from promoter.workflows.attest import Attestor
+from promoter.workflows.attest import Attestor, our_attestations
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +185,13 @@ class Promoter:
             action, ALREADY_PRESENT, target_digest=image.digest, stats=CopyStats(manifests_put=written)
         ).with_attestation(attestation)
 
+    def attach_attestation(self, action: Action, image: Manifest) -> str | None:
+        """Our attestation of `image` for an action that writes its tag itself (a rollback: this
+        Promoter's registry is the target's), attached when missing, before that write; its digest
+        (None: nothing attests here, or a person's unattested move). Raises AttestationError,
+        RegistryError."""
+        return self._attest(action, image, set())[0]
+
     def _attest(self, action: Action, image: Manifest, carried: set[str] | None) -> tuple[str | None, int]:
         """Our attestation of `image` for the action in the target repository (this Promoter's
         registry): (its digest, 1 when put now else 0); (None, 0) without an Attestor.
@@ -231,10 +238,7 @@ class Promoter:
     def _ours(self, attestor: Attestor, action: Action, digest: str, carried: set[str] | None) -> str | None:
         """Our attestation of `digest` for the action's rule and target in the target repository
         (this Promoter's registry), None when there is none; `carried` as `_attest` says."""
-        repository = action.target_repository
-        target = attestor.target(self._registry.registry_host(), action)
-        listed = self._registry.referrer_annotations(repository, digest, attestor.artifact_type)
-        ours = [d for d, notes in listed.items() if attestor.is_ours(notes, action, target)]
+        ours = our_attestations(self._registry, action, digest)
         if ours and carried is None and not action.same_repository:
             source = action.source
             carried = set(

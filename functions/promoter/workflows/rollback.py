@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -55,6 +55,10 @@ ROLLBACK = "rollback"
 _PLACING_OUTCOMES = frozenset({PROMOTED, ALREADY_PRESENT})
 ROLLED_BACK = "rolled-back"
 ALREADY_THERE = "already-there"
+
+
+# Attaches the attestation of a digest about to be tagged (`Promoter.attach_attestation`): its digest.
+Attest = Callable[[Action, Manifest], str | None]
 
 
 class HistoryReader(History, Protocol):
@@ -101,6 +105,7 @@ class RollbackResult:
     outcome: str
     account: str | None = None
     region: str | None = None
+    attestation: str | None = None  # issue 19: the attestation of the rolled-back-to digest, if any
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,10 +146,14 @@ def rollback(
     *,
     requested_by: str = "",
     reason: str = "",
+    attest: Attest | None = None,
+    authenticated_as: str = "",
 ) -> RollbackResult:
     """Moves `target` back (on `registry`, the target's own). Raises RollbackRefusedError with the
     reason when it cannot (RollbackSupersededError when a promotion moved the tag meanwhile), and
-    HistoryWriteError when the tag moved but the history did not take the record."""
+    HistoryWriteError when the tag moved but the history did not take the record. With `attest`
+    (issue 19), the digest gets its attestation for rule `rollback` (trigger `rollback`, requester
+    `authenticated_as`) right before the tag moves: the tag last, as for any promotion."""
     repository, tag = target.repository, target.tag
     unwritable = unwritable_text(Provenance(trigger=ROLLBACK, requested_by=requested_by, reason=reason))
     if unwritable is not None:  # checked before the put: the record is part of the rollback
@@ -194,12 +203,7 @@ def rollback(
                 "put until it is restored (UpdateImageStorageClass to STANDARD)"
             )
         raise RollbackRefusedError(f"{to} no longer exists in {target.location}")
-    try:
-        registry.put_manifest(repository, image, tag)
-    except TagConflictError as exc:
-        raise RollbackRefusedError(
-            f"{target.location}:{tag} is immutable, ECR refused to move it: {exc}"
-        ) from exc
+    rollback_id = f"{ROLLBACK}:{uuid.uuid4()}"
     action = Action(
         ROLLBACK,
         SourceImage(repository, tag, to),
@@ -208,23 +212,40 @@ def rollback(
         target_account=target.account,
         target_region=target.region,
         forward_only=False,
+        trigger=ROLLBACK,
+        authenticated_requester=authenticated_as,
+        event_id=rollback_id,
     )
-    rollback_id = f"{ROLLBACK}:{uuid.uuid4()}"
+    attestation = attest(action, image) if attest is not None else None
+    try:
+        registry.put_manifest(repository, image, tag)
+    except TagConflictError as exc:
+        raise RollbackRefusedError(
+            f"{target.location}:{tag} is immutable, ECR refused to move it: {exc}"
+        ) from exc
     logger.info("rolled back %s:%s from %s to %s", target.location, tag, current, to)
     try:
         history.record(
             rollback_id,
             ActionResult.for_action(
                 action, ROLLBACK, target_digest=to, reason=f"rolled back from {current or 'no digest'}"
+            ).with_attestation(attestation),
+            Provenance(
+                trigger=ROLLBACK,
+                request_id=rollback_id,
+                requested_by=requested_by,
+                reason=reason,
+                authenticated_as=authenticated_as,
             ),
-            Provenance(trigger=ROLLBACK, request_id=rollback_id, requested_by=requested_by, reason=reason),
         )
     except HistoryWriteError as exc:
         raise HistoryWriteError(
             f"{target.location}:{tag} was rolled back to {to}, but the history did not take the record "
             f"(the next rollback will not know of it): {exc}"
         ) from exc
-    return RollbackResult(repository, tag, current, to, ROLLED_BACK, target.account, target.region)
+    return RollbackResult(
+        repository, tag, current, to, ROLLED_BACK, target.account, target.region, attestation
+    )
 
 
 class LastRecordReader(Protocol):
