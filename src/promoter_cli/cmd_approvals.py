@@ -98,7 +98,7 @@ class ChannelAnswer:
 
     @property
     def message(self) -> str:
-        for key in ("message", "Message", "error", "reason"):
+        for key in ("message", "Message", "text"):
             if isinstance(self.body.get(key), str) and self.body[key]:
                 return str(self.body[key])
         return json.dumps(self.body) if self.body else f"HTTP {self.status}"
@@ -126,11 +126,13 @@ def cmd_decide(args: argparse.Namespace) -> int:
     except ChannelUnreachableError as exc:
         print(f"promoter: the approval channel {url} did not answer: {exc}", file=sys.stderr)
         return EXIT_NOT_ALL_PROMOTED
-    return report_answer(args.decision, wait_id, answer, args.json)
+    return report_answer(args.decision, wait_id, answer, args.json, url)
 
 
-def report_answer(decision: str, wait_id: str, answer: ChannelAnswer, as_json: bool) -> int:
-    """Prints the channel's answer and returns the exit code it stands for."""
+def report_answer(decision: str, wait_id: str, answer: ChannelAnswer, as_json: bool, url: str) -> int:
+    """Prints the channel's answer and returns the exit code it stands for. The channel answers
+    JSON with a `message`; a 404 without one is no channel at all (a wrong URL, or no rule with an
+    approval gate, so nothing serves one)."""
     if answer.status == 200:
         if as_json:
             print_json(answer.body)
@@ -142,6 +144,13 @@ def report_answer(decision: str, wait_id: str, answer: ChannelAnswer, as_json: b
             state = answer.body.get("state")
             print(printable(f"{done} {wait_id}{tally}" + (f" ({state})" if state else "")))
         return EXIT_OK
+    if answer.status == 404 and "message" not in answer.body:
+        print(
+            f"promoter: no approval channel at {url} (HTTP 404): the stack (and `promoter local "
+            "--config`) serves one only when some rule has `require: approval:`",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     if answer.status in BAD_INPUT_STATUSES:
         print(f"promoter: {printable(answer.message)}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -234,8 +243,8 @@ def _json_object(content: bytes) -> dict[str, Any]:
     try:
         parsed = json.loads(content or b"{}")
     except ValueError:
-        return {"message": content.decode("utf-8", errors="replace").strip()[:500]}
-    return parsed if isinstance(parsed, dict) else {"message": str(parsed)}
+        return {"text": content.decode("utf-8", errors="replace").strip()[:500]}
+    return parsed if isinstance(parsed, dict) else {"text": str(parsed)}
 
 
 def cmd_approvals(args: argparse.Namespace) -> int:

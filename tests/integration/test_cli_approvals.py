@@ -271,3 +271,12 @@ def test_a_rejection_ends_the_wait_and_a_later_approval_is_refused_with_exit_1(s
     assert late.returncode == 1 and "already rejected" in late.stderr
     assert pending(setup) == []  # decided: no longer open
     assert run("approvals", "--config", setup.config, "--rule", "nope").returncode == 2
+
+
+def test_approving_where_no_channel_is_served_says_so_in_one_line_and_exits_2(aws_env):
+    # No rule of this local AWS has an approval gate: nothing serves the channel's path.
+    result = run("approve", UNKNOWN_WAIT, "--reason", "ok", env=as_principal(ALICE))
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("promoter: no approval channel at ") and "<html" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
