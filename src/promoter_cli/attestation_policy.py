@@ -518,8 +518,10 @@ def cmd_policy(args: argparse.Namespace) -> int:
     Exit 0 written, 1 the key could not be read from KMS, 2 bad input."""
     from promoter.exceptions import AttestationError, ConfigError
     from promoter.model.config import load_config
-    from promoter_cli.cmd_attestation import BadInput, public_key_pem
-    from promoter_cli.cmd_engine import EXIT_BAD_INPUT, EXIT_NOT_ALL_PROMOTED, EXIT_OK
+
+    # The attestation command's own helpers: how its key is found, and how a refusal is said.
+    from promoter_cli.cmd_attestation import BadInput, _fail, _kms_failed, public_key_pem
+    from promoter_cli.cmd_engine import EXIT_BAD_INPUT, EXIT_OK
 
     if args.controller != KYVERNO and args.kyverno_api != IMAGE_VALIDATING_POLICY:
         return _fail(EXIT_BAD_INPUT, f"--kyverno-api is for --for {KYVERNO} only")
@@ -537,7 +539,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
     except (PolicyInputError, BadInput) as exc:
         return _fail(EXIT_BAD_INPUT, str(exc))
     except AttestationError as exc:
-        return _fail(EXIT_NOT_ALL_PROMOTED, str(exc))
+        return _kms_failed(exc)  # exit 1; no region or credentials go up to main (exit 2)
     if not repositories:
         return _fail(EXIT_BAD_INPUT, f"{args.config}: no target repositories, nothing for a policy to cover")
     request = PolicyRequest(
@@ -560,8 +562,3 @@ def cmd_policy(args: argparse.Namespace) -> int:
         print(f"promoter: warning: {POLICY_CONTROLLER_VERSIONS}", file=sys.stderr)
     sys.stdout.write(render_policy(document, comments))
     return EXIT_OK
-
-
-def _fail(code: int, message: str) -> int:
-    print(f"promoter: {message}", file=sys.stderr)
-    return code

@@ -7,6 +7,7 @@ refused with exit 2 before anything is written. Nothing here runs an admission c
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from promoter.model.attestation import VERIFIER_ID, VSA_PREDICATE_TYPE, build_st
 from promoter.model.config import parse_config
 from promoter_cli import attestation_policy as ap
 from promoter_cli.main import main
+from promoter_cli.resources import NO_REGION_MESSAGE
 from tests.crd_schemas import SCHEMAS, schema_errors
 
 KINDS = list(SCHEMAS)
@@ -421,3 +423,20 @@ def test_an_unknown_controller_is_refused_by_argparse_with_exit_2(config_file: P
             ]
         )
     assert exit_info.value.code == 2
+
+
+def test_no_region_is_the_one_line_every_command_gives_exit_2(
+    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The key from KMS without a region: main's message (exit 2), not a KMS refusal (exit 1)."""
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    key = "arn:aws:kms:us-east-1:111122223333:key/00000000-0000-0000-0000-000000000000"
+    argv = ["attestation", "policy", "--for", "kyverno", "--config", str(config_file), "--key-arn", key]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines() == [f"promoter: {NO_REGION_MESSAGE}"]
