@@ -12,6 +12,8 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
+from local_aws.stack_route import attestation_key
+from promoter import settings
 from promoter.model.attestation import VSA_PREDICATE_TYPE
 from promoter_cli import attestation_policy as ap
 from promoter_cli.main import main
@@ -68,6 +70,27 @@ def test_policy_from_the_kms_key_and_the_callers_registry_is_valid_and_names_bot
     assert len(pems) == 1
     assert load_pem_public_key(pems[0].encode()).public_numbers() == kms_key.public_numbers()
     assert ("NOT YET USABLE" in err) == (controller == ap.POLICY_CONTROLLER)
+
+
+def test_without_a_key_the_policy_carries_the_local_stacks_attestation_key(
+    kms, aws_env, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As `promoter local` sets the stack up (its key under the stack's alias), no --key needed:
+    the key `attestation key` prints is the one the policy requires."""
+    monkeypatch.delenv(settings.ATTESTATION_KEY_ENV, raising=False)
+    local_key = load_der_public_key(kms.get_public_key(KeyId=attestation_key(kms))["PublicKey"])
+    config = tmp_path / "promotion.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+
+    assert main(["attestation", "policy", "--for", "kyverno", "--config", str(config)]) == 0
+
+    out, _ = capsys.readouterr()
+    document = yaml.safe_load(out)
+    assert schema_errors((ap.KYVERNO, ap.IMAGE_VALIDATING_POLICY), document) == []
+    pem = document["spec"]["attestors"][0]["cosign"]["key"]["data"]
+    assert load_pem_public_key(pem.encode()).public_numbers() == local_key.public_numbers()
+    assert main(["attestation", "key"]) == 0
+    assert capsys.readouterr().out.strip() == pem.strip()
 
 
 def test_a_kms_key_that_does_not_exist_fails_with_exit_1_and_prints_no_policy(
