@@ -20,6 +20,7 @@ from promoter.aws.notify import (
     approval_message,
     notify_approval_wait,
 )
+from promoter.model.verdicts import PASSED, Evidence, Verdict
 
 REGION = "us-east-1"
 DIGEST = "sha256:" + "ab" * 32
@@ -32,20 +33,15 @@ class Wait:
     repository: str = "app/api"
     digest: str = DIGEST
     rule: str = "prod"
-    wait_id: str = "k3v9q2x7m4pa"
-
-
-@dataclass(frozen=True)
-class Said:
-    state: str
-    reason: str
+    wait_id: str = "6f453dfcf396"
 
 
 VERDICTS = {
-    "signature": Said(
-        "passed", "signed by https://github.com/org/app/.github/workflows/release.yml@refs/heads/main"
+    "signature": Verdict(
+        PASSED, "signed by https://github.com/org/app/.github/workflows/release.yml@refs/heads/main"
     ),
-    "scan": Said("passed", "no finding above HIGH"),
+    # A passed scan gives no reason: its evidence's summary says what it found.
+    "scan": Verdict(PASSED, evidence=Evidence("scan", "no finding above HIGH (LOW 1)")),
 }
 
 
@@ -110,22 +106,23 @@ def test_the_message_is_a_chatbot_notification_naming_image_rule_requester_gates
     assert DIGEST in description and "app/api" in description
     assert "`prod`" in description and "`app/prod:1.4.2`" in description
     assert "arn:aws:sts::111122223333:assumed-role/ci/run-42" in description
-    assert "signature" in description and "no finding above HIGH" in description
+    assert "`signature` `passed`: `signed by https://github.com/org/app" in description
+    assert "`scan` `passed`: `no finding above HIGH (LOW 1)`" in description
     assert EXPIRES_TEXT in description and "2 distinct approvers" in description
-    assert 'promoter approve k3v9q2x7m4pa --reason "..."' in description
-    assert 'promoter reject k3v9q2x7m4pa --reason "..."' in description
+    assert 'promoter approve 6f453dfcf396 --reason "..."' in description
+    assert 'promoter reject 6f453dfcf396 --reason "..."' in description
     assert content["nextSteps"] == [
-        '`promoter approve k3v9q2x7m4pa --reason "..."`',
-        '`promoter reject k3v9q2x7m4pa --reason "..."`',
+        '`promoter approve 6f453dfcf396 --reason "..."`',
+        '`promoter reject 6f453dfcf396 --reason "..."`',
     ]
-    assert message["metadata"]["threadId"] == "k3v9q2x7m4pa"
+    assert message["metadata"]["threadId"] == "6f453dfcf396"
     assert message["metadata"]["additionalContext"]["digest"] == DIGEST
     assert APPROVAL_NOTIFICATION_FAILURES_METRIC not in metrics.metric_set
 
 
 def test_an_unknown_requester_is_said_so_and_free_text_cannot_break_out_of_its_code_span():
     _, message = approval_message(
-        Wait(), "prod", {"scan": Said("passed", "ok `<!channel>`\x1b[2J")}, EXPIRES_AT, None
+        Wait(), "prod", {"scan": Verdict(PASSED, "ok `<!channel>`\x1b[2J")}, EXPIRES_AT, None
     )
     description = message["content"]["description"]
     assert "*Requested by:* unknown" in description
@@ -145,5 +142,5 @@ def test_a_publish_that_fails_is_logged_at_error_and_counted_never_raised(sns_an
     assert metrics.metric_set[APPROVAL_NOTIFICATION_FAILURES_METRIC]["Value"] == [1.0]
     [record] = [r for r in caplog.records if r.name == "promoter.aws.notify"]
     assert record.levelno == logging.ERROR
-    assert "k3v9q2x7m4pa" in record.getMessage() and "deleted-topic" in record.getMessage()
+    assert "6f453dfcf396" in record.getMessage() and "deleted-topic" in record.getMessage()
     assert received(sqs, queue) == []

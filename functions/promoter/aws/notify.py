@@ -28,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from promoter import settings
 from promoter.model.outcomes import clip
+from promoter.model.verdicts import Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +63,6 @@ class ApprovalWait(Protocol):
     def wait_id(self) -> str: ...
 
 
-class GateSay(Protocol):
-    """What the notification shows of a gate's verdict (`promoter.model.verdicts.Verdict`)."""
-
-    @property
-    def state(self) -> str: ...
-    @property
-    def reason(self) -> str: ...
-
-
 def approve_command(wait_id: str) -> str:
     """The command that approves the wait, as a person types it."""
     return f'promoter approve {wait_id} --reason "{REASON_PLACEHOLDER}"'
@@ -85,7 +77,7 @@ def notify_approval_wait(
     topic_arn: str,
     waiting: ApprovalWait,
     rule: str,
-    verdicts: Mapping[str, GateSay],
+    verdicts: Mapping[str, Verdict],
     expires_at: float,
     requester: str | None,
     *,
@@ -124,7 +116,7 @@ def notify_approval_wait(
 def approval_message(
     waiting: ApprovalWait,
     rule: str,
-    verdicts: Mapping[str, GateSay],
+    verdicts: Mapping[str, Verdict],
     expires_at: float,
     requester: str | None,
     *,
@@ -136,10 +128,7 @@ def approval_message(
     expires = datetime.fromtimestamp(expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     who = _code(requester) if requester else UNKNOWN_REQUESTER
     approve, reject = approve_command(waiting.wait_id), reject_command(waiting.wait_id)
-    gates = [
-        f"• {_code(name)} {_code(v.state)}: {_code(v.reason) if v.reason else '-'}"
-        for name, v in verdicts.items()
-    ]
+    gates = [f"• {_code(name)} {_code(v.state)}: {_verdict_text(v)}" for name, v in verdicts.items()]
     lines = [
         f"*Image:* `{image}`",
         f"*Digest:* `{waiting.digest}` (exactly this digest is promoted)",
@@ -185,6 +174,13 @@ def approval_message(
         },
     }
     return _subject(title), message
+
+
+def _verdict_text(verdict: Verdict) -> str:
+    """What a gate found, in its words: its reason, else its evidence's summary (a passed scan has
+    no reason to give, but its counts)."""
+    said = verdict.reason or (verdict.evidence.summary if verdict.evidence else "")
+    return _code(said) if said else "-"
 
 
 def _code(text: str) -> str:
