@@ -54,7 +54,7 @@ from infra.reconciliation import HISTORY_READ_ACTIONS, Reconciliation, Reconcili
 from infra.remote_targets import grant_remote_targets, promoter_role_names
 from promoter import settings
 from promoter.aws.gate_store import WAIT_ID_INDEX
-from promoter.gates.base import waiting_gate_names
+from promoter.gates.base import gate_names, waiting_gate_names
 from promoter.model.config import requester_account
 from promoter.model.verdicts import APPROVAL_GATE, SCAN_GATE
 
@@ -306,6 +306,7 @@ class ImagePromoter(Construct):
                 ("DeliveryDeadLetterQueue", self.delivery_dead_letter_queue, settings.REDRIVE_DELIVERY),
             ],
             props.alarm_topic,
+            gated=any(gate_names(rule) for rule in config.rules),
         )
         self.dashboard: cloudwatch.Dashboard = self.node.find_child(DASHBOARD_ID)
         acknowledge_findings(

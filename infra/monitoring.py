@@ -17,6 +17,7 @@ from constructs import Construct
 
 from promoter import settings
 from promoter.metrics import (
+    GATE_FAILURES_METRIC,
     HISTORY_WRITE_FAILURES_METRIC,
     OUT_OF_BAND_WRITES_METRIC,
     UNEXPECTED_ERROR_METRIC,
@@ -117,10 +118,12 @@ def add_monitoring(
     queue: sqs.IQueue,
     dead_letter_queues: Sequence[tuple[str, sqs.IQueue, str]],
     topic: sns.ITopic | None,
+    gated: bool = False,
 ) -> list[cloudwatch.Alarm]:
     """Alarms on each dead-letter queue's depth, on function errors and throttles and on unexpected
     errors (`UnexpectedErrors`, which a record handled by the batch processor never shows as a
-    function error), plus a dashboard.
+    function error), with `gated` (some rule has a gate) on gates that failed (`GateFailures`),
+    plus a dashboard.
 
     `dead_letter_queues`: (label, queue, the `promoter redrive --queue` name that empties it); the
     alarm's description says what to run once the cause is fixed.
@@ -176,6 +179,19 @@ def add_monitoring(
             topic,
         )
     )
+    if gated:
+        alarms.append(
+            _alarm(
+                scope,
+                "GateFailuresAlarm",
+                function_metric(GATE_FAILURES_METRIC),
+                "A rule's gate could not decide and waiting would not help (logged at ERROR; the "
+                "promotion failed, naming the gate): a missing grant such as "
+                "ecr:DescribeImageScanFindings, or a KMS key that is disabled or may not verify; fix "
+                "it, then request the promotion again",
+                topic,
+            )
+        )
     alarms.append(
         _alarm(
             scope,

@@ -16,6 +16,7 @@ from moto.events.models import EventPattern
 
 from infra.event_patterns import approval_decided_event_pattern
 from infra.stack import PromoterStack
+from promoter import settings
 from promoter.model.config import parse_config
 
 APPROVER = "arn:aws:iam::111122223333:user/alice"
@@ -119,3 +120,20 @@ def test_the_gates_table_finds_a_wait_by_its_id_and_the_function_may_query_that_
     assert index["Projection"] == {"ProjectionType": "ALL"}
     grants = json.dumps(approval_only)
     assert "/index/by-wait-id" in grants and "/index/*" not in grants
+
+
+def test_gate_failures_alarm_only_where_a_rule_has_a_gate(approval_only, synthesized):
+    def alarms(template: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            v["Properties"]
+            for v in template["Resources"].values()
+            if v["Type"] == "AWS::CloudWatch::Alarm" and v["Properties"]["MetricName"] == "GateFailures"
+        ]
+
+    (alarm,) = alarms(approval_only)
+    # Where the handlers emit it (Powertools EMF): the functions' namespace, dimension `service`.
+    assert alarm["Namespace"] == settings.METRICS_NAMESPACE
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": settings.SERVICE_NAME}]
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert "ecr:DescribeImageScanFindings" in alarm["AlarmDescription"]
+    assert alarms(synthesized.template_dict) == []  # no gate, nothing that could fail
