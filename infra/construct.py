@@ -25,6 +25,7 @@ from constructs import Construct
 
 from infra.approvals import ApprovalChannel, ApprovalChannelParts, needs_approval_channel
 from infra.asset import PACKAGE_NAME, fetch_verifier_wheels, stage_function_code
+from infra.attestation import AttestationKey
 from infra.event_patterns import (
     approval_decided_event_pattern,
     basic_scan_event_pattern,
@@ -289,6 +290,15 @@ class ImagePromoter(Construct):
             if needs_approval_channel(config)
             else None
         )
+        # Issue 19: the key that signs every promotion's attestation; only the promoting roles (and
+        # the break-glass principals) may sign with it (infra.attestation).
+        self.attestation_key = AttestationKey(self, "Attestation", removal_policy=props.table_removal_policy)
+        signing = [(self.function, self.role)]
+        if self.reconciliation is not None:
+            signing.append((self.reconciliation.function, self.reconciliation.role))
+        self.attestation_key.allow_signers([role for _, role in signing], props.break_glass_principals)
+        for function, _ in signing:
+            function.add_environment(settings.ATTESTATION_KEY_ENV, self.attestation_key.key_arn)
         self._restrict_bus(props)
         # The promoter's own reads (and the reconciliation's) do not keep images alive under
         # "since last pulled" lifecycle rules (infra.pull_times).

@@ -150,3 +150,9 @@ class PromoterStack(Stack):
                 value=promoter.approvals.url.url,
                 description="The approval channel: promoter approve/reject sign their decisions for it (IAM)",
             )
+        CfnOutput(
+            self,
+            settings.OUTPUT_ATTESTATION_KEY,
+            value=promoter.attestation_key.key_arn,
+            description="The KMS key that signs promotion attestations (promoter attestation key: its PEM)",
+        )

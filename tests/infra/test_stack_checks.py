@@ -74,4 +74,4 @@ def test_every_granted_action_exists_in_botocores_service_models(synthesized):
                 if service not in operations:
                     operations[service] = set(session.get_service_model(service).operation_names)
                 assert operation in operations[service], f"{action} is not a {service} operation"
-    assert set(operations) == {"ecr", "dynamodb", "sqs", "logs", "events"}
+    assert set(operations) == {"ecr", "dynamodb", "sqs", "logs", "events", "kms"}  # kms: attestations

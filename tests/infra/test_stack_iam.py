@@ -144,7 +144,8 @@ def test_function_may_only_append_to_the_history_table_and_read_a_targets_record
 
 def test_function_has_no_permission_the_engine_does_not_use(statements):
     services = {action.split(":")[0] for s in statements for action in _as_list(s["Action"])}
-    assert services == {"ecr", "dynamodb", "sqs", "logs", "events"}  # events: results, on the bus only
+    # events: results, on the bus only; kms: signing attestations, with the stack's key only
+    assert services == {"ecr", "dynamodb", "sqs", "logs", "events", "kms"}
 
 
 def test_function_may_consume_only_its_queue_and_write_only_its_log_group(synthesized, statements):

@@ -50,6 +50,7 @@ def test_stack_has_exactly_the_expected_resources(synthesized):
         "AWS::CloudWatch::Alarm": 7,
         "AWS::CloudWatch::Dashboard": 1,
         "AWS::ECR::PullTimeUpdateExclusion": 2,  # the promoter's and the reconciliation's reads
+        "AWS::KMS::Key": 1,  # signs promotion attestations (issue 19)
     }
     for cfn_type, count in counts.items():
         synthesized.template.resource_count_is(cfn_type, count)

@@ -71,7 +71,10 @@ def test_kms_verify_on_the_named_keys_only_and_signer_revocation_for_notation(si
         for resource in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]])
         if action.startswith(("kms:", "signer:"))
     }
-    assert grants == {("kms:Verify", json.dumps(KMS_KEY)), ("signer:GetRevocationStatus", '"*"')}
+    # kms:Sign on the stack's own attestation key (issue 19) is every stack's, gated or not.
+    [attestation_key] = signed_stack.resources("AWS::KMS::Key")
+    signing = ("kms:Sign", json.dumps({"Fn::GetAtt": [attestation_key, "Arn"]}))
+    assert grants == {("kms:Verify", json.dumps(KMS_KEY)), ("signer:GetRevocationStatus", '"*"'), signing}
 
 
 def test_a_stack_without_signature_gates_has_no_kms_or_signer_grant(synthesized):
