@@ -105,7 +105,8 @@ def run_burst(
         f"DLQ {dlq}; invocations {out['invocations']}",
         f"ECR calls per event: {json.dumps(per_event)}",
         f"handler time per event {busy * 1000:.0f} ms: {concurrency} workers can promote at most "
-        f"{concurrency / busy:.1f}/s vs the quota's {sizes.burst_put_rate:g}/s",
+        f"{concurrency / busy:.1f}/s ({put_image_per_event * concurrency / busy:.1f} PutImage/s) "
+        f"vs the quota's {sizes.burst_put_rate:g} PutImage/s",
     )
     if out["first_error"]:
         notes += (f"first function error: {out['first_error']}",)
