@@ -43,6 +43,8 @@ from promoter_cli.output import add_json_flag, print_json, print_table, printabl
 from promoter_cli.resources import APPROVAL_URL_ENV
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from promoter.model.approvals import ApprovalGate
     from promoter.model.config import PromotionConfig
     from promoter.model.verdicts import Waiting
@@ -267,7 +269,7 @@ def cmd_approvals(args: argparse.Namespace) -> int:
         return EXIT_NOT_ALL_PROMOTED
     now = time.time()
     rows = [
-        pending_approval(wait, config)
+        pending_approval(wait, config, waiting)
         for wait in sorted(waiting, key=lambda w: (w.deadline, w.wait_id))
         if wait.gate == APPROVAL_GATE
         and (not args.rule or wait.rule == args.rule)
@@ -293,8 +295,12 @@ def is_open(wait: Waiting, config: PromotionConfig, now: float) -> bool:
     return gate is None or not quorum_reached(gate, wait)
 
 
-def pending_approval(wait: Waiting, config: PromotionConfig) -> dict[str, Any]:
-    """One open wait as `approvals --json` shows it (the table's columns come from these keys)."""
+def pending_approval(
+    wait: Waiting, config: PromotionConfig, waiting: Sequence[Waiting] = ()
+) -> dict[str, Any]:
+    """One open wait as `approvals --json` shows it (the table's columns come from these keys).
+    The rule's other gates passed unless they wait too (`waiting`: every wait of the table): a
+    request holds an approval wait beside a pending scan's, and people may decide in either order."""
     from promoter.gates.base import gate_names
     from promoter.model.approvals import TARGET_KEY, requester_of, tally
 
@@ -302,6 +308,13 @@ def pending_approval(wait: Waiting, config: PromotionConfig) -> dict[str, Any]:
     rule = config.rule(wait.rule)
     counted = tally(gate, wait) if gate is not None else ()
     targets = wait.data.get(TARGET_KEY) or ()
+    others = [name for name in gate_names(rule) if name != APPROVAL_GATE] if rule else []
+    still_pending = {
+        other.gate
+        for other in waiting
+        if (other.repository, other.digest, other.rule, other.event.event_id)
+        == (wait.repository, wait.digest, wait.rule, wait.event.event_id)
+    }
     return {
         "wait_id": wait.wait_id,
         "rule": wait.rule,
@@ -309,8 +322,8 @@ def pending_approval(wait: Waiting, config: PromotionConfig) -> dict[str, Any]:
         "digest": wait.digest,
         "targets": [targets] if isinstance(targets, str) else [str(t) for t in targets],
         "requester": requester_of(wait),
-        # Approval is asked for last: every other gate of the rule has passed (GATE_ORDER).
-        "gates_passed": [name for name in gate_names(rule) if name != APPROVAL_GATE] if rule else [],
+        "gates_passed": [name for name in others if name not in still_pending],
+        "gates_pending": [name for name in others if name in still_pending],
         "approvals": [a.to_dict() for a in counted],
         "min": gate.min if gate is not None else None,
         "expires": _iso(wait.deadline),
@@ -330,7 +343,7 @@ def _approval_cells(row: dict[str, Any]) -> list[str]:
         row["rule"],
         f"{row['repository']}@{short_digest(row['digest'])}",
         row["requester"] or "unknown",
-        ", ".join(row["gates_passed"]) or "-",
+        ", ".join([*row["gates_passed"], *(f"({g} pending)" for g in row["gates_pending"])]) or "-",
         f"{len(row['approvals'])}/{needed}",
         row["expires"],
     ]

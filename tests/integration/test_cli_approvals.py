@@ -280,3 +280,15 @@ def test_approving_where_no_channel_is_served_says_so_in_one_line_and_exits_2(aw
     assert result.returncode == 2
     assert result.stderr.startswith("promoter: no approval channel at ") and "<html" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_wait_whose_scan_is_still_pending_lists_the_scan_as_pending_not_passed(setup, pusher):
+    unscanned = im.image((212,))
+    pusher.push(setup.stage, unscanned, "v2.0.0")  # no findings set: its scan has not completed
+    request = run("event", "request", f"{setup.stage}:v2.0.0", "--rule", "to-prod", "--requested-by", CAROL)
+    assert run("handle", "-", "--config", setup.config, stdin=request.stdout).returncode == 1
+
+    [wait] = [w for w in pending(setup) if w["digest"] == unscanned.digest]
+
+    assert (wait["gates_passed"], wait["gates_pending"]) == ([], ["scan"])
+    assert "(scan pending)" in run("approvals", "--config", setup.config).stdout
