@@ -182,10 +182,10 @@ def public_key_pem_checked(text: str) -> str:
 
 
 def policy_name(rule: str | None, level: str | None) -> str:
-    """`ecr-image-promoter-attestation`, with the rule or level it is narrowed to, as a DNS-1123 label
+    """`ecr-image-promoter-attestation`, with the rule and level it is narrowed to, as a DNS-1123 label
     (lower case, `-` for anything else, at most 63 characters)."""
-    suffix = rule if rule is not None else (level[len(LEVEL_PREFIX) :] if level else "")
-    name = POLICY_NAME + (f"-{suffix}" if suffix else "")
+    parts = [rule or "", level[len(LEVEL_PREFIX) :] if level else ""]
+    name = "-".join([POLICY_NAME, *(part for part in parts if part)])
     name = re.sub(r"[^a-z0-9-]+", "-", name.lower())
     return name[:MAX_POLICY_NAME_CHARS].strip("-")
 

@@ -265,6 +265,11 @@ def test_level_filter_requires_the_level_on_every_repository(kind: tuple[str, st
     assert "ECR_PROMOTER_GATE_SCAN" in level_checks(kind, document)
     assert len(image_patterns(kind, document)) == len(image_patterns(kind, written(kind, request_for(pem))))
     assert document["metadata"]["name"] == "ecr-image-promoter-attestation-gate-scan"
+    assert (
+        ap.policy_name("To_Prod", "ECR_PROMOTER_GATE_SCAN")
+        == "ecr-image-promoter-attestation-to-prod-gate-scan"
+    )
+    assert len(ap.policy_name("r" * 80, None)) == 63
 
 
 def test_required_levels_refuse_what_the_promoter_never_writes() -> None:
