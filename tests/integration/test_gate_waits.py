@@ -177,6 +177,32 @@ def test_two_waiting_gates_each_hold_their_own_record_and_resume_on_their_own_ev
     assert said == {SCAN_GATE: PASSED, HOLD_GATE: PASSED}
 
 
+def test_a_redelivered_request_extends_neither_gates_deadline(
+    aws_env,
+    ecr,
+    pusher,
+    repos,  # noqa: F811
+    engine,  # noqa: F811
+    hold_gate,
+    monkeypatch,
+):
+    source, target = repos("ci", "prod")
+    image = im.image((64,))
+    pusher.push(source, image, "v1")
+    config = two_gates(source, target)
+    request = PromotionRequested("req-again", source, "v1")
+    engine(request, config)
+    first = {gate: int(r["deadline"]) for gate, r in records_of(source, image.digest).items()}
+
+    later = time.time() + 600
+    monkeypatch.setattr(service, "clock", lambda: later)
+    again = engine(request, config)
+
+    assert [r.outcome for r in again.results] == [GATE_PENDING]
+    assert {gate: int(r["deadline"]) for gate, r in records_of(source, image.digest).items()} == first
+    assert set(first) == {SCAN_GATE, HOLD_GATE}
+
+
 @pytest.mark.parametrize(
     ("rule", "scan_minutes", "late"), [("held-briefly", 60, HOLD_GATE), ("held-release", 1, SCAN_GATE)]
 )
