@@ -40,6 +40,7 @@ from infra.lambda_runtime import POWERTOOLS_LAYER_PARAMETER
 from infra.monitoring import DASHBOARD_ID, add_monitoring
 from infra.nag import acknowledge_findings
 from infra.permissions import (
+    grant_approval_gates,
     grant_create_missing,
     grant_ecr,
     grant_gates_table,
@@ -55,6 +56,7 @@ from infra.reconciliation import HISTORY_READ_ACTIONS, Reconciliation, Reconcili
 from infra.remote_targets import grant_remote_targets, promoter_role_names
 from promoter import settings
 from promoter.aws.gate_store import WAIT_ID_INDEX
+from promoter.gates.approval import ALARM_TOPIC_ENV
 from promoter.gates.base import gate_names, waiting_gate_names
 from promoter.model.config import requester_account
 from promoter.model.verdicts import APPROVAL_GATE, SCAN_GATE
@@ -99,6 +101,11 @@ class ImagePromoter(Construct):
     def __init__(self, scope: Construct, construct_id: str, props: ImagePromoterProps) -> None:
         super().__init__(scope, construct_id)
         config = props.config
+        if config.notifies_alarm_topic() and props.alarm_topic is None:
+            raise ValueError(
+                "an approval gate says notify: alarm-topic, but the stack has no alarm topic: give "
+                "alarm_email or alarm_topic_arn (-c alarm_email=ADDRESS), or name an SNS topic in notify"
+            )
         self.request_source = props.request_source
 
         self.event_bus: events.IEventBus = props.event_bus or events.EventBus(self, "PromotionBus")
@@ -235,6 +242,19 @@ class ImagePromoter(Construct):
         grant_scan_findings(self, self.role, config.gated_source_repository_globs())
         grant_gates_table(self.role, self.gates_table)
         grant_signature_checks(self.role, config.signature_kms_key_arns(), config.notation_gated())
+        # Approval waits are announced by this function only (the reconciliation holds no waits):
+        # conditional updates on their records, and the rules' notify topics (infra.permissions).
+        notifies_alarm_topic = config.notifies_alarm_topic()
+        grant_approval_gates(
+            self.role,
+            self.gates_table,
+            approval_gated=config.approval_gated(),
+            notify_topic_arns=config.approval_notify_topics(),
+            alarm_topic=props.alarm_topic if notifies_alarm_topic else None,
+        )
+        if notifies_alarm_topic:
+            assert props.alarm_topic is not None  # refused above
+            self.function.add_environment(ALARM_TOPIC_ENV, props.alarm_topic.topic_arn)
 
         # The sweep that catches lost events (issue 6): same code, its own handler, role and schedule.
         self.reconciliation = (

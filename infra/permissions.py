@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from promoter.aws.gate_store import WAIT_ID_INDEX
@@ -74,6 +75,17 @@ GATES_TABLE_ACTIONS = (
 )
 # ... and find (Query on the `by-wait-id` index: an approval decision names its wait by id).
 GATES_INDEX_ACTIONS = ("dynamodb:Query",)
+# Approval gates (promoter.aws.approval_waits.ApprovalWaits): announcing a wait once
+# (claim_announcement) and ending the older wait a newer request supersedes (supersede) are one
+# conditional UpdateItem each on the wait's record; only when some rule requires approval.
+APPROVAL_WAITS_TABLE_ACTIONS = ("dynamodb:UpdateItem",)
+# promoter.aws.notify tells an approval gate's approvers on its `notify` topic, on exactly the topics
+# the rules name (and the stack's alarm topic for `notify: alarm-topic`).
+SNS_NOTIFY_ACTIONS = ("sns:Publish",)
+# Publishing to a topic encrypted with a customer managed key (the stack's alarm topic,
+# infra.monitoring.notification_topic) also takes these two on its key (SNS developer guide, "Key
+# management": a publisher to an SSE topic needs kms:GenerateDataKey and kms:Decrypt).
+KMS_ENCRYPTED_PUBLISH_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
 # Signature gates (promoter.gates.signature): cosign's awskms:/// keys are checked with KMS Verify,
 # granted on the keys the rules name and no other.
 KMS_VERIFY_ACTIONS = ("kms:Verify",)
@@ -229,4 +241,34 @@ def grant_signature_checks(grantee: iam.IGrantable, kms_key_arns: Iterable[str],
     if notation:
         iam.Grant.add_to_principal(
             grantee=grantee, actions=list(SIGNER_REVOCATION_ACTIONS), resource_arns=["*"]
+        )
+
+
+def grant_approval_gates(
+    grantee: iam.IGrantable,
+    gates_table: dynamodb.ITable,
+    *,
+    approval_gated: bool,
+    notify_topic_arns: Iterable[str],
+    alarm_topic: sns.ITopic | None,
+) -> None:
+    """What an approval gate's announcement calls beyond the gate store: UpdateItem on the gates
+    table (`approval_gated`), sns:Publish on exactly `notify_topic_arns` and on `alarm_topic` (for
+    `notify: alarm-topic`; None: no rule says it), with the two KMS actions on the alarm topic's key
+    when the stack made it encrypted. Nothing for a configuration without approval gates."""
+    if approval_gated:
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=list(APPROVAL_WAITS_TABLE_ACTIONS),
+            resource_arns=[gates_table.table_arn],
+        )
+    topics = sorted(set(notify_topic_arns))
+    if alarm_topic is not None:
+        topics.append(alarm_topic.topic_arn)
+    if topics:
+        iam.Grant.add_to_principal(grantee=grantee, actions=list(SNS_NOTIFY_ACTIONS), resource_arns=topics)
+    key = alarm_topic.master_key if isinstance(alarm_topic, sns.Topic) else None
+    if key is not None:
+        iam.Grant.add_to_principal(
+            grantee=grantee, actions=list(KMS_ENCRYPTED_PUBLISH_ACTIONS), resource_arns=[key.key_arn]
         )
