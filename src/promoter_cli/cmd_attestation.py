@@ -103,38 +103,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_stack(parser: argparse.ArgumentParser) -> None:
-    # Its own dest: main's generic `--stack` handling points the engine's tables at the stack, which
-    # these commands do not use; only the key output is read (stack_key_arn).
-    parser.add_argument(
-        "--stack", dest="attestation_stack", metavar="NAME", help="use the deployed stack's attestation key"
-    )
+    # `main` points the process at the stack's outputs (promoter_cli.resources.use_stack), the key
+    # among them (AttestationPublicKeyArn -> ATTESTATION_KEY_ARN), as for every stack command.
+    parser.add_argument("--stack", metavar="NAME", help="use the deployed stack's attestation key")
 
 
 # --- the key ------------------------------------------------------------------------------------
 
 
-def stack_key_arn(stack_name: str) -> str:
-    """The stack's `AttestationPublicKeyArn` output. Raises BadInput when absent or unreadable."""
-    from promoter_cli.resources import StackOutputsError, stack_outputs
-
-    try:
-        outputs = stack_outputs(stack_name)
-    except StackOutputsError as exc:
-        raise BadInput(str(exc)) from exc
-    arn = outputs.get(settings.OUTPUT_ATTESTATION_KEY)
-    if not arn:
-        raise BadInput(f"stack {stack_name!r} has no output {settings.OUTPUT_ATTESTATION_KEY}")
-    return arn
-
-
 def default_key_arn(args: argparse.Namespace) -> str:
-    """The KMS key to read when none is named: the stack's, ATTESTATION_KEY_ARN's, the local one."""
+    """The KMS key to read when none is named: the stack's (`--stack`, through ATTESTATION_KEY_ARN),
+    ATTESTATION_KEY_ARN's, on the local AWS the local stack's. Raises BadInput when there is none."""
     from promoter_cli.cmd_local import is_loopback_endpoint
 
-    if getattr(args, "attestation_stack", None):
-        return stack_key_arn(args.attestation_stack)
     if arn := settings.attestation_key_arn():
         return arn
+    if getattr(args, "stack", None):
+        raise BadInput(
+            f"stack {args.stack!r} has no output {settings.OUTPUT_ATTESTATION_KEY} "
+            "(deployed before attestations?): pass --key"
+        )
     if is_loopback_endpoint(os.environ.get("AWS_ENDPOINT_URL", "")):
         return settings.LOCAL_ATTESTATION_KEY_ALIAS
     raise BadInput(

@@ -34,6 +34,7 @@ from promoter.aws.registry import EcrRegistry, make_ecr_client
 from promoter.exceptions import AttestationError
 from promoter.model import attestation as vsa
 from promoter_cli.main import main
+from tests.integration.test_operator_cli import deploy_outputs
 
 pytestmark = [
     pytest.mark.integration,
@@ -319,6 +320,23 @@ def test_attestation_key_prints_the_pem_kms_get_public_key_returns(capsys, monke
     assert promoter(capsys, "attestation", "key")[:2] == (0, out)
 
 
+def test_attestation_key_finds_the_stacks_key_through_its_output(capsys, monkeypatch, aws_env, key_arn):
+    # `--stack` sets ATTESTATION_KEY_ARN in this process (resources.use_stack): monkeypatch puts it
+    # back after the test, set or not.
+    monkeypatch.setenv("ATTESTATION_KEY_ARN", "unset-after-the-test")
+    monkeypatch.delenv("ATTESTATION_KEY_ARN")
+    expected = KmsAttestationSigner(key_arn).public_key_pem()
+    stack = deploy_outputs(aws_env.endpoint, {"AttestationPublicKeyArn": key_arn})
+    assert promoter(capsys, "attestation", "key", "--stack", stack)[:2] == (0, expected)
+
+    monkeypatch.delenv("ATTESTATION_KEY_ARN")
+    older = deploy_outputs(aws_env.endpoint, {"DashboardUrl": "https://console.aws.amazon.com/"})
+    code, out, err = promoter(capsys, "attestation", "key", "--stack", older)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"promoter: stack {older!r} has no output AttestationPublicKeyArn")
+    assert err.endswith("pass --key\n") and err.count("\n") == 1
+
+
 def test_a_disabled_or_deleted_key_is_a_named_failure_and_throttling_is_retryable(
     capsys, aws_env, kms, key_arn
 ):
@@ -437,3 +455,30 @@ def test_a_local_aws_not_started_is_said_in_one_line_as_bad_setup(tmp_path):
         assert done.returncode == 2, done
         assert done.stderr.startswith(f"promoter: nothing answers at http://127.0.0.1:{port}"), done.stderr
         assert done.stderr.count("\n") == 1 and done.stdout == ""
+
+
+def test_what_the_engine_attests_on_a_break_glass_promotion_verifies_with_the_configured_key(
+    capsys, monkeypatch, ecr, unique_name, pusher, key_arn
+):
+    # Not built by this test: `promoter promote` writes the attestation (workflows.attest) with the
+    # key ATTESTATION_KEY_ARN names; `attestation verify` and securesystemslib read it back.
+    source, target = unique_name("dev"), unique_name("prod")
+    for name in (source, target):
+        ecr.create_repository(repositoryName=name)
+    image = im.image((256,))
+    pusher.push(source, image, "v1")
+    monkeypatch.setenv("ATTESTATION_KEY_ARN", key_arn)
+    code, out, err = promoter(
+        capsys, "promote", f"{source}:v1", "--to", f"{target}:v1", "--requested-by", "alice"
+    )
+    assert code == 0, (out, err)
+
+    code, out, err = promoter(capsys, "attestation", "verify", f"{target}:v1", "--json")  # the key: the env's
+    assert code == 0, (out, err)
+    document = json.loads(out)
+    [attestation] = document["attestations"]
+    assert document["key"] == key_arn and attestation["subject"]["digest"] == image.digest
+    registry = EcrRegistry(make_ecr_client())
+    manifest = registry.get_manifests(target, [attestation["attestation"]])[attestation["attestation"]]
+    bundle = registry.read_blob(target, manifest.document["layers"][0]["digest"], 1 << 20)
+    sslib_verify(bundle, KmsAttestationSigner(key_arn).public_key_pem(), key_arn)
