@@ -81,7 +81,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _gate_lines(rule: Rule) -> list[str]:
     """Each gate of the rule with its settings, as `validate` lists them (PEM keys and certificates
-    counted, not printed)."""
+    counted, not printed; an approval gate's approvers in full, `notify nobody` without a topic)."""
     lines = []
     if rule.scan_gate is not None:
         scan = rule.scan_gate
@@ -102,6 +102,15 @@ def _gate_lines(rule: Rule) -> list[str]:
                 f"notation {profiles}, " + (f"{roots} trust root(s)" if roots else "AWS Signer's roots")
             )
         lines.append(f"signature: {'; or '.join(verifiers)}")
+    approval = rule.approval_gate
+    if approval is not None:
+        from promoter.model.approvals import format_duration
+
+        lines.append(
+            f"approval: min {approval.min} of {', '.join(approval.approvers)}; requester "
+            f"{'may' if approval.requester_may_approve else 'may not'} approve; expires_after "
+            f"{format_duration(approval.expires_after)}; notify {approval.notify or 'nobody'}"
+        )
     return lines
 
 

@@ -177,3 +177,31 @@ def test_validate_lists_each_rules_gates_with_their_settings(tmp_path, capsys):
         "https://token.actions.githubusercontent.com re:^https://github.com/org/",
     ]
     assert lines.index("  open [push] app-dev:sha-*") > lines.index("    " + gates[-1])  # only to-prod's
+
+
+def test_validate_lists_an_approval_gate_with_its_approvers_quorum_expiry_and_notify(tmp_path, capsys):
+    alice, release = "arn:aws:iam::123456789012:user/alice", "arn:aws:iam::123456789012:role/release"
+    topic = "arn:aws:sns:us-east-1:123456789012:releases"
+    config = tmp_path / "promotion.yaml"
+    config.write_text(
+        "rules:\n  - name: to-prod\n    trigger: request\n    source: {repository: app-stage, tags: ['v*']}\n"
+        "    require:\n      scan: {max_severity: HIGH, timeout_minutes: 30}\n"
+        f"      approval: {{approvers: ['{alice}', '{release}'], min: 2, requester_may_approve: true,"
+        f" expires_after: 90m, notify: '{topic}'}}\n"
+        "    targets: [{repository: app-prod}]\n"
+        "  - name: to-stage\n    trigger: request\n    source: {repository: app-dev, tags: ['v*']}\n"
+        f"    require: {{approval: {{approvers: ['{alice}']}}}}\n"
+        "    targets: [{repository: app-stage}]\n"
+    )
+
+    code = cli.main(["validate", "--config", str(config)])
+
+    assert code == 0
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    gates = [line for line in lines if line.startswith("gate:")]
+    assert gates == [
+        "gate: scan: max_severity HIGH, timeout_minutes 30",
+        f"gate: approval: min 2 of {alice}, {release}; requester may approve; expires_after 90m; "
+        f"notify {topic}",
+        f"gate: approval: min 1 of {alice}; requester may not approve; expires_after 1d; notify nobody",
+    ]
