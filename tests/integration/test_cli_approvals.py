@@ -34,6 +34,9 @@ CAROL = f"arn:aws:iam::{ACCOUNT}:user/carol"  # an approver, and the requester b
 DAVE = f"arn:aws:iam::{ACCOUNT}:user/dave"  # no approver of any rule
 MALLORY = "arn:aws:iam::210987654321:user/mallory"  # another account's: no approver either
 UNKNOWN_WAIT = "0123456789ab"
+# A rule name of this file's own: waits it leaves in the local AWS's gates table are no other
+# test's (status lists a rule's waits by its name).
+RULE = "release-sign-off"
 
 
 def run(
@@ -62,12 +65,12 @@ def as_principal(arn: str) -> dict[str, str]:
 
 
 def write_config(path: Path, stage: str, prod: str, notify: str | None = None) -> str:
-    """`to-prod`: a request rule with a scan gate and an approval gate of alice, bob and carol, min 2."""
+    """RULE: a request rule with a scan gate and an approval gate of alice, bob and carol, min 2."""
     entries = ", ".join(f"'{a}'" for a in (ALICE, BOB, CAROL))
     notified = f", notify: '{notify}'" if notify else ""
     path.write_text(
         "rules:\n"
-        "  - name: to-prod\n    trigger: request\n"
+        f"  - name: {RULE}\n    trigger: request\n"
         f"    source: {{repository: {stage}, tags: ['v*']}}\n"
         "    require:\n"
         "      scan: {max_severity: HIGH}\n"
@@ -93,7 +96,7 @@ class Setup:
 
 @pytest.fixture
 def setup(aws_env, ecr, unique_name, pusher, tmp_path, monkeypatch) -> Iterator[Setup]:
-    """stage (an image v1.4.2, scanned: one LOW finding) -(to-prod: scan + 2 approvals)-> prod; the
+    """stage (an image v1.4.2, scanned: one LOW finding) -(RULE: scan + 2 approvals)-> prod; the
     rule's notify topic with an SQS subscriber; the approval channel served on the local AWS as
     `promoter local --config` serves it (its handler runs in this process, reading its
     configuration and tables from this process's environment, as in Lambda)."""
@@ -136,8 +139,8 @@ def decide(decision: str, wait_id: str, who: str, reason: str) -> subprocess.Com
 
 
 def request_and_hold(setup: Setup) -> list[dict[str, Any]]:
-    """carol requests v1.4.2 for to-prod; the promoter handles it: both targets wait for approval."""
-    request = run("event", "request", f"{setup.stage}:v1.4.2", "--rule", "to-prod", "--requested-by", CAROL)
+    """carol requests v1.4.2 for RULE; the promoter handles it: both targets wait for approval."""
+    request = run("event", "request", f"{setup.stage}:v1.4.2", "--rule", RULE, "--requested-by", CAROL)
     handled = run("handle", "-", "--config", setup.config, "--json", stdin=request.stdout)
     assert handled.returncode == 1, handled.stderr  # not promoted (yet)
     return json.loads(handled.stdout)["actions"]
@@ -149,7 +152,7 @@ def test_two_people_approve_with_their_own_credentials_and_approvals_status_hist
     [wait] = pending(setup)
     [message] = setup.notified()
     assert f"promoter approve {wait['wait_id']} --reason" in message["content"]["description"]
-    assert (wait["rule"], wait["digest"], wait["requester"]) == ("to-prod", setup.image.digest, CAROL)
+    assert (wait["rule"], wait["digest"], wait["requester"]) == (RULE, setup.image.digest, CAROL)
     assert (wait["gates_passed"], wait["approvals"], wait["min"]) == (["scan"], [], 2)
     table = run("approvals", "--config", setup.config).stdout
     assert wait["wait_id"] in table and "0/2" in table and CAROL in table
@@ -160,10 +163,12 @@ def test_two_people_approve_with_their_own_credentials_and_approvals_status_hist
     assert f"approved {wait['wait_id']}: 1/2 approvals" in first.stdout
     [after_one] = pending(setup)
     assert [(a["by"], a["reason"]) for a in after_one["approvals"]] == [(ALICE, "release notes checked")]
-    status = run("status", "--config", setup.config, "--rule", "to-prod")
+    status = run("status", "--config", setup.config, "--rule", RULE)
     assert status.returncode == 0, status.stderr
     assert f"awaiting approval 1/2 until {wait['expires']}" in status.stdout
-    [shown] = json.loads(run("status", "--config", setup.config, "--json").stdout)["rules"][0]["waiting"]
+    [rule] = json.loads(run("status", "--config", setup.config, "--json").stdout)["rules"]
+    # Other tests' waits of this rule may be in the table: this test's are on its own repository.
+    [shown] = [w for w in rule["waiting"] if w["repository"] == setup.stage]
     assert (shown["gate"], shown["wait_id"], shown["approvals"], shown["min"]) == (
         "approval",
         wait["wait_id"],
@@ -242,7 +247,7 @@ def test_graph_draws_the_approval_gate_between_the_machine_checks_and_the_target
     gate = hexagon.split("{{", 1)[0].strip()
     assert hexagon.endswith('{{"approval: 2 of user/alice, user/bob, user/carol within 1d"}}')
     [into] = [line for line in lines if line.endswith(f" {gate}")]
-    assert '|"to-prod<br/>request<br/>scan up to HIGH"|' in into
+    assert f'|"{RULE}<br/>request<br/>scan up to HIGH"|' in into
     [out] = [line for line in lines if line.strip().startswith(f"{gate} ")]
     assert out.strip().endswith("n1_prod") and "current" in out
 
@@ -285,7 +290,7 @@ def test_approving_where_no_channel_is_served_says_so_in_one_line_and_exits_2(aw
 def test_a_wait_whose_scan_is_still_pending_lists_the_scan_as_pending_not_passed(setup, pusher):
     unscanned = im.image((212,))
     pusher.push(setup.stage, unscanned, "v2.0.0")  # no findings set: its scan has not completed
-    request = run("event", "request", f"{setup.stage}:v2.0.0", "--rule", "to-prod", "--requested-by", CAROL)
+    request = run("event", "request", f"{setup.stage}:v2.0.0", "--rule", RULE, "--requested-by", CAROL)
     assert run("handle", "-", "--config", setup.config, stdin=request.stdout).returncode == 1
 
     [wait] = [w for w in pending(setup) if w["digest"] == unscanned.digest]
