@@ -457,3 +457,58 @@ def test_break_glass_promote_and_rollback_are_attested_naming_their_trigger(
     rows = json.loads(capsys.readouterr().out)
     assert {r["attestation"] for r in rows} == {manual_first, manual_second, rolled_back}
     assert manual_second
+
+
+# What an attestation adds to a promotion (BENCHMARKS.md, "attestations"): ECR: one
+# ListImageReferrers (is ours there?), one BatchCheckLayerAvailability (its two blobs), three
+# layer-upload calls per blob the target lacks (the bundle always; the empty config `{}` only the
+# first time a repository gets one), one PutImage (by digest); KMS: one Sign.
+ATTESTATION_ECR_CALLS = {
+    "ListImageReferrers": 1,
+    "BatchCheckLayerAvailability": 1,
+    "InitiateLayerUpload": 1,
+    "UploadLayerPart": 1,
+    "CompleteLayerUpload": 1,
+    "PutImage": 1,
+}
+FIRST_IN_REPOSITORY = {"InitiateLayerUpload": 1, "UploadLayerPart": 1, "CompleteLayerUpload": 1}
+
+
+def test_an_attestation_costs_six_ecr_calls_and_one_kms_sign_three_more_the_first_time(
+    ecr, pusher, unique_name, key_arn, aws_env
+):
+    source, plain, attested = unique_name("dev"), unique_name("plain"), unique_name("attested")
+    for name in (source, plain, attested):
+        ecr.create_repository(repositoryName=name)
+    images = [im.image((64, 32)) for _ in range(3)]
+    for index, image in enumerate(images):
+        pusher.push(source, image, f"v{index}")
+    registry = EcrRegistry(make_ecr_client())
+    registry.registry_host()  # GetAuthorizationToken, once per process (the Lambda's /v2 copies share it)
+    without = Promoter(registry)
+    with_key = Promoter(registry, attestor=attestor_from_environment(None))
+
+    def cost(promoter: Promoter, target: str, index: int) -> tuple[dict[str, int], dict[str, int]]:
+        aws_env.control.reset_calls()
+        aws_env.control.reset_requests()
+        action = Action("r", SourceImage(source, f"v{index}", images[index].digest), target, f"v{index}")
+        assert promoter.promote(action).outcome == "promoted"
+        return aws_env.control.calls(), kms_calls(aws_env)
+
+    for index in range(3):
+        base, base_kms = cost(without, plain, index)
+        calls, signs = cost(with_key, attested, index)
+        added = {op: n - base.get(op, 0) for op, n in calls.items() if n != base.get(op, 0)}
+        expected = dict(ATTESTATION_ECR_CALLS)
+        if index == 0:
+            expected = {op: n + FIRST_IN_REPOSITORY.get(op, 0) for op, n in expected.items()}
+        assert added == expected, index
+        assert (base_kms, signs) == ({}, {"Sign": 1})
+    # A replay past the idempotency record (the tag is there, so is the attestation): the target's
+    # listing, and the source image's (ours must not be one carried from there); nothing written.
+    aws_env.control.reset_calls()
+    aws_env.control.reset_requests()
+    action = Action("r", SourceImage(source, "v2", images[2].digest), attested, "v2")
+    assert with_key.promote(action).outcome == ALREADY_PRESENT
+    assert aws_env.control.calls() == {"BatchGetImage": 1, "ListImageReferrers": 2}
+    assert kms_calls(aws_env) == {}
