@@ -394,3 +394,27 @@ def test_the_bundle_parses_as_a_protobuf_specs_bundle_the_way_sigstore_python_re
     assert parsed.dsse_envelope.signatures[0].keyid == KEYID
     with pytest.raises(ValueError):  # the model does refuse what the proto does not allow
         Bundle.from_json(bundle_bytes.replace(b'"publicKey":{"hint"', b'"publicKey":{"hint":1,"x"'))
+
+
+def test_the_verifier_version_is_known_where_the_package_ships_without_metadata(tmp_path):
+    # The Lambda asset is a copy of functions/promoter, no installed metadata beside it: run there
+    # (python -S: no site-packages, cwd elsewhere), the version is still the project's.
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import promoter
+
+    shutil.copytree(Path(promoter.__file__).parent, tmp_path / "promoter")
+    code = "from promoter.model import attestation; print(attestation.promoter_version())"
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        env={"PYTHONPATH": str(tmp_path)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == promoter.__version__ == att.promoter_version()

@@ -125,14 +125,11 @@ class VerifiedAttestation:
 
 
 def promoter_version() -> str:
-    """The promoter's version as installed ("unknown" where no package metadata ships, e.g. an
-    asset built without it)."""
-    from importlib.metadata import PackageNotFoundError, version
+    """The promoter's version (`promoter.__version__`, the project's one version: the Lambda asset
+    carries the package without installed metadata)."""
+    from promoter import __version__
 
-    try:
-        return version(VERIFIER_NAME)
-    except PackageNotFoundError:
-        return "unknown"
+    return __version__
 
 
 def config_sha256(config_bytes: bytes) -> str:
