@@ -157,7 +157,7 @@ def target_digest(ecr, repository: str, tag: str) -> str | None:
 
 def approval_rule(source: str, target: str, **approval: Any) -> dict[str, Any]:
     return {
-        "name": "to-prod",
+        "name": "approvals-to-prod",
         "trigger": "request",
         "source": {"repository": source, "tags": ["v*"]},
         "targets": [{"repository": target, "tags": ["{tag}"]}],
