@@ -166,3 +166,19 @@ def _apply_kms() -> None:
     KmsResponse.sign = sign
     KmsResponse.verify = verify
     KmsResponse.get_public_key = get_public_key
+    _accept_key_arns()
+
+
+def _accept_key_arns() -> None:
+    """DisableKey, EnableKey, ScheduleKeyDeletion and CancelKeyDeletion take a key ARN as KMS does
+    (moto 5.2.5 looks the ARN up as a bare key id: KeyError, answered as a 500)."""
+    from moto.kms.models import KmsBackend
+
+    def by_key_id(method: Any) -> Any:
+        def call(self: Any, key_id: str, *args: Any, **kwargs: Any) -> Any:
+            return method(self, self.get_key_id(key_id), *args, **kwargs)
+
+        return call
+
+    for name in ("disable_key", "enable_key", "schedule_key_deletion", "cancel_key_deletion"):
+        setattr(KmsBackend, name, by_key_id(getattr(KmsBackend, name)))

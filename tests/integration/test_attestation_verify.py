@@ -347,18 +347,21 @@ def test_a_disabled_or_deleted_key_is_a_named_failure_and_throttling_is_retryabl
     assert throttled.value.retryable
     aws_env.control.clear_faults()
 
-    kms.disable_key(KeyId=key_arn.rsplit("/", 1)[1])  # moto's DisableKey takes the key id only
+    kms.disable_key(KeyId=key_arn)  # by ARN, as KMS takes it (moto took the bare key id only)
     with pytest.raises(AttestationError) as disabled:
         signer.sign(b"DSSEv1 ...")
     assert not disabled.value.retryable and f"KMS key {key_arn} is disabled" in str(disabled.value)
     code, _, err = promoter(capsys, "attestation", "key", "--key-arn", key_arn)
     assert code == 1 and "is disabled" in err
 
-    kms.enable_key(KeyId=key_arn.rsplit("/", 1)[1])
-    kms.schedule_key_deletion(KeyId=key_arn.rsplit("/", 1)[1], PendingWindowInDays=7)
+    kms.enable_key(KeyId=key_arn)
+    kms.schedule_key_deletion(KeyId=key_arn, PendingWindowInDays=7)
     with pytest.raises(AttestationError) as pending:
         signer.sign(b"DSSEv1 ...")
     assert not pending.value.retryable and "KMSInvalidStateException" in str(pending.value)
+    kms.cancel_key_deletion(KeyId=key_arn)  # KMS leaves a key whose deletion is cancelled disabled
+    kms.enable_key(KeyId=key_arn)
+    assert len(signer.sign(b"DSSEv1 ...")) > 0
 
 
 # --- the local AWS's KMS answers as KMS does (local_aws.moto_fixes) ------------------------------
@@ -425,7 +428,7 @@ def test_local_kms_answers_a_bad_signature_and_a_disabled_key_as_kms_does(kms, k
         "ECC_NIST_P256",
         "SIGN_VERIFY",
     )
-    kms.disable_key(KeyId=key_arn.rsplit("/", 1)[1])
+    kms.disable_key(KeyId=key_arn)
     for call in (
         lambda: kms.sign(KeyId=key_arn, Message=b"one", MessageType="RAW", SigningAlgorithm="ECDSA_SHA_256"),
         lambda: kms.get_public_key(KeyId=key_arn),
