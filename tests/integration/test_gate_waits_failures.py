@@ -1,8 +1,9 @@
 """Issue 20 item 0 on the local AWS, through the Lambda handler: a gate's errors are classified at
-its edge. A scan gate refused DescribeImageScanFindings (the promoter's role lacks the grant) and a
-signature gate whose awskms:/// key is disabled end the action as a named `failed`: logged at
-ERROR, counted as GateFailures (an alarm watches it) besides PromotionFailures, recorded in the
-history; never handed back for five more tries, never `unverified`, and no wait is left behind."""
+its edge. A scan gate refused DescribeImageScanFindings (the promoter's role lacks the grant), and a
+signature gate whose awskms:/// key is disabled or that may not list the image's signatures, end the
+action as a named `failed`: logged at ERROR, counted as GateFailures (an alarm watches it) besides
+PromotionFailures, recorded in the history; never handed back for five more tries, never
+`unverified`, and no wait is left behind."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from promoter import settings
 from promoter.metrics import FAILED_METRIC, GATE_FAILURES_METRIC, UNEXPECTED_ERROR_METRIC
 from promoter.model.outcomes import FAILED
 from tests.integration.test_signature_gate import (  # noqa: F401 - lambda_with and repos are fixtures
+    KeyPair,
     digest_at,
     history_of,
     lambda_with,
@@ -125,5 +127,35 @@ def test_a_disabled_kms_key_is_a_named_gate_failure_not_an_unverified_image(
         key["Arn"],
         "DisabledException",
         "disabled",
+    )
+    assert digest_at(ecr, target, "v1") is None
+
+
+def test_signatures_the_promoter_may_not_list_are_a_named_gate_failure_not_an_unverified_image(
+    aws_env,
+    ecr,
+    pusher,
+    repos,  # noqa: F811
+    lambda_with,  # noqa: F811
+    log_lines,  # noqa: F811
+    capsys,
+):
+    source, target = repos
+    key = KeyPair()
+    image = im.image((256,))
+    pusher.push(source, image, "v1")
+    push_tag_signature(pusher, source, image, key.sign)
+    promote = lambda_with(rule_config(source, target, [key.public_pem]))
+    aws_env.control.fail_next(
+        "ListImageReferrers",
+        "AccessDeniedException",
+        count=1,
+        message="not authorized: ecr:ListImageReferrers",
+    )
+
+    response = promote(source, image.digest, "v1")
+
+    assert_a_named_gate_failure(
+        response, target, "v1", log_lines, capsys, "signature gate", "ListImageReferrers", "access denied"
     )
     assert digest_at(ecr, target, "v1") is None

@@ -28,7 +28,8 @@ Calls to AWS a verifier needs go through the adapters: KMS `Verify` for `awskms:
 Notation signatures by AWS Signer (`promoter.aws.signer`). Throttling or a fault there, or in ECR, is
 retryable: the event comes back. A listed KMS key that cannot verify (disabled, in another state,
 kms:Verify not granted) is no verdict on the signature: when no candidate verifies, the verdict is
-`failed`, naming the key and its state (never `unverified`, never retried).
+`failed`, naming the key and its state (never `unverified`, never retried); so is a read of the
+source repository that is refused for want of a grant (AccessDenied listing or reading signatures).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Any
 from promoter.aws.kms import KmsKeyUnusableError, KmsVerifier
 from promoter.aws.registry import Registry, cosign_tags
 from promoter.aws.signer import SignerRevocation
-from promoter.exceptions import PromoterError, RegistryError
+from promoter.exceptions import AccessDeniedError, PromoterError, RegistryError
 from promoter.gates.base import GateDeps, GateImage
 from promoter.model.config import SignatureGate
 from promoter.model.manifests import Manifest
@@ -116,6 +117,11 @@ class SignatureCheck:
         try:
             referrers = registry.list_referrers(repository, digest)
             found = registry.get_manifests(repository, [digest, tag, *referrers])
+        except AccessDeniedError as exc:  # a grant missing: no verdict on the signatures
+            reason = f"the signature gate cannot read the signatures of {image}: access denied ({exc})"
+            return Verdict(
+                FAILED, reason, Evidence(SIGNATURE_GATE, reason, details={"access_denied": str(exc)})
+            )
         except RegistryError as exc:
             if exc.retryable:
                 raise
