@@ -56,6 +56,7 @@ def deployment(local_aws: LocalAws, tmp_path_factory: pytest.TempPathFactory) ->
 
     from infra.app import build_target_stacks
     from infra.stack import STACK_NAME, PromoterStack
+    from local_aws.stack_route import attestation_key
     from promoter.model.config import parse_config
 
     suffix = uuid.uuid4().hex[:8]
@@ -69,6 +70,15 @@ def deployment(local_aws: LocalAws, tmp_path_factory: pytest.TempPathFactory) ->
     )
     for name in (source, target):
         ecr.create_repository(repositoryName=name)
+    # The stack's attestation key, as `promoter local` creates it (LOCAL_VALUES names its alias).
+    kms = boto3.client(
+        "kms",
+        endpoint_url=local_aws.endpoint,
+        region_name=REGION,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    attestation_key(kms)
     config = parse_config(
         {
             "rules": [

@@ -31,6 +31,8 @@ INVOKE_GUARD_SECONDS = 180
 LOCAL_VALUES = {
     **settings.function_environment(config_path=""),
     RECONCILE_TABLE_ENV: DEFAULT_RECONCILE_TABLE,
+    # The stack's attestation key: the one `promoter local` creates (the deployment fixture too).
+    settings.ATTESTATION_KEY_ENV: settings.LOCAL_ATTESTATION_KEY_ALIAS,
 }
 # The CDK CLI zips every file of an asset with the DOS time 1980-01-01 00:00 (aws-cdk's
 # `writeZipFile`, "reset dates to get the same hash"): what Lambda's /var/task files are dated.

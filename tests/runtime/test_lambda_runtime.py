@@ -22,6 +22,7 @@ from harness import (
 from infra.lambda_runtime import POWERTOOLS_VERSION, SDK_FLOOR
 from local_aws import images as im
 from local_aws.images import EcrPusher
+from promoter.model import attestation as vsa
 from promoter.model.outcomes import PROMOTED
 from tests.lambda_events import sqs_batch
 
@@ -77,8 +78,6 @@ def push_event(repository: str, digest: str, tag: str) -> dict:
             "manifest-media-type": im.OCI_INDEX,
         },
     }
-
-
 
 
 def test_the_runtime_sees_only_the_floor_sdk_the_layers_powertools_and_a_read_only_task_root(
@@ -176,9 +175,14 @@ def test_the_promoter_promotes_a_push_with_referrers_and_answers_a_partial_batch
     referrers = ecr.list_image_referrers(
         repositoryName=deployment.target, subjectId={"imageDigest": index.digest}
     )["referrers"]
-    assert [r["digest"] for r in referrers] == [sbom.digest]
+    # The SBOM, carried, and the promotion's attestation (issue 19), signed with the stack's key.
+    attestation = {"artifactType": vsa.BUNDLE_MEDIA_TYPE}
+    assert [r["digest"] for r in referrers if r.get("artifactType") != vsa.BUNDLE_MEDIA_TYPE] == [sbom.digest]
+    assert [r["annotations"][vsa.ANNOTATION_RULE] for r in referrers if attestation.items() <= r.items()] == [
+        "ship"
+    ]
     # The floor botocore has no ListImageReferrers: the referrers came from the registry API.
-    assert "ListImageReferrers" not in calls and calls["PutImage"] == 1 + len(index.children) + 1
+    assert "ListImageReferrers" not in calls and calls["PutImage"] == 1 + len(index.children) + 1 + 1
     errors = [line for line in function.json_lines() if line.get("level") == "ERROR"]
     assert [e["message"] for e in errors] == ["not an EventBridge event: on to the DLQ"]
 
