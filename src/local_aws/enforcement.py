@@ -11,6 +11,9 @@
 - Every message records who sent it: SQS's `SenderId` is the sender's IAM unique id (the account id
   for the root, `AROA...:<session>` for a role, EventBridge's own id for what it delivers; see
   local_aws.principals). SQS's own move to a dead-letter queue keeps the message, SenderId included.
+- STS `GetCallerIdentity` answers that principal (a user's or root's ARN, a role's session ARN,
+  its unique id and account), as AWS answers its caller; moto answered `user/moto` for any key it
+  did not make.
 
 Principals of the queue's or bus's own account act as their administrator would (no identity
 policies exist locally): allowed unless a statement denies them. A queue or bus without any policy
@@ -47,6 +50,8 @@ PUT_EVENTS = "AWSEvents.PutEvents"
 CHECKED_TARGETS = SEND_OPERATIONS | {PUT_EVENTS}
 # The keys of an event EventBridge delivers (its "event structure" reference); moto adds others.
 ENVELOPE_KEYS = ("version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail")
+# The UserId moto's GetCallerIdentity gives a key it does not know (with `arn:...:user/moto`).
+MOTO_UNKNOWN_KEY_USER_ID = "AKIAIOSFODNN7EXAMPLE"
 _applied = False
 
 
@@ -227,17 +232,19 @@ def _queue_region(account: str, name: str) -> str:
 
 
 def apply() -> None:
-    """Patches moto once per process (idempotent): events' envelope account and SQS delivery, and
-    every sent message's SenderId."""
+    """Patches moto once per process (idempotent): events' envelope account and SQS delivery, every
+    sent message's SenderId, and STS GetCallerIdentity for the principal behind the keys."""
     global _applied
     if _applied:
         return
     from moto.events.models import Rule
     from moto.sqs.models import SQSBackend
+    from moto.sts.models import STSBackend
 
     send_to_targets = Rule.send_to_targets
     send_to_sqs_queue = Rule._send_to_sqs_queue
     send_message = SQSBackend.send_message
+    caller_identity = STSBackend.get_caller_identity
 
     def rule_send_to_targets(self: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
         caller = _caller.get()
@@ -283,7 +290,19 @@ def apply() -> None:
             message.sender_id = sender.user_id
         return message
 
+    def sts_get_caller_identity(self: Any, access_key_id: str, region: str) -> tuple[str, str, str]:
+        # moto reads only 20-character keys (`promoter local credentials --principal`'s are
+        # longer) and answers `user/moto` for a key it did not make: the caller then is the
+        # principal the local AWS found for the keys, answered as AWS answers (a role as its
+        # session). Keys moto made (AssumeRole) keep moto's answer.
+        user_id, arn, account = caller_identity(self, access_key_id, region)
+        caller = _caller.get()
+        if caller is None or caller.is_service or user_id != MOTO_UNKNOWN_KEY_USER_ID:
+            return user_id, arn, account
+        return caller.user_id, caller.session_arn or caller.arn, caller.account
+
     Rule.send_to_targets = rule_send_to_targets
     Rule._send_to_sqs_queue = rule_send_to_sqs_queue
     SQSBackend.send_message = sqs_send_message
+    STSBackend.get_caller_identity = sts_get_caller_identity
     _applied = True

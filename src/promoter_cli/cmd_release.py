@@ -60,7 +60,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "requested (the bus lets only its requesters post it); needs --rule",
     )
     request.add_argument("--reason", default="", metavar="TEXT", help="why (kept in the history)")
-    request.add_argument("--requested-by", default=None, metavar="WHO", help="default: CI actor or user@host")
+    request.add_argument(
+        "--requested-by",
+        default=None,
+        metavar="WHO",
+        help="default: $PROMOTER_REQUESTED_BY, else your principal ARN (STS GetCallerIdentity: what an "
+        "approval gate compares with its approvers), else CI actor or user@host",
+    )
     request.add_argument(
         "--metadata", action="append", default=[], metavar="KEY=VALUE", help="free-form, repeatable"
     )
@@ -108,6 +114,32 @@ def requester(explicit: str | None) -> str:
         return "unknown"
 
 
+def request_requester(explicit: str | None) -> str:
+    """Who asks for a promotion: `explicit` (--requested-by) or $PROMOTER_REQUESTED_BY as given;
+    else the caller's principal ARN as STS says, which is what an approval gate compares with its
+    approvers (the requester may not approve their own request); else, when STS cannot say, the
+    old default (`requester`: CI actor or user@host) with a one-line note on stderr."""
+    chosen = explicit or os.environ.get(REQUESTER_ENV_VARS[0])
+    if chosen:
+        return chosen
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+    try:
+        return str(boto3.client("sts").get_caller_identity()["Arn"])
+    except (NoCredentialsError, NoRegionError):
+        raise  # no call can succeed: said as every command says it (promoter_cli.main)
+    except (ClientError, BotoCoreError) as exc:
+        fallback = requester(None)
+        why = " ".join(str(exc).split())
+        print(
+            f"promoter: note: requested-by is {fallback!r}, not your principal ARN (STS GetCallerIdentity "
+            f"failed: {why}); an approval gate then cannot tell you from its approvers",
+            file=sys.stderr,
+        )
+        return fallback
+
+
 def cmd_request(args: argparse.Namespace) -> int:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
@@ -132,7 +164,7 @@ def cmd_request(args: argparse.Namespace) -> int:
     from promoter.model.plan import Provenance
 
     declared = Provenance(
-        requested_by=requester(args.requested_by), reason=args.reason or "", metadata=metadata
+        requested_by=request_requester(args.requested_by), reason=args.reason or "", metadata=metadata
     )
     unwritable = unwritable_text(declared)
     if unwritable is not None:  # the promoter would refuse it: no record could hold it
@@ -141,7 +173,7 @@ def cmd_request(args: argparse.Namespace) -> int:
         )
     detail: dict[str, Any] = {
         "repository-name": args.repository,
-        "requested-by": requester(args.requested_by),
+        "requested-by": declared.requested_by,
         "reason": args.reason,
         "metadata": metadata,
     }
