@@ -179,6 +179,10 @@ def _demo(local: Any, work: Path, progress: Progress) -> None:
         ecr.put_account_setting(name="BLOB_MOUNTING", value="ENABLED")
         route = _wire_events(sqs, events, config)
         queue_url = route.queue_url
+        # The stack's attestation key (issue 19), as `promoter local` creates it: promotions are attested.
+        from local_aws.stack_route import attestation_key
+
+        key = attestation_key(session.client("kms", endpoint_url=local.endpoint))
         results_url = _wire_results(sqs, events)
     progress.say("app-dev -> app-staging (sha-*), app-dev -> app-prod (vX.Y.Z, IMMUTABLE)")
     progress.say(f"results go to the bus '{RESULTS_BUS}', where a deploy pipeline subscribes")
@@ -190,7 +194,7 @@ def _demo(local: Any, work: Path, progress: Progress) -> None:
             _skopeo_push(local, image_dir, repository, tag)
     progress.say(f"{top} pushed as " + ", ".join(f"{r}:{t}" for r, t in PUSHES))
 
-    handler, capture = _load_handler(local, config_file, work)
+    handler, capture = _load_handler(local, config_file, work, key)
     with progress.step("Delivering the push events: EventBridge -> SQS -> the Lambda handler"):
         delivered = _deliver(sqs, queue_url, handler, expected=len(PUSHES), log=work / "lambda.log")
     _show_results(progress, capture.results)
@@ -203,8 +207,10 @@ def _demo(local: Any, work: Path, progress: Progress) -> None:
             digest = _digest_of(ecr, target, tag)
             _check(digest == top, f"{target}:{tag} is {digest}, expected {top}")
             count = len(_all_images(ecr, target))
-            progress.say(f"{target}:{tag} -> {digest[:19]}... ({count} manifests: index + children)")
-            _check(count == 1 + 2 * len(PLATFORMS), f"{target} holds {count} manifests")
+            progress.say(
+                f"{target}:{tag} -> {digest[:19]}... ({count} manifests: index + children + its attestation)"
+            )
+            _check(count == 1 + 2 * len(PLATFORMS) + 1, f"{target} holds {count} manifests")
 
     with progress.step("What subscribers and auditors see: result events and the history"):
         announced = _receive_all(sqs, results_url, expected=len(PUSHES))
@@ -319,7 +325,9 @@ def _skopeo_push(local: Any, image_dir: Path, repository: str, tag: str) -> None
         raise DemoFailed(f"skopeo push to {repository}:{tag} failed: {proc.stderr.strip()}")
 
 
-def _load_handler(local: Any, config_file: Path, work: Path) -> tuple[Callable[..., Any], ResultCapture]:
+def _load_handler(
+    local: Any, config_file: Path, work: Path, attestation_key: str
+) -> tuple[Callable[..., Any], ResultCapture]:
     """Imports the Lambda handler with the environment the stack sets; its JSON logs go to a file."""
     os.environ.update(
         {
@@ -327,7 +335,9 @@ def _load_handler(local: Any, config_file: Path, work: Path) -> tuple[Callable[.
             "AWS_ACCESS_KEY_ID": "demo",
             "AWS_SECRET_ACCESS_KEY": "demo",
             "AWS_DEFAULT_REGION": local.region,
-            **settings.function_environment(config_path=str(config_file), event_bus=RESULTS_BUS),
+            **settings.function_environment(
+                config_path=str(config_file), event_bus=RESULTS_BUS, attestation_key=attestation_key
+            ),
         }
     )
     from promoter import handler
