@@ -209,6 +209,10 @@ def test_a_skopeo_push_is_promoted_by_promoter_local_itself_recorded_and_announc
     assert history.returncode == 0, history.stderr
     (record,) = json.loads(history.stdout)
     assert (record["outcome"], record["trigger"], record["digest"]) == ("promoted", "push", digest)
+    # Attested with the stack's key, which promoter local created and printed (issue 19).
+    assert record["attestation"].startswith("sha256:")
+    verified = cli(running["env"], "attestation", "verify", "app-staging:sha-1", "--rule", "dev-to-staging")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
     # The handler announces its result on the bus before it returns, so it is in the queue now.
     (message,) = sqs.receive_message(QueueUrl=results, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
     announced = json.loads(message["Body"])
