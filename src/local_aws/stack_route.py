@@ -33,6 +33,9 @@ PROMOTION_BUS = settings.SERVICE_NAME
 # gives up on an event after this many retries or this age, and puts it in the delivery DLQ.
 TARGET_RETRY_ATTEMPTS = 8
 TARGET_MAX_EVENT_AGE_SECONDS = 24 * 3600
+# The local name of the stack's alarm topic (infra.monitoring.notification_topic), which approval
+# gates with `notify: alarm-topic` tell (ALARM_TOPIC_ARN).
+ALARM_TOPIC_NAME = f"{settings.SERVICE_NAME}-alarms"
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class StackRoute:
     scan_rule: str | None = None  # finished basic scans of scan-gated sources (None: no scan gate)
     approval_rule: str | None = None  # approval decisions on the promotion bus (None: no approval gate)
     attestation_key: str | None = None  # the ARN of the key that signs attestations (infra.attestation)
+    alarm_topic: str | None = None  # the alarm topic's ARN, when an approval gate notifies it
+    notify_topics: tuple[str, ...] = ()  # the approval gates' own topics, made on the local AWS
+    unreachable_topics: tuple[str, ...] = ()  # those of another account or region: nobody is told
 
 
 def route_pushes(
@@ -92,13 +98,15 @@ def route_stack(
     max_receive_count: int,
     redrive_principals: tuple[str, ...] = (),
     kms: Any = None,
+    sns: Any = None,
 ) -> StackRoute:
     """What infra/construct.py wires, on the local AWS: the queue and its DLQ; the promotion bus;
     on the default bus a rule with the stack's push pattern for `account`'s pushes (when some rule
     fires on push or writes a target here); on the promotion bus the request rule (always: a request
     naming no request rule still gets its failure result) and, with an approval gate, the approval
     channel's decisions (`Promotion Approval Decided`); each rule's target with the stack's
-    retries and the delivery dead-letter queue; with `kms`, the attestation key (`attestation_key`).
+    retries and the delivery dead-letter queue; with `kms`, the attestation key (`attestation_key`);
+    with `sns`, the topics approval gates notify (`approval_topics`).
     Raises botocore's ClientError when the local AWS refuses a call."""
     queue_url, dlq_url = _queue_with_dlq(sqs, queue_name, visibility_timeout_seconds, max_receive_count)
     delivery_dlq_url = str(sqs.create_queue(QueueName=f"{queue_name}-delivery-dlq")["QueueUrl"])
@@ -157,6 +165,9 @@ def route_stack(
     restrict_queues(sqs, (queue_url, dlq_url, delivery_dlq_url), rule_arns, redrive_principals)
     if event_bus != settings.DEFAULT_EVENT_BUS:  # the default bus is the account's, not the stack's
         restrict_bus(events, event_bus, account, config, request_source)
+    alarm_topic, notify_topics, unreachable = (
+        approval_topics(sns, config, account=account) if sns is not None else (None, (), ())
+    )
     return StackRoute(
         queue_url,
         dlq_url,
@@ -167,7 +178,32 @@ def route_stack(
         scan_rule,
         approval_rule,
         attestation_key(kms) if kms is not None else None,
+        alarm_topic,
+        notify_topics,
+        unreachable,
     )
+
+
+def approval_topics(
+    sns: Any, config: PromotionConfig, *, account: str
+) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
+    """The SNS topics the approval gates tell, made on the local AWS (CreateTopic is idempotent), so
+    that a local wait notifies as a deployed one does: the stack's alarm topic (`ALARM_TOPIC_NAME`)
+    when some gate says `notify: alarm-topic`, its ARN for ALARM_TOPIC_ARN (else None); each topic a
+    gate names, when it is of `account` and of `sns`'s region; and the named topics of another
+    account or region, which the local AWS cannot make for the promoter to publish to."""
+    region = sns.meta.region_name
+    alarm_topic = (
+        str(sns.create_topic(Name=ALARM_TOPIC_NAME)["TopicArn"]) if config.notifies_alarm_topic() else None
+    )
+    made, unreachable = [], []
+    for arn in config.approval_notify_topics():
+        _, _, _, topic_region, topic_account, name = arn.split(":", 5)
+        if (topic_account, topic_region) == (account, region):
+            made.append(str(sns.create_topic(Name=name)["TopicArn"]))
+        else:
+            unreachable.append(arn)
+    return alarm_topic, tuple(made), tuple(unreachable)
 
 
 def attestation_key(kms: Any, alias: str = settings.LOCAL_ATTESTATION_KEY_ALIAS) -> str:

@@ -108,6 +108,7 @@ class LocalPromoter:
             # `promoter redrive` runs with the exports `promoter local` prints: the administrator's.
             redrive_principals=(f"arn:aws:iam::{self.local.account}:root",),
             kms=session.client("kms", endpoint_url=self.local.endpoint),
+            sns=session.client("sns", endpoint_url=self.local.endpoint),
         )
         self._point_environment_at_local_aws(config_file)
         handle_queue = self._load_handler()
@@ -205,6 +206,15 @@ class LocalPromoter:
                 f"#   approvals: POST {self.local.endpoint}{self.approval_path}, signed for the service "
                 "lambda (promoter approve/reject, keys from promoter local credentials --principal ARN)"
             )
+        told = [t for t in (self.route.alarm_topic, *self.route.notify_topics) if t]
+        if told:
+            lines.append(
+                f"#   approval waits are told on SNS {', '.join(told)} (subscribe a queue to read them)"
+            )
+        lines += [
+            f"#   {arn}: not this local AWS's account and region, nobody is told there"
+            for arn in self.route.unreachable_topics
+        ]
         lines += [
             "# Its bus and queues, for promoter request and promoter redrive (paste this too):",
             "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in self.environment().items()),
@@ -240,6 +250,8 @@ class LocalPromoter:
         """The function's environment in this process: the stack's variables, and only the local
         AWS's endpoint, region and keys (a profile or session token of the user's must not send
         the handler anywhere else)."""
+        from promoter.gates.approval import ALARM_TOPIC_ENV
+
         for name in [n for n in os.environ if n.startswith("AWS_")]:
             del os.environ[name]
         credentials = self._credentials()
@@ -255,6 +267,8 @@ class LocalPromoter:
                     event_bus=self.route.event_bus,
                     attestation_key=self.route.attestation_key,
                 ),
+                # `notify: alarm-topic`: the stack sets its alarm topic's ARN (infra/construct.py).
+                **({ALARM_TOPIC_ENV: self.route.alarm_topic} if self.route.alarm_topic else {}),
             }
         )
 
