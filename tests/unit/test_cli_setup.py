@@ -61,10 +61,13 @@ def aws_commands(files: dict[str, str]) -> list[list[str]]:
         ["status", "--config", config],
         ["status", "--config", config, "--stack", "ImagePromoter"],
         ["event", "push", "app-dev:sha-1"],
+        ["approvals", "--config", config],
+        ["approve", "0123456789ab", "--reason", "looked at it"],
+        ["reject", "0123456789ab", "--reason", "not yet"],
     ]
 
 
-COMMAND_COUNT = 11
+COMMAND_COUNT = 14
 
 
 @pytest.fixture
@@ -148,7 +151,7 @@ def test_history_with_config_is_refused_by_history_saying_which_commands_take_it
     assert err.startswith("usage: promoter history ")
     assert (
         "promoter history: error: unrecognized arguments: --config promotion.yaml (history does not read "
-        "the rules; --config is for: graph, handle, local, plan, reconcile, status, validate)"
+        "the rules; --config is for: approvals, graph, handle, local, plan, reconcile, status, validate)"
     ) in " ".join(err.split())
 
 
