@@ -36,13 +36,18 @@ ECR_SOURCE_READ_ACTIONS = (
 ECR_SOURCE_RESTORE_ACTIONS = ("ecr:UpdateImageStorageClass",)
 # Push blobs and manifests into a target repository. BatchGetImage and BatchCheckLayerAvailability
 # find what is already there (a target at the wanted digest is skipped without a PutImage);
-# DescribeImages reads the tags of the image a floating tag holds (its version).
+# DescribeImages reads the tags of the image a floating tag holds (its version). Issue 19:
+# ListImageReferrers finds the promotion's attestation among the promoted digest's referrers (one
+# of ours is never written twice), DescribeRepositories tells a tag move ECR would refuse (an
+# immutable tag) before the attestation is written.
 ECR_TARGET_WRITE_ACTIONS = (
     "ecr:BatchCheckLayerAvailability",
     "ecr:BatchGetImage",
     "ecr:CompleteLayerUpload",
     "ecr:DescribeImages",
+    "ecr:DescribeRepositories",
     "ecr:InitiateLayerUpload",
+    "ecr:ListImageReferrers",
     "ecr:PutImage",
     "ecr:UploadLayerPart",
 )

@@ -165,6 +165,10 @@ class TargetAccountStack(Stack):
                     actions=list(ECR_TARGET_WRITE_ACTIONS), resources=sorted(set(repositories))
                 )
             )
+            # cfn-lint's IAM action list predates ecr:ListImageReferrers (W3037), as for the
+            # promoter's own role (infra.construct); the infra tests check actions against botocore.
+            policy = role.node.find_child("DefaultPolicy").node.default_child
+            policy.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3037"]}})
             _acknowledge_wildcards(
                 role,
                 repositories,

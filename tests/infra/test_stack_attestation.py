@@ -117,3 +117,18 @@ def break_glass_template(tmp_path_factory) -> dict[str, Any]:
 def test_break_glass_principals_may_sign_what_they_promote_and_roll_back(break_glass_template):
     signers = _signers(break_glass_template)
     assert BREAK_GLASS in signers and len(signers) == 3
+
+
+def test_the_promoter_may_read_a_targets_referrers_and_its_tag_mutability(synthesized, test_config):
+    """The attestation's calls in a target besides the writes: ListImageReferrers (is ours there
+    already?) and DescribeRepositories (an immutable tag: a conflict found before attesting)."""
+    statements = synthesized.of_promoter("AWS::IAM::Policy")["Properties"]["PolicyDocument"]["Statement"]
+    for action in ("ecr:ListImageReferrers", "ecr:DescribeRepositories"):
+        granted = {
+            json.dumps(resource)
+            for s in statements
+            if action in _actions(s)
+            for resource in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+        }
+        for glob in test_config.target_repository_globs():
+            assert any(f":repository/{glob}" in r for r in granted), (action, glob)

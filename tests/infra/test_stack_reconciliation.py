@@ -83,8 +83,10 @@ def test_it_lists_only_the_sources_and_describes_repositories_for_glob_sources(s
     sources = set(test_config.source_repository_globs())
     for action in ECR_SOURCE_LIST_ACTIONS:
         assert sources <= granted(action), action
-    # Repositories are listed on the sources, and on `*` (metadata only) to resolve `team/*`.
-    assert granted("ecr:DescribeRepositories") == sources | {"*"}
+    # Repositories are listed on the sources, and on `*` (metadata only) to resolve `team/*`; the
+    # targets' are described too, before an attestation (an immutable tag: promoter.workflows.promote).
+    targets = set(test_config.target_repository_globs())
+    assert granted("ecr:DescribeRepositories") == sources | {"*"} | targets
 
 
 def test_it_has_the_promoters_ecr_grants_and_no_write_on_a_source(statements, synthesized):
@@ -98,10 +100,11 @@ def test_it_has_the_promoters_ecr_grants_and_no_write_on_a_source(statements, sy
         }
 
     promoter = synthesized.of_promoter("AWS::IAM::Policy")["Properties"]["PolicyDocument"]["Statement"]
+    listing = ("ecr:DescribeImages", "ecr:DescribeRepositories")  # the sweep's own reads, wider
     assert ecr_grants(statements) - {
-        ("ecr:DescribeImages", str(r)) for s in statements for r in _as_list(s["Resource"])
+        (a, str(r)) for a in listing for s in statements for r in _as_list(s["Resource"])
     } == ecr_grants(promoter) - {
-        ("ecr:DescribeImages", str(r)) for s in promoter for r in _as_list(s["Resource"])
+        (a, str(r)) for a in listing for s in promoter for r in _as_list(s["Resource"])
     }
     writes = [s for s in statements if "ecr:PutImage" in _as_list(s["Action"])]
     assert {_repository(r) for s in writes for r in _as_list(s["Resource"])}.isdisjoint({"app-staging"})
