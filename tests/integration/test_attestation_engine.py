@@ -512,3 +512,27 @@ def test_an_attestation_costs_six_ecr_calls_and_one_kms_sign_three_more_the_firs
     assert with_key.promote(action).outcome == ALREADY_PRESENT
     assert aws_env.control.calls() == {"BatchGetImage": 1, "ListImageReferrers": 2}
     assert kms_calls(aws_env) == {}
+
+
+def test_without_a_key_promotions_go_on_unattested_and_say_so_once(
+    ecr, pusher, dev_prod, deploy, monkeypatch, caplog
+):
+    from promoter.workflows import attest
+
+    source, target = dev_prod
+    monkeypatch.delenv(settings.ATTESTATION_KEY_ENV, raising=False)
+    monkeypatch.setattr(attest, "_warned_no_key", False)  # as a fresh process
+    deploy({"rules": [_rule(source, target)]})
+    first, second = im.image((32,)), im.image((32,))
+    pusher.push(source, first, "v1")
+    pusher.push(source, second, "v2")
+
+    with caplog.at_level("WARNING", logger="promoter"):
+        deliver(push_event(source, first.digest, "v1"))
+        handler.runtime.cache_clear()  # a second cold start in the same process
+        deliver(push_event(source, second.digest, "v2"))
+
+    assert tag_digest(ecr, target, "v1") == first.digest and tag_digest(ecr, target, "v2") == second.digest
+    assert attestations(ecr, target, first.digest) == {} == attestations(ecr, target, second.digest)
+    said = [r for r in caplog.records if settings.ATTESTATION_KEY_ENV in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "WARNING"
