@@ -7,10 +7,13 @@ follows the key (cosign signs ECDSA keys with ECDSA_SHA_*, RSA keys with RSASSA_
 the ones that do not fit the key are refused by KMS (`InvalidKeyUsageException`,
 `ValidationException`) and the next is tried, so no `DescribeKey` (and no grant for it) is needed.
 
-The payload goes as `MessageType: RAW` (KMS hashes it with the algorithm's hash), as long as KMS
-takes it raw (4096 bytes; a cosign payload is ~300); a longer one goes as its digest. RAW is also
-what every KMS implementation agrees on: moto 5.2.5 hashes a DIGEST message once more, so a correct
-signature verified as DIGEST is refused there (checked by running it).
+The payload goes as `MessageType: RAW` as long as KMS takes it raw (4096 bytes; a cosign payload is
+~300); a longer one goes as its digest (`MessageType: DIGEST`, hashed here with the algorithm's
+hash). RAW because KMS then hashes the message itself with the hash the `SigningAlgorithm` names, so
+the one payload serves every algorithm tried below (SHA-256, -384, -512) and no digest can be paired
+with the wrong algorithm; and a key policy may admit only raw messages (the `kms:MessageType`
+condition key), which a DIGEST would not pass. (The local AWS verifies an ECDSA DIGEST as KMS does:
+`local_aws.moto_fixes` mends moto, which hashed it once more.)
 """
 
 from __future__ import annotations
