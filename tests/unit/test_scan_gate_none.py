@@ -6,9 +6,9 @@ import pytest
 
 from promoter.aws.registry import ScanReport
 from promoter.exceptions import ConfigError
-from promoter.gates.base import BLOCKED, PASSED
 from promoter.gates.scan import check_scan
 from promoter.model.config import SEVERITIES, ScanGate, parse_config
+from promoter.model.verdicts import BLOCKED, PASSED
 
 
 def _config(max_severity: object) -> object:

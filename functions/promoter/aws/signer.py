@@ -17,7 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from promoter.exceptions import GateUnavailableError
-from promoter.gates.signatures import SignatureRejected, SignerRevocationQuery
+from promoter.model.signatures import SignatureRejected, SignerRevocationQuery
 
 SIGNER_MAX_ATTEMPTS = 4
 # Worth handing the event back for (throttling, a fault on AWS's side); any other refusal is final.

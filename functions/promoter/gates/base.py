@@ -1,8 +1,9 @@
 """Gates: what must hold of an image before a rule promotes it. One interface for every kind.
 
 A gate looks at the source image (for an index, the index digest: what the tag names) and answers
-with a `Verdict` (`promoter.model.verdicts`, re-exported here). A rule's gates run in `GATE_ORDER`
-(signature, scan, approval; then any other registered kind), before any write:
+with a `Verdict` (`promoter.model.verdicts`, where every verdict value is imported from). A rule's
+gates run in `GATE_ORDER` (signature, scan, approval; then any other registered kind), before any
+write:
 - a final refusal (blocked, unverified, rejected, expired, failed) decides the action's outcome at
   once, and the gates after it are not asked;
 - a gate that answers `pending` holds its own wait (one record per image, rule, gate and request,
@@ -37,49 +38,24 @@ from promoter.model.config import PromotionConfig, Rule
 from promoter.model.events import Event
 from promoter.model.verdicts import (
     APPROVAL_GATE,
-    BLOCKED,
-    EXPIRED,
-    FAILED,
-    FINAL_REFUSALS,
-    GATE_ORDER,
-    PASSED,
-    PENDING,
-    REJECTED,
     SCAN_GATE,
     SIGNATURE_GATE,
-    UNVERIFIED,
-    Evidence,
     GateStore,
     Verdict,
     Waiting,
 )
 
 __all__ = [
-    "APPROVAL_GATE",
-    "BLOCKED",
-    "EXPIRED",
-    "FAILED",
-    "FINAL_REFUSALS",
     "GATE_KINDS",
-    "GATE_ORDER",
-    "PASSED",
-    "PENDING",
-    "REJECTED",
-    "SCAN_GATE",
-    "SIGNATURE_GATE",
-    "UNVERIFIED",
-    "Evidence",
     "Gate",
     "GateDeps",
     "GateImage",
     "GateKind",
-    "GateStore",
-    "Verdict",
-    "Waiting",
     "WaitingGate",
     "gate_names",
     "gates_of",
     "waiting_gate_names",
+    "waits",
 ]
 
 

@@ -37,21 +37,10 @@ from promoter.model.verdicts import (
     GateStore,
     Verdict,
     Waiting,
-    event_from_item,
-    event_to_item,
     image_key,
 )
 
-__all__ = [
-    "GateStore",
-    "ScanCheck",
-    "Waiting",
-    "check_scan",
-    "event_from_item",
-    "event_to_item",
-    "image_key",
-    "make_gate",
-]
+__all__ = ["ScanCheck", "check_scan", "make_gate"]
 
 SCAN_FINDINGS_ACTION = "ecr:DescribeImageScanFindings"
 

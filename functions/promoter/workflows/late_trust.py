@@ -32,7 +32,6 @@ from promoter.aws.history import History
 from promoter.aws.registry import Registry
 from promoter.aws.results import ResultSink
 from promoter.exceptions import PromoterError
-from promoter.gates import scan as gating
 from promoter.model.config import PromotionConfig, Rule
 from promoter.model.events import Event, ImagePushed, PromotionRequested, ReferrerArrived
 from promoter.model.outcomes import ALREADY_PRESENT, PROMOTED, UNVERIFIED, ActionResult, target_location
@@ -44,6 +43,7 @@ from promoter.model.plan import (
     SourceImage,
     plan_actions,
 )
+from promoter.model.verdicts import GateStore
 from promoter.workflows.promote import TRUST_TREE_MAX_DEPTH, Promoter
 from promoter.workflows.service import (
     ActionRunner,
@@ -98,7 +98,7 @@ def carry_late_trust_material(
     run: ActionRunner,
     history: PromotionRecords,
     results: ResultSink | None = None,
-    gates: gating.GateStore | None = None,
+    gates: GateStore | None = None,
 ) -> EventResult:
     """Carries the arrival's trust material to every target of its image and retries the requests
     it may now let through (module docstring). Retryable failures make the event come back; the

@@ -6,11 +6,13 @@ them to one verifier; a verifier either returns a `VerifiedSignature` naming who
 raises `SignatureRejected` saying exactly why not. Calls to AWS (KMS `Verify` for `awskms://` keys,
 AWS Signer `GetRevocationStatus`) are passed in as callables, so the verifiers stay pure.
 
-This module holds only the values and the exception, and imports nothing beyond the standard library
-and the engine's exceptions. Each verifier module imports its cryptography dependency when it is
-imported (`cryptography`; `sigstore` is imported only inside `sigstore_bundle.verify_bundle`; `cbor2`
-only for COSE envelopes): import a verifier module only where a rule with a signature gate is being
-checked, so a stack without such a rule keeps its cold start.
+This module holds only the values and the exception (the refusal and AWS Signer's question come from
+`promoter.model.signatures`, which the AWS adapter may import), and imports nothing beyond the
+standard library and the engine's model. Each verifier module imports its cryptography dependency
+when it is imported (`cryptography`; `sigstore` is imported only inside
+`sigstore_bundle.verify_bundle`; `cbor2` only for COSE envelopes): import a verifier module only
+where a rule with a signature gate is being checked, so a stack without such a rule keeps its cold
+start.
 
 - `cosign`: cosign simple-signing payloads with key pairs (PEM or `awskms://`), optional Rekor SET;
   keyless (Fulcio certificate + Rekor SET).
@@ -21,9 +23,8 @@ checked, so a stack without such a rule keeps its cold start.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-from promoter.exceptions import PromoterError
+from promoter.model.signatures import SignatureRejected, SignerRevocationQuery
 
 __all__ = ["Identity", "SignatureRejected", "SignerRevocationQuery", "VerifiedSignature"]
 
@@ -68,10 +69,6 @@ class VerifiedSignature:
     signed_at: str | None = None
 
 
-class SignatureRejected(PromoterError):
-    """A signature that does not verify; str() says exactly why (never retried: the bytes won't change)."""
-
-
 @dataclass(frozen=True)
 class Identity:
     r"""A Sigstore signer identity to accept: the OIDC issuer and the certificate's subject (SAN).
@@ -82,16 +79,3 @@ class Identity:
 
     issuer: str
     subject: str
-
-
-@dataclass(frozen=True)
-class SignerRevocationQuery:
-    """What AWS Signer's GetRevocationStatus needs to say whether a verified Notation signature, its
-    signing job, its profile version or one of its certificates was revoked (field for field:
-    ProfileVersionArn, JobArn, PlatformId, SignatureTimestamp, CertificateHashes)."""
-
-    profile_version_arn: str
-    job_arn: str
-    platform_id: str
-    signature_timestamp: datetime
-    certificate_hashes: tuple[str, ...]
