@@ -155,10 +155,11 @@ class Registry(Protocol):
         ...
 
     def referrer_annotations(
-        self, repository: str, digest: str, artifact_type: str
+        self, repository: str, digest: str, artifact_type: str | None = None
     ) -> dict[str, dict[str, str]]:
-        """The OCI 1.1 referrers of an image of one artifact type, of every status, with the
-        annotations their descriptors carry: digest -> annotations (one listing, every page)."""
+        """The OCI 1.1 referrers of an image of one artifact type (None: of every type), of every
+        status, with the annotations their descriptors carry: digest -> annotations, in the order
+        listed (one listing, every page)."""
         ...
 
     def upload_blob(self, repository: str, data: bytes) -> str:
@@ -497,7 +498,7 @@ class EcrRegistry:
             kwargs["nextToken"] = response["nextToken"]
 
     def referrer_annotations(
-        self, repository: str, digest: str, artifact_type: str
+        self, repository: str, digest: str, artifact_type: str | None = None
     ) -> dict[str, dict[str, str]]:
         if not hasattr(self._ecr, "list_image_referrers"):  # an older runtime botocore: see above
             return {
@@ -505,10 +506,13 @@ class EcrRegistry:
                 for d in self._referrer_descriptors_from_registry(repository, digest, artifact_type)
             }
         found: dict[str, dict[str, str]] = {}
+        listing: dict[str, Any] = {"artifactStatus": REFERRER_STATUS_ANY}
+        if artifact_type is not None:
+            listing["artifactTypes"] = [artifact_type]
         kwargs: dict[str, Any] = {
             "repositoryName": repository,
             "subjectId": {"imageDigest": digest},
-            "filter": {"artifactTypes": [artifact_type], "artifactStatus": REFERRER_STATUS_ANY},
+            "filter": listing,
             "maxResults": LIST_REFERRERS_PAGE_SIZE,
         }
         while True:

@@ -5,11 +5,15 @@ for an index, the index's own):
 - cosign's tag `sha256-<hex>.sig`: a manifest whose layers are simple-signing payloads
   (`application/vnd.dev.cosign.simplesigning.v1+json`), each signed in its
   `dev.cosignproject.cosign/signature` annotation;
-- OCI 1.1 referrers (ListImageReferrers, every page), by artifact type: cosign's
+- OCI 1.1 referrers (ListImageReferrers, every page, with their annotations), by artifact type: cosign's
   (`application/vnd.dev.cosign.artifact.sig.v1+json`, the same layers), Sigstore bundles
   (`application/vnd.dev.sigstore.bundle.v0.3+json`, `...bundle+json;version=0.x`: the layer is the
   bundle) and Notary Project signatures (`application/vnd.cncf.notary.signature`: the layer is a JWS
   or COSE envelope; ECR managed signing makes these with AWS Signer).
+The promoter's own attestations are Sigstore bundles too, of a source that was itself promoted
+(staging -> prod): their listed annotations say so (`promoter.model.attestation.is_our_attestation`)
+and they are passed over unread, so they cost no read and no place among the candidates (anyone who
+may push could write such annotations on a referrer: that only ever takes a signature away).
 
 Each candidate's blob is read (bounded, `SIGNATURE_BLOB_MAX_BYTES`) and handed to the verifier for
 its kind (`promoter.gates.signatures`, imported here, so only for a rule with this gate). The first
@@ -45,6 +49,7 @@ from promoter.aws.registry import Registry, cosign_tags
 from promoter.aws.signer import SignerRevocation
 from promoter.exceptions import AccessDeniedError, PromoterError, RegistryError
 from promoter.gates.base import GateDeps, GateImage
+from promoter.model.attestation import is_our_attestation
 from promoter.model.config import SignatureGate
 from promoter.model.manifests import Manifest
 from promoter.model.verdicts import FAILED, PASSED, SIGNATURE_GATE, UNVERIFIED, Evidence, Verdict, Waiting
@@ -115,7 +120,10 @@ class SignatureCheck:
         repository, digest = image.repository, image.digest
         tag = _signature_tag(digest)
         try:
-            referrers = registry.list_referrers(repository, digest)
+            listed = registry.referrer_annotations(repository, digest)
+            # Our own attestations (a source that was itself promoted holds one per rule and
+            # target) are no signatures: passed over by their listed annotations, never read.
+            referrers = [d for d, notes in listed.items() if not is_our_attestation(notes)]
             found = registry.get_manifests(repository, [digest, tag, *referrers])
         except AccessDeniedError as exc:  # a grant missing: no verdict on the signatures
             reason = f"the signature gate cannot read the signatures of {image}: access denied ({exc})"
@@ -129,12 +137,14 @@ class SignatureCheck:
         subject = found.get(digest)
         if subject is None:
             return Verdict(UNVERIFIED, f"{image} is not in the source repository")
+        attested = len(listed) - len(referrers)
         candidates = _in_turns(_candidates(found.get(tag), tag, [found[d] for d in referrers if d in found]))
         if not candidates:
             return Verdict(
                 UNVERIFIED,
                 f"no signature of {image}: no cosign tag {tag} and no signature among its "
-                f"{len(referrers)} referrer(s)",
+                f"{len(referrers)} referrer(s)"
+                + (f" besides {attested} attestation(s) of the promoter's own" if attested else ""),
             )
         refusals: list[str] = []
         passed_over: list[str] = []  # of a kind the rule does not accept: refused without a read
