@@ -25,6 +25,7 @@ from promoter.gates.base import GateDeps, GateImage, gates_of
 from promoter.model import attestation as vsa
 from promoter.model.config import parse_config
 from promoter.model.verdicts import PASSED, UNVERIFIED
+from tests.integration.test_registry_referrers_fallback import ClientWithoutListImageReferrers
 from tests.integration.test_signature_candidates import LAYOUT, _signed_image
 from tests.integration.test_signature_gate import digest_at, lambda_with  # noqa: F401 - a fixture
 
@@ -59,9 +60,9 @@ def _to_staging(dev: str, staging: str) -> dict[str, Any]:
     }
 
 
-def _to_prod_gate(staging: str, prod: str) -> Any:
+def _to_prod_gate(staging: str, prod: str, client: Any) -> Any:
     """The signature gate of a staging -> prod rule that takes a Notation signature by the e2e
-    certificate or a keyless Sigstore signature of a GitHub release workflow."""
+    certificate or a keyless Sigstore signature of a GitHub release workflow (ECR through `client`)."""
     config = parse_config(
         {
             "rules": [
@@ -80,7 +81,7 @@ def _to_prod_gate(staging: str, prod: str) -> Any:
             ]
         }
     )
-    (gate,) = gates_of(config.rules[0], GateDeps(registry=EcrRegistry(make_ecr_client())))
+    (gate,) = gates_of(config.rules[0], GateDeps(registry=EcrRegistry(client)))
     return gate
 
 
@@ -109,7 +110,12 @@ def _reset(aws_env) -> None:
     aws_env.control.reset_blob_host_requests()
 
 
+@pytest.mark.parametrize(
+    "listing",
+    ["ListImageReferrers", "registry referrers API"],  # the second as a Lambda runtime's older botocore
+)
 def test_the_promoters_own_attestation_on_a_promoted_source_is_never_read_as_a_signature(
+    listing,
     aws_env,
     ecr,
     pusher,
@@ -125,7 +131,10 @@ def test_the_promoters_own_attestation_on_a_promoted_source_is_never_read_as_a_s
     assert lambda_with(_to_staging(dev, staging))(dev, image.digest, "v1") == {"batchItemFailures": []}
     assert digest_at(ecr, staging, "v1") == image.digest
     attestation, bundle_blob = _our_attestation(ecr, staging, image.digest)
-    gate = _to_prod_gate(staging, prod)
+    client = make_ecr_client()
+    gate = _to_prod_gate(
+        staging, prod, client if listing == "ListImageReferrers" else ClientWithoutListImageReferrers(client)
+    )
     source = GateImage(staging, image.digest)
 
     # Only our attestation beside the image: no signature, and nothing read to find that out.
@@ -135,6 +144,7 @@ def test_the_promoters_own_attestation_on_a_promoted_source_is_never_read_as_a_s
     assert attestation not in unsigned.reason, unsigned.reason  # not a refused candidate
     assert "1 attestation(s) of the promoter's own" in unsigned.reason
     assert _reads(aws_env) == (0, [])
+    assert ("ListImageReferrers" in aws_env.control.calls()) == (listing == "ListImageReferrers")
 
     # The real Notation signature arrives: it verifies, and only its envelope is read.
     pusher.push(staging, notation_signature)
