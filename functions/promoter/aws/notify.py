@@ -22,6 +22,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -96,7 +97,7 @@ def notify_approval_wait(
         waiting, rule, verdicts, expires_at, requester, min_approvals=min_approvals, targets=targets
     )
     try:
-        sns = client or _sns_client()
+        sns = client or sns_client(topic_region(topic_arn))
         sns.publish(TopicArn=topic_arn, Subject=subject, Message=json.dumps(message))
     except (ClientError, BotoCoreError) as exc:
         logger.error(
@@ -198,10 +199,22 @@ def _subject(title: str) -> str:
     return ascii_only if len(ascii_only) <= MAX_SUBJECT_CHARS else ascii_only[: MAX_SUBJECT_CHARS - 3] + "..."
 
 
-def _sns_client() -> Any:
+def topic_region(topic_arn: str) -> str | None:
+    """The region of an SNS topic ARN (`arn:<partition>:sns:<region>:<account>:<name>`); None for
+    anything else (then the function's own region is asked, and SNS says what is wrong)."""
+    parts = topic_arn.split(":")
+    if len(parts) == 6 and parts[0] == "arn" and parts[2] == "sns" and parts[3]:
+        return parts[3]
+    return None
+
+
+@cache
+def sns_client(region: str | None) -> Any:
+    """An SNS client for `region` (None: the function's own), one per region per process. SNS
+    Publish goes to the topic's own region: a client of another region does not find the topic."""
     import boto3
 
-    return boto3.client("sns")
+    return boto3.client("sns", region_name=region)
 
 
 def _count_failure() -> None:
