@@ -47,7 +47,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the rule's own source (<source>.rule.<R>), for a rule with requesters:; needs --rule",
     )
     request.add_argument("--reason", default="", metavar="TEXT", help="why (kept in the history)")
-    request.add_argument("--requested-by", default=None, metavar="WHO", help="default: CI actor or user@host")
+    request.add_argument(
+        "--requested-by",
+        default=None,
+        metavar="WHO",
+        help="default: $PROMOTER_REQUESTED_BY, else CI actor or user@host (printed offline, no STS call: "
+        "give your principal ARN for an approval gate to know you, as promoter request does by default)",
+    )
     request.set_defaults(func=cmd_event_request)
 
 
