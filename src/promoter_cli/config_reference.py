@@ -162,12 +162,24 @@ the exact ARNs listed can ever reach (no role, no pattern among them) is refused
 
 The requester (the principal ARN the request's `requested-by` names; unknown when it names none, as
 for a push) may not approve their own promotion unless `requester_may_approve: true`; anyone who may
-approve may reject. The gate is asked last, and people are told (`notify`: an SNS topic ARN, or
-`{ALARM_TOPIC}`) once the gates before it passed; the wait lasts `expires_after` from the request
-(default {DEFAULT_EXPIRES_AFTER}, at most {MAX_EXPIRES_AFTER}). `min` approvals promote exactly the
-digest that waited, even if the source tag moved since; one rejection ends the wait as `rejected`;
-a wait nobody decided in time ends as `expired`; a newer request of the same rule for the same
-source tag supersedes an older wait, which ends as `expired`, "superseded by request X".
+approve may reject. The gate is asked last, and people are told (`notify`: an SNS topic ARN, in
+any region, or `{ALARM_TOPIC}`, which needs the stack's alarm topic: `-c alarm_email` or `-c
+alarm_topic_arn`, else synth refuses it) once the gates before it passed; the wait lasts
+`expires_after` from the request's first handling (default {DEFAULT_EXPIRES_AFTER}, at most
+{MAX_EXPIRES_AFTER}). `min` approvals promote exactly the digest that waited, even if the source tag
+moved since; one rejection ends the wait as `rejected`; a wait nobody decided in time ends as
+`expired`; a newer request of the same rule for the same source tag supersedes an older wait, which
+ends as `expired`, "superseded by request X". How people decide, and what is guaranteed:
+[approvals](approvals.md).
+
+## The configuration in attestations
+
+Every promotion's [attestation](attestations.md) names its rule and the configuration it followed:
+the policy `https://ecr-image-promoter.dev/policy?config=promotion.yaml&rule=<rule>` with the
+sha256 of the configuration as the stack stages it (canonical JSON: comments, key order and
+YAML-or-JSON do not change it; any change to a rule does). A break-glass `promoter promote` (rule
+`manual`) and a `promoter rollback` (rule `rollback`) follow no rule: their policy says
+`config=none`, with the sha256 of empty bytes.
 """
 
 _REFUSALS = """\
