@@ -8,8 +8,12 @@
   subject digest, the predicate type, the verifier, the resourceUri (the tag when IMAGE names one,
   else any tag of the repository), PASSED, and the rule when given. IMAGE is `REPOSITORY:TAG`,
   `REPOSITORY@DIGEST` or a full registry URI (`<account>.dkr.ecr.<region>.amazonaws.com/REPO:TAG`).
-Exit codes: 0 every attestation found holds (at least one), 1 none found or one fails (or the key
-cannot be read from KMS), 2 bad input (IMAGE, --key, no key to use).
+  Attestations of ours whose target is another repository were carried along from an earlier hop
+  (dev -> staging -> prod copies staging's into prod): listed as "carried from <target>", not
+  checked, not counted.
+Exit codes: 0 every attestation found for this repository (this tag, when IMAGE names one) holds
+(at least one), 1 none found or one fails (or the key cannot be read from KMS), 2 bad input (IMAGE,
+--key, no key to use).
 
 Which key, first found wins: `--key` (a PEM file, the PEM text, or a KMS key ARN/alias); the stack's
 output `AttestationPublicKeyArn` with `--stack`; `ATTESTATION_KEY_ARN`; against the local AWS, the
@@ -295,8 +299,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
             digest = next(iter(found.values())).digest
         resource = f"{host}/{repository}" + (f":{reference.tag}" if reference.tag else "")
         listed = registry.referrer_annotations(repository, digest, vsa.BUNDLE_MEDIA_TYPE)
+        # A promotion copies the source's referrers, our attestations of earlier hops among them
+        # (`app-staging`'s in `app-prod`): they attest another repository, are listed as carried
+        # and never checked against this one. One with no target is checked (fails closed).
+        carried = {
+            d: notes
+            for d, notes in listed.items()
+            if vsa.is_our_attestation(notes) and is_carried(notes, f"{host}/{repository}")
+        }
         target = resource if reference.tag else None
-        ours = {d: notes for d, notes in listed.items() if vsa.is_our_attestation(notes, args.rule, target)}
+        ours = {
+            d: notes
+            for d, notes in listed.items()
+            if d not in carried and vsa.is_our_attestation(notes, args.rule, target)
+        }
         checked = [
             check_attestation(registry, repository, d, notes, pem, digest, resource, args.rule)
             for d, notes in sorted(ours.items())
@@ -316,13 +332,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 "key": key_source,
                 "verified": holds,
                 "attestations": [c.as_dict() for c in checked],
+                "carried": [carried_as_dict(d, notes) for d, notes in sorted(carried.items())],
             }
         )
     else:
         _print_checked(checked, f"{repository}@{short_digest(digest)}", key_source)
+        _print_carried(carried, f"{repository}@{short_digest(digest)}")
     if not checked:
         others = sorted(
-            {n.get(vsa.ANNOTATION_TARGET, "?") for n in listed.values() if vsa.is_our_attestation(n)}
+            {
+                n.get(vsa.ANNOTATION_TARGET, "?")
+                for d, n in listed.items()
+                if vsa.is_our_attestation(n) and d not in carried
+            }
         )
         wanted = " ".join(part for part in (resource, f"rule {args.rule}" if args.rule else "") if part)
         elsewhere = f" (there are attestations for: {', '.join(others)})" if others else ""
@@ -335,6 +357,30 @@ def cmd_verify(args: argparse.Namespace) -> int:
             EXIT_NOT_ALL_PROMOTED, f"{failed} of {len(checked)} attestation(s) of {args.image} do not hold"
         )
     return EXIT_OK
+
+
+def is_carried(annotations: dict[str, str], repository: str) -> bool:
+    """True when one of our attestations names a target in another repository than `repository`
+    (`registry/repository`): an earlier hop's, copied along with the image's referrers."""
+    target = annotations.get(vsa.ANNOTATION_TARGET)
+    return bool(target) and vsa.resource_repository(str(target)) != repository
+
+
+def carried_as_dict(digest: str, annotations: dict[str, str]) -> dict[str, Any]:
+    """A carried attestation as `verify --json` lists it (read from its annotations, not checked)."""
+    return {
+        "attestation": digest,
+        "carried_from": annotations.get(vsa.ANNOTATION_TARGET),
+        "rule": annotations.get(vsa.ANNOTATION_RULE),
+    }
+
+
+def _print_carried(carried: dict[str, dict[str, str]], image: str) -> None:
+    for digest, notes in sorted(carried.items()):
+        sys.stdout.write(
+            f"carried  attestation {digest} of {image}: carried from "
+            f"{printable(str(notes.get(vsa.ANNOTATION_TARGET)))} (another repository's; not checked)\n"
+        )
 
 
 def _print_checked(checked: list[Checked], image: str, key_source: str) -> None:
