@@ -19,8 +19,10 @@ from promoter.model.outcomes import (
     REJECTED,
     SKIPPED,
     UNVERIFIED,
+    ActionResult,
 )
 from promoter.model.verdicts import FAILED as FAILED_VERDICT
+from promoter.model.verdicts import PENDING as PENDING_VERDICT
 from promoter.workflows.service import EventResult
 
 PROMOTED_METRIC = "ImagesPromoted"
@@ -32,7 +34,9 @@ CONFLICT_METRIC = "TagConflicts"
 FAILED_METRIC = "PromotionFailures"
 SKIPPED_METRIC = "PromotionsSkipped"
 BLOCKED_METRIC = "PromotionsBlocked"
+# A promotion held by a gate, by the gate it waits on (`pending_gate`): the scan's public name stays.
 GATE_PENDING_METRIC = "PromotionsAwaitingScan"
+APPROVAL_PENDING_METRIC = "PromotionsAwaitingApproval"
 GATE_TIMEOUT_METRIC = "ScanGateTimeouts"
 UNVERIFIED_METRIC = "PromotionsUnverified"
 # Issue 20: a person rejected the promotion; a wait ran past its deadline without a decision.
@@ -73,6 +77,22 @@ _OUTCOME_METRICS = {
     EXPIRED: EXPIRED_METRIC,
     FOREIGN: OUT_OF_BAND_WRITES_METRIC,
 }
+# A gate-pending outcome counts under the metric of the gate it waits on (none named: a scan, as
+# before gates other than the scan could wait).
+_PENDING_METRICS = {"approval": APPROVAL_PENDING_METRIC}
+
+
+def pending_gate(action: ActionResult) -> str | None:
+    """The gate a gate-pending result waits on: the first gate of its evidence still pending (the
+    one its reason names); None when its evidence names none."""
+    return next((e.get("gate") for e in action.evidence or () if e.get("state") == PENDING_VERDICT), None)
+
+
+def outcome_metric(action: ActionResult) -> str:
+    """The metric an action's outcome counts under."""
+    if action.outcome == GATE_PENDING:
+        return _PENDING_METRICS.get(str(pending_gate(action)), GATE_PENDING_METRIC)
+    return _OUTCOME_METRICS[action.outcome]
 
 
 def record_event_result(metrics: Metrics, result: EventResult) -> None:
@@ -89,7 +109,7 @@ def record_event_result(metrics: Metrics, result: EventResult) -> None:
         if action.replayed:
             metrics.add_metric(name=REPLAYED_METRIC, unit=MetricUnit.Count, value=1)
             continue
-        metrics.add_metric(name=_OUTCOME_METRICS[action.outcome], unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name=outcome_metric(action), unit=MetricUnit.Count, value=1)
         if action.outcome == FAILED and any(e.get("state") == FAILED_VERDICT for e in action.evidence or ()):
             metrics.add_metric(name=GATE_FAILURES_METRIC, unit=MetricUnit.Count, value=1)
         if action.stats.blobs_mounted:
