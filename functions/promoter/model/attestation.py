@@ -8,8 +8,9 @@ verification material is a public-key hint (the key lives in KMS; there is no tr
 entry), stored as an OCI 1.1 referrer of the promoted digest in the target repository exactly as
 cosign's `--new-bundle-format` stores one (sigstore/cosign `specs/BUNDLE_SPEC.md`): an image
 manifest with `artifactType` the bundle media type, the empty config, one layer holding the bundle.
-So `cosign verify-attestation --new-bundle-format --key <PEM> --insecure-ignore-tlog`, Kyverno and
-the Sigstore policy-controller read it with the stack's public key alone.
+So `cosign verify-attestation --new-bundle-format --key <PEM> --insecure-ignore-tlog` and Kyverno
+(1.18+) verify it with the stack's public key alone; the Sigstore policy-controller (up to v0.15.1)
+accepts this format only from keyless signers (sigstore/policy-controller#1958).
 
 What the VSA says: the verifier (the promoter, with its version), when, the resource (the target
 `registry/repository:tag`), the policy (the rule and the configuration, with the configuration's
