@@ -7,7 +7,9 @@ sweep cannot disagree about what a target should hold. The history adds when and
 target tag last changed; the gates table adds what waits on a scan. With an attestation key
 configured (`ATTESTATION_KEY_ARN`, which `--stack` sets from the stack's output), each shown target
 that holds what it should is checked for its attestation (issue 19: one referrers listing each); a
-missing one is shown (`in-sync, attestation missing`) until reconciliation attaches it. Reads only.
+missing one is shown (`in-sync, attestation missing`) until reconciliation attaches it; the sweep
+plans push rules only, so a request rule's says `(request rule: reconcile does not attach it)`.
+Reads only.
 Exit codes: 0 read, 1 something could not be read (said in the output), 2 bad configuration.
 
 `graph` prints the rules as a Mermaid flowchart (GitHub renders it in Markdown).
@@ -411,7 +413,7 @@ def print_status(document: dict[str, Any]) -> None:
             ]
             for image in rule["images"]
         ]
-        rows += _target_rows(rule["targets"])
+        rows += _target_rows(rule["targets"], rule["trigger"])
         if rows:
             print_table(STATUS_COLUMNS, rows, indent="  ")
         else:
@@ -431,8 +433,10 @@ def print_status(document: dict[str, Any]) -> None:
         print(f"error: {printable(error)}")
 
 
-def _target_rows(targets: list[dict[str, Any]]) -> list[list[str]]:
-    """Target tags of one repository holding one digest in one state share a row."""
+def _target_rows(targets: list[dict[str, Any]], trigger: str = TRIGGER_PUSH) -> list[list[str]]:
+    """Target tags of one repository holding one digest in one state share a row. A missing
+    attestation of a request rule's target is not the reconciliation's to attach: it plans push
+    rules only, and a request rule's attestation records a request the sweep cannot know."""
     from promoter.model.outcomes import GATE_PENDING
     from promoter.workflows.reconcile import IN_SYNC
 
@@ -443,6 +447,8 @@ def _target_rows(targets: list[dict[str, Any]]) -> list[list[str]]:
         state = target["state"]
         if state == IN_SYNC and "attestation" in target and target["attestation"] is None:
             state = f"{IN_SYNC}, attestation missing"  # issue 19: reconciliation attaches it
+            if trigger != TRIGGER_PUSH:
+                state += " (request rule: reconcile does not attach it)"
         grouped.setdefault((stage, target["holds"] or "", state), []).append(target)
     rows = []
     for (stage, holds, state), group in grouped.items():
