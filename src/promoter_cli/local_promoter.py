@@ -11,7 +11,8 @@ itself, and `promoter request` is answered, exactly as deployed.
 
 The handler's JSON logs and metrics go to a file, as they go to CloudWatch Logs; the terminal gets
 one line per action the handler took (outcome, target, digest, rule, trigger and source) and one
-per event it could not handle.
+per event it could not handle or had nothing to do for, except the promoter's own pushes into its
+targets (routed back to it for the out-of-band check, which recognises them): those print nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from promoter_cli.resources import (
 if TYPE_CHECKING:
     from local_aws import LocalAws
     from local_aws.event_source_mapping import Invocation
+    from promoter.model.events import ImagePushed
 
 HANDLER_NAME = "promoter.handler.handle_queue"
 LOG_FILE = "promoter.log"
@@ -129,9 +131,12 @@ class LocalPromoter:
         def invoke(event: dict[str, Any], context: Any) -> Any:
             with self._lock:
                 self._in_flight += 1
+            noted = self._reporter.note_pushes(event) if self._reporter is not None else []
             try:
                 return handle_queue(event, context)
             finally:
+                if self._reporter is not None:
+                    self._reporter.forget(noted)
                 with self._lock:
                     self._in_flight -= 1
 
@@ -317,7 +322,42 @@ class TerminalReporter(logging.Handler):
     def __init__(self, promoter: LocalPromoter, config: PromotionConfig) -> None:
         super().__init__(level=logging.INFO)
         self.promoter = promoter
+        self.config = config
         self.triggers = {rule.name: rule.trigger for rule in config.rules}
+        # The pushes of the batches being handled, by event id: a push into a target tag that the
+        # out-of-band check recognised as the promoter's own write prints nothing.
+        self._pushes: dict[str, ImagePushed] = {}
+
+    def note_pushes(self, batch: Mapping[str, Any]) -> list[str]:
+        """Remembers the ECR pushes of an SQS batch about to be handled; their event ids."""
+        from promoter.exceptions import EventError, MalformedMessageError
+        from promoter.model.events import ImagePushed, parse_json_event
+
+        noted = []
+        for record in batch.get("Records") or ():
+            try:
+                event = parse_json_event(str(record.get("body", "")))
+            except (EventError, MalformedMessageError):
+                continue  # the handler says what is wrong with it
+            if isinstance(event, ImagePushed):
+                self._pushes[event.event_id] = event
+                noted.append(event.event_id)
+        return noted
+
+    def forget(self, event_ids: list[str]) -> None:
+        for event_id in event_ids:
+            self._pushes.pop(event_id, None)
+
+    def _own_write(self, result: Mapping[str, Any]) -> bool:
+        """An ignored push into a target tag that the out-of-band check looked at and found no
+        `foreign` write in: the promoter's own (a promotion's PutImage, routed back to it)."""
+        from promoter.model.outcomes import FOREIGN
+        from promoter.workflows.out_of_band import watched_rules
+
+        push = self._pushes.get(str(result.get("event_id")))
+        if push is None or result.get("error") or not watched_rules(push, self.config):
+            return False
+        return not any(action.get("outcome") == FOREIGN for action in result.get("results") or ())
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -335,7 +375,7 @@ class TerminalReporter(logging.Handler):
         event = f"(event {result.get('event_id')})"
         if result.get("error"):
             self.promoter.say(f"error {event}: {result['error']}")
-        if result.get("ignored_reason"):
+        if result.get("ignored_reason") and not self._own_write(result):
             self.promoter.say(f"nothing to do {event}: {result['ignored_reason']}")
         for action in result.get("results") or ():
             self.promoter.say(action_line(action, self.triggers.get(action["rule"], "?")))

@@ -84,6 +84,14 @@ def rules_writing(config: PromotionConfig, repository: str, tag: str) -> tuple[s
     return tuple(found)
 
 
+def watched_rules(event: ImagePushed, config: PromotionConfig) -> tuple[str, ...]:
+    """The rules that can write the tag a push wrote, when the out-of-band check looks at it (a
+    tagged push, no cosign tag); () for a push it leaves alone."""
+    if not event.tag or COSIGN_TAG_PATTERN.fullmatch(event.tag):
+        return ()
+    return rules_writing(config, event.repository, event.tag)
+
+
 def _promotion(rule: str, event: ImagePushed) -> Action:
     """The action whose idempotency record would explain the push: the key is the rule, the digest
     (a promotion keeps it) and the target; the source's name is not part of it."""
@@ -97,9 +105,7 @@ def check_push(
     explains; None for the promoter's own writes, untagged pushes, cosign tags and tags no rule
     writes. Raises what the idempotency table or the history raise (retryable: the event
     is delivered again)."""
-    if not event.tag or COSIGN_TAG_PATTERN.fullmatch(event.tag):
-        return None
-    rules = rules_writing(config, event.repository, event.tag)
+    rules = watched_rules(event, config)
     if not rules:
         return None
     for rule in (*rules, MANUAL_RULE):
