@@ -6,10 +6,11 @@ event would be planned and reads what each target tag holds: the very functions 
 sweep cannot disagree about what a target should hold. The history adds when and how each shown
 target tag last changed; the gates table adds what waits on a scan. With an attestation key
 configured (`ATTESTATION_KEY_ARN`, which `--stack` sets from the stack's output), each shown target
-that holds what it should is checked for its attestation (issue 19: one referrers listing each); a
-missing one is shown (`in-sync, attestation missing`) until reconciliation attaches it; the sweep
-plans push rules only, so a request rule's says `(request rule: reconcile does not attach it)`.
-Reads only.
+that holds what it should, and each shown target of a request rule that holds an image, is checked
+for its attestation (issue 19: one referrers listing each); a missing one is shown (`attestation
+missing`) until reconciliation attaches it, or with the reason it will not: an approval rule (no
+sweep can approve), or a digest the rule's source does not hold (`workflows.reconcile.
+promoted_from_source`, the test the sweep applies). Reads only.
 Exit codes: 0 read, 1 something could not be read (said in the output), 2 bad configuration.
 
 `graph` prints the rules as a Mermaid flowchart (GitHub renders it in Markdown).
@@ -22,6 +23,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
     from promoter.model.outcomes import ActionResult
     from promoter.model.plan import Action
     from promoter.model.verdicts import Waiting
-    from promoter.workflows.reconcile import SourceRegistry
+    from promoter.workflows.reconcile import DesiredTargets, SourceRegistry, TargetKey
     from promoter.workflows.rollback import HistoryReader
 
     # The rule's gates for one action: (the result that stops it, or None; the signature that passed).
@@ -264,9 +266,10 @@ def rule_status(
             if isinstance(holds, RegistryError):
                 errors.append(f"reading {action.target_repository}:{action.target_tag}: {holds}")
             attestation: dict[str, Any] = {}
-            if attested is not None and state == IN_SYNC:
+            checked = state == IN_SYNC or rule.trigger != TRIGGER_PUSH
+            if attested is not None and checked and isinstance(holds, str):
                 try:
-                    attestation = {"attestation": attested(action)}
+                    attestation = _attestation_status(rule, desired, key, holds, attested, history)
                 except RegistryError as exc:
                     errors.append(f"attestation of {action.target_repository}:{action.target_tag}: {exc}")
             targets.append(
@@ -285,7 +288,8 @@ def rule_status(
                     "last_change": _last_change(history, action),
                     # The gate that would stop `should_hold` now (None: it would get it).
                     "gate": {"outcome": stopped.outcome, "reason": stopped.reason} if stopped else None,
-                    # Checked (issue 19): the attestation's digest, or None when it is missing.
+                    # Checked (issue 19): the attestation's digest, or None when it is missing;
+                    # `attestation_note`: why reconciliation will not attach a missing one.
                     **attestation,
                 }
             )
@@ -297,6 +301,70 @@ def rule_status(
         "waiting": [_wait_status(rule, w) for w in waiting if w.rule == rule.name],
         "errors": errors,
     }
+
+
+def _attestation_status(
+    rule: Rule,
+    desired: DesiredTargets,
+    key: TargetKey,
+    holds: str,
+    attested: AttestationCheck,
+    history: HistoryReader,
+) -> dict[str, Any]:
+    """Our attestation of the digest the target tag holds, for this rule and target: its digest or
+    None, and when None why reconciliation will not attach it (`attestation_note`): the same test
+    the sweep applies (`promoted_from_source`; an approval gate answers pending to a sweep)."""
+    from promoter.workflows.reconcile import promoted_from_source
+
+    fed = promoted_from_source(desired, key, holds)
+    action = desired.targets[key].action
+    if fed is None:  # not from the rule's source: checked as what it holds, never repaired
+        found = attested(replace(action, source=replace(action.source, digest=holds)))
+        note = "the rule's source holds it under no tag the rule takes: reconcile does not attach it"
+    else:
+        found = attested(fed.action)
+        note = _approval_note(rule, fed.action, history) if rule.approval_gate is not None else None
+    return {"attestation": found, **({"attestation_note": note} if found is None and note else {})}
+
+
+def _approval_note(rule: Rule, action: Action, history: HistoryReader) -> str:
+    """Why an approval rule's missing attestation stays missing, and what attaches it: a sweep
+    cannot approve (the gate answers pending and holds nothing); a new request that people approve
+    does, once the idempotency record of the promotion expired (until then it answers from the
+    record, after asking people). A break-glass promote attests as rule `manual`, not this rule."""
+    if rule.trigger != TRIGGER_PUSH:
+        when = _record_expiry(history, action)
+        return (
+            f"approval rule: request it again after {when} and approve it; "
+            "a break-glass promote attests as rule manual"
+        )
+    return "approval rule: reconcile cannot approve it"
+
+
+def _record_expiry(history: HistoryReader, action: Action) -> str:
+    """When the idempotency record of the promotion that put the digest there expires: the newest
+    recorded run of this rule writing it (promoted or already there) plus the records' lifetime."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from promoter.model.outcomes import ALREADY_PRESENT, PROMOTED, ActionResult
+
+    days = settings.IDEMPOTENCY_TTL_SECONDS // 86400
+    location = ActionResult.for_action(action, "").target_location
+    try:
+        records = history.for_target(location, action.target_tag)
+    except (ClientError, BotoCoreError):
+        records = []
+    runs = [
+        str(r.get("at", ""))
+        for r in records
+        if r.get("rule") == action.rule
+        and r.get("outcome") in (PROMOTED, ALREADY_PRESENT)
+        and str(r.get("source", "")).endswith(f"@{action.source.digest}")
+    ]
+    if not runs or not max(runs):
+        return f"its record expires ({days} days after its promotion)"
+    at = datetime.strptime(max(runs)[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return _iso(at.timestamp() + settings.IDEMPOTENCY_TTL_SECONDS)
 
 
 def attestation_check(registry: Any) -> AttestationCheck:
@@ -413,7 +481,7 @@ def print_status(document: dict[str, Any]) -> None:
             ]
             for image in rule["images"]
         ]
-        rows += _target_rows(rule["targets"], rule["trigger"])
+        rows += _target_rows(rule["targets"])
         if rows:
             print_table(STATUS_COLUMNS, rows, indent="  ")
         else:
@@ -433,25 +501,24 @@ def print_status(document: dict[str, Any]) -> None:
         print(f"error: {printable(error)}")
 
 
-def _target_rows(targets: list[dict[str, Any]], trigger: str = TRIGGER_PUSH) -> list[list[str]]:
+def _target_rows(targets: list[dict[str, Any]]) -> list[list[str]]:
     """Target tags of one repository holding one digest in one state share a row. A missing
-    attestation of a request rule's target is not the reconciliation's to attach: it plans push
-    rules only, and a request rule's attestation records a request the sweep cannot know."""
+    attestation says why reconciliation will not attach it, when it will not (`attestation_note`)."""
     from promoter.model.outcomes import GATE_PENDING
     from promoter.workflows.reconcile import IN_SYNC
 
-    grouped: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    grouped: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
     for target in targets:
         stage = qualified(target["repository"], target["account"], target["region"])
         stage += PROTECTED_MARK if target.get("protected") else ""
-        state = target["state"]
-        if state == IN_SYNC and "attestation" in target and target["attestation"] is None:
-            state = f"{IN_SYNC}, attestation missing"  # issue 19: reconciliation attaches it
-            if trigger != TRIGGER_PUSH:
-                state += " (request rule: reconcile does not attach it)"
-        grouped.setdefault((stage, target["holds"] or "", state), []).append(target)
+        missing = ""
+        if "attestation" in target and target["attestation"] is None:
+            missing = ", attestation missing"  # issue 19: reconciliation attaches it, unless noted
+            if target.get("attestation_note"):
+                missing += f" ({target['attestation_note']})"
+        grouped.setdefault((stage, target["holds"] or "", target["state"], missing), []).append(target)
     rows = []
-    for (stage, holds, state), group in grouped.items():
+    for (stage, holds, state, missing), group in grouped.items():
         shown_state = state
         should_hold, gate = group[0]["should_hold"], group[0].get("gate")
         if state != IN_SYNC and should_hold != holds:
@@ -461,6 +528,7 @@ def _target_rows(targets: list[dict[str, Any]], trigger: str = TRIGGER_PUSH) -> 
                 shown_state = f"{state}: {short_digest(should_hold)} stopped by a gate ({gate['outcome']})"
             else:
                 shown_state = f"{state}: would get {short_digest(should_hold)}"
+        shown_state += missing
         last = group[0]["last_change"]
         rows.append(
             [

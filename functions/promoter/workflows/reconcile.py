@@ -32,7 +32,7 @@ from promoter.exceptions import (
     RegistryError,
     RepositoryNotFoundError,
 )
-from promoter.model.config import TRIGGER_PUSH, PromotionConfig, Rule
+from promoter.model.config import TRIGGER_PUSH, TRIGGER_REQUEST, PromotionConfig, Rule
 from promoter.model.events import ImagePushed, PromotionRequested
 from promoter.model.manifests import Manifest
 from promoter.model.ordering import push_is_newer, version_is_newer
@@ -201,7 +201,9 @@ def reconcile(
     behind targets reported as `would-promote`, no cursor written. What runs is recorded in
     `history` and announced on `results` (trigger `reconcile`), as for an event. With
     `attestations` (a signing key is configured), an in-sync target whose attestation is missing
-    gets it, once its rule's gates pass (one referrers listing per in-sync target)."""
+    gets it, once its rule's gates pass (one referrers listing per in-sync target); so does, once
+    the push rules are done, a request rule's target holding an image the rule could have promoted
+    (`_repair_request_rules`: the tag never moves)."""
     dry_run = run is None
     tally = _Tally()
     # The rule's gates, each image decided once per pass, nothing held (a pending scan stays
@@ -269,7 +271,67 @@ def reconcile(
         start = None  # the saved repository may be gone: the next rules run in full
     if cursors is not None and not dry_run and loaded is not None:
         cursors.clear()
-    return tally.report(complete=True, dry_run=dry_run, cursor=None)
+    complete = True
+    if attestations is not None and not dry_run:
+        complete = _repair_request_rules(
+            config,
+            registry,
+            gate,
+            attestations,
+            history,
+            results,
+            tally,
+            remaining_seconds,
+            time_reserve_seconds,
+            page_size,
+        )
+    return tally.report(complete=complete, dry_run=dry_run, cursor=None)
+
+
+def _repair_request_rules(
+    config: PromotionConfig,
+    registry: SourceRegistry,
+    gate: Callable[[Action], gating.Gated],
+    attestations: AttestationRepair,
+    history: History | None,
+    results: ResultSink | None,
+    tally: _Tally,
+    remaining_seconds: Callable[[], float],
+    time_reserve_seconds: float,
+    page_size: int,
+) -> bool:
+    """After the push rules: each target tag of a request rule holding an image the rule could have
+    promoted (`promoted_from_source`) gets its missing attestation, once the rule's gates pass for
+    that image now (as for a push rule's in-sync target). It never moves a tag: a request rule's
+    target moves only when asked. Per page of a source: one DescribeImages, one BatchGetImage per
+    target repository, one referrers listing per target tag holding such an image. False when
+    time ran out (no cursor: the next pass repairs from the first request rule again)."""
+    for rule in config.rules_for(TRIGGER_REQUEST):
+        for repository in _source_repositories(rule, registry, tally):
+            token: str | None = None
+            while True:
+                if remaining_seconds() < time_reserve_seconds:
+                    logger.info("reconcile out of time repairing the attestations of rule %s", rule.name)
+                    return False
+                try:
+                    page = registry.list_tagged_images(repository, page_size, token)
+                    desired = desired_targets(rule, config, repository, page.images)
+                    held = current_digests([d.action for d in desired.targets.values()], registry)
+                    for key in desired.targets:
+                        digest = held.get(key)
+                        fed = promoted_from_source(desired, key, digest) if isinstance(digest, str) else None
+                        if fed is not None:
+                            _repair_attestation(
+                                fed.action, attestations, gate, fed.event_id, history, results, tally
+                            )
+                except PromoterError as exc:
+                    logger.error("attestation repair of %s (rule %s) failed: %s", repository, rule.name, exc)
+                    tally.errors.append(f"rule {rule.name}: {repository}: {exc}")
+                    break
+                token = page.next_token
+                if token is None:
+                    break
+    return True
 
 
 def _stop(
@@ -330,6 +392,16 @@ class DesiredTargets:
     skipped: tuple[Action, ...]
     images: int
     superseded: int
+    # Every image that feeds each target tag, by digest (the newest of them is in `targets`): what
+    # the rule could have promoted there.
+    feeds: dict[TargetKey, dict[str, DesiredTarget]] = field(default_factory=dict)
+
+
+def promoted_from_source(desired: DesiredTargets, key: TargetKey, held: str) -> DesiredTarget | None:
+    """The planned target of the image the target tag holds (`held`), when the rule could have
+    promoted it there: an image of this listing, under a tag the rule's source takes, planned onto
+    that tag; None when the source holds no such image (a break-glass move of something else)."""
+    return desired.feeds.get(key, {}).get(held)
 
 
 def desired_targets(
@@ -343,6 +415,7 @@ def desired_targets(
     (model/ordering.py: the version for a floating tag, else the push time), is the one the target
     should hold."""
     chosen: dict[TargetKey, DesiredTarget] = {}
+    feeds: dict[TargetKey, dict[str, DesiredTarget]] = {}
     skipped: list[Action] = []
     taken = superseded = 0
     for image in images:
@@ -366,12 +439,14 @@ def desired_targets(
                 skipped.append(action)
                 continue
             key = _target_key(action)
+            feeding = DesiredTarget(image, event_id, action)
+            feeds.setdefault(key, {}).setdefault(image.digest, feeding)
             prior = chosen.get(key)
             if prior is None or _supersedes(action, image, prior.image):
-                chosen[key] = DesiredTarget(image, event_id, action)
+                chosen[key] = feeding
             if prior is not None:
                 superseded += 1
-    return DesiredTargets(chosen, tuple(skipped), taken, superseded)
+    return DesiredTargets(chosen, tuple(skipped), taken, superseded, feeds)
 
 
 def target_state(
