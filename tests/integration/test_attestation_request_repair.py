@@ -53,6 +53,7 @@ def test_reconcile_attaches_a_request_rules_missing_attestation_once_and_moves_n
     deploy,  # noqa: F811
     key_arn,  # noqa: F811
     public_key,  # noqa: F811
+    aws_env,
     monkeypatch,
     tmp_path,
     capsys,
@@ -100,8 +101,18 @@ def test_reconcile_attaches_a_request_rules_missing_attestation_once_and_moves_n
     assert shown["v1"]["attestation"] == attached["v1"] and shown["live"]["attestation"] == attached["live"]
     # A second pass finds them: nothing more written.
     handler.runtime.cache_clear()
+    aws_env.control.reset_requests()
     again = reconcile_handler.handle({}, FakeLambdaContext(aws_request_id=str(uuid.uuid4())))
+    calls = aws_env.control.requests()
     assert not again["results"] and len(attestations(ecr, target, first.digest)) == 2
+    # What the pass read for the request rule: its source (one DescribeRepositories, one
+    # DescribeImages page), its target repository (one BatchGetImage), and per target tag holding
+    # an image of the rule two referrer listings: ours in the target, then the source's (an
+    # attestation carried from the source is not the target's). Nothing written, nothing signed.
+    read = {op: calls.get(op, 0) for op in ("DescribeRepositories", "DescribeImages", "BatchGetImage")}
+    assert read == {"DescribeRepositories": 1, "DescribeImages": 1, "BatchGetImage": 1}
+    assert calls.get("ListImageReferrers") == 4
+    assert not {op for op in calls if op.startswith("KMS.") or op in ("PutImage", "InitiateLayerUpload")}
 
 
 def test_an_approval_rules_missing_attestation_stays_missing_and_status_says_what_attaches_it(
