@@ -304,8 +304,9 @@ def _repair_request_rules(
     promoted (`promoted_from_source`) gets its missing attestation, once the rule's gates pass for
     that image now (as for a push rule's in-sync target). It never moves a tag: a request rule's
     target moves only when asked. Per page of a source: one DescribeImages, one BatchGetImage per
-    target repository, one referrers listing per target tag holding such an image. False when
-    time ran out (no cursor: the next pass repairs from the first request rule again)."""
+    target repository, one referrers listing per target tag holding such an image (two when the
+    attestation is there: the source's too, to tell a carried one). False when time ran out or a
+    retryable fault stopped it (no cursor: the next pass repairs from the first request rule)."""
     for rule in config.rules_for(TRIGGER_REQUEST):
         for repository in _source_repositories(rule, registry, tally):
             token: str | None = None
@@ -325,8 +326,13 @@ def _repair_request_rules(
                                 fed.action, attestations, gate, fed.event_id, history, results, tally
                             )
                 except PromoterError as exc:
-                    logger.error("attestation repair of %s (rule %s) failed: %s", repository, rule.name, exc)
                     tally.errors.append(f"rule {rule.name}: {repository}: {exc}")
+                    if exc.retryable:  # throttled, a service error: the next pass repairs it
+                        logger.warning(
+                            "attestation repair stopped at %s (rule %s): %s", repository, rule.name, exc
+                        )
+                        return False
+                    logger.error("attestation repair of %s (rule %s) failed: %s", repository, rule.name, exc)
                     break
                 token = page.next_token
                 if token is None:
