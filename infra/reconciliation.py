@@ -93,7 +93,10 @@ class Reconciliation(Construct):
         self.function = lambda_.Function(
             self,
             "Function",
-            description="Reconciles push rules with the registry: promotes images whose events were lost",
+            description=(
+                "Reconciles the rules with the registry: promotes push rules' images whose events "
+                "were lost, attaches missing attestations"
+            ),
             runtime=parts.runtime,
             architecture=parts.architecture,
             handler=RECONCILE_HANDLER,
