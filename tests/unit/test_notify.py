@@ -1,10 +1,11 @@
 """The approval notification: what one SNS message tells the approvers, as a subscriber receives it,
-and a publish that fails is logged and counted, never raised (moto's SNS and SQS, in process)."""
+and a publish that fails is logged and counted, never raised (the session's local AWS: SNS and SQS)."""
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,8 +13,8 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools import Metrics
-from moto import mock_aws
 
+from local_aws import LocalAws
 from promoter import settings
 from promoter.aws.notify import (
     APPROVAL_NOTIFICATION_FAILURES_METRIC,
@@ -46,22 +47,21 @@ VERDICTS = {
 
 
 @pytest.fixture
-def sns_and_queue(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str, Any, str]]:
-    """(sns, topic ARN, sqs, queue URL): a topic with an SQS subscriber, on moto in process."""
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        sns, sqs = boto3.client("sns", region_name=REGION), boto3.client("sqs", region_name=REGION)
-        topic = sns.create_topic(Name="approvals")["TopicArn"]
-        queue = sqs.create_queue(QueueName="approvers")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-        yield sns, topic, sqs, queue
+def sns_and_queue(aws_env: LocalAws) -> Iterator[tuple[Any, str, Any, str]]:
+    """(sns, topic ARN, sqs, queue URL): a topic of this test's own with an SQS subscriber, on the
+    session's local AWS. Not moto's `mock_aws()`: starting it resets every moto backend in the
+    process, and the local AWS's moto runs in the test process, so the session's tables, queues
+    and buses were wiped for every later test in the worker (the fault tier's idempotency table)."""
+    kw: dict[str, Any] = {"endpoint_url": aws_env.endpoint, "region_name": aws_env.region}
+    sns, sqs = boto3.client("sns", **kw), boto3.client("sqs", **kw)
+    name = f"approvals-{uuid.uuid4().hex[:10]}"
+    topic = sns.create_topic(Name=name)["TopicArn"]
+    queue = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    yield sns, topic, sqs, queue
+    sns.delete_topic(TopicArn=topic)
+    sqs.delete_queue(QueueUrl=queue)
 
 
 @pytest.fixture
@@ -133,7 +133,7 @@ def test_an_unknown_requester_is_said_so_and_free_text_cannot_break_out_of_its_c
 
 def test_a_publish_that_fails_is_logged_at_error_and_counted_never_raised(sns_and_queue, metrics, caplog):
     sns, topic, sqs, queue = sns_and_queue
-    missing = topic.replace(":approvals", ":deleted-topic")
+    missing = topic.rsplit(":", 1)[0] + ":deleted-topic"
 
     with caplog.at_level(logging.ERROR, logger="promoter.aws.notify"):
         published = notify_approval_wait(missing, Wait(), "prod", VERDICTS, EXPIRES_AT, None, client=sns)
