@@ -219,6 +219,20 @@ def rule_status(
         errors.append(f"listing the source {rule.source.repository}: {exc}")
     if repository is not None and rule.source.repository_pattern.matches(repository):
         repositories = [r for r in repositories if r == repository]
+    # The waits of this rule's sources (of `repository` when it is one): the gates table may hold
+    # waits of a rule by this name for repositories its source no longer takes (or another
+    # configuration's), which this rule would never promote.
+    waits = [
+        w
+        for w in waiting
+        if w.rule == rule.name
+        and rule.source.repository_pattern.matches(w.repository)
+        and (
+            repository is None
+            or w.repository == repository
+            or not rule.source.repository_pattern.matches(repository)
+        )
+    ]
     hold_back = rollback_hold(history)
     written_outside = repair_note(history)
     for source_repository in repositories:
@@ -298,7 +312,7 @@ def rule_status(
         "images": sources,
         "targets": targets,
         "states": dict(counts),
-        "waiting": [_wait_status(rule, w) for w in waiting if w.rule == rule.name],
+        "waiting": [_wait_status(rule, w) for w in waits],
         "errors": errors,
     }
 

@@ -87,6 +87,35 @@ def test_status_shows_what_each_stage_holds_what_is_behind_and_what_waits_on_a_g
     assert "to-prod" not in table
 
 
+def test_status_lists_only_the_waits_of_the_rules_own_sources(chain, pusher, unique_name, ecr, tmp_path):
+    _, stage, prod, config = chain
+    # A wait of a rule by the same name whose source is another repository (another configuration,
+    # or a source this rule no longer takes): the shared gates table holds it, status must not.
+    other = unique_name("stage")
+    ecr.create_repository(repositoryName=other)
+    other_config = tmp_path / "other.yaml"
+    other_config.write_text(
+        f"rules:\n  - name: to-prod\n    trigger: request\n    source: {{repository: {other}}}\n"
+        f"    require: {{scan: {{max_severity: HIGH}}}}\n    targets: [{{repository: {prod}}}]\n"
+    )
+    theirs, ours = im.image((128,)), im.image((128,))
+    pusher.push(other, theirs, "sha-1")
+    pusher.push(stage, ours, "sha-1")
+    for repository, rules in ((other, other_config), (stage, config)):
+        request = run("event", "request", f"{repository}:sha-1", "--rule", "to-prod")
+        pending = run("handle", "-", "--config", str(rules), "--json", stdin=request.stdout)
+        assert {a["outcome"] for a in json.loads(pending.stdout)["actions"]} == {"gate-pending"}
+
+    everything = json.loads(run("status", "--config", config, "--rule", "to-prod", "--json").stdout)
+    of_stage = json.loads(
+        run("status", "--config", config, "--rule", "to-prod", "--repository", stage, "--json").stdout
+    )
+
+    for result in (everything, of_stage):
+        (to_prod,) = result["rules"]
+        assert [(w["repository"], w["digest"]) for w in to_prod["waiting"]] == [(stage, ours.digest)]
+
+
 def test_status_agrees_with_reconcile_once_reconcile_has_run(chain, pusher):
     dev, stage, _, config = chain
     pusher.push(dev, im.image((64,)), "sha-9")
