@@ -23,6 +23,7 @@ key the local stack creates (`settings.LOCAL_ATTESTATION_KEY_ALIAS`).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import sys
@@ -40,6 +41,9 @@ from promoter_cli.output import add_json_flag, print_json, printable, short_dige
 
 if TYPE_CHECKING:
     from promoter.aws.registry import EcrRegistry
+    from promoter.workflows.attest import Attestor
+
+LOG = logging.getLogger(__name__)
 
 # An attestation's bundle is a few KB; a referrer's layer far bigger than this is not ours to read.
 MAX_BUNDLE_BYTES = 1024 * 1024
@@ -133,6 +137,31 @@ def default_key_arn(args: argparse.Namespace) -> str:
         "no attestation key: pass --stack NAME (its AttestationPublicKeyArn), --key, "
         f"or set {settings.ATTESTATION_KEY_ENV}"
     )
+
+
+def break_glass_attestor() -> Attestor | None:
+    """The attestor of a person's promotion (no rule's configuration; a signature that fails lets it
+    go on unattested, said at ERROR): on the key ATTESTATION_KEY_ARN names; else, against the local
+    AWS, on the local stack's key (found by its alias, or made under it as `promoter local` makes
+    it), the key `promoter attestation key` and `verify` read there; else None, and the engine says
+    once that promotions are not attested (a real stack's key comes from ATTESTATION_KEY_ARN)."""
+    from promoter.workflows.attest import Attestor, attestor_from_environment
+    from promoter_cli.cmd_local import is_loopback_endpoint
+
+    if settings.attestation_key_arn() or not is_loopback_endpoint(os.environ.get("AWS_ENDPOINT_URL", "")):
+        return attestor_from_environment(None, required=False)
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from local_aws.stack_route import attestation_key
+    from promoter.aws.attestations import KmsAttestationSigner
+
+    try:
+        key = attestation_key(boto3.client("kms"))
+    except (BotoCoreError, ClientError) as exc:
+        LOG.error("the local attestation key could not be read or made: not attested (%s)", exc)
+        return None
+    return Attestor(KmsAttestationSigner(key), key, config_bytes=None, required=False)
 
 
 def kms_public_key(key_arn: str) -> str:

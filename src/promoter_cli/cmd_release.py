@@ -357,9 +357,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from promoter.aws.registry import EcrRegistry, make_ecr_client
     from promoter.aws.results import EventBridgeResults
     from promoter.model.plan import TRIGGER_MANUAL, Action, Plan, Provenance, SourceImage
-    from promoter.workflows.attest import attestor_from_environment
     from promoter.workflows.promote import Promoter
     from promoter.workflows.service import run_plan
+    from promoter_cli.cmd_attestation import break_glass_attestor
 
     try:
         repository, tag, digest = parse_image(args.image)
@@ -396,9 +396,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
         TRIGGER_MANUAL, run_id, requester(args.requested_by), args.reason, authenticated_as=caller_arn()
     )
     try:
-        # Attested with the stack's key when one is configured (ATTESTATION_KEY_ARN, or --stack);
+        # Attested with the stack's key (ATTESTATION_KEY_ARN), on the local AWS the local stack's;
         # a caller the key policy does not let sign still promotes, unattested, said at ERROR.
-        attestor = attestor_from_environment(None, required=False)
+        attestor = break_glass_attestor()
         run = idempotent_runner(Promoter(registry, attestor=attestor), make_persistence())
         # The audit is part of a break-glass promotion: an outcome not recorded fails it (exit 1).
         result = run_plan(

@@ -22,6 +22,7 @@ from promoter import handler, reconcile_handler, settings
 from promoter.aws.approvals import ApprovalStore
 from promoter.aws.gate_store import DynamoDbGates
 from promoter.model import attestation as vsa
+from promoter_cli.cmd_release import MANUAL_RULE
 from promoter_cli.main import main
 from tests.integration.test_attestation_engine import (  # noqa: F401  (fixtures)
     _rule,
@@ -224,7 +225,9 @@ def test_a_target_holding_what_the_rules_source_does_not_offer_gets_no_attestati
     assert (repaired["target_tag"], repaired["source_digest"]) == ("v2", other.digest)
     assert len(ours(ecr, target, other.digest, rule, f"{host_of(ecr)}/{target}:v2")) == 1
     assert ours(ecr, target, hotfix.digest, rule, where) == []
-    assert attestations(ecr, target, hotfix.digest) == {}  # promoted unattested (no key then)
+    # The break-glass move's own attestation (the local stack's key), never one of the rule's.
+    hotfix_rules = [a[vsa.ANNOTATION_RULE] for a in attestations(ecr, target, hotfix.digest).values()]
+    assert hotfix_rules == [MANUAL_RULE]
     assert attestations(ecr, target, requested.digest) == {}
     assert tag_digest(ecr, target, "v1") == hotfix.digest  # never moved back
     config_file = tmp_path / "promotion.yaml"
