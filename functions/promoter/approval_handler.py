@@ -41,7 +41,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from promoter import settings
 from promoter.aws.approvals import NOT_FOUND, ApprovalRefusedError, ApprovalStore
-from promoter.handler import config_path
 from promoter.model.approvals import (
     APPROVALS_KEY,
     APPROVE,
@@ -102,7 +101,7 @@ def runtime() -> Runtime:
     """Built once per container: the configuration the promoter runs with, and the clients."""
     session = boto3.session.Session()
     return Runtime(
-        config=load_config(config_path()),
+        config=load_config(settings.config_path()),
         store=ApprovalStore(resource=session.resource("dynamodb")),
         events=session.client("events"),
     )

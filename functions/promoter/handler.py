@@ -24,7 +24,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -46,6 +45,7 @@ from promoter.metrics import record_event_result, record_invalid_event, record_u
 from promoter.model.config import PromotionConfig, load_config
 from promoter.model.events import PromotionRequested, parse_json_event
 from promoter.model.senders import delivery_note, record_sender, sender_refusal
+from promoter.settings import config_path  # the staged configuration; also what tests ask the handler for
 from promoter.workflows.attest import Attestor, attestor_from_environment
 from promoter.workflows.out_of_band import push_check
 from promoter.workflows.promote import Promoter
@@ -104,12 +104,6 @@ class Runtime:
     results: EventBridgeResults
     gates: DynamoDbGates
     attestor: Attestor | None = None  # signs each promotion's attestation (None: no key configured)
-
-
-def config_path() -> Path:
-    """The staged configuration: `$PROMOTION_CONFIG`, else promotion.json beside this package."""
-    configured = os.environ.get(settings.CONFIG_PATH_ENV)
-    return Path(configured) if configured else Path(__file__).parent / settings.STAGED_CONFIG_FILE
 
 
 @cache

@@ -7,6 +7,7 @@ drift apart. The stack sets the environment variables; the CLI and the local AWS
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 SERVICE_NAME = "image-promoter"
 METRICS_NAMESPACE = "ImagePromoter"
@@ -165,3 +166,10 @@ OUTPUT_APPROVAL_URL = "ApprovalUrl"
 # failed on maxReceiveCount times).
 REDRIVE_DELIVERY = "delivery"
 REDRIVE_PROCESSING = "processing"
+
+
+def config_path() -> Path:
+    """The staged configuration: `$PROMOTION_CONFIG`, else promotion.json beside this package (one
+    place for every function: the approval function reads it without importing the queue handler)."""
+    configured = os.environ.get(CONFIG_PATH_ENV)
+    return Path(configured) if configured else Path(__file__).parent / STAGED_CONFIG_FILE
